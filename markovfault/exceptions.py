@@ -1,0 +1,79 @@
+"""Error and warning types that users of markovfault can catch.
+
+Every error raised for a user's input subclasses a builtin (``ValueError``
+or ``TypeError``), so ``except ValueError`` keeps working, and names the
+column, the first offending row and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MarkovFaultError",
+    "HistoryError",
+    "MissingColumnError",
+    "EmptyHistoryError",
+    "TimeParseError",
+    "MixedTimezoneError",
+    "MetricTypeError",
+    "UnknownStatusError",
+    "ConfigError",
+    "ModelFileError",
+    "NotFittedError",
+    "DataWarning",
+]
+
+
+class MarkovFaultError(Exception):
+    """Base class of every error that markovfault raises on purpose."""
+
+
+class HistoryError(MarkovFaultError, ValueError):
+    """An exported history breaks the input contract."""
+
+
+class MissingColumnError(HistoryError, KeyError):
+    """A column that the input contract or the configuration needs is absent."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyHistoryError(HistoryError):
+    """An input file or frame holds no rows."""
+
+
+class TimeParseError(HistoryError):
+    """A value of the time column is neither a timestamp nor an integer."""
+
+
+class MixedTimezoneError(HistoryError):
+    """The time column mixes time-zone-aware and naive timestamps."""
+
+
+class MetricTypeError(HistoryError, TypeError):
+    """A metric column that should be numeric holds something else."""
+
+
+class UnknownStatusError(HistoryError):
+    """A status label is not covered by the state mapping."""
+
+
+class ConfigError(MarkovFaultError, ValueError):
+    """A configuration file or a parameter is invalid."""
+
+
+class ModelFileError(MarkovFaultError, ValueError):
+    """A model file is truncated, tampered with, or of an unknown format."""
+
+
+class NotFittedError(MarkovFaultError, ValueError, AttributeError):
+    """A model was used before it was fitted.
+
+    Subclasses ``ValueError`` and ``AttributeError`` like scikit-learn's
+    :class:`sklearn.exceptions.NotFittedError`.
+    """
+
+
+class DataWarning(UserWarning):
+    """Data are degenerate in a way that changes the estimates (unseen events,
+    states never left, rows dropped)."""
