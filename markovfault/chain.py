@@ -1,0 +1,430 @@
+"""The event-conditioned Markov chain estimator.
+
+:class:`EventMarkovChain` turns transition counts into smoothed estimates of
+how each kind of event moves an entity between states, ``P(S_n | S_{n-1},
+E_n)``, of which events arrive in which state, ``P(E_n | S_{n-1})``, and of the
+marginal chain for unknown future events. The numerics live in pure functions
+(:func:`estimate_tensors`); the estimator stores counts and calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from . import forecast as _forecast
+from .counts import count_transitions, event_arrival_counts
+from .exceptions import ConfigError, DataWarning, NotFittedError
+from .trajectories import Trajectories
+
+__all__ = ["EventMarkovChain", "estimate_tensors"]
+
+logger = logging.getLogger("markovfault.chain")
+
+
+def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) -> dict:
+    """Smoothed chain tensors from event-conditioned counts.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_events, n_states, n_states)
+        ``counts[e, i, j]`` = #(state i, event e, next state j).
+    alpha : float, default=1.0
+        Total mass of the uniform Dirichlet prior on each pooled row.
+    beta : float, default=1.0
+        Pseudo-counts that shrink each event-conditioned row toward the pooled
+        row, and each event-arrival row toward the global event frequencies.
+
+    Returns
+    -------
+    dict with keys
+        ``pooled`` (S, S), ``event_matrices`` (E, S, S), ``event_probs`` (S, E),
+        ``transition_matrix`` (S, S), ``unvisited`` (S,) bool: states never left.
+
+    Notes
+    -----
+    With :math:`C_{eij}` the counts, :math:`S` states and :math:`E` events,
+
+    .. math::
+
+        \\bar P_{ij} = \\frac{\\sum_e C_{eij} + \\alpha/S}{\\sum_{e,j} C_{eij} + \\alpha},\\qquad
+        P_{eij} = \\frac{C_{eij} + \\beta \\bar P_{ij}}{\\sum_j C_{eij} + \\beta},
+
+    .. math::
+
+        Q_{ie} = \\frac{N_{ie} + \\beta g_e}{\\sum_e N_{ie} + \\beta},\\qquad
+        T_{ij} = \\sum_e Q_{ie} P_{eij},
+
+    where :math:`N_{ie} = \\sum_j C_{eij}` and :math:`g` are the global event
+    frequencies. A row with no data at all (zero counts and zero prior mass)
+    falls back to the uniform row for :math:`\\bar P`, to :math:`\\bar P` for
+    :math:`P`, and to :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
+    every row observed, :math:`T = \\bar P` exactly.
+
+    Examples
+    --------
+    >>> C = np.array([[[3, 1], [0, 0]], [[0, 0], [2, 2]]])
+    >>> est = estimate_tensors(C, alpha=0.0, beta=0.0)
+    >>> est["pooled"]
+    array([[0.75, 0.25],
+           [0.5 , 0.5 ]])
+    >>> est["event_probs"]
+    array([[1., 0.],
+           [0., 1.]])
+    >>> bool(np.allclose(est["transition_matrix"], est["pooled"]))
+    True
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n_events, n_states, _ = counts.shape
+    pooled_counts = counts.sum(axis=0)  # (S, S)
+    pooled_rows = pooled_counts.sum(axis=1)  # (S,)
+    unvisited = pooled_rows == 0
+
+    denom = pooled_rows + alpha
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = (pooled_counts + alpha / n_states) / denom[:, None]
+    pooled[denom == 0] = 1.0 / n_states
+
+    row = counts.sum(axis=2)  # (E, S)
+    denom = row + beta
+    with np.errstate(invalid="ignore", divide="ignore"):
+        event_matrices = (counts + beta * pooled[None]) / denom[:, :, None]
+    empty = denom == 0
+    if empty.any():
+        event_matrices[empty] = np.broadcast_to(pooled, event_matrices.shape)[empty]
+
+    arrivals = event_arrival_counts(counts)  # (S, E)
+    total = arrivals.sum()
+    glob = arrivals.sum(axis=0) / total if total > 0 else np.full(n_events, 1.0 / n_events)
+    denom = arrivals.sum(axis=1) + beta
+    with np.errstate(invalid="ignore", divide="ignore"):
+        event_probs = (arrivals + beta * glob[None]) / denom[:, None]
+    event_probs[denom == 0] = glob
+
+    transition = np.einsum("ie,eij->ij", event_probs, event_matrices)
+    return {
+        "pooled": pooled,
+        "event_matrices": event_matrices,
+        "event_probs": event_probs,
+        "transition_matrix": transition,
+        "unvisited": unvisited,
+    }
+
+
+class EventMarkovChain(BaseEstimator):
+    """Event-conditioned Markov chain with Dirichlet smoothing and shrinkage.
+
+    Learns ``P(S_n = j | S_{n-1} = i, E_n = e)`` for every event type ``e``,
+    the event-arrival probabilities ``P(E_n = e | S_{n-1} = i)``, and the
+    marginal chain ``T`` that forecasts use when the coming events are
+    unknown. See :func:`estimate_tensors` for the formulas.
+
+    Parameters
+    ----------
+    alpha : float, default=1.0
+        Mass of the uniform Dirichlet prior on each pooled transition row.
+        A state never left in training gets the uniform row (with a warning).
+    beta : float, default=1.0
+        Pseudo-counts shrinking each event-conditioned row toward the pooled
+        row (rare (state, event) pairs borrow strength from the pooled row).
+
+    Attributes
+    ----------
+    counts_ : ndarray of shape (n_events, n_states, n_states), int64
+        Transition counts ``C[e, i, j]``; sufficient statistics.
+    event_matrices_ : ndarray of shape (n_events, n_states, n_states)
+        Smoothed ``P[e, i, j]``.
+    pooled_matrix_ : ndarray of shape (n_states, n_states)
+        Smoothed transitions pooled over events.
+    event_probs_ : ndarray of shape (n_states, n_events)
+        ``Q[i, e] = P(E_n = e | S_{n-1} = i)``.
+    transition_matrix_ : ndarray of shape (n_states, n_states)
+        Marginal chain ``T = sum_e Q[:, e, None] * P[e]``.
+    state_names_ : list of str
+    event_names_ : list of str
+    is_failure_ : ndarray of shape (n_states,), bool
+    n_states_, n_events_ : int
+    n_transitions_ : int
+        Number of transitions counted.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"entity": list("aaaabbbb"), "time": [1, 2, 3, 4] * 2,
+    ...                       "event": list("xyxyxxyy")})
+    >>> traj = Trajectories.from_frame(frame, [0, 1, 0, 1, 0, 0, 1, 1],
+    ...                                ["ok", "down"], failure=["down"])
+    >>> chain = EventMarkovChain(alpha=0.0, beta=0.0).fit(traj)
+    >>> chain
+    EventMarkovChain(alpha=0.0, beta=0.0)
+    >>> int(chain.counts_.sum())      # 3 transitions per entity
+    6
+
+    From ``ok``, 3 of 4 steps went ``down``; from ``down``, 1 of 2 stayed.
+    Within two steps from ``ok``: 0.75 + 0.25 * 0.75 = 0.9375.
+
+    >>> chain.failure_probabilities(horizon=2)
+    array([[0.75  , 0.9375],
+           [0.5   , 0.875 ]])
+    """
+
+    def __init__(self, *, alpha: float = 1.0, beta: float = 1.0):
+        self.alpha = alpha
+        self.beta = beta
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Trajectories, y=None) -> "EventMarkovChain":
+        """Count the transitions of ``X`` and estimate the chain.
+
+        Parameters
+        ----------
+        X : Trajectories
+            Encoded histories.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        _check_trajectories(X)
+        self.state_names_ = list(X.state_names)
+        self.is_failure_ = np.asarray(X.is_failure, dtype=bool).copy()
+        self.event_names_, self.counts_ = _sort_events(list(X.event_names), count_transitions(X))
+        self._estimate()
+        return self
+
+    def partial_fit(self, X: Trajectories, y=None) -> "EventMarkovChain":
+        """Add the transitions of ``X`` to the counts and re-estimate.
+
+        Counts are additive, so ``fit(A)`` then ``partial_fit(B)`` equals
+        ``fit(A ∪ B)`` exactly (for histories that do not share a run across
+        A and B). New event types extend the vocabulary; the states must be
+        the same.
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "counts_"):
+            return self.fit(X)
+        self._check_params()
+        _check_trajectories(X)
+        if list(X.state_names) != self.state_names_:
+            raise ValueError(
+                f"partial_fit got states {list(X.state_names)}, but the model was fitted on "
+                f"{self.state_names_}; encode new histories with the fitted state extractor."
+            )
+        new_counts = count_transitions(X)
+        names = list(self.event_names_)
+        index = {n: k for k, n in enumerate(names)}
+        for name in X.event_names:
+            if name not in index:
+                index[name] = len(names)
+                names.append(name)
+        merged = np.zeros((len(names),) + self.counts_.shape[1:], dtype=np.int64)
+        merged[: self.counts_.shape[0]] = self.counts_
+        np.add.at(merged, np.array([index[n] for n in X.event_names], dtype=np.int64), new_counts)
+        self.event_names_, self.counts_ = _sort_events(names, merged)
+        self._estimate()
+        return self
+
+    def set_counts(
+        self,
+        counts: np.ndarray,
+        state_names: Sequence[str],
+        event_names: Sequence[str],
+        is_failure: Sequence[bool],
+    ) -> "EventMarkovChain":
+        """Set the sufficient statistics directly and estimate the chain.
+
+        Used when counts were computed elsewhere (a saved model, another
+        process) and to rebuild a model from a file.
+        """
+        self._check_params()
+        counts = np.asarray(counts)
+        if counts.ndim != 3 or counts.shape[1] != counts.shape[2]:
+            raise ValueError(f"counts must have shape (E, S, S), got {counts.shape}")
+        if not np.issubdtype(counts.dtype, np.integer) or (counts < 0).any():
+            raise ValueError("counts must be non-negative integers")
+        if counts.shape[0] != len(event_names) or counts.shape[1] != len(state_names):
+            raise ValueError(
+                f"counts of shape {counts.shape} do not match {len(event_names)} events "
+                f"and {len(state_names)} states"
+            )
+        self.counts_ = counts.astype(np.int64)
+        self.state_names_ = [str(s) for s in state_names]
+        self.event_names_ = [str(e) for e in event_names]
+        self.is_failure_ = np.asarray(is_failure, dtype=bool).copy()
+        self._estimate()
+        return self
+
+    def _check_params(self) -> None:
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ConfigError(f"{name} = {value!r} must be a number >= 0.")
+            if not np.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} = {value!r} must be a finite number >= 0.")
+
+    def _estimate(self) -> None:
+        est = estimate_tensors(self.counts_, float(self.alpha), float(self.beta))
+        self.pooled_matrix_ = est["pooled"]
+        self.event_matrices_ = est["event_matrices"]
+        self.event_probs_ = est["event_probs"]
+        self.transition_matrix_ = est["transition_matrix"]
+        self.n_states_ = len(self.state_names_)
+        self.n_events_ = len(self.event_names_)
+        self.n_transitions_ = int(self.counts_.sum())
+        unvisited = est["unvisited"]
+        if unvisited.any() and self.n_transitions_ > 0:
+            names = [self.state_names_[i] for i in np.flatnonzero(unvisited)]
+            msg = (
+                f"states {names} were never left in training; their transition rows are the "
+                f"prior (uniform, alpha={self.alpha}). Forecasts from them are guesses: "
+                "collect more history or merge rare states."
+            )
+            logger.warning(msg)
+            warnings.warn(msg, DataWarning, stacklevel=3)
+
+    # --------------------------------------------------------------- accessors
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "counts_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit first."
+            )
+
+    def state_support(self) -> np.ndarray:
+        """Observed transitions out of each state, shape (n_states,)."""
+        self._check_fitted()
+        return self.counts_.sum(axis=(0, 2))
+
+    def event_codes(self, events: Sequence[str]) -> np.ndarray:
+        """Codes of event names; unknown events get -1 and a warning.
+
+        A -1 code stands for "an event never seen in training"; forecasts use
+        the pooled row for it.
+        """
+        self._check_fitted()
+        index = {n: k for k, n in enumerate(self.event_names_)}
+        codes = np.array([index.get(str(e), -1) for e in events], dtype=np.int64)
+        unknown = sorted({str(e) for e, c in zip(events, codes) if c < 0})
+        if unknown:
+            msg = (
+                f"events {unknown} were never seen in training; the pooled transition row is "
+                f"used for them. Known events: {self.event_names_}."
+            )
+            logger.warning(msg)
+            warnings.warn(msg, DataWarning, stacklevel=3)
+        return codes
+
+    def scenario_matrices(self, events: Sequence[str]) -> np.ndarray:
+        """Transition matrices for a sequence of next events, shape (k, S, S).
+
+        Unknown events fall back to :attr:`pooled_matrix_` with a warning.
+        """
+        codes = self.event_codes(events)
+        stack = np.concatenate([self.event_matrices_, self.pooled_matrix_[None]], axis=0)
+        return stack[np.where(codes < 0, self.n_events_, codes)]
+
+    # --------------------------------------------------------------- forecasts
+    def failure_probabilities(
+        self, horizon: int, scenario: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """P(at least one failure within the next h steps | current state), h = 1..horizon.
+
+        Parameters
+        ----------
+        horizon : int
+            The largest number of steps ahead. With a ``scenario`` it must not
+            exceed the scenario's length (default: the scenario's length).
+        scenario : sequence of str, optional
+            The next events, in order. Without one, the coming events follow
+            the fitted arrival probabilities (marginal chain).
+
+        Returns
+        -------
+        ndarray of shape (n_states, horizon)
+            Entry ``[i, h-1]`` is the probability from state ``i``.
+        """
+        self._check_fitted()
+        if scenario is None:
+            return _forecast.failure_probabilities(
+                self.transition_matrix_, self.is_failure_, horizon
+            )
+        scenario = list(scenario)
+        if horizon is None:
+            horizon = len(scenario)
+        horizon = _forecast._check_horizon(horizon)
+        if horizon > len(scenario):
+            raise ValueError(
+                f"horizon = {horizon} exceeds the scenario's {len(scenario)} events; "
+                "give at least as many events as steps."
+            )
+        return _forecast.scenario_failure_probabilities(
+            self.scenario_matrices(scenario[:horizon]), self.is_failure_
+        )
+
+    def expected_steps_to_failure(self) -> np.ndarray:
+        """Expected number of steps until the next failure, per state (inf where
+        a failure is not certain to come)."""
+        self._check_fitted()
+        return _forecast.expected_steps_to_failure(self.transition_matrix_, self.is_failure_)
+
+    def log_likelihood(self, X: Trajectories, *, include_events: bool = False) -> float:
+        """Log-likelihood of the transitions of held-out trajectories.
+
+        Parameters
+        ----------
+        X : Trajectories
+            Histories encoded with the same states. Events unseen in training
+            are scored with the pooled row (with a warning).
+        include_events : bool, default=False
+            Also score the event arrivals, ``log Q[i, e]``; unseen events
+            then have probability zero and the result is ``-inf``.
+
+        Returns
+        -------
+        float
+            Sum over transitions of ``log P[e, i, j]`` (plus ``log Q[i, e]``).
+        """
+        self._check_fitted()
+        _check_trajectories(X)
+        if list(X.state_names) != self.state_names_:
+            raise ValueError("X is encoded with other states than the model")
+        counts = count_transitions(X)
+        codes = self.event_codes(list(X.event_names))
+        stack = np.concatenate([self.event_matrices_, self.pooled_matrix_[None]], axis=0)
+        mats = stack[np.where(codes < 0, self.n_events_, codes)]
+        nz = counts > 0
+        with np.errstate(divide="ignore"):
+            ll = float((counts[nz] * np.log(mats[nz])).sum())
+            if include_events:
+                q = np.concatenate([self.event_probs_, np.zeros((self.n_states_, 1))], axis=1)
+                qsel = q[:, np.where(codes < 0, self.n_events_, codes)]  # (S, E_X)
+                arr = counts.sum(axis=2).T
+                m = arr > 0
+                ll += float((arr[m] * np.log(qsel[m])).sum())
+        return ll
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "counts_")
+
+
+def _sort_events(names: list, counts: np.ndarray) -> tuple[list, np.ndarray]:
+    """Events sorted by name, so that the vocabulary (and the codes) do not
+    depend on the order in which data arrived."""
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    return [names[k] for k in order], counts[order]
+
+
+def _check_trajectories(X) -> None:
+    if not isinstance(X, Trajectories):
+        raise TypeError(
+            f"expected a markovfault.Trajectories, got {type(X).__name__}; build one with "
+            "Trajectories.from_frame or use FaultPredictor, which reads history frames and files."
+        )

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def random_chain(rng, n_states, n_events, sparsity=0.0):
+    """A random event-conditioned chain: P (E,S,S) and Q (S,E), rows summing to 1."""
+    P = rng.gamma(0.7, size=(n_events, n_states, n_states))
+    if sparsity:
+        P *= rng.random_sample(P.shape) > sparsity
+        P[..., 0] += 1e-3
+    P /= P.sum(axis=2, keepdims=True)
+    Q = rng.gamma(1.0, size=(n_states, n_events))
+    Q /= Q.sum(axis=1, keepdims=True)
+    return P, Q
+
+
+def frame_from_paths(states, events, entity_prefix="h"):
+    """A canonical history frame from simulated (n_paths, n_steps) arrays."""
+    n_paths, n_steps = states.shape
+    return pd.DataFrame(
+        {
+            "entity": np.repeat([f"{entity_prefix}{k:04d}" for k in range(n_paths)], n_steps),
+            "time": np.tile(np.arange(n_steps, dtype=np.int64), n_paths),
+            "event": np.asarray([f"e{k}" for k in range(events.max() + 1)])[events.ravel()],
+            "state": states.ravel(),
+        }
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.RandomState(42)
