@@ -260,7 +260,7 @@ class EventMarkovChain(BaseEstimator):
         self.state_names_ = [str(s) for s in state_names]
         self.event_names_ = [str(e) for e in event_names]
         self.is_failure_ = np.asarray(is_failure, dtype=bool).copy()
-        self._estimate()
+        self._estimate(warn=False)
         return self
 
     def _check_params(self) -> None:
@@ -271,7 +271,7 @@ class EventMarkovChain(BaseEstimator):
             if not np.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} = {value!r} must be a finite number >= 0.")
 
-    def _estimate(self) -> None:
+    def _estimate(self, warn: bool = True) -> None:
         est = estimate_tensors(self.counts_, float(self.alpha), float(self.beta))
         self.pooled_matrix_ = est["pooled"]
         self.event_matrices_ = est["event_matrices"]
@@ -281,7 +281,7 @@ class EventMarkovChain(BaseEstimator):
         self.n_events_ = len(self.event_names_)
         self.n_transitions_ = int(self.counts_.sum())
         unvisited = est["unvisited"]
-        if unvisited.any() and self.n_transitions_ > 0:
+        if warn and unvisited.any() and self.n_transitions_ > 0:
             names = [self.state_names_[i] for i in np.flatnonzero(unvisited)]
             msg = (
                 f"states {names} were never left in training; their transition rows are the "
@@ -368,6 +368,43 @@ class EventMarkovChain(BaseEstimator):
         return _forecast.scenario_failure_probabilities(
             self.scenario_matrices(scenario[:horizon]), self.is_failure_
         )
+
+    def predict_proba(
+        self, states, horizon: int, scenario: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """P(fail within h), h = 1..horizon, for entities in the given current states.
+
+        The array-level forecast: one table lookup per entity after
+        ``horizon`` matrix-vector products.
+
+        Parameters
+        ----------
+        states : array-like of int of shape (n_entities,)
+            Current state code of each entity.
+        horizon : int
+        scenario : sequence of str, optional
+            The next events (see :meth:`failure_probabilities`).
+
+        Returns
+        -------
+        ndarray of shape (n_entities, horizon)
+
+        Examples
+        --------
+        >>> traj = Trajectories.from_codes([0, 1, 0, 0, 0, 1], state_names=["ok", "down"],
+        ...                                failure=["down"])
+        >>> EventMarkovChain(alpha=0, beta=0).fit(traj).predict_proba([0, 0, 1], 2)
+        array([[0.5 , 0.75],
+               [0.5 , 0.75],
+               [0.  , 0.5 ]])
+        """
+        table = self.failure_probabilities(horizon, scenario)
+        states = np.asarray(states)
+        if states.ndim != 1 or not np.issubdtype(states.dtype, np.integer):
+            raise TypeError("states must be a 1-d array of integer state codes")
+        if states.size and (states.min() < 0 or states.max() >= self.n_states_):
+            raise ValueError(f"state codes must lie in 0..{self.n_states_ - 1}")
+        return table[states]
 
     def expected_steps_to_failure(self) -> np.ndarray:
         """Expected number of steps until the next failure, per state (inf where

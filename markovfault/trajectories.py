@@ -217,6 +217,82 @@ class Trajectories:
         traj.run_starts = _run_starts(entity, time, parse_max_gap(max_gap, time_kind))
         return traj
 
+    @classmethod
+    def from_codes(
+        cls,
+        state,
+        event=None,
+        lengths=None,
+        *,
+        state_names: Sequence[str] | None = None,
+        event_names: Sequence[str] | None = None,
+        failure: Sequence[str] | np.ndarray = (),
+    ) -> "Trajectories":
+        """Wrap integer codes that are already sorted, one run after another.
+
+        The array-level entry point (like hmmlearn's ``fit(X, lengths)``):
+        no copying beyond the casts to int64, no sorting.
+
+        Parameters
+        ----------
+        state : array-like of int of shape (n_steps,)
+        event : array-like of int of shape (n_steps,), optional
+            Event codes; ``None`` means one implicit event.
+        lengths : array-like of int, optional
+            Length of each consecutive history; must sum to ``n_steps``.
+            ``None`` means one history.
+        state_names, event_names : sequence of str, optional
+            Default ``"0"``, ``"1"``, ... up to the largest code.
+        failure : sequence of str or bool array, default=()
+
+        Examples
+        --------
+        >>> traj = Trajectories.from_codes([0, 1, 1, 0, 0], lengths=[3, 2],
+        ...                                state_names=["ok", "down"], failure=["down"])
+        >>> traj.run_starts, traj.n_transitions
+        (array([0, 3]), 3)
+        """
+        state = np.asarray(state, dtype=np.int64)
+        n = state.shape[0]
+        event = np.zeros(n, dtype=np.int64) if event is None else np.asarray(event, dtype=np.int64)
+        if event.shape != (n,):
+            raise ValueError(f"event has shape {event.shape}, expected ({n},)")
+        if lengths is None:
+            lengths = np.array([n], dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if (lengths < 1).any() or lengths.sum() != n:
+            raise ValueError(
+                f"lengths {lengths[:5].tolist()}... must be positive and sum to {n} steps"
+            )
+        if state_names is None:
+            state_names = [str(k) for k in range(int(state.max()) + 1 if n else 1)]
+        if event_names is None:
+            from .histories import IMPLICIT_EVENT
+
+            event_names = (
+                [IMPLICIT_EVENT] if not n or event.max() == 0
+                else [str(k) for k in range(int(event.max()) + 1)]
+            )
+        state_names = tuple(str(s) for s in state_names)
+        if n and (state.min() < 0 or state.max() >= len(state_names)):
+            raise ValueError(f"state codes must lie in 0..{len(state_names) - 1}")
+        if n and (event.min() < 0 or event.max() >= len(event_names)):
+            raise ValueError(f"event codes must lie in 0..{len(event_names) - 1}")
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        entity = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        return cls(
+            entity=entity,
+            time=np.arange(n, dtype=np.int64) - np.repeat(starts, lengths),
+            event=event,
+            state=state,
+            run_starts=starts if n else np.zeros(0, dtype=np.int64),
+            state_names=state_names,
+            event_names=tuple(str(e) for e in event_names),
+            entity_names=tuple(str(k) for k in range(len(lengths))),
+            is_failure=_failure_mask(failure, state_names),
+            time_kind="integer",
+        )
+
     # ------------------------------------------------------------ properties
     @property
     def n_steps(self) -> int:

@@ -1,0 +1,229 @@
+"""The ``markovfault`` command line: simulate, train, predict, demo.
+
+Thin by design: every command calls the public Python API, so the tests of
+that API cover the command line too. A user's mistake prints one line and
+exits with a sysexits code; no traceback.
+
+Exit codes: 0 ok, 64 usage, 65 bad data (or a damaged model file),
+66 missing input, 78 bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from ._version import __version__
+from .exceptions import ConfigError, DataWarning, HistoryError, MarkovFaultError, ModelFileError
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 64, 65, 66, 78
+
+logger = logging.getLogger("markovfault.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2; sysexits says 64
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="markovfault",
+        description="Predict faults in event-driven systems from handler status histories.",
+    )
+    parser.add_argument("--version", action="version", version=f"markovfault {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("simulate", help="write simulated order-service histories with known truth")
+    p.add_argument("--out", required=True, help="output file (.csv, .csv.gz or .parquet)")
+    p.add_argument("--handlers", type=int, default=40, help="number of handlers (default 40)")
+    p.add_argument("--steps", type=int, default=1500, help="steps per handler (default 1500)")
+    p.add_argument("--flaky-fraction", type=float, default=0.2, help="share of flaky handlers")
+    p.add_argument("--duplicate-rate", type=float, default=0.0,
+                   help="share of rows delivered twice (at-least-once delivery)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = sub.add_parser("train", help="fit a model on exported histories")
+    p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
+    p.add_argument("--config", required=True, help="TOML config with [columns], [states], [model]")
+    p.add_argument("--out", required=True, help="model file to write (.npz)")
+
+    p = sub.add_parser("predict", help="forecast P(fail within h) for every entity")
+    p.add_argument("histories", nargs="+", help="recent history files or directories")
+    p.add_argument("--model", required=True, help="model file written by `markovfault train`")
+    p.add_argument("--horizon", type=int, default=10, help="largest horizon h (default 10)")
+    p.add_argument("--scenario", default=None,
+                   help="what-if: the next events, comma-separated (e.g. payment_failed,payment_failed)")
+    p.add_argument("--out", default=None, help="forecast file (.csv or .parquet); default: print")
+
+    p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
+    p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
+    p.add_argument("--top", type=int, default=10, help="how many handlers to show (default 10)")
+    return parser
+
+
+def _write_table(frame, out: str) -> None:
+    path = Path(out)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix in (".csv", ".gz"):
+        frame.to_csv(path, index=False)
+    else:
+        raise ConfigError(f"--out {out!r}: use a .csv, .csv.gz or .parquet file name")
+
+
+def _cmd_simulate(args) -> int:
+    from .simulate import simulate_histories
+
+    frame = simulate_histories(
+        n_handlers=args.handlers,
+        n_steps=args.steps,
+        flaky_fraction=args.flaky_fraction,
+        duplicate_rate=args.duplicate_rate,
+        random_state=args.seed,
+    )
+    _write_table(frame, args.out)
+    print(f"wrote {len(frame)} rows of {args.handlers} handlers to {args.out}")
+    return EX_OK
+
+
+def _cmd_train(args) -> int:
+    from .config import load_config
+    from .predictor import FaultPredictor
+
+    config = load_config(args.config)
+    if "states" not in config:
+        raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
+    model = FaultPredictor.from_config(config).fit(args.histories)
+    model.save(args.out)
+    report = model.read_report_
+    print(
+        f"trained on {model.n_transitions_} transitions "
+        f"({len(model.state_names_)} states, {len(model.event_names_)} events); "
+        f"{report.n_rows_kept} of {report.n_rows_read} rows kept"
+        + (f", dropped: {dict(report.dropped)}" if report.n_dropped else "")
+    )
+    print(f"model written to {args.out}")
+    return EX_OK
+
+
+def _cmd_predict(args) -> int:
+    from .persistence import load_model
+
+    model = load_model(args.model)
+    forecast = model.predict(args.histories, horizon=args.horizon, scenario=args.scenario)
+    if args.out:
+        _write_table(forecast, args.out)
+        print(f"wrote {len(forecast)} forecasts to {args.out}")
+    else:
+        print(forecast.to_string(index=False))
+    return EX_OK
+
+
+def _bundled_data() -> tuple[Path, Path] | None:
+    root = Path(__file__).resolve().parent.parent / "data"
+    sample, config = root / "orders_sample.csv.gz", root / "orders.toml"
+    return (sample, config) if sample.exists() and config.exists() else None
+
+
+def _cmd_demo(args) -> int:
+    from .config import load_config
+    from .predictor import FaultPredictor
+
+    bundled = _bundled_data()
+    with tempfile.TemporaryDirectory() as tmp:
+        if bundled is None:
+            from .simulate import simulate_histories
+
+            print("bundled sample not found; simulating one (40 handlers x 1500 steps)")
+            sample = Path(tmp) / "orders_sample.csv"
+            simulate_histories(n_handlers=40, n_steps=1500, random_state=0).to_csv(sample, index=False)
+            config = {
+                "columns": {"entity": "handler", "time": "timestamp", "event": "event_type",
+                            "status": "status", "event_id": "event_id"},
+                "states": {"kind": "categorical", "failure": ["error", "timeout", "down"]},
+            }
+        else:
+            sample, config_path = bundled
+            config = load_config(config_path)
+        print(f"histories: {sample}")
+        model = FaultPredictor.from_config(config).fit(sample)
+        report = model.read_report_
+        print(
+            f"read {report.n_rows_read} rows of {report.n_entities} handlers; "
+            f"fitted {model.n_transitions_} transitions over states {model.state_names_} "
+            f"(failure: {model.failure_states_}) and events {model.event_names_}"
+        )
+        model_path = Path(tmp) / "model.npz"
+        model.save(model_path)
+        from .persistence import load_model
+
+        model = load_model(model_path)
+        forecast = model.predict(sample, horizon=args.horizon)
+        at_h = forecast[forecast["horizon"] == args.horizon]
+        top = at_h.sort_values(["p_fail", "entity"], ascending=[False, True]).head(args.top)
+        print(f"\nriskiest handlers: P(fail within {args.horizon} steps) from their last state")
+        print(top[["entity", "as_of", "state", "p_fail"]].to_string(index=False, float_format="%.3f"))
+
+        table = model.failure_probabilities(args.horizon)
+        print(f"\nP(fail within h steps) by current state:")
+        print(table.to_string(float_format="%.3f"))
+
+        scenario = ["payment_failed"] * args.horizon
+        if "payment_failed" in model.event_names_:
+            what_if = model.failure_probabilities(args.horizon, scenario=scenario)[args.horizon]
+            print(f"\nwhat-if: the next {args.horizon} events are all payment_failed")
+            print(what_if.to_frame("p_fail").to_string(float_format="%.3f"))
+    return EX_OK
+
+
+_COMMANDS = {
+    "simulate": _cmd_simulate,
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="markovfault: %(levelname)s: %(message)s")
+    # library warnings are also logged; show each once, as a log line
+    warnings.simplefilter("ignore", DataWarning)
+    try:
+        return _COMMANDS[args.command](args)
+    except FileNotFoundError as exc:
+        return _fail(exc, EX_NOINPUT)
+    except ConfigError as exc:
+        return _fail(exc, EX_CONFIG)
+    except (HistoryError, ModelFileError) as exc:
+        return _fail(exc, EX_DATAERR)
+    except MarkovFaultError as exc:
+        return _fail(exc, EX_DATAERR)
+    except ValueError as exc:
+        return _fail(exc, EX_USAGE)
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    msg = exc.strerror + f": {exc.filename}" if isinstance(exc, FileNotFoundError) and exc.filename else str(exc)
+    print(f"markovfault: error: {msg}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

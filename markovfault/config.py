@@ -1,0 +1,106 @@
+"""Job and training configuration files (TOML).
+
+A config has three tables, all optional but ``[states]``:
+
+.. code-block:: toml
+
+    [columns]            # names of the exported history's columns
+    entity = "handler"
+    time = "timestamp"
+    event = "event_type"
+    status = "status"
+    event_id = "event_id"
+    metrics = ["latency_ms"]
+
+    [states]             # how statuses or metrics become states
+    kind = "categorical"
+    failure = ["error", "timeout", "down"]
+
+    [model]              # smoothing and gaps
+    alpha = 1.0
+    beta = 1.0
+    max_gap = "30min"
+
+The tables are checked here (unknown tables and keys are errors naming
+them); the ``[columns]`` and ``[states]`` tables are checked in detail by
+:class:`~markovfault.histories.ColumnMap` and :mod:`markovfault.states`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .exceptions import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["load_config", "check_config"]
+
+_TABLES = {"columns", "states", "model"}
+_MODEL_KEYS = {"alpha", "beta", "max_gap"}
+
+
+def load_config(path) -> dict:
+    """Read and check a TOML config file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ConfigError
+        If it is not valid TOML or has unknown tables or keys.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            config = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return check_config(config, source=str(path))
+
+
+def check_config(config: Mapping, source: str = "config") -> dict:
+    """Check the top-level shape of a parsed config and return it as a dict.
+
+    Examples
+    --------
+    >>> check_config({"states": {"kind": "categorical", "failure": ["down"]}})
+    {'states': {'kind': 'categorical', 'failure': ['down']}}
+    >>> check_config({"model": {"alpah": 1}})
+    Traceback (most recent call last):
+    ...
+    markovfault.exceptions.ConfigError: config: unknown key 'alpah' in [model]; the keys are alpha, beta, max_gap.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{source}: a config must be a table, got {type(config).__name__}")
+    unknown = sorted(set(config) - _TABLES)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown table(s) {unknown}; the tables are "
+            f"{', '.join(sorted(_TABLES))}."
+        )
+    for table in config:
+        if not isinstance(config[table], Mapping):
+            raise ConfigError(f"{source}: [{table}] must be a table")
+    for key in config.get("model", {}):
+        if key not in _MODEL_KEYS:
+            raise ConfigError(
+                f"{source}: unknown key {key!r} in [model]; the keys are "
+                f"{', '.join(sorted(_MODEL_KEYS))}."
+            )
+    return {k: dict(v) for k, v in config.items()}
