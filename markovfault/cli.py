@@ -5,13 +5,15 @@ that API cover the command line too. A user's mistake prints one line and
 exits with a sysexits code; no traceback.
 
 Exit codes: 0 ok, 64 usage, 65 bad data (or a damaged model file),
-66 missing input, 78 bad config.
+66 missing input, 73 output cannot be created, 74 other I/O error,
+78 bad config; 141 when the reader of stdout went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import warnings
@@ -22,6 +24,8 @@ from ._version import __version__
 from .exceptions import ConfigError, DataWarning, HistoryError, MarkovFaultError, ModelFileError
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 64, 65, 66, 78
+EX_CANTCREAT, EX_IOERR = 73, 74
+EX_PIPE = 128 + 13  # what a process killed by SIGPIPE reports
 
 logger = logging.getLogger("markovfault.cli")
 
@@ -71,19 +75,36 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CannotCreate(Exception):
+    """An output file cannot be created (checked before any work is done)."""
+
+
+def _check_out(out: str | None, *, table: bool = True) -> None:
+    """Check ``--out`` before doing any work: a table's suffix, and its directory."""
+    if out is None:
+        return
+    if table and not out.endswith((".csv", ".csv.gz", ".parquet")):
+        raise ValueError(f"--out {out!r}: use a .csv, .csv.gz or .parquet file name")
+    if not Path(out).parent.is_dir():
+        raise _CannotCreate(
+            f"--out {out!r}: the directory {str(Path(out).parent)!r} does not exist; create it first"
+        )
+
+
 def _write_table(frame, out: str) -> None:
     path = Path(out)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
     elif path.suffix in (".csv", ".gz"):
         frame.to_csv(path, index=False)
-    else:
-        raise ConfigError(f"--out {out!r}: use a .csv, .csv.gz or .parquet file name")
+    else:  # _check_out has refused it already
+        raise ValueError(f"--out {out!r}: use a .csv, .csv.gz or .parquet file name")
 
 
 def _cmd_simulate(args) -> int:
     from .simulate import simulate_histories
 
+    _check_out(args.out)
     frame = simulate_histories(
         n_handlers=args.handlers,
         n_steps=args.steps,
@@ -100,6 +121,7 @@ def _cmd_train(args) -> int:
     from .config import load_config
     from .predictor import FaultPredictor
 
+    _check_out(args.out, table=False)
     config = load_config(args.config)
     if "states" not in config:
         raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
@@ -119,6 +141,7 @@ def _cmd_train(args) -> int:
 def _cmd_predict(args) -> int:
     from .persistence import load_model
 
+    _check_out(args.out)
     model = load_model(args.model)
     forecast = model.predict(args.histories, horizon=args.horizon, scenario=args.scenario)
     if args.out:
@@ -206,7 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # library warnings are also logged; show each once, as a log line
     warnings.simplefilter("ignore", DataWarning)
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # meet a closed pipe here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `markovfault predict ... | head`: the reader went away
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:  # point stdout at devnull, so the flush at exit does not fail again
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout has no file descriptor
+            pass
+        finally:
+            os.close(devnull)
+        return EX_PIPE
+    except _CannotCreate as exc:
+        return _fail(exc, EX_CANTCREAT)
     except FileNotFoundError as exc:
         return _fail(exc, EX_NOINPUT)
     except ConfigError as exc:
@@ -217,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EX_DATAERR)
     except ValueError as exc:
         return _fail(exc, EX_USAGE)
+    except OSError as exc:  # e.g. no permission, disk full
+        return _fail(exc, EX_IOERR)
 
 
 def _fail(exc: BaseException, code: int) -> int:

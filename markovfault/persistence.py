@@ -4,9 +4,10 @@ A model file is something an operator downloads, copies between machines and
 feeds to a scheduled job, so loading one must never run code. The archive is
 read with ``allow_pickle=False``; the header is plain JSON (stored in the
 archive as UTF-8 bytes) with the format version, the package version, the
-vocabularies, the parameters, the state-extraction settings and a SHA-256
-digest of every array. A truncated, tampered-with or newer-format file fails
-with :class:`~markovfault.exceptions.ModelFileError`.
+vocabularies, the parameters, the state-extraction settings, a SHA-256
+digest of every array and one of the header itself (``header_sha256``). A
+truncated, tampered-with or newer-format file fails with
+:class:`~markovfault.exceptions.ModelFileError`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import logging
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ logger = logging.getLogger("markovfault.persistence")
 FORMAT_NAME = "markovfault-model"
 FORMAT_VERSION = 1
 _HEADER_KEY = "header.json"
+_HEADER_DIGEST = "header_sha256"
 
 
 def _digest(arr: np.ndarray) -> str:
@@ -41,6 +44,12 @@ def _digest(arr: np.ndarray) -> str:
     h.update(str(arr.shape).encode())
     h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
+
+
+def _header_digest(header: dict) -> str:
+    """SHA-256 of the header's canonical JSON, without its own digest field."""
+    body = {k: v for k, v in header.items() if k != _HEADER_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _jsonable(value):
@@ -118,6 +127,7 @@ def save_model(model, path) -> Path:
             for name, arr in arrays.items()
         },
     }
+    header[_HEADER_DIGEST] = _header_digest(header)
     payload = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
 
     path = Path(path)
@@ -140,7 +150,8 @@ def _open(path) -> tuple[dict, dict]:
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # our own handle: np.load(path) leaves its file open when the zip is bad
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             if _HEADER_KEY not in npz.files:
                 raise ModelFileError(
                     f"{path} is not a markovfault model file (no {_HEADER_KEY}); "
@@ -150,7 +161,8 @@ def _open(path) -> tuple[dict, dict]:
             arrays = {k: npz[k] for k in npz.files if k != _HEADER_KEY}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError,
+            NotImplementedError, RuntimeError) as exc:  # zipfile: bad method, "encrypted"
         raise ModelFileError(
             f"{path} cannot be read as a markovfault model file ({type(exc).__name__}: {exc}); "
             "it may be truncated or not a model file. Re-copy it or retrain."
@@ -169,6 +181,11 @@ def _open(path) -> tuple[dict, dict]:
             f"{path} has model format {version}, newer than this markovfault "
             f"({__version__}) reads (format {FORMAT_VERSION}); written by markovfault "
             f"{header.get('markovfault_version')!r}. Upgrade markovfault to load it."
+        )
+    if header.get(_HEADER_DIGEST) != _header_digest(header):
+        raise ModelFileError(
+            f"{path}: the header does not match its checksum; the file was tampered "
+            "with or damaged."
         )
     expected = header.get("arrays")
     if not isinstance(expected, dict) or set(expected) != set(arrays):

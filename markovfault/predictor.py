@@ -383,26 +383,33 @@ def _time_int(frame: pd.DataFrame) -> pd.Series:
 
 
 def _forecast_frame(frame: pd.DataFrame, codes: np.ndarray, table: np.ndarray, state_names) -> pd.DataFrame:
-    """One row per (entity, horizon) from each entity's last step; vectorised."""
+    """One row per (entity, horizon) from each entity's last step; vectorised.
+
+    ``entity`` and ``state`` are categorical columns: a million entities times
+    fifty horizons stay cheap to build and to write.
+    """
     if len(frame) == 0:
         raise HistoryError("no rows to forecast from")
-    ents = frame["entity"].astype(str).to_numpy()
+    ent_codes, ent_names = pd.factorize(frame["entity"].astype(str), sort=True)
     t = _time_int(frame).to_numpy()
-    order = np.lexsort((t, ents))
-    ents_sorted = ents[order]
-    last = np.append(np.flatnonzero(ents_sorted[1:] != ents_sorted[:-1]), len(order) - 1)
+    order = np.lexsort((t, ent_codes))
+    sorted_codes = ent_codes[order]
+    last = np.append(np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]), len(order) - 1)
     rows = order[last]
     n_ent, horizon = len(rows), table.shape[1]
     state = codes[rows]
+    as_of = np.repeat(t[rows], horizon)
     out = pd.DataFrame(
         {
-            "entity": np.repeat(ents[rows], horizon),
-            "as_of": np.repeat(t[rows], horizon),
-            "state": np.repeat(np.asarray(state_names, dtype=object)[state], horizon),
+            "entity": pd.Categorical.from_codes(
+                np.repeat(ent_codes[rows], horizon), categories=pd.Index(ent_names, dtype=object)
+            ),
+            "as_of": pd.to_datetime(as_of, utc=True) if _is_datetime(frame) else as_of,
+            "state": pd.Categorical.from_codes(
+                np.repeat(state, horizon), categories=pd.Index(list(state_names), dtype=object)
+            ),
             "horizon": np.tile(np.arange(1, horizon + 1, dtype=np.int64), n_ent),
             "p_fail": table[state].ravel(),
         }
     )
-    if _is_datetime(frame):
-        out["as_of"] = pd.to_datetime(out["as_of"].to_numpy(), utc=True)
     return out

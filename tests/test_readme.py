@@ -1,0 +1,35 @@
+"""The README's Python example and config block work as written."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.filterwarnings("ignore::markovfault.exceptions.DataWarning")
+def test_python_example_runs(tmp_path, monkeypatch, capsys):
+    (code,) = blocks("python")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(README), "exec"), {})
+    assert (tmp_path / "model.npz").exists()
+    assert "p_fail" in capsys.readouterr().out
+
+
+def test_config_example_is_accepted(tmp_path):
+    from markovfault import FaultPredictor
+    from markovfault.config import load_config
+    from markovfault.states import extractor_from_config
+
+    (toml,) = blocks("toml")
+    path = tmp_path / "job.toml"
+    path.write_text(toml)
+    config = load_config(path)
+    FaultPredictor.from_config(config)._column_map()
+    extractor_from_config(config["states"])
