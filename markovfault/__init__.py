@@ -5,11 +5,12 @@ event-conditioned Markov chain P(S_n | S_{n-1}, E_n), and forecast for every
 handler the probability of reaching a failure state within the next k steps.
 
 >>> import markovfault
->>> sorted(n for n in markovfault.__all__ if n[0].isupper())[:3]
-['CategoricalStates', 'ClusterStates', 'ColumnMap']
+>>> "FaultPredictor" in markovfault.__all__ and "backtest" in markovfault.__all__
+True
 """
 
 from ._version import __version__
+from .backtest import BacktestResult, backtest
 from .chain import EventMarkovChain
 from .histories import ColumnMap, ReadReport, read_histories
 from .persistence import load_model
@@ -19,6 +20,7 @@ from .trajectories import Trajectories
 
 __all__ = [
     "__version__",
+    "BacktestResult",
     "CategoricalStates",
     "ClusterStates",
     "ColumnMap",
@@ -28,6 +30,7 @@ __all__ = [
     "ReadReport",
     "ThresholdStates",
     "Trajectories",
+    "backtest",
     "load_model",
     "read_histories",
 ]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._version import __version__
+from .backtest import BASELINES
 from .exceptions import ConfigError, DataWarning, HistoryError, MarkovFaultError, ModelFileError
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 64, 65, 66, 78
@@ -68,6 +69,24 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=None,
                    help="what-if: the next events, comma-separated (e.g. payment_failed,payment_failed)")
     p.add_argument("--out", default=None, help="forecast file (.csv or .parquet); default: print")
+
+    p = sub.add_parser("backtest", help="rolling-origin backtest against baselines")
+    p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
+    p.add_argument("--config", required=True, help="TOML config with [columns], [states], [model]")
+    p.add_argument("--horizon", type=int, default=10, help="largest horizon h (default 10)")
+    p.add_argument("--cutoffs", type=int, default=5, help="number of cutoffs (default 5)")
+    p.add_argument("--window", choices=["expanding", "sliding"], default="expanding")
+    p.add_argument("--window-size", default=None,
+                   help="sliding window length: a duration such as 7D, or steps for integer time")
+    p.add_argument("--origins", choices=["cutoff", "every_step"], default="cutoff",
+                   help="forecast from each entity's state at the cutoff, or from every step")
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"comma-separated, from {','.join(BASELINES)} (default all; '' for none)")
+    p.add_argument("--threshold", type=float, default=0.5, help="alert threshold (default 0.5)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel folds (joblib n_jobs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--out", required=True,
+                   help="directory for metrics.csv, predictions.parquet, report.md and figures")
 
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
@@ -152,6 +171,35 @@ def _cmd_predict(args) -> int:
     return EX_OK
 
 
+def _cmd_backtest(args) -> int:
+    from .backtest import backtest
+    from .config import load_config
+    from .predictor import FaultPredictor
+
+    config = load_config(args.config)
+    if "states" not in config:
+        raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
+    window_size = args.window_size
+    if window_size is not None and window_size.lstrip("-").isdigit():
+        window_size = int(window_size)
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    result = backtest(
+        args.histories, FaultPredictor.from_config(config), horizon=args.horizon,
+        cutoffs=args.cutoffs, window=args.window, window_size=window_size, origins=args.origins,
+        baselines=baselines, threshold=args.threshold, n_jobs=args.jobs,
+        progress=False if args.no_progress else None,
+    )
+    out = result.to_dir(args.out)
+    summary = result.summary()
+    cols = ["model", "horizon", "n", "n_pos", "brier", "bss", "roc_auc", "average_precision", "ece"]
+    print(summary[cols].to_string(index=False, float_format="%.4f"))
+    print()
+    print(result.verdict())
+    print(result.verdict("roc_auc"))
+    print(f"\nreport written to {out / 'report.md'}")
+    return EX_OK
+
+
 def _bundled_data() -> tuple[Path, Path] | None:
     root = Path(__file__).resolve().parent.parent / "data"
     sample, config = root / "orders_sample.csv.gz", root / "orders.toml"
@@ -213,6 +261,7 @@ _COMMANDS = {
     "simulate": _cmd_simulate,
     "train": _cmd_train,
     "predict": _cmd_predict,
+    "backtest": _cmd_backtest,
     "demo": _cmd_demo,
 }
 

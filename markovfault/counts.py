@@ -11,7 +11,7 @@ import numpy as np
 
 from .trajectories import Trajectories
 
-__all__ = ["count_transitions", "count_codes", "event_arrival_counts"]
+__all__ = ["count_transitions", "count_codes", "count_codes_by_bin", "event_arrival_counts"]
 
 
 def count_codes(
@@ -69,6 +69,63 @@ def count_codes(
     idx[inner] = size
     flat = np.bincount(idx, minlength=size + 1)
     return flat[:size].reshape(n_events, n_states, n_states).astype(np.int64, copy=False)
+
+
+def count_codes_by_bin(
+    state: np.ndarray,
+    event: np.ndarray,
+    starts: np.ndarray,
+    bins: np.ndarray,
+    n_bins: int,
+    n_states: int,
+    n_events: int,
+) -> np.ndarray:
+    """Transition counts split by a bin label of the arriving step, in one pass.
+
+    The backtest labels each step with the time slice it falls in; the
+    cumulative sum over slices then gives the counts before every cutoff at
+    once.
+
+    Parameters
+    ----------
+    state, event, starts, n_states, n_events
+        As in :func:`count_codes`.
+    bins : ndarray of shape (n_steps,), int
+        Bin of each step in ``0..n_bins-1``; the transition into step ``n``
+        is counted in ``bins[n]``.
+    n_bins : int
+
+    Returns
+    -------
+    counts : ndarray of shape (n_bins, n_events, n_states, n_states), int64
+
+    Examples
+    --------
+    >>> c = count_codes_by_bin(np.array([0, 1, 1, 0]), np.zeros(4, int), np.array([0]),
+    ...                        np.array([0, 0, 1, 1]), 2, n_states=2, n_events=1)
+    >>> c[0, 0]      # 0->1 arrives in bin 0
+    array([[0, 1],
+           [0, 0]])
+    >>> c[1, 0]      # 1->1 and 1->0 arrive in bin 1
+    array([[0, 0],
+           [1, 1]])
+    """
+    n = state.shape[0]
+    size = n_events * n_states * n_states
+    total = n_bins * size
+    if n < 2:
+        return np.zeros((n_bins, n_events, n_states, n_states), dtype=np.int64)
+    itype = np.int32 if total < np.iinfo(np.int32).max else np.int64
+    idx = bins[1:].astype(itype, copy=True)
+    idx *= n_events
+    idx += event[1:]
+    idx *= n_states
+    idx += state[:-1]
+    idx *= n_states
+    idx += state[1:]
+    idx[starts[starts > 0] - 1] = total
+    flat = np.bincount(idx, minlength=total + 1)
+    return flat[:total].reshape(n_bins, n_events, n_states, n_states).astype(np.int64, copy=False)
 
 
 def count_transitions(traj: Trajectories) -> np.ndarray:

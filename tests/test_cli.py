@@ -341,3 +341,31 @@ def test_runs_as_a_real_process(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 66
     assert done.stderr.strip() == "markovfault: error: model file 'nope.npz' does not exist"
+
+
+# ------------------------------------------------------------------ backtest
+def test_backtest_writes_report_and_prints_verdict(small, capsys, tmp_path):
+    hist, _ = small
+    out = tmp_path / "bt"
+    code, stdout, err = run(capsys, "backtest", hist, "--config", CONFIG, "--horizon", 3,
+                            "--cutoffs", 2, "--baselines", "climatology,no_events",
+                            "--no-progress", "--out", out)
+    assert code == 0, err
+    assert {"metrics.csv", "folds.csv", "predictions.parquet", "report.md", "skill.png"} <= {
+        p.name for p in out.iterdir()}
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["model"]) == {"markov", "climatology", "no_events"}
+    assert "markov" in stdout and "climatology" in stdout and "report written" in stdout
+    assert "on bss" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--baselines", "prophet"], 78, "unknown baseline"),
+    (["--window", "sliding"], 78, "window_size"),
+    (["--horizon", "0"], 64, "horizon"),
+])
+def test_backtest_errors(small, capsys, tmp_path, argv, code, message):
+    hist, _ = small
+    got, _, err = run(capsys, "backtest", hist, "--config", CONFIG, "--cutoffs", 2,
+                      "--out", tmp_path / "bt", *argv)
+    assert got == code and message in err and "Traceback" not in err

@@ -1,0 +1,689 @@
+"""Rolling-origin backtests: how far can the failure probabilities be trusted?
+
+At each cutoff ``c`` the model is fitted on what happened before ``c`` only
+(all of it, or a sliding window), forecasts P(fail within h) for every
+entity from its state at ``c`` (or from every step until the next cutoff),
+and is scored against what happened next, side by side with baselines on the
+same origins.
+
+Counts are additive, so the folds cost one counting pass: every transition is
+labelled with the time slice it arrives in, the slices are counted at once,
+and a cumulative sum gives the counts before each cutoff.
+
+Outcomes, for an origin at step ``o`` and horizon ``h``: ``y = 1`` if any of
+the next ``h`` steps of the entity is a failure; ``y = 0`` if ``h`` steps
+were observed and none failed; *censored* (excluded and counted) otherwise.
+Base rates and baseline training labels use only origins whose whole
+``h``-step window lies before the cutoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from . import _metrics
+from ._baselines import GradientBoostingBaseline
+from .chain import EventMarkovChain
+from .counts import count_codes_by_bin
+from .exceptions import ConfigError, HistoryError, UnknownStatusError
+from .forecast import _check_horizon
+from .trajectories import Trajectories
+
+__all__ = ["backtest", "BacktestResult", "BASELINES"]
+
+logger = logging.getLogger("markovfault.backtest")
+
+#: The baselines that ``backtest`` knows by name.
+BASELINES = ("climatology", "state_frequency", "no_events", "gradient_boosting")
+MODEL = "markov"
+
+
+# --------------------------------------------------------------------- result
+@dataclass
+class BacktestResult:
+    """What a backtest measured.
+
+    Attributes
+    ----------
+    metrics : DataFrame
+        One row per (fold, horizon, model), plus pooled rows with
+        ``fold == "all"``: n, n_pos, base_rate, brier, log_loss, roc_auc,
+        average_precision, bss, ece, precision, recall, f1, n_failures,
+        n_caught, mean_lead_time, and ``note`` (why a metric is NaN).
+    predictions : DataFrame
+        One row per scored forecast: fold, cutoff, entity, origin_time, the
+        origin's state, horizon, model, p, y (and the bookkeeping columns
+        entity_code, origin_step, steps_to_failure, base_rate).
+    folds : DataFrame
+        One row per (fold, horizon): cutoff, n_train_transitions,
+        train_base_rate, n_origins, n_scored, n_censored.
+    params : dict
+        The settings of the run.
+    """
+
+    metrics: pd.DataFrame
+    predictions: pd.DataFrame
+    folds: pd.DataFrame
+    params: dict = field(default_factory=dict)
+
+    @property
+    def models(self) -> list:
+        return list(dict.fromkeys(self.metrics["model"]))
+
+    def summary(self) -> pd.DataFrame:
+        """Pooled metrics, one row per (model, horizon).
+
+        Examples
+        --------
+        >>> from markovfault.simulate import simulate_histories
+        >>> from markovfault import FaultPredictor
+        >>> hist = simulate_histories(8, 150, random_state=0, with_metrics=False)
+        >>> model = FaultPredictor(states={"failure": ["error", "timeout", "down"]},
+        ...     columns={"entity": "handler", "time": "timestamp", "event": "event_type"})
+        >>> result = backtest(hist, model, horizon=3, cutoffs=3, baselines=["climatology"])
+        >>> result.summary()[["model", "horizon"]].drop_duplicates().shape
+        (6, 2)
+        """
+        pooled = self.metrics[self.metrics["fold"] == "all"]
+        cols = ["model", "horizon", "n", "n_pos", "brier", "bss", "roc_auc",
+                "average_precision", "ece", "log_loss", "precision", "recall", "f1",
+                "mean_lead_time", "note"]
+        return pooled[cols].reset_index(drop=True)
+
+    def verdict(self, metric: str = "bss", tol: float = 1e-3) -> str:
+        """A plain sentence per baseline: does the Markov model beat it?
+
+        Compares the pooled ``metric`` (higher is better for ``bss``,
+        ``roc_auc``, ``average_precision``, ``precision``, ``recall`` and
+        ``f1``; lower for ``brier``, ``ece`` and ``log_loss``) at every
+        horizon. Differences smaller than ``tol`` count as ties.
+        """
+        higher = metric in ("bss", "roc_auc", "average_precision", "f1", "precision", "recall")
+        pooled = self.metrics[self.metrics["fold"] == "all"].pivot(
+            index="horizon", columns="model", values=metric
+        )
+        if MODEL not in pooled:
+            return "the Markov model was not scored"
+        lines = []
+        for base in pooled.columns:
+            if base == MODEL:
+                continue
+            diff = (pooled[MODEL] - pooled[base]).dropna()
+            if not higher:
+                diff = -diff
+            if diff.empty:
+                lines.append(f"{MODEL} vs {base}: {metric} undefined at every horizon")
+                continue
+            parts = []
+            for word, sel in (("beats", diff >= tol), ("ties with", diff.abs() < tol),
+                              ("loses to", diff <= -tol)):
+                if sel.any():
+                    hs = diff.index[sel]
+                    where = ("at every horizon" if sel.all() else
+                             f"at horizon{'s' if len(hs) > 1 else ''} {_ranges(hs)}")
+                    parts.append(f"{word} {base} {where}")
+            lines.append(f"{MODEL} " + "; ".join(parts) + f" on {metric}")
+        return "\n".join(lines)
+
+    def calibration(self, model: str = MODEL, horizon: int = 1, n_bins: int = 10) -> pd.DataFrame:
+        """Reliability table of one model at one horizon, pooled over folds."""
+        sel = self._select(model, horizon)
+        return _metrics.calibration_table(sel["p"].to_numpy(), sel["y"].to_numpy(), n_bins=n_bins)
+
+    def curves(self, model: str = MODEL, horizon: int = 1) -> dict:
+        """ROC and precision-recall curves (scikit-learn) of one model at one horizon.
+
+        Returns a dict with ``fpr, tpr`` and ``precision, recall`` arrays,
+        empty when the pooled forecasts hold only one class.
+        """
+        from sklearn.metrics import precision_recall_curve, roc_curve
+
+        sel = self._select(model, horizon)
+        y, p = sel["y"].to_numpy(), sel["p"].to_numpy()
+        if len(np.unique(y)) < 2:
+            empty = np.zeros(0)
+            return {"fpr": empty, "tpr": empty, "precision": empty, "recall": empty}
+        fpr, tpr, _ = roc_curve(y, p)
+        precision, recall, _ = precision_recall_curve(y, p)
+        return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
+
+    def lead_times(self, model: str = MODEL, horizon: int | None = None) -> pd.DataFrame:
+        """One row per failure that the forecasts at ``horizon`` could see:
+        whether the probability crossed the threshold before it, and how many
+        steps ahead (see :func:`markovfault._metrics.lead_times`)."""
+        horizon = self.params["horizon"] if horizon is None else horizon
+        sel = self._select(model, horizon)
+        sel = sel[sel["y"] == 1]
+        return _metrics.lead_times(
+            sel["entity_code"].to_numpy(), sel["origin_step"].to_numpy(),
+            sel["steps_to_failure"].to_numpy(), sel["p"].to_numpy(), self.params["threshold"],
+            horizon=horizon,
+        )
+
+    def _select(self, model, horizon) -> pd.DataFrame:
+        pred = self.predictions
+        sel = pred[(pred["model"] == model) & (pred["horizon"] == horizon)]
+        if sel.empty and model not in set(pred["model"]):
+            raise ValueError(f"model {model!r} is not in this result; models: {self.models}")
+        return sel
+
+    def to_dir(self, path) -> Path:
+        """Write metrics.csv, folds.csv, predictions.parquet, report.md and PNG figures."""
+        from . import plotting
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.metrics.to_csv(path / "metrics.csv", index=False)
+        self.folds.to_csv(path / "folds.csv", index=False)
+        self.predictions.to_parquet(path / "predictions.parquet", index=False)
+        figures = plotting.save_backtest_figures(self, path)
+        (path / "report.md").write_text(self.report(figures=[f.name for f in figures]))
+        return path
+
+    def report(self, figures: Sequence[str] = ()) -> str:
+        """A Markdown report: settings, the verdict, the pooled table, the folds."""
+        p = self.params
+        lines = [
+            "# markovfault backtest",
+            "",
+            f"- horizon 1..{p['horizon']}, {p['n_folds']} folds ({p['window']} window"
+            + (f" of {p['window_size']}" if p.get("window_size") is not None else "")
+            + f"), origins: {p['origins']}, alert threshold {p['threshold']}",
+            f"- models: {', '.join(self.models)}",
+            f"- censored origins (fewer than h steps observed, none failed): "
+            f"{int(self.folds['n_censored'].sum())} of "
+            f"{int(self.folds['n_origins'].sum())} (origin, horizon) pairs",
+            "",
+            "## Verdict",
+            "",
+            *[f"- {line}" for line in self.verdict().splitlines()],
+            *[f"- {line}" for line in self.verdict("roc_auc").splitlines()],
+            "",
+            "## Pooled metrics",
+            "",
+            _markdown(self.summary().drop(columns=["note"])),
+            "",
+            "## Folds",
+            "",
+            _markdown(self.folds),
+        ]
+        if figures:
+            lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        p = self.params
+        return (f"BacktestResult(models={self.models}, horizon={p.get('horizon')}, "
+                f"n_folds={p.get('n_folds')}, n_predictions={len(self.predictions)})")
+
+
+def _ranges(values) -> str:
+    values = sorted(int(v) for v in values)
+    out, start, prev = [], None, None
+    for v in values:
+        if start is None:
+            start = prev = v
+        elif v == prev + 1:
+            prev = v
+        else:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = v
+    if start is not None:
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(out)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+# ------------------------------------------------------------------ the run
+def backtest(
+    histories,
+    predictor,
+    *,
+    horizon: int = 10,
+    cutoffs: int | Sequence = 5,
+    window: str = "expanding",
+    window_size=None,
+    origins: str = "cutoff",
+    baselines: Sequence = BASELINES,
+    threshold: float = 0.5,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
+) -> BacktestResult:
+    """Rolling-origin backtest of a :class:`~markovfault.FaultPredictor` against baselines.
+
+    Parameters
+    ----------
+    histories : DataFrame, path, or list of them
+        Exported histories, read as by :func:`markovfault.read_histories`
+        with the predictor's columns.
+    predictor : FaultPredictor
+        Unfitted (or fitted: only its settings are used): states, alpha,
+        beta, columns, max_gap.
+    horizon : int, default=10
+        Forecasts and outcomes for h = 1..horizon.
+    cutoffs : int or sequence of times, default=5
+        ``N`` cutoffs at the ``k/(N+1)`` quantiles of the step times, or the
+        cutoff times themselves (timestamps or integers, as the time column).
+    window : {'expanding', 'sliding'}, default='expanding'
+        Train on everything before the cutoff, or on ``window_size`` before it.
+    window_size : duration or int, optional
+        Length of the sliding window (``"7D"`` for timestamps, an integer for
+        sequence numbers). Required with ``window='sliding'``.
+    origins : {'cutoff', 'every_step'}, default='cutoff'
+        Forecast from each entity's state at the cutoff, or from every step
+        between this cutoff and the next (with the model of this fold).
+    baselines : sequence, default=all of :data:`BASELINES`
+        Names from :data:`BASELINES`, or a :class:`GradientBoostingBaseline`
+        instance (scored as ``"gradient_boosting"``).
+    threshold : float, default=0.5
+        Alert threshold for precision, recall, F1 and lead time.
+    n_jobs : int, optional
+        Folds of the gradient-boosting baseline in parallel (joblib).
+    progress : bool, optional
+        Show a progress line on stderr; default: when stderr is a terminal.
+
+    Returns
+    -------
+    BacktestResult
+
+    Notes
+    -----
+    The state extractor is fitted on the steps before the *first* cutoff and
+    used for every fold, so no fold's states depend on its future.
+    """
+    from .predictor import FaultPredictor, _time_int
+
+    if not isinstance(predictor, FaultPredictor):
+        raise TypeError(f"predictor must be a FaultPredictor, got {type(predictor).__name__}")
+    horizon = _check_horizon(horizon)
+    if window not in ("expanding", "sliding"):
+        raise ConfigError(f"window = {window!r}; use 'expanding' or 'sliding'.")
+    if origins not in ("cutoff", "every_step"):
+        raise ConfigError(f"origins = {origins!r}; use 'cutoff' or 'every_step'.")
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise ConfigError(f"threshold = {threshold!r} must lie in [0, 1].")
+    base_specs = _check_baselines(baselines)
+
+    frame, report = predictor._read(histories)
+    times = _time_int(frame).to_numpy()
+    time_kind = "datetime" if isinstance(frame["time"].dtype, pd.DatetimeTZDtype) else "integer"
+    cuts = _resolve_cutoffs(cutoffs, times, time_kind)
+    width = _resolve_window(window, window_size, time_kind)
+
+    # states learned from the first training window only
+    extractor = predictor._make_extractor()
+    first = times < cuts[0]
+    extractor.fit(frame.loc[first])
+    try:
+        codes = extractor.transform(frame)
+    except UnknownStatusError as exc:
+        raise UnknownStatusError(
+            f"{exc} (the states are learned from the steps before the first cutoff; list every "
+            "state in [states].states, or set [states].unknown, when labels first appear later)"
+        ) from exc
+    if not np.any(extractor.is_failure_):
+        raise ConfigError(
+            f"no failure states are declared; the states are {list(extractor.state_names_)}."
+        )
+    traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
+                                   np.asarray(extractor.is_failure_, dtype=bool),
+                                   max_gap=predictor.max_gap)
+    run = _Run(traj, cuts, width, horizon, float(threshold), predictor, base_specs, origins,
+               n_jobs, progress)
+    result = run.execute()
+    result.params.update(
+        horizon=horizon, n_folds=len(cuts), window=window, window_size=window_size,
+        origins=origins, threshold=float(threshold), time_kind=time_kind,
+        cutoffs=list(cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
+    )
+    return result
+
+
+def _check_baselines(baselines) -> list:
+    specs = []
+    for b in baselines:
+        if isinstance(b, GradientBoostingBaseline):
+            specs.append(("gradient_boosting", b))
+        elif isinstance(b, str) and b in BASELINES:
+            specs.append((b, GradientBoostingBaseline() if b == "gradient_boosting" else None))
+        else:
+            raise ConfigError(f"unknown baseline {b!r}; the baselines are {list(BASELINES)}.")
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"baselines {names} name one baseline twice")
+    return specs
+
+
+def _to_time_int(values, time_kind: str) -> np.ndarray:
+    if time_kind == "datetime":
+        try:
+            ts = pd.to_datetime(pd.Series(list(values)), utc=True)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cutoffs {list(values)[:3]}... are not timestamps: {exc}") from exc
+        return ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    arr = np.asarray(list(values))
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"cutoffs {arr[:3].tolist()} must be integers: the time column is a sequence")
+    return arr.astype(np.int64)
+
+
+def _resolve_cutoffs(cutoffs, times: np.ndarray, time_kind: str) -> np.ndarray:
+    t_min, t_max = times.min(), times.max()
+    if isinstance(cutoffs, (int, np.integer)) and not isinstance(cutoffs, bool):
+        if cutoffs < 1:
+            raise ConfigError(f"cutoffs = {cutoffs}, must be >= 1.")
+        q = np.arange(1, cutoffs + 1) / (cutoffs + 1)
+        cuts = np.unique(np.quantile(times, q, method="higher").astype(np.int64))
+        cuts = cuts[cuts > t_min]
+        if len(cuts) < cutoffs:
+            raise HistoryError(
+                f"the histories have too few distinct times for {cutoffs} cutoffs "
+                f"(found {len(cuts)} usable); ask for fewer."
+            )
+        return cuts
+    cuts = np.sort(_to_time_int(cutoffs, time_kind))
+    if len(cuts) == 0:
+        raise ConfigError("cutoffs is empty")
+    if cuts[0] <= t_min:
+        raise HistoryError(
+            f"cutoff {_fmt_time(cuts[0], time_kind)} leaves no training data: the first step is at "
+            f"{_fmt_time(t_min, time_kind)}; choose cutoffs after it."
+        )
+    if cuts[-1] > t_max:
+        raise HistoryError(
+            f"cutoff {_fmt_time(cuts[-1], time_kind)} lies after the last step "
+            f"({_fmt_time(t_max, time_kind)}): nothing to forecast; choose cutoffs inside the data."
+        )
+    if len(np.unique(cuts)) != len(cuts):
+        raise ConfigError("cutoffs must be distinct")
+    return cuts
+
+
+def _resolve_window(window, window_size, time_kind):
+    if window == "expanding":
+        if window_size is not None:
+            raise ConfigError("window_size is only used with window='sliding'")
+        return None
+    if window_size is None:
+        raise ConfigError("window='sliding' needs a window_size (e.g. \"7D\" or 1000)")
+    from .trajectories import parse_max_gap
+
+    try:
+        return parse_max_gap(window_size, time_kind)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("max_gap", "window_size")) from exc
+
+
+def _fmt_time(t, time_kind):
+    return str(pd.Timestamp(int(t), tz="UTC")) if time_kind == "datetime" else str(int(t))
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool | None):
+        self.total, self.done = total, 0
+        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.enabled:
+            sys.stderr.write(f"\rbacktest: {what} {self.done}/{self.total}")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class _Run:
+    """The arrays of one backtest, computed once and shared by the folds."""
+
+    def __init__(self, traj, cuts, width, horizon, threshold, predictor, base_specs, origins,
+                 n_jobs, progress):
+        self.traj, self.cuts, self.width, self.H = traj, cuts, width, horizon
+        self.threshold, self.predictor, self.base_specs = threshold, predictor, base_specs
+        self.origins, self.n_jobs, self.progress = origins, n_jobs, progress
+        n = traj.n_steps
+        ent = traj.entity
+        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.zeros(0, np.int64)
+        self.ent_start = starts
+        self.ent_end = np.r_[starts[1:], n]
+        lens = self.ent_end - self.ent_start
+        self.end_of = np.repeat(self.ent_end, lens)  # exclusive end of each step's entity
+        fail = traj.is_failure[traj.state]
+        self.fail = fail
+        fail_pos = np.flatnonzero(fail)
+        j = np.searchsorted(fail_pos, np.arange(n) + 1)  # first failure strictly after n
+        padded = np.r_[fail_pos, n + horizon + 1]  # "none" past the last failure
+        nxt = padded[j]
+        d = nxt - np.arange(n)
+        d[nxt >= self.end_of] = horizon + 1  # the entity's next failure, if any, is beyond
+        self.d = np.minimum(d, horizon + 1)  # steps to the next failure, capped at H+1
+        self.observed = self.end_of - 1 - np.arange(n)  # steps observed after each step
+
+    # ---------------------------------------------------------------- counts
+    def fold_counts(self) -> np.ndarray:
+        """Training counts of every fold, (K, E, S, S), from one counting pass."""
+        tr = self.traj
+        bounds = self.cuts if self.width is None else np.unique(
+            np.r_[self.cuts, self.cuts - self.width])
+        bins = np.searchsorted(bounds, tr.time, side="right")  # = #bounds <= t
+        per_bin = count_codes_by_bin(tr.state, tr.event, tr.run_starts, bins, len(bounds) + 1,
+                                     tr.n_states, tr.n_events)
+        cum = np.cumsum(per_bin, axis=0)  # cum[j] = counts of times < bounds[j]
+        upto = cum[np.searchsorted(bounds, self.cuts)]
+        if self.width is None:
+            return upto
+        return upto - cum[np.searchsorted(bounds, self.cuts - self.width)]
+
+    # ------------------------------------------------------------ origins
+    def last_before(self, c) -> np.ndarray:
+        """Per entity, the index of its last step before ``c`` (-1 where none)."""
+        before = np.bincount(self.traj.entity, weights=self.traj.time < c,
+                             minlength=len(self.ent_start)).astype(np.int64)
+        return np.where(before > 0, self.ent_start + before - 1, -1)
+
+    def first_at_or_after(self, c) -> np.ndarray:
+        """Per entity, the index of its first step at or after ``c`` (= end where none)."""
+        before = np.bincount(self.traj.entity, weights=self.traj.time < c,
+                             minlength=len(self.ent_start)).astype(np.int64)
+        return self.ent_start + before
+
+    def test_origins(self, k: int) -> np.ndarray:
+        if self.origins == "cutoff":
+            last = self.last_before(self.cuts[k])
+            return last[last >= 0]
+        fold_of = np.searchsorted(self.cuts, self.traj.time, side="right") - 1
+        return np.flatnonzero(fold_of == k)
+
+    def labels(self, idx: np.ndarray) -> np.ndarray:
+        """Outcomes (n, H): 1 fail within h, 0 h steps seen without failure, -1 censored."""
+        h = np.arange(1, self.H + 1)[None, :]
+        d, obs = self.d[idx][:, None], self.observed[idx][:, None]
+        return np.where(d <= h, 1, np.where(obs >= h, 0, -1)).astype(np.int8)
+
+    def train_window(self, k: int):
+        """Training origins of fold k and how many steps of each lie before the cutoff."""
+        c = self.cuts[k]
+        last = self.last_before(c)
+        lo = self.ent_start if self.width is None else self.first_at_or_after(c - self.width)
+        ent = self.traj.entity
+        steps = np.arange(self.traj.n_steps)
+        mask = (steps <= last[ent]) & (steps >= lo[ent])
+        idx = np.flatnonzero(mask)
+        gap = last[ent[idx]] - idx  # future steps of the origin that lie before c
+        return idx, gap
+
+    def train_labels(self, idx, gap) -> np.ndarray:
+        """Training labels (n, H): only origins whose whole h-window lies before the cutoff;
+        -1 elsewhere, even when the origin failed early (that would inflate the rate)."""
+        h = np.arange(1, self.H + 1)[None, :]
+        y = np.where(self.d[idx][:, None] <= h, 1, 0).astype(np.int8)
+        y[gap[:, None] < h] = -1
+        return y
+
+    def state_rates(self, idx, gap):
+        """Training (positives, origins) per (state, horizon) by difference arrays."""
+        S, H = self.traj.n_states, self.H
+        st = self.traj.state[idx]
+        g = np.minimum(gap, H)  # origin counts for h = 1..g
+        n_sh = np.bincount(st * (H + 2) + g, minlength=S * (H + 2)).reshape(S, H + 2)
+        # origins with gap >= h: reverse cumulative over g
+        n_orig = np.cumsum(n_sh[:, ::-1], axis=1)[:, ::-1][:, 1:H + 1]
+        d = self.d[idx]
+        pos = d <= g  # positive for h in [d, g]
+        add = np.bincount(st[pos] * (H + 2) + d[pos], minlength=S * (H + 2)).reshape(S, H + 2)
+        sub = np.bincount(st[pos] * (H + 2) + g[pos] + 1, minlength=S * (H + 2)).reshape(S, H + 2)
+        n_pos = np.cumsum(add - sub, axis=1)[:, 1:H + 1]
+        return n_pos, n_orig
+
+    # ------------------------------------------------------------- the folds
+    def execute(self) -> BacktestResult:
+        tr, H, K = self.traj, self.H, len(self.cuts)
+        counts = self.fold_counts()
+        pred = self.predictor
+        progress = _Progress(K, self.progress)
+        names = [MODEL] + [n for n, _ in self.base_specs]
+        fold_rows, pieces, gb_jobs = [], [], []
+        for k in range(K):
+            n_train = int(counts[k].sum())
+            if n_train == 0:
+                raise HistoryError(
+                    f"fold {k} (cutoff {_fmt_time(self.cuts[k], tr.time_kind)}) has no training "
+                    "transitions in its window; move the cutoff later or widen the window."
+                )
+            tidx, gap = self.train_window(k)
+            n_pos, n_orig = self.state_rates(tidx, gap)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                base = n_pos.sum(axis=0) / n_orig.sum(axis=0)  # (H,)
+            base = np.where(np.isfinite(base), base, np.nan)
+            origins = self.test_origins(k)
+            y = self.labels(origins)
+            st = tr.state[origins]
+            probs = {}
+            chain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).set_counts(
+                counts[k], tr.state_names, tr.event_names, tr.is_failure)
+            probs[MODEL] = chain.failure_probabilities(H)[st]
+            for name, spec in self.base_specs:
+                if name == "climatology":
+                    probs[name] = np.broadcast_to(np.nan_to_num(base, nan=0.0), (len(origins), H))
+                elif name == "state_frequency":
+                    # one pseudo-origin at the training base rate keeps rare states sane
+                    b = np.nan_to_num(base, nan=0.0)[None, :]
+                    probs[name] = ((n_pos + b) / (n_orig + 1.0))[st]
+                elif name == "no_events":
+                    flat = counts[k].sum(axis=0, keepdims=True)
+                    plain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).set_counts(
+                        flat, tr.state_names, ["step"], tr.is_failure)
+                    probs[name] = plain.failure_probabilities(H)[st]
+                elif name == "gradient_boosting":
+                    gb_jobs.append((k, spec, tidx, self.train_labels(tidx, gap), origins))
+            for h in range(H):
+                fold_rows.append({
+                    "fold": k, "cutoff": self.cuts[k], "horizon": h + 1,
+                    "n_train_transitions": n_train, "train_base_rate": base[h],
+                    "n_origins": len(origins), "n_scored": int((y[:, h] >= 0).sum()),
+                    "n_censored": int((y[:, h] < 0).sum()),
+                })
+            pieces.append((k, origins, y, probs, base))
+            progress.step("fold")
+        if gb_jobs:
+            fitted = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_predict_gb)(spec, tr, tidx, ytr, org)
+                for (k, spec, tidx, ytr, org) in gb_jobs
+            )
+            for (k, *_), p in zip(gb_jobs, fitted):
+                # a horizon with no complete training window has no classifier:
+                # it forecasts the fold's training base rate (0 when that is undefined too)
+                base = np.nan_to_num(pieces[k][4], nan=0.0)
+                pieces[k][3]["gradient_boosting"] = np.where(np.isnan(p), base[None, :], p)
+        return self._assemble(pieces, fold_rows, names)
+
+    def _assemble(self, pieces, fold_rows, names) -> BacktestResult:
+        tr, H = self.traj, self.H
+        frames = []
+        for k, origins, y, probs, base in pieces:
+            n = len(origins)
+            for name in names:
+                p = np.asarray(probs[name], dtype=np.float64)
+                keep = (y >= 0).ravel()
+                frames.append(pd.DataFrame({
+                    "fold": np.int64(k),
+                    "cutoff": self.cuts[k],
+                    "entity_code": np.repeat(tr.entity[origins], H)[keep],
+                    "origin_step": np.repeat(origins, H)[keep],
+                    "origin_time": np.repeat(tr.time[origins], H)[keep],
+                    "horizon": np.tile(np.arange(1, H + 1), n)[keep],
+                    "state_code": np.repeat(tr.state[origins], H)[keep],
+                    "model": name,
+                    "p": np.clip(p.ravel()[keep], 0.0, 1.0),
+                    "y": y.ravel()[keep].astype(np.int64),
+                    "steps_to_failure": np.repeat(self.d[origins], H)[keep],
+                    "base_rate": np.tile(base, n)[keep],
+                }))
+        pred = pd.concat(frames, ignore_index=True)
+        pred["model"] = pd.Categorical(pred["model"], categories=names)
+        metrics = self._metrics(pred, names)
+        ent_names = np.asarray(tr.entity_names, dtype=object)
+        pred.insert(2, "entity", pd.Categorical.from_codes(
+            pred["entity_code"].to_numpy(), categories=pd.Index(ent_names, dtype=object)))
+        pred.insert(5, "state", pd.Categorical.from_codes(
+            pred.pop("state_code").to_numpy(),
+            categories=pd.Index(list(tr.state_names), dtype=object)))
+        if tr.time_kind == "datetime":
+            pred["cutoff"] = pd.to_datetime(pred["cutoff"].to_numpy(), utc=True)
+            pred["origin_time"] = pd.to_datetime(pred["origin_time"].to_numpy(), utc=True)
+        folds = pd.DataFrame(fold_rows)
+        if tr.time_kind == "datetime":
+            folds["cutoff"] = pd.to_datetime(folds["cutoff"].to_numpy(), utc=True)
+        return BacktestResult(metrics=metrics, predictions=pred, folds=folds, params={})
+
+    def _metrics(self, pred: pd.DataFrame, names) -> pd.DataFrame:
+        rows = []
+        groups = pred.groupby(["fold", "horizon", "model"], observed=True, sort=True)
+        for (k, h, model), g in groups:
+            rows.append(self._score(g, fold=k, horizon=h, model=model))
+        for (h, model), g in pred.groupby(["horizon", "model"], observed=True, sort=True):
+            rows.append(self._score(g, fold="all", horizon=h, model=model))
+        out = pd.DataFrame(rows)
+        out["fold"] = out["fold"].astype(str)
+        return out
+
+    def _score(self, g: pd.DataFrame, *, fold, horizon, model) -> dict:
+        p, y, base = g["p"].to_numpy(), g["y"].to_numpy(), g["base_rate"].to_numpy()
+        rate = float(np.nanmean(base)) if len(base) and not np.all(np.isnan(base)) else np.nan
+        s = _metrics.score_forecasts(p, y, base_rate=np.nan_to_num(base, nan=0.0),
+                                     threshold=self.threshold)
+        caught = g[g["y"] == 1]
+        lt = _metrics.lead_times(caught["entity_code"].to_numpy(), caught["origin_step"].to_numpy(),
+                                 caught["steps_to_failure"].to_numpy(), caught["p"].to_numpy(),
+                                 self.threshold, horizon=int(horizon))
+        row = {"fold": fold, "horizon": int(horizon), "model": model, "base_rate": rate}
+        row.update(s)
+        row["n_failures"] = int(len(lt))
+        row["n_caught"] = int(lt["caught"].sum()) if len(lt) else 0
+        row["mean_lead_time"] = float(lt["lead_time"].mean()) if row["n_caught"] else np.nan
+        return row
+
+
+def _fit_predict_gb(spec: GradientBoostingBaseline, traj, tidx, ytr, origins) -> np.ndarray:
+    from sklearn.base import clone
+
+    model = clone(spec) if hasattr(spec, "get_params") else spec
+    return model.fit(traj, tidx, ytr).predict_proba(traj, origins)

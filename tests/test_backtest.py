@@ -1,0 +1,228 @@
+"""The backtest harness: hand-counted outcomes, no leakage, incremental counts, known truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from markovfault import FaultPredictor
+from markovfault.backtest import _Run, backtest
+from markovfault.exceptions import ConfigError, HistoryError
+from markovfault.simulate import OrderServiceSystem, simulate_histories
+
+COLUMNS = {"entity": "handler", "time": "timestamp", "event": "event_type"}
+FAIL = ["error", "timeout", "down"]
+quiet = pytest.mark.filterwarnings("ignore::markovfault.exceptions.DataWarning")
+
+
+def hand_history():
+    rows = [("a", t, s) for t, s in enumerate(["ok", "ok", "ok", "down", "ok", "ok", "ok"], 1)]
+    rows += [("b", t, "ok") for t in range(1, 6)]
+    rows += [("c", t, s) for t, s in enumerate(["ok", "ok", "down"], 1)]
+    return pd.DataFrame(rows, columns=["entity", "time", "status"])
+
+
+@quiet
+def test_hand_counted_outcomes_censoring_and_base_rates():
+    model = FaultPredictor(states={"failure": ["down"]}, alpha=0.0, beta=0.0)
+    res = backtest(hand_history(), model, horizon=2, cutoffs=[4],
+                   baselines=["climatology", "state_frequency"])
+    folds = res.folds.set_index("horizon")
+    # origins at the cutoff: a@3 (ok; next: down, ok), b@3 (ok; next ok, ok), c@3 (no future)
+    assert folds["n_origins"].tolist() == [3, 3]
+    assert folds["n_scored"].tolist() == [2, 2]
+    assert folds["n_censored"].tolist() == [1, 1]
+    # training origins whose whole h-window lies before the cutoff:
+    # h=1: a@1, a@2, b@1, b@2, c@1, c@2 -> only c@2 (next: down) fails: 1/6
+    # h=2: a@1, b@1, c@1 -> c@1 fails (down at 3): 1/3.  c@2 failed early too, but its
+    #      second step lies after the cutoff; counting it would give 2/4.
+    assert folds.loc[1, "train_base_rate"] == pytest.approx(1 / 6)
+    assert folds.loc[2, "train_base_rate"] == pytest.approx(1 / 3)
+    pred = res.predictions.set_index(["model", "entity", "horizon"])
+    assert pred.loc[("markov", "a", 1), "y"] == 1 and pred.loc[("markov", "a", 2), "y"] == 1
+    assert pred.loc[("markov", "b", 2), "y"] == 0
+    assert ("markov", "c", 1) not in pred.index
+    # transitions before the cutoff: ok->ok five times, ok->down once
+    assert pred.loc[("markov", "a", 1), "p"] == pytest.approx(1 / 6)
+    assert pred.loc[("markov", "a", 2), "p"] == pytest.approx(1 / 6 + 5 / 6 * 1 / 6)
+    assert pred.loc[("climatology", "b", 2), "p"] == pytest.approx(1 / 3)
+    # state frequency, one pseudo-origin at the base rate: h=2, 3 ok origins, 1 failed
+    assert pred.loc[("state_frequency", "b", 2), "p"] == pytest.approx((1 + 1 / 3) / 4)
+    # one failure ahead (a's down at 4); markov's 1/6 stays under the 0.5 threshold
+    row = res.metrics.set_index(["fold", "horizon", "model"]).loc[("0", 1, "markov")]
+    assert (row["n_failures"], row["n_caught"], row["n"], row["n_pos"]) == (1, 0, 2, 1)
+    low = backtest(hand_history(), model, horizon=2, cutoffs=[4], baselines=[], threshold=0.1)
+    row = low.metrics.set_index(["fold", "horizon", "model"]).loc[("0", 2, "markov")]
+    assert (row["n_caught"], row["mean_lead_time"]) == (1, 1.0)  # a@3 warned, 1 step ahead
+
+
+def pandas_reference_counts(frame, codes, events, lo, hi):
+    """Transitions whose arriving step has lo <= time < hi, counted with groupby/shift."""
+    df = pd.DataFrame({"entity": frame["entity"], "time": frame["time"], "event": events,
+                       "state": codes}).sort_values(["entity", "time"], kind="stable")
+    prev = df.groupby("entity")["state"].shift(1)
+    ok = prev.notna() & (df["time"] >= lo) & (df["time"] < hi)
+    return (df.loc[ok].assign(prev=prev[ok].astype(int))
+            .value_counts(["event", "prev", "state"]).to_dict())
+
+
+@pytest.mark.parametrize("window", ["expanding", "sliding"])
+def test_fold_counts_equal_counts_before_each_cutoff(window):
+    hist = simulate_histories(15, 200, random_state=3, with_metrics=False)
+    model = FaultPredictor(states={"failure": FAIL}, columns=COLUMNS)
+    frame, _ = model._read(hist)
+    ext = model._make_extractor().fit(frame)
+    codes = ext.transform(frame)
+    from markovfault.trajectories import Trajectories
+    traj = Trajectories.from_frame(frame, codes, ext.state_names_, ext.is_failure_)
+    t = frame["time"]
+    tns = t.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    cuts = np.sort(np.random.RandomState(1).choice(tns, 4, replace=False))
+    width = pd.Timedelta("40min").value if window == "sliding" else None
+    run = _Run(traj, cuts, width, 3, 0.5, model, [], "cutoff", None, False)
+    counts = run.fold_counts()
+    ev_codes = pd.Index(traj.event_names).get_indexer(frame["event"])
+    for k, c in enumerate(cuts):
+        lo = -np.inf if width is None else c - width
+        ref = pandas_reference_counts(pd.DataFrame({"entity": frame["entity"], "time": tns}),
+                                      codes, ev_codes, lo, c)
+        got = {tuple(ix): v for ix, v in np.ndenumerate(counts[k]) if v}
+        assert got == {tuple(map(int, key)): v for key, v in ref.items()}
+
+
+def poison_after(hist, cutoff, seed):
+    rng = np.random.RandomState(seed)
+    out = hist.copy()
+    late = out["timestamp"] >= cutoff
+    n = int(late.sum())
+    out.loc[late, "status"] = rng.choice(["ok", "slow", "error", "timeout", "down"], n)
+    out.loc[late, "event_type"] = rng.choice(["order_created", "payment_failed"], n)
+    out.loc[late, "latency_ms"] = rng.uniform(0, 1e5, n)
+    return out
+
+
+@quiet
+@pytest.mark.parametrize("states", [
+    {"failure": FAIL},
+    {"kind": "quantiles", "columns": ["latency_ms"], "n_bins": 3, "failure_top": "latency_ms"},
+])
+def test_nothing_after_the_cutoff_reaches_the_forecasts(states):
+    hist = simulate_histories(25, 240, random_state=5)
+    cutoff = hist["timestamp"].quantile(0.6)
+    columns = dict(COLUMNS, metrics=["latency_ms"])
+    model = FaultPredictor(states=states, columns=columns)
+    kw = dict(horizon=4, cutoffs=[cutoff], baselines=["climatology", "state_frequency",
+              "no_events", "gradient_boosting"], n_jobs=1)
+    clean = backtest(hist, model, **kw)
+    dirty = backtest(poison_after(hist, cutoff, 0), model, **kw)
+    cols = ["model", "entity", "horizon", "p"]
+    a = clean.predictions.sort_values(cols[:3])[cols].reset_index(drop=True)
+    b = dirty.predictions.sort_values(cols[:3])[cols].reset_index(drop=True)
+    # the same (entity, horizon) pairs may be scored or censored differently, since the
+    # outcomes change; every forecast made for a pair scored in both must be equal
+    m = a.merge(b, on=cols[:3], suffixes=("_clean", "_dirty"))
+    assert len(m) > 0.5 * len(a)
+    np.testing.assert_array_equal(m["p_clean"].to_numpy(), m["p_dirty"].to_numpy())
+    pd.testing.assert_series_equal(clean.folds["train_base_rate"], dirty.folds["train_base_rate"])
+    # and the poison does reach the outcomes, so the check above had teeth
+    assert not clean.predictions["y"].equals(dirty.predictions["y"])
+
+
+@pytest.fixture(scope="module")
+def truth_backtest():
+    system = OrderServiceSystem.default()
+    hist = simulate_histories(200, 1000, system=system, flaky_fraction=0.0, random_state=11,
+                              with_metrics=False)
+    model = FaultPredictor(states={"failure": FAIL}, columns=COLUMNS)
+    res = backtest(hist, model, horizon=10, cutoffs=4, origins="every_step", baselines=[])
+    return system, res
+
+
+def test_brier_within_5_percent_of_truth_and_calibrated(truth_backtest):
+    system, res = truth_backtest
+    true_table = system.failure_probabilities(10, "normal")
+    order = [system.state_names.index(s) for s in res.predictions["state"].cat.categories]
+    pred = res.predictions
+    p_true = true_table[np.asarray(order)[pred["state"].cat.codes.to_numpy()],
+                        pred["horizon"].to_numpy() - 1]
+    pooled = res.metrics[(res.metrics["fold"] == "all") & (res.metrics["model"] == "markov")]
+    for h in range(1, 11):
+        sel = (pred["horizon"] == h).to_numpy()
+        brier_true = np.mean((p_true[sel] - pred["y"].to_numpy()[sel]) ** 2)
+        row = pooled[pooled["horizon"] == h].iloc[0]
+        assert row["brier"] <= 1.05 * brier_true, (h, row["brier"], brier_true)
+        assert row["ece"] < 0.02, (h, row["ece"])
+
+
+def test_every_step_origins_use_the_latest_cutoff(truth_backtest):
+    _, res = truth_backtest
+    pred = res.predictions[res.predictions["model"] == "markov"]
+    cuts = np.sort(res.predictions["cutoff"].unique())
+    assert (pred["origin_time"] >= pred["cutoff"]).all()
+    latest = cuts[np.searchsorted(cuts, pred["origin_time"].to_numpy(), side="right") - 1]
+    assert (pred["cutoff"].to_numpy() == latest).all()
+
+
+@quiet
+def test_baselines_scored_on_the_same_origins_and_parallel_is_identical():
+    hist = simulate_histories(20, 200, random_state=2, with_metrics=False)
+    model = FaultPredictor(states={"failure": FAIL}, columns=COLUMNS)
+    one = backtest(hist, model, horizon=3, cutoffs=2, n_jobs=1)
+    two = backtest(hist, model, horizon=3, cutoffs=2, n_jobs=2)
+    pd.testing.assert_frame_equal(one.metrics, two.metrics)
+    sizes = one.predictions.groupby("model", observed=True).size()
+    assert set(sizes.index) == {"markov", "climatology", "state_frequency", "no_events",
+                                "gradient_boosting"}
+    assert sizes.nunique() == 1
+    text = one.verdict()
+    for base in ("climatology", "state_frequency", "no_events", "gradient_boosting"):
+        assert base in text
+
+
+@quiet
+def test_no_failures_gives_nan_with_reasons():
+    hist = pd.DataFrame({"entity": np.repeat(["a", "b"], 20), "time": np.tile(np.arange(20), 2),
+                         "status": "ok"})
+    model = FaultPredictor(states={"states": ["ok", "down"], "failure": ["down"]})
+    res = backtest(hist, model, horizon=2, cutoffs=2, baselines=["climatology"])
+    pooled = res.metrics[res.metrics["fold"] == "all"]
+    assert pooled["roc_auc"].isna().all()
+    assert pooled["note"].str.contains("no failures").all()
+
+
+@quiet
+def test_bad_input_errors():
+    hist = hand_history()
+    model = FaultPredictor(states={"failure": ["down"]})
+    with pytest.raises(ValueError, match="horizon = 0"):
+        backtest(hist, model, horizon=0, cutoffs=[4])
+    with pytest.raises(HistoryError, match="after the last step"):
+        backtest(hist, model, horizon=2, cutoffs=[99])
+    with pytest.raises(HistoryError, match="no training data"):
+        backtest(hist, model, horizon=2, cutoffs=[1])
+    gappy = pd.DataFrame({"entity": "a", "time": [1, 2, 3, 10, 11, 12],
+                          "status": ["ok", "down", "ok", "ok", "down", "ok"]})
+    with pytest.raises(HistoryError, match="no training transitions"):  # nothing in [7, 10)
+        backtest(gappy, model, horizon=2, cutoffs=[10], window="sliding", window_size=3)
+    with pytest.raises(ConfigError, match="window_size"):
+        backtest(hist, model, horizon=2, cutoffs=[4], window="sliding")
+    with pytest.raises(ConfigError, match="unknown baseline"):
+        backtest(hist, model, horizon=2, cutoffs=[4], baselines=["prophet"])
+    with pytest.raises(ConfigError, match="origins"):
+        backtest(hist, model, horizon=2, cutoffs=[4], origins="sometimes")
+
+
+def test_verdict_names_wins_ties_and_losses():
+    from markovfault.backtest import BacktestResult
+
+    m = pd.DataFrame({"fold": ["all"] * 6, "horizon": [1, 1, 1, 2, 2, 2],
+                      "model": ["markov", "a", "b"] * 2,
+                      "bss": [0.5, 0.5, 0.4, 0.3, 0.5, 0.3],
+                      "ece": [0.01, 0.02, 0.01, 0.05, 0.01, 0.05]})
+    res = BacktestResult(metrics=m, predictions=pd.DataFrame(), folds=pd.DataFrame())
+    assert res.verdict().splitlines() == [
+        "markov ties with a at horizon 1; loses to a at horizon 2 on bss",
+        "markov beats b at horizon 1; ties with b at horizon 2 on bss",
+    ]
+    # lower is better for ECE
+    assert res.verdict("ece").splitlines()[0] == (
+        "markov beats a at horizon 1; loses to a at horizon 2 on ece")
