@@ -96,6 +96,25 @@ def bench_predict_frame(n_entities, horizon, repeat):
     return best_of(lambda: model.predict(recent, horizon=horizon), repeat)
 
 
+def bench_backtest(n_steps, n_folds, repeat):
+    from markovfault import backtest
+    from markovfault.simulate import simulate_histories
+
+    n_handlers = 1000
+    hist = simulate_histories(n_handlers, n_steps // n_handlers, random_state=0,
+                              with_metrics=False, with_event_ids=False)
+    model = FaultPredictor(
+        states={"kind": "categorical", "failure": ["error", "timeout", "down"]},
+        columns={"entity": "handler", "time": "timestamp", "event": "event_type"},
+    )
+    t_fit = best_of(lambda: model.fit(hist), repeat)
+    t_bt = best_of(lambda: backtest(hist, model, horizon=10, cutoffs=n_folds, baselines=[],
+                                    progress=False), repeat)
+    t_bt_every = best_of(lambda: backtest(hist, model, horizon=10, cutoffs=n_folds, baselines=[],
+                                          origins="every_step", progress=False), 1)
+    return t_fit, t_bt, t_bt_every
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1M steps instead of 10M")
@@ -118,10 +137,22 @@ def main(argv=None):
     n_ent = 100_000 if args.quick else 1_000_000
     t = bench_predict_arrays(n_ent, 50, S, args.repeat)
     print(f"\n{'predict_proba: ' + f'{n_ent:,} entities x 50 horizons':<52} {t:9.3f}")
-    t = bench_predict_frame(n_ent, 50, 1 if not args.quick else args.repeat)
+    t = bench_predict_frame(n_ent, 50, args.repeat)
     print(f"{'FaultPredictor.predict: ' + f'{n_ent:,} entities x 50 horizons':<52} {t:9.3f}"
           f"   ({n_ent * 50:,} rows, end to end from a DataFrame)")
+    return args
+
+
+
+
+def _backtest_section(args):
+    n = 100_000 if args.quick else 1_000_000
+    t_fit, t_bt, t_every = bench_backtest(n, 20, args.repeat)
+    print(f"\n{'one FaultPredictor.fit on ' + f'{n:,} steps (from a DataFrame)':<52} {t_fit:9.3f}")
+    print(f"{'backtest, 20 folds, origins at the cutoffs':<52} {t_bt:9.3f} {'':12} {t_bt / t_fit:7.2f}x fit")
+    print(f"{'backtest, 20 folds, every step an origin':<52} {t_every:9.3f} {'':12} {t_every / t_fit:7.2f}x fit")
 
 
 if __name__ == "__main__":
-    main()
+    _args = main()
+    _backtest_section(_args)

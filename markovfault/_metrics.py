@@ -33,6 +33,7 @@ from sklearn.metrics import (
 )
 
 __all__ = [
+    "score_groups",
     "expected_calibration_error",
     "calibration_table",
     "score_forecasts",
@@ -520,4 +521,169 @@ def lead_times(
         .reset_index()
     )
     out.insert(2, "caught", out["lead_time"].notna().to_numpy(dtype=bool))
+    return out
+
+
+def score_groups(
+    group: npt.ArrayLike,
+    p: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    base_rate: npt.ArrayLike,
+    threshold: float = 0.5,
+    n_bins: int = 10,
+    entity_code: npt.ArrayLike | None = None,
+    origin_step: npt.ArrayLike | None = None,
+    steps_to_failure: npt.ArrayLike | None = None,
+    horizon: npt.ArrayLike | None = None,
+    n_groups: int | None = None,
+) -> pd.DataFrame:
+    """The scores of :func:`score_forecasts` for many groups at once, vectorised.
+
+    A backtest scores hundreds of (fold, horizon, model) groups; calling
+    scikit-learn once per group spends most of the time validating inputs.
+    This computes the same numbers for all groups in a few sorted passes.
+    The test suite checks it against :func:`score_forecasts` (which calls
+    scikit-learn) group by group.
+
+    Parameters
+    ----------
+    group : array-like of int of shape (n,)
+        Group code of each forecast, in ``0..G-1``.
+    p, y : array-like of shape (n,)
+        Forecasts in [0, 1] and outcomes 0/1.
+    base_rate : array-like of shape (n,)
+        The training base rate each forecast's Brier skill is measured against.
+    threshold : float, default=0.5
+    n_bins : int, default=10
+    entity_code, origin_step, steps_to_failure, horizon : array-like of shape (n,), optional
+        When given, lead-time columns are added: ``n_failures`` (distinct
+        failures that some origin of the group saw coming within its horizon),
+        ``n_caught`` and ``mean_lead_time`` (see :func:`lead_times`).
+    n_groups : int, optional
+        Number of groups ``G`` (default: the largest code + 1); empty groups
+        get ``n = 0`` and the note ``"no origins"``.
+
+    Returns
+    -------
+    DataFrame
+        One row per group code ``0..G-1`` (index), columns :data:`SCORE_KEYS`
+        (plus the lead-time columns).
+
+    Examples
+    --------
+    >>> out = score_groups([0, 0, 0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9, 0.3, 0.3],
+    ...                    [0, 0, 0, 1, 0, 0], base_rate=[0.5] * 6)
+    >>> out.loc[0, ["brier", "bss", "roc_auc"]].round(4).tolist()
+    [0.1375, 0.45, 1.0]
+    >>> out.loc[1, "note"]
+    'no failures; no forecast >= threshold'
+    """
+    threshold = _check_unit(threshold, "threshold")
+    n_bins = _check_n_bins(n_bins)
+    p_, y_ = _check_pair(p, y)
+    g = np.asarray(group, dtype=np.int64)
+    b = np.asarray(base_rate, dtype=np.float64)
+    if g.shape != p_.shape or b.shape != p_.shape:
+        raise ValueError("group, p, y and base_rate must have the same length")
+    G = (int(g.max()) + 1 if g.size else 0) if n_groups is None else int(n_groups)
+    if g.size and (g.min() < 0 or g.max() >= G):
+        raise ValueError(f"group codes must lie in 0..{G - 1}")
+    nan = np.nan
+
+    n = np.bincount(g, minlength=G).astype(np.float64)
+    n_pos = np.bincount(g, weights=y_, minlength=G)
+    n_neg = n - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(g, weights=p_, minlength=G) / n
+        brier = np.bincount(g, weights=(p_ - y_) ** 2, minlength=G) / n
+        pc = np.clip(p_, _LOG_LOSS_EPS, 1.0 - _LOG_LOSS_EPS)
+        ll = -(y_ * np.log(pc) + (1 - y_) * np.log1p(-pc))
+        log_loss_ = np.bincount(g, weights=ll, minlength=G) / n
+        brier_ref = np.bincount(g, weights=(b - y_) ** 2, minlength=G) / n
+        bss = np.where(brier_ref > 0, 1.0 - brier / brier_ref, nan)
+
+    # ranking metrics: sort by group, then p descending; tie blocks end where p changes.
+    # One float sort on 2g + (1 - p) is twice as fast as lexsort; it is exact while the
+    # key's spacing (2G * 2**-52) stays far below any gap between distinct forecasts.
+    if 2 * G + 1 < 2**20:
+        order = np.argsort(2.0 * g + (1.0 - p_), kind="stable")
+    else:
+        order = np.lexsort((-p_, g))
+    gs, ps, ys = g[order], p_[order], y_[order]
+    tp = np.cumsum(ys)
+    starts = np.searchsorted(gs, np.arange(G))  # first sorted row of each group
+    tp_before_group = np.r_[0.0, tp][starts]
+    tp = tp - tp_before_group[gs]
+    rank = np.arange(len(gs)) - starts[gs]  # 0-based position within the group
+    fp = rank + 1 - tp
+    last = np.r_[(gs[1:] != gs[:-1]) | (ps[1:] != ps[:-1]), True] if len(gs) else np.zeros(0, bool)
+    gl, tpl, fpl = gs[last], tp[last], fp[last]
+    first_block = np.r_[True, gl[1:] != gl[:-1]] if len(gl) else np.zeros(0, bool)
+    tp_prev = np.where(first_block, 0.0, np.r_[0.0, tpl[:-1]])
+    fp_prev = np.where(first_block, 0.0, np.r_[0.0, fpl[:-1]])
+    tp_blk, fp_blk = tpl - tp_prev, fpl - fp_prev
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # ROC AUC (Mann-Whitney, ties count one half), as roc_auc_score
+        auc_sum = np.bincount(gl, weights=fp_blk * tp_prev + 0.5 * fp_blk * tp_blk, minlength=G)
+        roc_auc = auc_sum / (n_pos * n_neg)
+        # average precision: sum over thresholds of (R_k - R_{k-1}) P_k, as sklearn
+        prec_blk = tpl / (tpl + fpl)
+        rec_step = tp_blk / n_pos[gl]
+        average_precision = np.bincount(gl, weights=np.nan_to_num(rec_step * prec_blk),
+                                        minlength=G)
+    both = (n_pos > 0) & (n_neg > 0)
+    roc_auc = np.where(both, roc_auc, nan)
+    average_precision = np.where(both, average_precision, nan)
+
+    # expected calibration error: equal-width bins, as calibration_curve
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.searchsorted(edges[1:-1], p_)
+    cell = g * n_bins + bins
+    s_p = np.bincount(cell, weights=p_, minlength=G * n_bins)
+    s_y = np.bincount(cell, weights=y_, minlength=G * n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ece = np.abs(s_y - s_p).reshape(G, n_bins).sum(axis=1) / n
+
+    alarm = p_ >= threshold
+    n_alarm = np.bincount(g, weights=alarm, minlength=G)
+    tp_alarm = np.bincount(g, weights=alarm & (y_ == 1), minlength=G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(n_alarm > 0, tp_alarm / n_alarm, nan)
+        recall = np.where(n_pos > 0, tp_alarm / n_pos, nan)
+        f1 = np.where(n_pos > 0, 2 * tp_alarm / (n_alarm + n_pos), nan)
+
+    out = pd.DataFrame({
+        "n": n.astype(np.int64), "n_pos": n_pos.astype(np.int64), "mean_p": mean_p,
+        "brier": brier, "log_loss": log_loss_, "roc_auc": roc_auc,
+        "average_precision": average_precision, "brier_ref": brier_ref, "bss": bss,
+        "ece": ece, "precision": precision, "recall": recall, "f1": f1,
+    })
+    empty = n == 0
+    notes = np.select(
+        [empty, n_pos == 0, n_neg == 0], ["no origins", "no failures", "no non-failures"], "")
+    extra = np.where(~empty & (n_alarm == 0), "no forecast >= threshold", "")
+    extra2 = np.where(~empty & ~(brier_ref > 0), "brier_ref == 0", "")
+    note = pd.Series(notes)
+    for part in (extra, extra2):
+        part = pd.Series(part)
+        note = note.where(part == "", note.where(note == "", note + "; ") + part)
+    out["note"] = note.where(~empty, "no origins").to_numpy()
+    out = out[list(SCORE_KEYS)]
+
+    if entity_code is not None:
+        d = np.asarray(steps_to_failure, dtype=np.float64)
+        h = np.asarray(horizon, dtype=np.float64)
+        hit = (y_ == 1) & (d >= 1) & (d <= h)
+        frame = pd.DataFrame({
+            "g": g[hit],
+            "entity": np.asarray(entity_code)[hit],
+            "target": np.asarray(origin_step, dtype=np.int64)[hit] + d[hit].astype(np.int64),
+            "lead": np.where(p_[hit] >= threshold, d[hit], nan),
+        })
+        per_failure = frame.groupby(["g", "entity", "target"], sort=False)["lead"].max()
+        by_group = per_failure.groupby(level="g")
+        out["n_failures"] = by_group.size().reindex(range(G), fill_value=0).to_numpy()
+        out["n_caught"] = by_group.count().reindex(range(G), fill_value=0).to_numpy()
+        out["mean_lead_time"] = by_group.mean().reindex(range(G)).to_numpy()
     return out

@@ -493,17 +493,29 @@ class _Run:
         return upto - cum[np.searchsorted(bounds, self.cuts - self.width)]
 
     # ------------------------------------------------------------ origins
+    def _n_before(self, c) -> np.ndarray:
+        """Per entity, how many of its steps lie before ``c``."""
+        if not hasattr(self, "_before_cum"):
+            # one pass for every cutoff: steps per (entity, number of cutoffs <= t)
+            K = len(self.cuts)
+            b = np.searchsorted(self.cuts, self.traj.time, side="right")
+            cell = self.traj.entity * (K + 1) + b
+            per = np.bincount(cell, minlength=len(self.ent_start) * (K + 1))
+            self._before_cum = np.cumsum(per.reshape(-1, K + 1), axis=1)
+        k = np.searchsorted(self.cuts, c)
+        if k < len(self.cuts) and self.cuts[k] == c:
+            return self._before_cum[:, k]  # steps with time < cuts[k]: bins 0..k
+        return np.bincount(self.traj.entity, weights=self.traj.time < c,
+                           minlength=len(self.ent_start)).astype(np.int64)
+
     def last_before(self, c) -> np.ndarray:
         """Per entity, the index of its last step before ``c`` (-1 where none)."""
-        before = np.bincount(self.traj.entity, weights=self.traj.time < c,
-                             minlength=len(self.ent_start)).astype(np.int64)
+        before = self._n_before(c)
         return np.where(before > 0, self.ent_start + before - 1, -1)
 
     def first_at_or_after(self, c) -> np.ndarray:
         """Per entity, the index of its first step at or after ``c`` (= end where none)."""
-        before = np.bincount(self.traj.entity, weights=self.traj.time < c,
-                             minlength=len(self.ent_start)).astype(np.int64)
-        return self.ent_start + before
+        return self.ent_start + self._n_before(c)
 
     def test_origins(self, k: int) -> np.ndarray:
         if self.origins == "cutoff":
@@ -616,70 +628,86 @@ class _Run:
         return self._assemble(pieces, fold_rows, names)
 
     def _assemble(self, pieces, fold_rows, names) -> BacktestResult:
-        tr, H = self.traj, self.H
-        frames = []
+        """Stack every fold's scored forecasts into flat arrays, then one frame."""
+        tr, H, M = self.traj, self.H, len(names)
+        cols: dict[str, list] = {c: [] for c in (
+            "fold", "origin_step", "horizon", "model", "p", "y", "base_rate")}
         for k, origins, y, probs, base in pieces:
-            n = len(origins)
-            for name in names:
-                p = np.asarray(probs[name], dtype=np.float64)
-                keep = (y >= 0).ravel()
-                frames.append(pd.DataFrame({
-                    "fold": np.int64(k),
-                    "cutoff": self.cuts[k],
-                    "entity_code": np.repeat(tr.entity[origins], H)[keep],
-                    "origin_step": np.repeat(origins, H)[keep],
-                    "origin_time": np.repeat(tr.time[origins], H)[keep],
-                    "horizon": np.tile(np.arange(1, H + 1), n)[keep],
-                    "state_code": np.repeat(tr.state[origins], H)[keep],
-                    "model": name,
-                    "p": np.clip(p.ravel()[keep], 0.0, 1.0),
-                    "y": y.ravel()[keep].astype(np.int64),
-                    "steps_to_failure": np.repeat(self.d[origins], H)[keep],
-                    "base_rate": np.tile(base, n)[keep],
-                }))
-        pred = pd.concat(frames, ignore_index=True)
-        pred["model"] = pd.Categorical(pred["model"], categories=names)
-        metrics = self._metrics(pred, names)
-        ent_names = np.asarray(tr.entity_names, dtype=object)
-        pred.insert(2, "entity", pd.Categorical.from_codes(
-            pred["entity_code"].to_numpy(), categories=pd.Index(ent_names, dtype=object)))
-        pred.insert(5, "state", pd.Categorical.from_codes(
-            pred.pop("state_code").to_numpy(),
-            categories=pd.Index(list(tr.state_names), dtype=object)))
+            keep = (y >= 0).ravel()
+            step = np.repeat(origins, H)[keep]
+            hor = np.tile(np.arange(1, H + 1), len(origins))[keep]
+            yk = y.ravel()[keep].astype(np.int64)
+            bk = np.tile(base, len(origins))[keep]
+            for m, name in enumerate(names):
+                cols["fold"].append(np.full(len(step), k, dtype=np.int64))
+                cols["origin_step"].append(step)
+                cols["horizon"].append(hor)
+                cols["model"].append(np.full(len(step), m, dtype=np.int64))
+                cols["p"].append(np.clip(np.asarray(probs[name], np.float64).ravel()[keep], 0, 1))
+                cols["y"].append(yk)
+                cols["base_rate"].append(bk)
+        a = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+        step = a["origin_step"].astype(np.int64)
+        fold, hor, model = a["fold"].astype(np.int64), a["horizon"].astype(np.int64), \
+            a["model"].astype(np.int64)
+        metrics = self._metrics(a, step, fold, hor, model, names)
+        time = tr.time[step]
+        cut = self.cuts[fold]
         if tr.time_kind == "datetime":
-            pred["cutoff"] = pd.to_datetime(pred["cutoff"].to_numpy(), utc=True)
-            pred["origin_time"] = pd.to_datetime(pred["origin_time"].to_numpy(), utc=True)
+            time, cut = pd.to_datetime(time, utc=True), pd.to_datetime(cut, utc=True)
+        pred = pd.DataFrame({
+            "fold": fold,
+            "cutoff": cut,
+            "entity": pd.Categorical.from_codes(
+                tr.entity[step], categories=pd.Index(list(tr.entity_names), dtype=object)),
+            "origin_time": time,
+            "state": pd.Categorical.from_codes(
+                tr.state[step], categories=pd.Index(list(tr.state_names), dtype=object)),
+            "horizon": hor,
+            "model": pd.Categorical.from_codes(model, categories=pd.Index(names, dtype=object)),
+            "p": a["p"],
+            "y": a["y"].astype(np.int64),
+            "entity_code": tr.entity[step],
+            "origin_step": step,
+            "steps_to_failure": self.d[step],
+            "base_rate": a["base_rate"],
+        })
         folds = pd.DataFrame(fold_rows)
         if tr.time_kind == "datetime":
             folds["cutoff"] = pd.to_datetime(folds["cutoff"].to_numpy(), utc=True)
         return BacktestResult(metrics=metrics, predictions=pred, folds=folds, params={})
 
-    def _metrics(self, pred: pd.DataFrame, names) -> pd.DataFrame:
-        rows = []
-        groups = pred.groupby(["fold", "horizon", "model"], observed=True, sort=True)
-        for (k, h, model), g in groups:
-            rows.append(self._score(g, fold=k, horizon=h, model=model))
-        for (h, model), g in pred.groupby(["horizon", "model"], observed=True, sort=True):
-            rows.append(self._score(g, fold="all", horizon=h, model=model))
-        out = pd.DataFrame(rows)
-        out["fold"] = out["fold"].astype(str)
-        return out
-
-    def _score(self, g: pd.DataFrame, *, fold, horizon, model) -> dict:
-        p, y, base = g["p"].to_numpy(), g["y"].to_numpy(), g["base_rate"].to_numpy()
-        rate = float(np.nanmean(base)) if len(base) and not np.all(np.isnan(base)) else np.nan
-        s = _metrics.score_forecasts(p, y, base_rate=np.nan_to_num(base, nan=0.0),
-                                     threshold=self.threshold)
-        caught = g[g["y"] == 1]
-        lt = _metrics.lead_times(caught["entity_code"].to_numpy(), caught["origin_step"].to_numpy(),
-                                 caught["steps_to_failure"].to_numpy(), caught["p"].to_numpy(),
-                                 self.threshold, horizon=int(horizon))
-        row = {"fold": fold, "horizon": int(horizon), "model": model, "base_rate": rate}
-        row.update(s)
-        row["n_failures"] = int(len(lt))
-        row["n_caught"] = int(lt["caught"].sum()) if len(lt) else 0
-        row["mean_lead_time"] = float(lt["lead_time"].mean()) if row["n_caught"] else np.nan
-        return row
+    def _metrics(self, a, step, fold, hor, model, names) -> pd.DataFrame:
+        """Scores per (fold, horizon, model) and pooled per (horizon, model), vectorised."""
+        H, M, K = self.H, len(names), len(self.cuts)
+        tables = []
+        for per_fold in (True, False):
+            # group codes by arithmetic: fold-major, then horizon, then model
+            code = (hor - 1) * M + model
+            if per_fold:
+                code = fold * (H * M) + code
+            n_groups = (K if per_fold else 1) * H * M
+            scores = _metrics.score_groups(
+                code, a["p"], a["y"], base_rate=np.nan_to_num(a["base_rate"], nan=0.0),
+                threshold=self.threshold, entity_code=self.traj.entity[step], origin_step=step,
+                steps_to_failure=self.d[step], horizon=hor, n_groups=n_groups,
+            )
+            with np.errstate(invalid="ignore"):
+                base = np.bincount(code, weights=a["base_rate"], minlength=n_groups) / \
+                    np.bincount(code, minlength=n_groups)
+            g = np.arange(n_groups)
+            head = pd.DataFrame({
+                "fold": (g // (H * M)).astype(str) if per_fold else "all",
+                "horizon": (g // M) % H + 1,
+                "model": np.asarray(names, dtype=object)[g % M],
+                "base_rate": base,
+            })
+            table = pd.concat([head, scores.reset_index(drop=True)], axis=1)
+            tables.append(table[table["n"] > 0])  # a model scored nowhere in a fold: no row
+        out = pd.concat(tables, ignore_index=True)
+        cols = ["fold", "horizon", "model", "base_rate", *_metrics.SCORE_KEYS,
+                "n_failures", "n_caught", "mean_lead_time"]
+        return out[cols]
 
 
 def _fit_predict_gb(spec: GradientBoostingBaseline, traj, tidx, ytr, origins) -> np.ndarray:

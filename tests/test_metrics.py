@@ -360,3 +360,38 @@ def test_lead_times_bad_input():
         lead_times(["a"], [1.0], [1], [0.5], 0.5)
     with pytest.raises(ValueError, match=r"horizon = 0, must be >= 1"):
         lead_times(["a"], [1], [1], [0.5], 0.5, horizon=0)
+
+
+# ------------------------------------------------- many groups at once
+def test_score_groups_equals_score_forecasts_group_by_group():
+    from markovfault._metrics import lead_times, score_forecasts, score_groups
+
+    rng = np.random.RandomState(0)
+    n, G = 4000, 12
+    g = rng.randint(0, G, n)
+    p = np.round(rng.beta(1, 3, n), 2)  # rounding makes many ties
+    y = (rng.random_sample(n) < p).astype(int)
+    y[g == 3] = 0  # a group without failures
+    y[g == 4] = 1  # a group with only failures
+    p[g == 5] = 0.1  # a group without alarms
+    base = rng.uniform(0.05, 0.4, G)[g]
+    ent = rng.randint(0, 30, n)
+    step = rng.randint(0, 500, n)
+    d = np.where(y == 1, rng.randint(1, 4, n), 99)
+    h = np.full(n, 3)
+    got = score_groups(g, p, y, base_rate=base, threshold=0.4, entity_code=ent,
+                       origin_step=step, steps_to_failure=d, horizon=h)
+    for k in range(G):
+        m = g == k
+        want = score_forecasts(p[m], y[m], base_rate=base[m], threshold=0.4)
+        for key, value in want.items():
+            if key == "note":
+                assert got.loc[k, key] == value, k
+            else:
+                np.testing.assert_allclose(got.loc[k, key], value, rtol=1e-10, atol=1e-12,
+                                           err_msg=f"group {k}: {key}")
+        lt = lead_times(ent[m], step[m], d[m], p[m], 0.4, horizon=3)
+        assert got.loc[k, "n_failures"] == len(lt)
+        assert got.loc[k, "n_caught"] == lt["caught"].sum()
+        np.testing.assert_allclose(got.loc[k, "mean_lead_time"],
+                                   lt["lead_time"].mean() if lt["caught"].any() else np.nan)

@@ -1,0 +1,186 @@
+"""The real-histories examples (examples/<name>/run.py) on the public data sets in ../shared/data.
+
+Each test runs the example's own conversion on the whole raw data, checks it against the counts verified in
+../shared/data/<name>/LOAD.md, and runs a small backtest (a subset of entities, two cutoffs, short horizon)
+with every baseline. The data are never copied into the repository: when ../shared/data is absent (a user's
+machine) the tests skip; in CI it is present and they run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import markovfault as mf
+from markovfault.backtest import BASELINES
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+_MODULES: dict = {}
+
+
+def _example(name: str):
+    """The example's run.py as a module (imported from its path; examples/ is not a package)."""
+    if name not in _MODULES:
+        path = EXAMPLES / name / "run.py"
+        spec = importlib.util.spec_from_file_location(f"markovfault_example_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        _MODULES[name] = module
+    return _MODULES[name]
+
+
+def _data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent: the real-histories examples read the public data sets in "
+                    "../shared/data next to the repository (present in CI, never copied into the repo)")
+    return path
+
+
+def _check_backtest(result, horizon: int) -> None:
+    """Every model scored at every horizon, probabilities in [0, 1], metrics finite where defined."""
+    expected = ["markov", *BASELINES]
+    assert result.models == expected
+    pooled = result.metrics[result.metrics["fold"] == "all"]
+    assert sorted(map(tuple, pooled[["model", "horizon"]].to_numpy().tolist())) == sorted(
+        (m, h) for m in expected for h in range(1, horizon + 1))
+    pred = result.predictions
+    assert set(pred["model"].unique()) == set(expected)
+    assert pred["p"].between(0.0, 1.0).all()
+    assert set(pred["y"].unique()) <= {0, 1}
+    # the same origins for every model
+    per_model = pred.groupby(["model", "horizon"], observed=True).size().unstack("model")
+    assert (per_model.nunique(axis=1) == 1).all()
+    assert pooled["n_pos"].sum() > 0, "the small backtest must see failures"
+    for row in result.metrics.itertuples():
+        if row.n == 0:
+            continue
+        for metric in ("brier", "log_loss", "ece"):
+            assert np.isfinite(getattr(row, metric)), (row.model, row.horizon, metric)
+        defined = 0 < row.n_pos < row.n
+        for metric in ("roc_auc", "average_precision"):
+            assert np.isfinite(getattr(row, metric)) == defined, (row.model, row.horizon, metric)
+        assert np.isfinite(row.bss) == (row.brier_ref > 0), (row.model, row.horizon, "bss")
+    summary = result.summary()
+    assert len(summary) == len(expected) * horizon
+    assert isinstance(result.verdict(), str) and "markov" in result.verdict()
+
+
+# --------------------------------------------------------------------- Backblaze
+def test_backblaze_example():
+    data = _data("backblaze")
+    ex = _example("backblaze")
+    frame = ex.load(data)
+    model = ex.predictor()
+    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
+
+    # LOAD.md: 868,524 drive-days, 22,892 drives, 40 days, 120 failures on 2,610 drive-days of failed drives
+    assert report.n_rows_read == report.n_rows_kept == 868_524
+    assert report.n_entities == 22_892
+    assert hist["time"].nunique() == 40
+    assert int(hist["failure"].sum()) == 120
+    failed = hist.loc[hist["failure"] == 1, "entity"]
+    assert int(hist["entity"].isin(failed).sum()) == 2_610
+    # the failure is each failed drive's last record
+    last = hist.groupby("entity")["time"].transform("max")
+    assert not ((hist["failure"] == 1) & (hist["time"] != last)).any()
+    # events: which error counters rose; a drive's first day is always "none"
+    assert set(hist["event"]) <= {"none", "realloc", "pending", "realloc+pending", "uncorrectable",
+                                  "offline_unc"} | {e for e in hist["event"] if "+" in e}
+    first = ~hist["entity"].duplicated()
+    assert (hist.loc[first, "event"] == "none").all()
+    assert (hist["event"] != "none").sum() > 1000
+
+    # a small backtest: every failed drive and 1,200 others, two weekly cutoffs, 3 days ahead
+    drives = np.sort(frame["serial_number"].unique())
+    keep = set(failed) | set(drives[:1200])
+    small = frame[frame["serial_number"].isin(keep)]
+    result = mf.backtest(small, ex.predictor(), horizon=3, cutoffs=["2013-05-03", "2013-05-10"],
+                         origins="every_step", progress=False)
+    assert result.params["rows_read"] == len(small)
+    _check_backtest(result, horizon=3)
+
+
+# -------------------------------------------------------------------------- HDFS
+@pytest.mark.filterwarnings("ignore:states .* were never left in training:markovfault.exceptions.DataWarning")
+def test_hdfs_example():
+    data = _data("hdfs")
+    ex = _example("hdfs")
+    frame = ex.load(data)
+    model = ex.predictor()
+    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
+
+    # LOAD.md: 21,693 sessions (4,855 normal + 16,838 anomalous), 379,943 steps, 5,709 exception steps;
+    # 5,231 anomalous and no normal sessions hold an exception
+    assert report.n_rows_read == report.n_rows_kept == 379_943
+    assert report.n_entities == 21_693
+    sess = frame.assign(error=frame["key"].isin(ex.ERROR_KEYS)).groupby("block").agg(
+        anomalous=("session_anomalous", "first"), error=("error", "any"))
+    assert int((~sess["anomalous"]).sum()) == 4_855 and int(sess["anomalous"].sum()) == 16_838
+    assert int(hist["status"].isin(ex.ERROR_KEYS).sum()) == 5_709
+    assert int(sess.loc[sess["anomalous"], "error"].sum()) == 5_231
+    assert int(sess.loc[~sess["anomalous"], "error"].sum()) == 0
+    # the clock: one tick per line, each session contiguous and in its own order
+    assert frame["clock"].is_unique and frame["clock"].is_monotonic_increasing
+    assert (frame.groupby("block")["step"].diff().dropna() == 1).all()
+    # the seeded order mixes normal and anomalous sessions
+    assert 0.1 < frame.loc[frame["clock"] < len(frame) // 2, "session_anomalous"].mean() < 0.9
+    fitted = ex.predictor().fit(frame)
+    assert fitted.failure_states_ == list(ex.ERROR_KEYS)
+
+    small = ex.load(data, max_sessions=1_500)
+    assert small["block"].nunique() == 1_500
+    result = mf.backtest(small, ex.predictor(), horizon=3, cutoffs=ex.cutoffs(small, (0.6, 0.8)),
+                         origins="every_step", progress=False)
+    _check_backtest(result, horizon=3)
+
+
+# --------------------------------------------------------------------------- NAB
+def test_nab_example():
+    data = _data("nab")
+    ex = _example("nab")
+    frame = ex.load(data)
+    model = ex.predictor()
+    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
+
+    # LOAD.md: 137,301 rows, 24 series, 51 label points, 12,906 rows inside windows
+    assert report.n_rows_read == 137_301
+    assert report.n_entities == 24
+    assert int(frame["label_point"].sum()) == 51
+    assert int(frame["in_window"].sum()) == 12_906
+    # failures: from a label point to its window's end, so inside windows; 23 series have some
+    assert frame.loc[frame["anomaly"] == 1, "in_window"].all()
+    assert 0 < int(frame["anomaly"].sum()) < 12_906
+    assert frame.groupby("series")["anomaly"].max().sum() == 23
+    # the first MIN_PERIODS rows of each series have no z-score and are dropped (and counted)
+    assert report.dropped == {"missing_status": 24 * ex.MIN_PERIODS}
+    assert np.isfinite(hist["z"]).all() and hist["z"].abs().max() <= 10
+    assert (hist.groupby("entity")["time"].diff().dropna() > 0).all()
+
+    # a small backtest: six series, two cutoffs, 3 samples ahead
+    names = sorted(frame["series"].unique())
+    some = [n for n in names if "realKnownCause" in n][:3] + [n for n in names if "ec2_cpu" in n][:3]
+    small = frame[frame["series"].isin(some)]
+    result = mf.backtest(small, ex.predictor(), horizon=3, cutoffs=ex.cutoffs((0.4, 0.7)),
+                         origins="every_step", progress=False)
+    _check_backtest(result, horizon=3)
+    onset = ex.onset_scores(result, 3)
+    assert list(onset["model"]) == result.models and (onset["n_pos"] > 0).all()
+
+
+# ------------------------------------------------------------ no data, clear exit
+@pytest.mark.parametrize("name", ["backblaze", "hdfs", "nab"])
+def test_example_without_data_exits_clearly(name, tmp_path, capsys):
+    ex = _example(name)
+    code = ex.main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
+    assert code == 66
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--data" in err and "not found" in err
+    assert not (tmp_path / "out").exists()
