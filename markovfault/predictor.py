@@ -305,7 +305,7 @@ class FaultPredictor(BaseEstimator):
 
     def predict(
         self,
-        histories,
+        histories=None,
         horizon: int = 10,
         scenario: Sequence[str] | str | None = None,
     ) -> pd.DataFrame:
@@ -313,8 +313,11 @@ class FaultPredictor(BaseEstimator):
 
         Parameters
         ----------
-        histories : DataFrame, path, or list of them
+        histories : DataFrame, path, list of them, or None
             Recent histories; only each entity's last observed step is used.
+            ``None`` forecasts every entity the model has seen, from its last
+            step counted by ``fit``/``partial_fit`` (what a scheduled job
+            that updates the model incrementally wants).
         horizon : int, default=10
         scenario : sequence of str or comma-separated str, optional
             The next events, in order (a what-if). Events never seen in
@@ -330,8 +333,17 @@ class FaultPredictor(BaseEstimator):
         if isinstance(scenario, str):
             scenario = [s.strip() for s in scenario.split(",") if s.strip()]
         table = self.chain_.failure_probabilities(horizon, scenario)
-        frame, _ = self._read(histories)
-        codes = self.states_.transform(frame)
+        if histories is None:
+            seen = self.last_seen_
+            time = seen["time"].to_numpy()
+            frame = pd.DataFrame({
+                "entity": seen.index.to_numpy(),
+                "time": pd.to_datetime(time, utc=True) if self.time_kind_ == "datetime" else time,
+            })
+            codes = seen["state"].to_numpy()
+        else:
+            frame, _ = self._read(histories)
+            codes = self.states_.transform(frame)
         return _forecast_frame(frame, codes, table, self.chain_.state_names_)
 
     # -------------------------------------------------------------- accessors

@@ -224,3 +224,11 @@ def test_save_then_load_predicts_the_same(tmp_path, frame):
         same.predict(frame, 3, scenario=["y", "y", "x"]),
         model.predict(frame, 3, scenario=["y", "y", "x"]),
     )
+
+
+def test_predict_without_histories_uses_the_last_counted_steps():
+    hist = simulate_histories(10, 300, random_state=4, with_metrics=False)
+    early = hist[hist["timestamp"] < hist["timestamp"].quantile(0.5)]
+    late = hist[hist["timestamp"] >= hist["timestamp"].quantile(0.5)]
+    model = FaultPredictor(states=STATES, columns=COLUMNS).fit(early).partial_fit(late)
+    pd.testing.assert_frame_equal(model.predict(horizon=3), model.predict(hist, horizon=3))
