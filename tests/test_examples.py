@@ -91,12 +91,11 @@ def test_backblaze_example():
     # the failure is each failed drive's last record
     last = hist.groupby("entity")["time"].transform("max")
     assert not ((hist["failure"] == 1) & (hist["time"] != last)).any()
-    # events: which error counters rose; a drive's first day is always "none"
-    assert set(hist["event"]) <= {"none", "realloc", "pending", "realloc+pending", "uncorrectable",
-                                  "offline_unc"} | {e for e in hist["event"] if "+" in e}
+    # events: which error counters rose (187 and 198 are empty in this subset); a first day is "none"
+    assert hist["event"].value_counts().to_dict() == {
+        "none": 864_140, "realloc": 3_764, "pending": 458, "realloc+pending": 162}
     first = ~hist["entity"].duplicated()
     assert (hist.loc[first, "event"] == "none").all()
-    assert (hist["event"] != "none").sum() > 1000
 
     # a small backtest: every failed drive and 1,200 others, two weekly cutoffs, 3 days ahead
     drives = np.sort(frame["serial_number"].unique())
