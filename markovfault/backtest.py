@@ -31,6 +31,7 @@ from joblib import Parallel, delayed
 
 from . import _metrics
 from ._baselines import GradientBoostingBaseline
+from ._history import HistoryChain, _Layout, augment, count_augmented
 from .chain import EventMarkovChain
 from .counts import count_codes_by_bin
 from .exceptions import ConfigError, HistoryError, UnknownStatusError
@@ -98,29 +99,32 @@ class BacktestResult:
                 "mean_lead_time", "note"]
         return pooled[cols].reset_index(drop=True)
 
-    def verdict(self, metric: str = "bss", tol: float = 1e-3) -> str:
+    def verdict(self, metric: str = "bss", tol: float = 1e-3, model: str | None = None) -> str:
         """A plain sentence per baseline: does the Markov model beat it?
 
         Compares the pooled ``metric`` (higher is better for ``bss``,
         ``roc_auc``, ``average_precision``, ``precision``, ``recall`` and
         ``f1``; lower for ``brier``, ``ece`` and ``log_loss``) at every
-        horizon. Differences smaller than ``tol`` count as ties.
+        horizon. Differences smaller than ``tol`` count as ties. ``model``
+        defaults to the first Markov model scored.
         """
         higher = metric in ("bss", "roc_auc", "average_precision", "f1", "precision", "recall")
         pooled = self.metrics[self.metrics["fold"] == "all"].pivot(
             index="horizon", columns="model", values=metric
         )
-        if MODEL not in pooled:
+        if model is None:
+            model = next((m for m in self.models if m.startswith(MODEL)), None)
+        if model is None or model not in pooled:
             return "the Markov model was not scored"
         lines = []
         for base in pooled.columns:
-            if base == MODEL:
+            if base == model:
                 continue
-            diff = (pooled[MODEL] - pooled[base]).dropna()
+            diff = (pooled[model] - pooled[base]).dropna()
             if not higher:
                 diff = -diff
             if diff.empty:
-                lines.append(f"{MODEL} vs {base}: {metric} undefined at every horizon")
+                lines.append(f"{model} vs {base}: {metric} undefined at every horizon")
                 continue
             parts = []
             for word, sel in (("beats", diff >= tol), ("ties with", diff.abs() < tol),
@@ -130,7 +134,7 @@ class BacktestResult:
                     where = ("at every horizon" if sel.all() else
                              f"at horizon{'s' if len(hs) > 1 else ''} {_ranges(hs)}")
                     parts.append(f"{word} {base} {where}")
-            lines.append(f"{MODEL} " + "; ".join(parts) + f" on {metric}")
+            lines.append(f"{model} " + "; ".join(parts) + f" on {metric}")
         return "\n".join(lines)
 
     def calibration(self, model: str = MODEL, horizon: int = 1, n_bins: int = 10) -> pd.DataFrame:
@@ -224,6 +228,21 @@ class BacktestResult:
         return (f"BacktestResult(models={self.models}, horizon={p.get('horizon')}, "
                 f"n_folds={p.get('n_folds')}, n_predictions={len(self.predictions)})")
 
+    def _repr_html_(self) -> str:
+        """For notebooks: the verdict (Brier skill and ROC AUC) and the pooled metrics at
+        the first and the largest horizon (all horizons: :meth:`summary`)."""
+        from html import escape
+
+        table = self.summary()
+        ends = sorted({int(table["horizon"].min()), int(table["horizon"].max())})
+        table = table[table["horizon"].isin(ends)].drop(columns=["note"]).round(4)
+        lines = self.verdict().splitlines() + self.verdict("roc_auc").splitlines()
+        return (f"<p><b>{escape(repr(self))}</b></p><ul>"
+                + "".join(f"<li>{escape(line)}</li>" for line in lines)
+                + f"</ul><p>pooled over folds, horizons {' and '.join(map(str, ends))} "
+                "(all horizons: <code>result.summary()</code>)</p>"
+                + table.to_html(index=False, na_rep=""))
+
 
 def _ranges(values) -> str:
     values = sorted(int(v) for v in values)
@@ -267,6 +286,8 @@ def backtest(
     threshold: float = 0.5,
     n_jobs: int | None = None,
     progress: bool | None = None,
+    event_mix="long_run",
+    recent_window=None,
 ) -> BacktestResult:
     """Rolling-origin backtest of a :class:`~markovfault.FaultPredictor` against baselines.
 
@@ -300,6 +321,13 @@ def backtest(
         Folds of the gradient-boosting baseline in parallel (joblib).
     progress : bool, optional
         Show a progress line on stderr; default: when stderr is a terminal.
+    event_mix : str, dict, or a list of them, default='long_run'
+        The Markov model's expected event mix (see
+        :meth:`FaultPredictor.predict`); a list scores one model per mix:
+        ``markov`` (long run), ``markov_recent`` (the mix of the
+        ``recent_window`` before each origin), ``markov_mix`` (given shares).
+    recent_window : duration or int, optional
+        The trailing window of ``'recent'``.
 
     Returns
     -------
@@ -347,8 +375,9 @@ def backtest(
     traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
                                    np.asarray(extractor.is_failure_, dtype=bool),
                                    max_gap=predictor.max_gap)
+    mixes, recent_width = _check_mixes(event_mix, time_kind, recent_window)
     run = _Run(traj, cuts, width, horizon, float(threshold), predictor, base_specs, origins,
-               n_jobs, progress)
+               n_jobs, progress, mixes, recent_width)
     result = run.execute()
     result.params.update(
         horizon=horizon, n_folds=len(cuts), window=window, window_size=window_size,
@@ -356,6 +385,33 @@ def backtest(
         cutoffs=list(cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
     )
     return result
+
+
+def _mix_name(mix) -> str:
+    if isinstance(mix, str):
+        return MODEL if mix == "long_run" else f"{MODEL}_{mix}"
+    return f"{MODEL}_mix"
+
+
+def _check_mixes(event_mixes, time_kind, recent_window):
+    mixes = [event_mixes] if isinstance(event_mixes, (str, dict)) else list(event_mixes)
+    if not mixes:
+        raise ConfigError("event_mix needs at least one mix")
+    width = None
+    for m in mixes:
+        if isinstance(m, str) and m not in ("long_run", "recent"):
+            raise ConfigError(f"event_mix {m!r}; use 'long_run', 'recent' or {{event: share}}.")
+        if isinstance(m, str) and m == "recent":
+            from .trajectories import parse_max_gap
+
+            if recent_window is None:
+                raise ConfigError("event_mix 'recent' needs a recent_window (e.g. \"1h\" or 60)")
+            width = parse_max_gap(recent_window, time_kind)
+        elif not isinstance(m, (str, dict)):
+            raise ConfigError(f"event_mix {m!r}; use 'long_run', 'recent' or {{event: share}}.")
+    if len({_mix_name(m) for m in mixes}) != len(mixes):
+        raise ConfigError("event_mix names one kind of mix twice")
+    return mixes, width
 
 
 def _check_baselines(baselines) -> list:
@@ -455,10 +511,16 @@ class _Run:
     """The arrays of one backtest, computed once and shared by the folds."""
 
     def __init__(self, traj, cuts, width, horizon, threshold, predictor, base_specs, origins,
-                 n_jobs, progress):
+                 n_jobs, progress, event_mixes=("long_run",), recent_width=None):
         self.traj, self.cuts, self.width, self.H = traj, cuts, width, horizon
         self.threshold, self.predictor, self.base_specs = threshold, predictor, base_specs
         self.origins, self.n_jobs, self.progress = origins, n_jobs, progress
+        self.spec = predictor._history_spec()
+        if self.spec is not None:
+            self.aug = augment(traj, self.spec)  # each step's history-aware state (past only)
+            self.n_aug = _Layout(self.spec, traj.n_states, traj.n_events).A
+        self.event_mixes = list(event_mixes)
+        self.recent_width = recent_width
         n = traj.n_steps
         ent = traj.entity
         starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.zeros(0, np.int64)
@@ -479,13 +541,17 @@ class _Run:
 
     # ---------------------------------------------------------------- counts
     def fold_counts(self) -> np.ndarray:
-        """Training counts of every fold, (K, E, S, S), from one counting pass."""
+        """Training counts of every fold, (K, E, S, S) or, with history-aware states,
+        (K, E, A, S), from one counting pass."""
         tr = self.traj
         bounds = self.cuts if self.width is None else np.unique(
             np.r_[self.cuts, self.cuts - self.width])
         bins = np.searchsorted(bounds, tr.time, side="right")  # = #bounds <= t
-        per_bin = count_codes_by_bin(tr.state, tr.event, tr.run_starts, bins, len(bounds) + 1,
-                                     tr.n_states, tr.n_events)
+        if self.spec is None:
+            per_bin = count_codes_by_bin(tr.state, tr.event, tr.run_starts, bins,
+                                         len(bounds) + 1, tr.n_states, tr.n_events)
+        else:
+            per_bin = count_augmented(self.aug, tr, self.n_aug, bins, len(bounds) + 1)
         cum = np.cumsum(per_bin, axis=0)  # cum[j] = counts of times < bounds[j]
         upto = cum[np.searchsorted(bounds, self.cuts)]
         if self.width is None:
@@ -571,7 +637,7 @@ class _Run:
         counts = self.fold_counts()
         pred = self.predictor
         progress = _Progress(K, self.progress)
-        names = [MODEL] + [n for n, _ in self.base_specs]
+        names = [_mix_name(m) for m in self.event_mixes] + [n for n, _ in self.base_specs]
         fold_rows, pieces, gb_jobs = [], [], []
         for k in range(K):
             n_train = int(counts[k].sum())
@@ -589,9 +655,16 @@ class _Run:
             y = self.labels(origins)
             st = tr.state[origins]
             probs = {}
-            chain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).set_counts(
-                counts[k], tr.state_names, tr.event_names, tr.is_failure)
-            probs[MODEL] = chain.failure_probabilities(H)[st]
+            if self.spec is None:
+                chain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).set_counts(
+                    counts[k], tr.state_names, tr.event_names, tr.is_failure)
+                base_counts, row = counts[k], st
+            else:
+                chain = HistoryChain(self.spec, pred.alpha, pred.beta).set_counts(
+                    counts[k], tr.state_names, tr.event_names, tr.is_failure)
+                base_counts, row = chain.base_.counts_, self.aug[origins]
+            for mix in self.event_mixes:
+                probs[_mix_name(mix)] = self._mix_forecast(chain, base_counts, mix, origins, row)
             for name, spec in self.base_specs:
                 if name == "climatology":
                     probs[name] = np.broadcast_to(np.nan_to_num(base, nan=0.0), (len(origins), H))
@@ -600,7 +673,7 @@ class _Run:
                     b = np.nan_to_num(base, nan=0.0)[None, :]
                     probs[name] = ((n_pos + b) / (n_orig + 1.0))[st]
                 elif name == "no_events":
-                    flat = counts[k].sum(axis=0, keepdims=True)
+                    flat = base_counts.sum(axis=0, keepdims=True)
                     plain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).set_counts(
                         flat, tr.state_names, ["step"], tr.is_failure)
                     probs[name] = plain.failure_probabilities(H)[st]
@@ -626,6 +699,53 @@ class _Run:
                 base = np.nan_to_num(pieces[k][4], nan=0.0)
                 pieces[k][3]["gradient_boosting"] = np.where(np.isnan(p), base[None, :], p)
         return self._assemble(pieces, fold_rows, names)
+
+    def _mix_forecast(self, chain, base_counts, mix, origins, row) -> np.ndarray:
+        """P(fail within h) at the origins under one expected event mix.
+
+        ``"recent"`` reweights the fitted arrival probabilities by the event
+        shares of the ``recent_window`` before each origin (origins are
+        grouped into slices of half a window, so a fold needs one forecast
+        table per slice, not per origin).
+        """
+        H = self.H
+        if isinstance(mix, str) and mix == "long_run":
+            return chain.failure_probabilities(H)[row]
+        from .predictor import mix_event_probs
+
+        Q = chain.event_probs_
+        events = base_counts.sum(axis=(1, 2)).astype(float)
+        long_run = events / max(events.sum(), 1.0)
+        if not isinstance(mix, str):
+            names = list(self.traj.event_names)
+            shares = np.array([float(mix.get(e, 0.0)) for e in names])
+            Qm = np.broadcast_to(shares / shares.sum(), Q.shape)
+            return chain.failure_probabilities(H, event_probs=Qm)[row]
+        t = self.traj.time[origins]
+        half = max(self.recent_width // 2, 1)
+        slice_of = (t - t.min()) // half
+        starts = t.min() + np.unique(slice_of) * half
+        order = np.argsort(self.traj.time, kind="stable")
+        ts, ev = self.traj.time[order], self.traj.event[order]
+        cum = np.zeros((len(ts) + 1, self.traj.n_events))
+        np.add.at(cum, (np.arange(1, len(ts) + 1), ev), 1.0)
+        cum = np.cumsum(cum, axis=0)
+        # events in [start - width, start): known when the slice begins
+        lo = np.searchsorted(ts, starts - self.recent_width, side="left")
+        hi = np.searchsorted(ts, starts, side="left")
+        window = cum[hi] - cum[lo]
+        out = np.empty((len(origins), H))
+        which = np.searchsorted(starts, t.min() + slice_of * half)
+        for s_idx in range(len(starts)):  # one table per time slice, not per origin
+            sel = which == s_idx
+            w = window[s_idx]
+            if w.sum() > 0:
+                Qm = mix_event_probs(Q, long_run, w / w.sum())
+                table = chain.failure_probabilities(H, event_probs=Qm)
+            else:
+                table = chain.failure_probabilities(H)
+            out[sel] = table[row[sel]]
+        return out
 
     def _assemble(self, pieces, fold_rows, names) -> BacktestResult:
         """Stack every fold's scored forecasts into flat arrays, then one frame."""

@@ -333,7 +333,7 @@ class EventMarkovChain(BaseEstimator):
 
     # --------------------------------------------------------------- forecasts
     def failure_probabilities(
-        self, horizon: int, scenario: Sequence[str] | None = None
+        self, horizon: int, scenario: Sequence[str] | None = None, *, event_probs=None
     ) -> np.ndarray:
         """P(at least one failure within the next h steps | current state), h = 1..horizon.
 
@@ -345,6 +345,9 @@ class EventMarkovChain(BaseEstimator):
         scenario : sequence of str, optional
             The next events, in order. Without one, the coming events follow
             the fitted arrival probabilities (marginal chain).
+        event_probs : ndarray of shape (n_states, n_events), optional
+            Event-arrival probabilities to use instead of :attr:`event_probs_`
+            (an expected event mix; see :func:`markovfault.predictor.mix_event_probs`).
 
         Returns
         -------
@@ -353,9 +356,10 @@ class EventMarkovChain(BaseEstimator):
         """
         self._check_fitted()
         if scenario is None:
-            return _forecast.failure_probabilities(
-                self.transition_matrix_, self.is_failure_, horizon
-            )
+            T = self.transition_matrix_
+            if event_probs is not None:
+                T = np.einsum("ie,eij->ij", np.asarray(event_probs, float), self.event_matrices_)
+            return _forecast.failure_probabilities(T, self.is_failure_, horizon)
         scenario = list(scenario)
         if horizon is None:
             horizon = len(scenario)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from ._history import HistoryChain
 from .chain import EventMarkovChain
 from .exceptions import ConfigError, ModelFileError
 from .states import extractor_from_config
@@ -87,10 +88,11 @@ def save_model(model, path) -> Path:
         The path written.
     """
     model._check_fitted()
-    chain = model.chain_
+    chain = model.base_chain_
+    history = getattr(model.chain_, "spec", None)
     state_params, state_arrays = model.states_.get_config()
     cols = model._column_map()
-    arrays: dict[str, np.ndarray] = {"counts": np.asarray(chain.counts_, dtype=np.int64)}
+    arrays: dict[str, np.ndarray] = {"counts": np.asarray(model.chain_.counts_, dtype=np.int64)}
     for name, arr in state_arrays.items():
         arr = np.asarray(arr)
         if arr.dtype == object:
@@ -100,6 +102,7 @@ def save_model(model, path) -> Path:
     arrays["last_seen/entity"] = np.asarray(seen.index.astype(str), dtype=str)
     arrays["last_seen/time"] = seen["time"].to_numpy(np.int64)
     arrays["last_seen/state"] = seen["state"].to_numpy(np.int64)
+    arrays["last_seen/event"] = np.asarray(seen["event"].astype(str), dtype=str)
     for name, arr in arrays.items():
         if arr.dtype.hasobject:
             raise TypeError(f"array {name!r} holds Python objects and cannot be saved safely")
@@ -112,6 +115,7 @@ def save_model(model, path) -> Path:
             "alpha": float(chain.alpha),
             "beta": float(chain.beta),
             "max_gap": _jsonable(model.max_gap),
+            "history": None if history is None else history.to_config(),
         },
         "columns": _jsonable(cols.to_config() if hasattr(cols, "to_config") else vars(cols)),
         "states": _jsonable(state_params),
@@ -267,6 +271,7 @@ def load_model(path):
             beta=params["beta"],
             columns=dict(header["columns"]),
             max_gap=params.get("max_gap"),
+            history=params.get("history"),
         )
         if list(extractor.state_names_) != list(vocab["states"]):
             raise ModelFileError(
@@ -274,15 +279,21 @@ def load_model(path):
                 f"from the model's {vocab['states']}"
             )
         is_failure = np.isin(np.asarray(vocab["states"], dtype=object), vocab["failure_states"])
-        chain = EventMarkovChain(alpha=params["alpha"], beta=params["beta"])
+        spec = model._history_spec()
+        if spec is None:
+            chain = EventMarkovChain(alpha=params["alpha"], beta=params["beta"])
+        else:
+            chain = HistoryChain(spec, alpha=params["alpha"], beta=params["beta"])
         chain.set_counts(arrays["counts"], vocab["states"], vocab["events"], is_failure)
         model.states_ = extractor
         model.chain_ = chain
         model.read_report_ = None
         model.time_kind_ = header["time_kind"]
         model.last_seen_ = pd.DataFrame(
-            {"time": arrays["last_seen/time"], "state": arrays["last_seen/state"]},
-            index=pd.Index(arrays["last_seen/entity"].astype(str), name="entity"),
+            {"time": arrays["last_seen/time"],
+             "event": arrays["last_seen/event"].astype(str).astype(object),
+             "state": arrays["last_seen/state"]},
+            index=pd.Index(arrays["last_seen/entity"].astype(str).astype(object), name="entity"),
         )
     except ModelFileError:
         raise

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
+from ._history import HistoryChain, HistorySpec, _Layout, augment, count_augmented
 from .chain import EventMarkovChain
 from .exceptions import ConfigError, HistoryError, NotFittedError
 from .histories import ColumnMap, ReadReport, read_histories
@@ -49,6 +50,12 @@ class FaultPredictor(BaseEstimator):
     max_gap : None, int or duration string, default=None
         Split an entity's history where two steps are further apart than this
         (``"30min"`` for timestamps, an integer for sequence numbers).
+    history : HistorySpec or dict, default=None
+        History-aware states (the ``[states.history]`` table): ``order``
+        (previous states), ``failure_window`` (steps since the last failure,
+        capped), ``entering_event`` and ``backoff`` (pseudo-counts toward the
+        base chain). ``None`` is the plain first-order chain. See
+        :mod:`markovfault._history`.
 
     Attributes
     ----------
@@ -100,12 +107,14 @@ class FaultPredictor(BaseEstimator):
         beta: float = 1.0,
         columns: ColumnMap | Mapping | None = None,
         max_gap=None,
+        history: HistorySpec | Mapping | None = None,
     ):
         self.states = states
         self.alpha = alpha
         self.beta = beta
         self.columns = columns
         self.max_gap = max_gap
+        self.history = history
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -119,12 +128,15 @@ class FaultPredictor(BaseEstimator):
         0.5
         """
         model = dict(config.get("model", {}))
+        states = dict(config["states"]) if "states" in config else None
+        history = states.pop("history", None) if states else None
         return cls(
-            states=dict(config["states"]) if "states" in config else None,
+            states=states,
             alpha=model.get("alpha", 1.0),
             beta=model.get("beta", 1.0),
             columns=dict(config["columns"]) if "columns" in config else None,
             max_gap=model.get("max_gap"),
+            history=dict(history) if history is not None else None,
         )
 
     def _make_extractor(self) -> StateExtractor:
@@ -151,9 +163,24 @@ class FaultPredictor(BaseEstimator):
         )
 
     def _read(self, histories) -> tuple[pd.DataFrame, ReadReport]:
+        if _is_canonical(histories):
+            # already read by read_histories (its columns carry the canonical names)
+            return histories, ReadReport(
+                n_sources=1, n_rows_read=len(histories), n_rows_kept=len(histories),
+                n_entities=int(histories["entity"].nunique()), dropped={}, filled={},
+                single_row_entities=int((histories["entity"].value_counts() == 1).sum()),
+                time_kind="datetime" if _is_datetime(histories) else "integer",
+                per_source=[("<canonical frame>", len(histories))])
         return read_histories(histories, columns=self._column_map(), return_report=True)
 
     # ------------------------------------------------------------------ fitting
+    def _history_spec(self) -> HistorySpec | None:
+        if self.history is None:
+            return None
+        spec = self.history if isinstance(self.history, HistorySpec) else \
+            HistorySpec.from_config(dict(self.history))
+        return None if spec.is_plain else spec
+
     def fit(self, histories, y=None) -> "FaultPredictor":
         """Read ``histories``, fit the state extractor and the chain.
 
@@ -178,11 +205,21 @@ class FaultPredictor(BaseEstimator):
                 "failure = [\"down\"] in the [states] table of the config."
             )
         parse_max_gap(self.max_gap, "datetime" if _is_datetime(frame) else "integer")
+        spec = self._history_spec()
         traj = self._encode(frame, codes, extractor, event_names=None)
         self.states_ = extractor
-        self.chain_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit(traj)
+        self.time_kind_ = traj.time_kind
+        if spec is None:
+            self.chain_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit(traj)
+        else:
+            layout_chain = HistoryChain(spec, self.alpha, self.beta)
+            n_aug = _Layout(spec, traj.n_states, traj.n_events).A
+            counts = count_augmented(augment(traj, spec), traj, n_aug)
+            self.chain_ = layout_chain.set_counts(counts, traj.state_names, traj.event_names,
+                                                  traj.is_failure)
         self.read_report_ = report
-        self._remember_last(traj)
+        self.last_seen_ = None
+        self._remember_tail(traj)
         logger.info(
             "fitted on %d transitions of %d entities (%d states, %d events)",
             self.chain_.n_transitions_, traj.n_entities, traj.n_states, traj.n_events,
@@ -192,8 +229,9 @@ class FaultPredictor(BaseEstimator):
     def partial_fit(self, histories, y=None) -> "FaultPredictor":
         """Add new histories to the counts (the state extractor stays as fitted).
 
-        Each entity's last step seen so far is carried over, so the
-        transition into its first new step is counted: fitting on A and then
+        Each entity's last steps seen so far are carried over, so the
+        transition into its first new step is counted (and, with
+        history-aware states, its history is known): fitting on A and then
         ``partial_fit`` on B equals fitting on A and B together whenever B
         holds only steps later than A's (chronological batches), and whenever
         A and B hold different entities. Steps of an entity older than what
@@ -208,12 +246,31 @@ class FaultPredictor(BaseEstimator):
             return self.fit(histories)
         frame, report = self._read(histories)
         codes = self.states_.transform(frame)
-        frame, codes = self._prepend_last(frame, codes)
-        traj = self._encode(frame, codes, self.states_, event_names=self.chain_.event_names_)
-        self.chain_.partial_fit(traj)
+        both, both_codes, n_tail = self._prepend_tail(frame, codes, warn=True)
+        events = self.base_chain_.event_names_
+        traj = self._encode(both, both_codes, self.states_, event_names=events)
+        if isinstance(self.chain_, EventMarkovChain):
+            self.chain_.partial_fit(traj)  # tails of plain chains are one step: nothing to undo
+        else:
+            self._partial_fit_history(traj, both.iloc[:n_tail], both_codes[:n_tail])
         self.read_report_ = report
-        self._remember_last(traj)
+        self._remember_tail(traj)
         return self
+
+    def _partial_fit_history(self, traj, tail_frame, tail_codes) -> None:
+        """Add the new transitions of ``traj`` (carried tail rows excluded) to the counts."""
+        spec, chain = self.chain_.spec, self.chain_
+        names = list(traj.event_names)  # the model's events first, new ones after
+        n_aug = _Layout(spec, traj.n_states, traj.n_events).A
+        new = count_augmented(augment(traj, spec), traj, n_aug)
+        if len(tail_frame):
+            tail = self._encode(tail_frame, tail_codes, self.states_, event_names=names)
+            new = new - count_augmented(augment(tail, spec), tail, n_aug)
+        old = _relayout(chain.counts_, spec, chain.base_.event_names_, names, traj.n_states)
+        order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+        merged = _relayout(old + new, spec, names, [names[k] for k in order], traj.n_states)
+        self.chain_ = HistoryChain(spec, self.alpha, self.beta).set_counts(
+            merged, traj.state_names, [names[k] for k in order], traj.is_failure)
 
     def _encode(self, frame, codes, extractor, event_names) -> Trajectories:
         return Trajectories.from_frame(
@@ -225,36 +282,50 @@ class FaultPredictor(BaseEstimator):
             max_gap=self.max_gap,
         )
 
-    def _remember_last(self, traj: Trajectories) -> None:
-        """Keep each entity's last (time, state): the carry-over for partial_fit."""
-        last = traj.last_index()
-        names = np.asarray(traj.entity_names, dtype=str)
+    @property
+    def _tail_length(self) -> int:
+        spec = getattr(self.chain_, "spec", None)
+        return 1 if spec is None else spec.tail + 1
+
+    def _remember_tail(self, traj: Trajectories) -> None:
+        """Keep each entity's last steps (time, event, state): the carry-over for
+        ``partial_fit`` and the history that ``predict`` continues."""
+        n = traj.n_steps
+        idx = np.arange(n)
+        ends = np.r_[traj.entity[1:] != traj.entity[:-1], True] if n else np.zeros(0, bool)
+        end_of = _next_true(ends)  # index of the last step of each step's entity
+        keep = end_of - idx < self._tail_length
+        names = np.asarray(traj.entity_names, dtype=object)
+        events = np.asarray(traj.event_names, dtype=object)
         new = pd.DataFrame(
-            {"time": traj.time[last], "state": traj.state[last]},
-            index=pd.Index(names[traj.entity[last]], name="entity"),
+            {"time": traj.time[keep], "event": events[traj.event[keep]],
+             "state": traj.state[keep]},
+            index=pd.Index(names[traj.entity[keep]], name="entity"),
         )
         old = getattr(self, "last_seen_", None)
         if old is not None and len(old):
-            new = pd.concat([old[~old.index.isin(new.index)], new]).sort_index()
-        self.last_seen_ = new
-        self.time_kind_ = traj.time_kind
+            new = pd.concat([old[~old.index.isin(new.index)], new])
+        self.last_seen_ = new.sort_index(kind="stable")
 
-    def _prepend_last(self, frame: pd.DataFrame, codes: np.ndarray):
+    def _prepend_tail(self, frame: pd.DataFrame, codes: np.ndarray, warn: bool):
+        """The remembered tail rows of the entities in ``frame``, then ``frame``."""
         seen = self.last_seen_
         ents = frame["entity"].astype(str)
-        carried = seen[seen.index.isin(ents.unique())]
+        carried = seen[seen.index.isin(pd.unique(ents.to_numpy()))]
         if not len(carried):
-            return frame, codes
+            return frame, codes, 0
         first_time = _time_int(frame).groupby(ents.to_numpy()).min()
-        late = first_time.reindex(carried.index) <= carried["time"]
+        last_time = carried.groupby(level=0)["time"].max()
+        late = first_time.reindex(last_time.index) <= last_time
         if late.any():
-            logger.warning(
-                "%d entities have steps no later than their last step already counted "
-                "(e.g. %s); those steps start a new run and the transition into them is "
-                "not counted.",
-                int(late.sum()), list(carried.index[late.to_numpy()][:3]),
-            )
-            carried = carried[~late.to_numpy()]
+            if warn:
+                logger.warning(
+                    "%d entities have steps no later than their last step already counted "
+                    "(e.g. %s); those steps start a new run and the transition into them is "
+                    "not counted.",
+                    int(late.sum()), list(last_time.index[late.to_numpy()][:3]),
+                )
+            carried = carried[~carried.index.isin(last_time.index[late.to_numpy()])]
         if self.time_kind_ == "datetime":
             times = pd.to_datetime(carried["time"].to_numpy(), utc=True)
         else:
@@ -263,12 +334,12 @@ class FaultPredictor(BaseEstimator):
             {
                 "entity": carried.index.to_numpy(),
                 "time": times,
-                "event": self.chain_.event_names_[0],
+                "event": carried["event"].to_numpy(),
                 "_row": -1,
             }
         )
         both = pd.concat([boundary, frame[["entity", "time", "event", "_row"]]], ignore_index=True)
-        return both, np.concatenate([carried["state"].to_numpy(np.int64), codes])
+        return both, np.concatenate([carried["state"].to_numpy(np.int64), codes]), len(boundary)
 
     # ----------------------------------------------------------------- forecast
     def _check_fitted(self) -> None:
@@ -278,10 +349,58 @@ class FaultPredictor(BaseEstimator):
                 "with markovfault.load_model(path)."
             )
 
+    @property
+    def base_chain_(self) -> EventMarkovChain:
+        """The chain over base states (the model itself without history-aware states)."""
+        self._check_fitted()
+        return self.chain_ if isinstance(self.chain_, EventMarkovChain) else self.chain_.base_
+
+    def _table(self, horizon, scenario=None, event_probs=None) -> np.ndarray:
+        """P(fail within h) for every (augmented) state, (n_states, horizon)."""
+        if isinstance(scenario, str):
+            scenario = [s.strip() for s in scenario.split(",") if s.strip()]
+        if isinstance(self.chain_, EventMarkovChain):
+            return self.chain_.failure_probabilities(horizon, scenario, event_probs=event_probs)
+        codes = None
+        if scenario is not None:
+            scenario = list(scenario)
+            if horizon > len(scenario):
+                raise ValueError(
+                    f"horizon = {horizon} exceeds the scenario's {len(scenario)} events; "
+                    "give at least as many events as steps.")
+            codes = self.base_chain_.event_codes(scenario[:horizon])
+        return self.chain_.failure_probabilities(horizon, codes, event_probs=event_probs)
+
+    def _event_probs(self, event_mix, frame=None, recent_window=None):
+        """Event-arrival probabilities for an expected event mix (None: the fitted ones)."""
+        if event_mix is None or (isinstance(event_mix, str) and event_mix == "long_run"):
+            return None
+        Q = self.chain_.event_probs_
+        names = list(self.base_chain_.event_names_)
+        if isinstance(event_mix, str) and event_mix == "recent":
+            if frame is None:
+                raise ValueError("event_mix='recent' needs the recent histories to predict from")
+            shares = recent_event_shares(frame, names, recent_window)
+        elif isinstance(event_mix, Mapping):
+            unknown = sorted(set(map(str, event_mix)) - set(names))
+            if unknown:
+                raise ConfigError(f"event_mix names unknown events {unknown}; the events are {names}")
+            shares = np.array([float(event_mix.get(e, 0.0)) for e in names])
+            if (shares < 0).any() or shares.sum() <= 0:
+                raise ConfigError("event_mix shares must be >= 0 and not all zero")
+            return np.broadcast_to(shares / shares.sum(), Q.shape).copy()
+        else:
+            raise ConfigError(
+                f"event_mix = {event_mix!r}; use 'long_run', 'recent' or {{event: share}}.")
+        counts = self.base_chain_.counts_.sum(axis=(1, 2)).astype(float)
+        return mix_event_probs(Q, counts / counts.sum(), shares)
+
     def failure_probabilities(
-        self, horizon: int, scenario: Sequence[str] | None = None
+        self, horizon: int, scenario: Sequence[str] | None = None, *, event_mix=None
     ) -> pd.DataFrame:
         """P(fail within h) for every state, as a DataFrame (states x horizons).
+
+        With history-aware states the rows are the augmented states.
 
         Examples
         --------
@@ -296,7 +415,9 @@ class FaultPredictor(BaseEstimator):
         ok       1.0  1.0
         """
         self._check_fitted()
-        table = self.chain_.failure_probabilities(horizon, scenario)
+        if isinstance(event_mix, str) and event_mix == "recent":
+            raise ValueError("event_mix='recent' needs histories: use predict(histories, ...)")
+        table = self._table(horizon, scenario, self._event_probs(event_mix))
         return pd.DataFrame(
             table,
             index=pd.Index(self.chain_.state_names_, name="state"),
@@ -308,59 +429,77 @@ class FaultPredictor(BaseEstimator):
         histories=None,
         horizon: int = 10,
         scenario: Sequence[str] | str | None = None,
+        *,
+        event_mix="long_run",
+        recent_window=None,
     ) -> pd.DataFrame:
         """Forecast P(fail within h), h = 1..horizon, from each entity's last state.
 
         Parameters
         ----------
         histories : DataFrame, path, list of them, or None
-            Recent histories; only each entity's last observed step is used.
-            ``None`` forecasts every entity the model has seen, from its last
-            step counted by ``fit``/``partial_fit`` (what a scheduled job
-            that updates the model incrementally wants).
+            Recent histories. Each entity's last step gives its state; with
+            history-aware states its earlier steps (and the steps remembered
+            from training) give its history. ``None`` forecasts every entity
+            the model has seen, from the last steps counted by
+            ``fit``/``partial_fit`` (what a scheduled job that updates the
+            model incrementally wants).
         horizon : int, default=10
         scenario : sequence of str or comma-separated str, optional
             The next events, in order (a what-if). Events never seen in
             training use the pooled transitions, with a warning.
+        event_mix : {'long_run', 'recent'} or dict, default='long_run'
+            What the coming events will look like: the fitted arrival
+            probabilities; the mix of the last ``recent_window`` of
+            ``histories`` (each state's fitted mix reweighted by how much more
+            or less often each event arrives lately); or given shares
+            ``{event: share}`` for every state.
+        recent_window : duration string or int, optional
+            The trailing window of ``event_mix='recent'``: a duration for
+            timestamps (``"1h"``), a number of time units for integer time.
+            Default: the last 1000 steps.
 
         Returns
         -------
         DataFrame
             Columns ``entity, as_of, state, horizon, p_fail``: one row per
-            entity and horizon, sorted by entity then horizon.
+            entity and horizon, sorted by entity then horizon. ``state`` is
+            the base state.
         """
         self._check_fitted()
-        if isinstance(scenario, str):
-            scenario = [s.strip() for s in scenario.split(",") if s.strip()]
-        table = self.chain_.failure_probabilities(horizon, scenario)
         if histories is None:
-            seen = self.last_seen_
-            time = seen["time"].to_numpy()
-            frame = pd.DataFrame({
-                "entity": seen.index.to_numpy(),
-                "time": pd.to_datetime(time, utc=True) if self.time_kind_ == "datetime" else time,
-            })
-            codes = seen["state"].to_numpy()
+            frame = None
+            both = self.last_seen_.reset_index()
+            both["time"] = (pd.to_datetime(both["time"].to_numpy(), utc=True)
+                            if self.time_kind_ == "datetime" else both["time"])
+            codes = both.pop("state").to_numpy(np.int64)
+            both["_row"] = -1
         else:
             frame, _ = self._read(histories)
             codes = self.states_.transform(frame)
-        return _forecast_frame(frame, codes, table, self.chain_.state_names_)
+            both, codes, _ = self._prepend_tail(frame, codes, warn=False)
+        table = self._table(horizon, scenario, self._event_probs(event_mix, frame, recent_window))
+        traj = self._encode(both, codes, self.states_, event_names=self.base_chain_.event_names_)
+        if isinstance(self.chain_, EventMarkovChain):
+            state = traj.state
+        else:
+            state = augment(traj, self.chain_.spec, n_events=len(self.base_chain_.event_names_))
+        return _forecast_frame(traj, state, table)
 
     # -------------------------------------------------------------- accessors
     @property
     def state_names_(self) -> list:
-        self._check_fitted()
-        return list(self.chain_.state_names_)
+        """The base states (without history)."""
+        return list(self.base_chain_.state_names_)
 
     @property
     def event_names_(self) -> list:
-        self._check_fitted()
-        return list(self.chain_.event_names_)
+        return list(self.base_chain_.event_names_)
 
     @property
     def failure_states_(self) -> list:
-        self._check_fitted()
-        return [s for s, f in zip(self.chain_.state_names_, self.chain_.is_failure_) if f]
+        base = self.base_chain_
+        return [s for s, f in zip(base.state_names_, base.is_failure_) if f]
 
     @property
     def n_transitions_(self) -> int:
@@ -376,6 +515,41 @@ class FaultPredictor(BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "chain_")
+
+    def _repr_html_(self) -> str:
+        """A table for notebooks: per state, failure mark, transitions seen and
+        P(fail within 1, 5, 10); with the events and the number of transitions.
+        Unfitted, scikit-learn's estimator diagram."""
+        from html import escape
+
+        from sklearn.utils import estimator_html_repr
+
+        if not hasattr(self, "chain_"):
+            return estimator_html_repr(self)
+        chain = self.chain_
+        table = self.failure_probabilities(10)[[1, 5, 10]].round(3)
+        table.columns = [f"P(fail within {h})" for h in (1, 5, 10)]
+        table.insert(0, "failure", np.where(chain.is_failure_, "✕", ""))
+        table.insert(1, "transitions out", np.asarray(chain.counts_).sum(axis=(0, 2)))
+        more = f"<p>... and {len(table) - 30} more states</p>" if len(table) > 30 else ""
+        return (f"<p><b>FaultPredictor</b>, fitted on {self.n_transitions_:,} transitions; "
+                f"{len(table)} states ({int(np.sum(chain.is_failure_))} failure, ✕); "
+                f"events: {escape(', '.join(map(str, self.event_names_)))}</p>"
+                + table.head(30).to_html() + more)
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """What Jupyter shows: scikit-learn's bundle, with the table of
+        :meth:`_repr_html_` once fitted."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if hasattr(self, "chain_"):
+            bundle["text/html"] = self._repr_html_()
+        return bundle
+
+
+def _is_canonical(obj) -> bool:
+    """A frame returned by read_histories: canonical columns and the ``_row`` bookkeeping."""
+    return (isinstance(obj, pd.DataFrame) and "_row" in obj.columns
+            and {"entity", "time", "event"} <= set(obj.columns))
 
 
 def _is_datetime(frame: pd.DataFrame) -> bool:
@@ -394,34 +568,101 @@ def _time_int(frame: pd.DataFrame) -> pd.Series:
     return t.astype(np.int64)
 
 
-def _forecast_frame(frame: pd.DataFrame, codes: np.ndarray, table: np.ndarray, state_names) -> pd.DataFrame:
+def _forecast_frame(traj: Trajectories, state: np.ndarray, table: np.ndarray) -> pd.DataFrame:
     """One row per (entity, horizon) from each entity's last step; vectorised.
 
-    ``entity`` and ``state`` are categorical columns: a million entities times
-    fifty horizons stay cheap to build and to write.
+    ``state`` indexes the rows of ``table`` (augmented codes with history);
+    the ``state`` column shows the base state. ``entity`` and ``state`` are
+    categorical: a million entities times fifty horizons stay cheap.
     """
-    if len(frame) == 0:
+    if traj.n_steps == 0:
         raise HistoryError("no rows to forecast from")
-    ent_codes, ent_names = pd.factorize(frame["entity"].astype(str), sort=True)
-    t = _time_int(frame).to_numpy()
-    order = np.lexsort((t, ent_codes))
-    sorted_codes = ent_codes[order]
-    last = np.append(np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]), len(order) - 1)
-    rows = order[last]
+    rows = traj.last_index()
     n_ent, horizon = len(rows), table.shape[1]
-    state = codes[rows]
-    as_of = np.repeat(t[rows], horizon)
-    out = pd.DataFrame(
+    as_of = np.repeat(traj.time[rows], horizon)
+    return pd.DataFrame(
         {
             "entity": pd.Categorical.from_codes(
-                np.repeat(ent_codes[rows], horizon), categories=pd.Index(ent_names, dtype=object)
-            ),
-            "as_of": pd.to_datetime(as_of, utc=True) if _is_datetime(frame) else as_of,
+                np.repeat(traj.entity[rows], horizon),
+                categories=pd.Index(list(traj.entity_names), dtype=object)),
+            "as_of": pd.to_datetime(as_of, utc=True) if traj.time_kind == "datetime" else as_of,
             "state": pd.Categorical.from_codes(
-                np.repeat(state, horizon), categories=pd.Index(list(state_names), dtype=object)
-            ),
+                np.repeat(traj.state[rows], horizon),
+                categories=pd.Index(list(traj.state_names), dtype=object)),
             "horizon": np.tile(np.arange(1, horizon + 1, dtype=np.int64), n_ent),
-            "p_fail": table[state].ravel(),
+            "p_fail": table[state[rows]].ravel(),
         }
     )
+
+
+def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    """Reweight each state's event-arrival row by how the event mix has shifted.
+
+    ``Q'[i, e] ∝ Q[i, e] * recent[e] / long_run[e]``: with the long-run mix
+    itself, ``Q' = Q``.
+
+    Examples
+    --------
+    >>> Q = np.array([[0.5, 0.5], [0.9, 0.1]])
+    >>> mix_event_probs(Q, np.array([0.7, 0.3]), np.array([0.7, 0.3])).tolist() == Q.tolist()
+    True
+    >>> mix_event_probs(Q, np.array([0.5, 0.5]), np.array([0.25, 0.75]))[0].tolist()
+    [0.25, 0.75]
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(long_run > 0, recent / long_run, 0.0)
+    w = event_probs * ratio[None, :]
+    sums = w.sum(axis=1, keepdims=True)
+    return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
+
+
+def recent_event_shares(frame: pd.DataFrame, event_names, window=None) -> np.ndarray:
+    """Shares of each known event among the steps of the trailing ``window``."""
+    times = _time_int(frame).to_numpy()
+    if len(times) == 0:
+        raise HistoryError("no rows to estimate the recent event mix from")
+    if window is None:
+        keep = np.argsort(times, kind="stable")[-1000:]
+    else:
+        width = parse_max_gap(window, "datetime" if _is_datetime(frame) else "integer")
+        keep = np.flatnonzero(times > times.max() - width)
+    codes = pd.Index(list(event_names)).get_indexer(frame["event"].to_numpy()[keep])
+    counts = np.bincount(codes[codes >= 0], minlength=len(event_names)).astype(float)
+    if counts.sum() == 0:
+        raise HistoryError("the recent window holds no known event")
+    return counts / counts.sum()
+
+
+def _next_true(mask: np.ndarray) -> np.ndarray:
+    """For each position, the index of the first True at or after it (mask ends True)."""
+    n = len(mask)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.where(mask, np.arange(n), n)
+    return np.minimum.accumulate(pos[::-1])[::-1]
+
+
+def _relayout(counts: np.ndarray, spec: HistorySpec, old_events, new_events,
+              n_states: int) -> np.ndarray:
+    """Counts N[e, a, j] re-indexed from one event vocabulary to another.
+
+    Events keep their names; with ``entering_event`` the augmented codes
+    change too, and are mapped component by component.
+    """
+    old_events, new_events = list(old_events), list(new_events)
+    if old_events == new_events:
+        return counts
+    pos = {e: k for k, e in enumerate(new_events)}
+    ev_map = np.array([pos[e] for e in old_events], dtype=np.int64)
+    old = _Layout(spec, n_states, len(old_events))
+    new = _Layout(spec, n_states, len(new_events))
+    comps = old.components(np.arange(old.A))
+    if spec.entering_event:
+        k = len(old.radices) - 1
+        v = comps[k]
+        comps[k] = np.where(v < len(old_events), ev_map[np.minimum(v, len(ev_map) - 1)],
+                            len(new_events))
+    a_map = (comps * new.strides[:, None]).sum(axis=0)
+    out = np.zeros((len(new_events), new.A, n_states), dtype=np.int64)
+    out[np.ix_(ev_map, a_map, np.arange(n_states))] += counts
     return out

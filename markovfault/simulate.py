@@ -11,6 +11,15 @@ markovfault is tested against this truth.
 The simulated history follows the input contract (README, "Input"): one row per
 step of one handler, with the status, the event type, a unique event id and
 state-dependent metrics (``latency_ms``, ``error_rate``).
+
+Two options make the truth richer and keep it exact. *Failure memory*: a
+handler that failed in the last ``memory_window`` steps has its probabilities
+of moving into a failure state multiplied by ``memory_boost`` (rows
+renormalised), so the true process is a first-order chain over (state,
+memory). *Event-mix shifts*: outages multiply
+the arrival probability of some events (say ``payment_failed`` x10) for a
+window of steps, so the chain varies in time along a known schedule.
+:func:`true_failure_probabilities` gives every simulated row its exact risk.
 """
 
 from __future__ import annotations
@@ -22,7 +31,12 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state, check_scalar
 
-__all__ = ["OrderServiceSystem", "simulate_histories"]
+__all__ = [
+    "OrderServiceSystem",
+    "SimulatedHistories",
+    "simulate_histories",
+    "true_failure_probabilities",
+]
 
 STATE_NAMES: tuple[str, ...] = ("ok", "slow", "error", "timeout", "down")
 EVENT_NAMES: tuple[str, ...] = (
@@ -166,6 +180,100 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.array(array, dtype=np.float64, copy=True)
     array.setflags(write=False)
     return array
+
+
+# --- failure memory and event-mix shifts: exact truth --------------------------
+
+
+def _memory_matrices(
+    event_matrices: np.ndarray, failure_mask: np.ndarray, window: int, boost: float
+) -> np.ndarray:
+    """The event tensor per memory value: shape (window + 1, E, S, S).
+
+    Slot ``d < window`` multiplies the entries from a non-failure state into a
+    failure state by ``boost`` and renormalises those rows; failure rows are
+    left as they are. Slot ``window`` ("no failure in the last ``window``
+    steps") is ``event_matrices`` itself, bit for bit.
+    """
+    P = np.asarray(event_matrices, dtype=np.float64)
+    out = np.empty((window + 1,) + P.shape)
+    out[window] = P
+    if window:
+        boosted = P.copy()
+        healthy = ~failure_mask
+        boosted[:, healthy[:, None] & failure_mask[None, :]] *= boost
+        rows = boosted[:, healthy, :]
+        boosted[:, healthy, :] = rows / rows.sum(axis=-1, keepdims=True)
+        out[:window] = boosted
+    return out
+
+
+def _shifted_probs(event_probs: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
+    """``Q[s, e] * m[e]``, rows renormalised; ``Q`` itself when ``m`` is all ones."""
+    Q = np.asarray(event_probs, dtype=np.float64)
+    if np.all(multipliers == 1.0):
+        return Q.copy()
+    shifted = Q * multipliers[None, :]
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _augmented_matrix(
+    memory_matrices: np.ndarray, event_probs: np.ndarray, failure_mask: np.ndarray
+) -> np.ndarray:
+    """The first-order chain over (state, memory), index ``s * (W + 1) + d``.
+
+    ``T[(s, d), (s', d')] = [d' = next(s, d)] * sum_e Q[s, e] P_d[e, s, s']``
+    with ``next(s, d) = 0`` if ``s`` is a failure, else ``min(d + 1, W)``.
+    """
+    n_memory, _, S, _ = memory_matrices.shape
+    W = n_memory - 1
+    T = np.zeros((S, n_memory, S, n_memory))
+    states = np.arange(S)
+    for d in range(n_memory):
+        Td = np.einsum("ie,eij->ij", event_probs, memory_matrices[d])
+        next_d = np.where(failure_mask, 0, min(d + 1, W))
+        T[states[:, None], d, states[None, :], next_d[:, None]] = Td
+    return T.reshape(S * n_memory, S * n_memory)
+
+
+def _fail_within_schedule(
+    matrices: np.ndarray, failure_mask: np.ndarray, patterns: np.ndarray
+) -> np.ndarray:
+    """P(fail within h | X_0 = x) under a time-varying chain, for many schedules.
+
+    ``matrices[r]`` is the transition matrix of regime ``r``; ``patterns[p, k]``
+    the regime of step ``k + 1`` of schedule ``p``. For each ``h`` the backward
+    recursion ``f = 1_F`` at step ``h``, ``f = 1_F + 1_{not F} (T_k f)`` for
+    ``k = h .. 2`` and the answer ``T_1 f``. Returns shape (P, A, H).
+    """
+    n_patterns, horizon = patterns.shape
+    n_aug = matrices.shape[1]
+    is_failure = failure_mask.astype(float)
+    out = np.empty((n_patterns, n_aug, horizon))
+    for h in range(1, horizon + 1):
+        f = np.broadcast_to(is_failure, (n_patterns, n_aug)).copy()
+        for k in range(h, 0, -1):
+            regimes = patterns[:, k - 1]
+            tf = np.empty_like(f)
+            for r in np.unique(regimes):
+                sel = regimes == r
+                tf[sel] = f[sel] @ matrices[r].T
+            f = tf if k == 1 else is_failure + (1.0 - is_failure) * tf
+        out[:, :, h - 1] = f
+    return out
+
+
+def _check_memory(memory_window, memory_boost) -> tuple[int, float]:
+    memory_window = check_scalar(
+        memory_window, "memory_window", (int, np.integer), min_val=0
+    )
+    memory_boost = check_scalar(
+        memory_boost, "memory_boost", (int, float), min_val=0.0,
+        include_boundaries="neither",
+    )
+    if not np.isfinite(memory_boost):
+        raise ValueError(f"memory_boost must be finite, got {memory_boost}.")
+    return int(memory_window), float(memory_boost)
 
 
 @dataclass(frozen=True, eq=False)
@@ -373,6 +481,170 @@ class OrderServiceSystem:
         T = self.transition_matrix(handler_class)
         return _fail_within(T, self.failure_mask, int(horizon))
 
+    def memory_event_matrices(
+        self,
+        handler_class: str = "normal",
+        memory_window: int = 0,
+        memory_boost: float = 3.0,
+    ) -> np.ndarray:
+        """The event tensors of a handler with failure memory, per memory value.
+
+        A handler's memory ``d`` counts the steps since its last failure: on
+        the step right after a failure state ``d = 0``, then ``d`` grows by
+        one per step and is capped at ``memory_window`` ("no failure in the
+        last ``memory_window`` steps"). While ``d < memory_window``, every
+        probability of moving from a non-failure state into a failure state is
+        multiplied by ``memory_boost`` and the row renormalised; rows of
+        failure states do not change.
+
+        Parameters
+        ----------
+        handler_class : str, default="normal"
+            Which handler class.
+        memory_window : int, default=0
+            ``W``; 0 means no memory.
+        memory_boost : float, default=3.0
+            Factor on the failure entries of non-failure rows, > 0.
+
+        Returns
+        -------
+        matrices : ndarray of shape (memory_window + 1, n_events, n_states, n_states)
+            ``matrices[d]`` is the ``P`` in force at memory ``d``;
+            ``matrices[memory_window]`` equals ``event_matrices[handler_class]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> P = system.memory_event_matrices("normal", memory_window=5, memory_boost=3.0)
+        >>> P.shape
+        (6, 5, 5, 5)
+        >>> bool(np.array_equal(P[5], system.event_matrices["normal"]))
+        True
+        >>> bool(P[0][0, 0, 2:].sum() > 2.5 * P[5][0, 0, 2:].sum())
+        True
+        """
+        self._check_class(handler_class)
+        memory_window, memory_boost = _check_memory(memory_window, memory_boost)
+        return _memory_matrices(
+            self.event_matrices[handler_class], self.failure_mask,
+            memory_window, memory_boost,
+        )
+
+    def shifted_event_probs(
+        self,
+        handler_class: str = "normal",
+        multipliers: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
+        """``Q`` during an event-mix shift: ``Q[s, e] * m[e]``, rows renormalised.
+
+        Parameters
+        ----------
+        handler_class : str, default="normal"
+            Which handler class.
+        multipliers : dict of str to float, default=None
+            Event name -> factor (> 0); events not named keep factor 1. None
+            or ``{}`` gives ``event_probs[handler_class]``.
+
+        Returns
+        -------
+        Q : ndarray of shape (n_states, n_events)
+
+        Examples
+        --------
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> Q = system.shifted_event_probs("normal", {"payment_failed": 10})
+        >>> round(float(Q[0, 2]), 4)  # 0.05 * 10 / (0.95 + 0.5)
+        0.3448
+        """
+        self._check_class(handler_class)
+        m = _multiplier_vector(self.event_names, multipliers or {}, "multipliers")
+        return _shifted_probs(self.event_probs[handler_class], m)
+
+    def augmented_transition_matrix(
+        self,
+        handler_class: str = "normal",
+        memory_window: int = 0,
+        memory_boost: float = 3.0,
+        multipliers: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
+        """The first-order chain over (state, memory) of a handler with failure memory.
+
+        Parameters
+        ----------
+        handler_class, memory_window, memory_boost
+            As in :meth:`memory_event_matrices`.
+        multipliers : dict of str to float, default=None
+            An event-mix shift in force, as in :meth:`shifted_event_probs`.
+
+        Returns
+        -------
+        T : ndarray of shape (n_states * (W + 1), n_states * (W + 1))
+            Row-stochastic, index ``s * (W + 1) + d``:
+            ``T[(s, d), (s', d')] = [d' = next(s, d)] sum_e Q[s, e] P_d[e, s, s']``
+            with ``next(s, d) = 0`` if ``s`` is a failure state, else
+            ``min(d + 1, W)``. With ``memory_window=0`` and no shift it is
+            :meth:`transition_matrix`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> T = system.augmented_transition_matrix("flaky", memory_window=3)
+        >>> T.shape, bool(np.allclose(T.sum(axis=1), 1.0))
+        ((20, 20), True)
+        >>> bool(np.allclose(system.augmented_transition_matrix(), system.transition_matrix()))
+        True
+        """
+        Pm = self.memory_event_matrices(handler_class, memory_window, memory_boost)
+        Q = self.shifted_event_probs(handler_class, multipliers)
+        return _augmented_matrix(Pm, Q, self.failure_mask)
+
+    def memory_failure_probabilities(
+        self,
+        horizon: int,
+        handler_class: str = "normal",
+        memory_window: int = 0,
+        memory_boost: float = 3.0,
+        multipliers: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
+        """True P(fail within 1..horizon steps) from every (state, memory).
+
+        The recursion of :meth:`failure_probabilities` on the chain of
+        :meth:`augmented_transition_matrix`, with "failure" defined on the
+        state. For a schedule of shifts that changes within the horizon, see
+        :func:`true_failure_probabilities`.
+
+        Returns
+        -------
+        probs : ndarray of shape (n_states, memory_window + 1, horizon)
+            ``probs[s, d, h - 1] = P(one of S_1..S_h is a failure | S_0 = s, D_0 = d)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> p = system.memory_failure_probabilities(5, memory_window=10)
+        >>> p.shape
+        (5, 11, 5)
+        >>> bool(p[0, 0, 0] > 2 * p[0, 10, 0])  # "ok" right after a failure
+        True
+        >>> bool(np.allclose(p[:, 10, 0], system.failure_probabilities(1)[:, 0]))
+        True
+        """
+        horizon = check_scalar(horizon, "horizon", (int, np.integer), min_val=1)
+        T = self.augmented_transition_matrix(
+            handler_class, memory_window, memory_boost, multipliers
+        )
+        n_memory = T.shape[0] // len(self.state_names)
+        fail = np.repeat(self.failure_mask, n_memory)
+        out = _fail_within(T, fail, int(horizon))
+        return out.reshape(len(self.state_names), n_memory, int(horizon))
+
     @classmethod
     def default(
         cls, failure_states: tuple[str, ...] | list[str] = FAILURE_STATES
@@ -475,6 +747,114 @@ def _handler_names(n_handlers: int) -> np.ndarray:
     return np.strings.add("orders-worker-", numbers)
 
 
+def _multiplier_vector(
+    event_names: tuple[str, ...], multipliers: Mapping[str, float], what: str
+) -> np.ndarray:
+    if not isinstance(multipliers, Mapping):
+        raise TypeError(
+            f"{what} must be a dict of event name to multiplier, "
+            f"got {type(multipliers).__name__}."
+        )
+    m = np.ones(len(event_names))
+    for name, factor in multipliers.items():
+        if name not in event_names:
+            raise ValueError(
+                f"{what} names event {name!r}, which is not among {event_names}."
+            )
+        factor = float(factor)
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(
+                f"{what}[{name!r}] == {factor}, must be a finite number > 0."
+            )
+        m[event_names.index(name)] *= factor
+    return m
+
+
+MixShift = tuple[int, int, Mapping[str, float]]
+
+
+def _resolve_shifts(
+    event_names: tuple[str, ...], mix_shifts
+) -> tuple[tuple[int, int, dict[str, float]], ...]:
+    """Validate ``[(start, end, {event: multiplier}), ...]`` into a tuple."""
+    if mix_shifts is None:
+        return ()
+    out = []
+    for i, shift in enumerate(mix_shifts):
+        try:
+            start, end, multipliers = shift
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"mix_shifts[{i}] must be a (start_step, end_step, "
+                f"{{event: multiplier}}) tuple, got {shift!r}."
+            ) from None
+        for name, value in (("start_step", start), ("end_step", end)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(
+                    f"mix_shifts[{i}] {name} must be an int, got {value!r}."
+                )
+        if not 0 <= start < end:
+            raise ValueError(
+                f"mix_shifts[{i}] covers steps [{start}, {end}); need 0 <= start < end."
+            )
+        _multiplier_vector(event_names, multipliers, f"mix_shifts[{i}]")
+        out.append((int(start), int(end), {str(k): float(v) for k, v in multipliers.items()}))
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
+class _Schedule:
+    """Regimes of the event mix per step index: piecewise constant.
+
+    ``bounds`` are the sorted change points; step ``n`` lies in segment
+    ``searchsorted(bounds, n, "right")`` whose regime is ``segment_regime``.
+    Regime 0 is "no shift"; ``multipliers[r]`` is the product of the
+    multipliers of the shifts active in regime ``r``.
+    """
+
+    bounds: np.ndarray
+    segment_regime: np.ndarray
+    multipliers: np.ndarray
+
+    @classmethod
+    def build(cls, event_names: tuple[str, ...], shifts) -> _Schedule:
+        bounds = np.unique([b for start, end, _ in shifts for b in (start, end)])
+        vectors = [np.ones(len(event_names))]
+        keys = [tuple(vectors[0])]
+        segment_regime = np.zeros(bounds.size + 1, dtype=np.intp)
+        for k in range(1, bounds.size + 1):  # segment k = [bounds[k-1], bounds[k])
+            step = bounds[k - 1]
+            m = np.ones(len(event_names))
+            for start, end, multipliers in shifts:
+                if start <= step < end:
+                    m = m * _multiplier_vector(event_names, multipliers, "mix_shifts")
+            key = tuple(m)
+            if key not in keys:
+                keys.append(key)
+                vectors.append(m)
+            segment_regime[k] = keys.index(key)
+        return cls(bounds.astype(np.int64), segment_regime, np.array(vectors))
+
+    def regime_of(self, steps: np.ndarray) -> np.ndarray:
+        steps = np.asarray(steps)
+        return self.segment_regime[np.searchsorted(self.bounds, steps, side="right")]
+
+
+def _draw_outages(
+    rng, n_steps: int, outages: int, outage_length: int, outage_boost
+) -> list[tuple[int, int, dict[str, float]]]:
+    """``outages`` non-overlapping windows of ``outage_length`` steps within the run."""
+    room = n_steps - outages * outage_length
+    if room < 0:
+        raise ValueError(
+            f"outages * outage_length == {outages * outage_length} exceeds "
+            f"n_steps == {n_steps}; the outage windows do not fit."
+        )
+    free = np.sort(np.floor(rng.random(outages) * (room + 1)).astype(np.int64))
+    starts = free + np.arange(outages) * outage_length
+    return [(int(s), int(s) + outage_length, dict(outage_boost)) for s in starts]
+
+
 def simulate_histories(
     n_handlers: int = 50,
     n_steps: int = 1000,
@@ -489,7 +869,15 @@ def simulate_histories(
     with_event_ids: bool = True,
     duplicate_rate: float = 0.0,
     shuffle: bool = False,
-) -> pd.DataFrame:
+    memory_window: int = 0,
+    memory_boost: float = 3.0,
+    mix_shifts: list[MixShift] | None = None,
+    outages: int = 0,
+    outage_length: int = 60,
+    outage_boost: Mapping[str, float] | None = None,
+    truth_columns: bool = False,
+    return_result: bool = False,
+) -> pd.DataFrame | SimulatedHistories:
     """Simulate the status histories of order-service handlers.
 
     Every handler starts in a state drawn from the system's initial
@@ -535,6 +923,35 @@ def simulate_histories(
     shuffle : bool, default=False
         Shuffle the rows (to test sorting downstream). Otherwise rows are
         sorted by handler, then time.
+    memory_window : int, default=0
+        Failure memory ``W``: a handler's memory ``d`` is 0 on the step right
+        after a failure state, grows by one per step and is capped at ``W``
+        (also its value on the first step). While ``d < W`` the probability
+        of moving from a non-failure state into a failure state is
+        multiplied by ``memory_boost`` (rows renormalised); see
+        :meth:`OrderServiceSystem.memory_event_matrices`. 0: no memory.
+    memory_boost : float, default=3.0
+        The factor of the failure memory, > 0.
+    mix_shifts : list of (int, int, dict), default=None
+        Event-mix shifts ``(start_step, end_step, {event: multiplier})``: at
+        steps ``start_step <= n < end_step`` (row ``n`` of every handler) the
+        event arrives from ``Q[s, e] * multiplier[e]``, rows renormalised.
+        Overlapping shifts multiply.
+    outages : int, default=0
+        Add this many random, non-overlapping shifts of ``outage_length``
+        steps within the run (drawn from ``random_state``).
+    outage_length : int, default=60
+        Steps per outage.
+    outage_boost : dict of str to float, default=None
+        The multipliers of an outage; ``{"payment_failed": 10.0}`` when None.
+    truth_columns : bool, default=False
+        Add ``step`` (the row's step index within its handler), ``memory``
+        (``d``) and ``regime`` (0 = no shift, else the id of the combination
+        of shifts in force), all int64, after ``handler_class``.
+    return_result : bool, default=False
+        Return a :class:`SimulatedHistories` (the frame, the truth and the
+        schedule) instead of the frame; its ``true_failure_probabilities``
+        gives every row's exact risk.
 
     Returns
     -------
@@ -543,7 +960,9 @@ def simulate_histories(
         ``event_type`` (str), ``status`` (str), ``event_id`` (str, if
         ``with_event_ids``), ``latency_ms`` and ``error_rate`` (float64, if
         ``with_metrics``) and ``handler_class`` (str, ``"normal"`` or
-        ``"flaky"``), with a fresh RangeIndex.
+        ``"flaky"``), then ``step``, ``memory`` and ``regime`` if
+        ``truth_columns``, with a fresh RangeIndex. A
+        :class:`SimulatedHistories` if ``return_result``.
 
     Raises
     ------
@@ -595,6 +1014,14 @@ def simulate_histories(
         raise ValueError(f"step_interval must be positive, got {step_interval!r}.")
     t0 = pd.Timestamp(start)
     t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
+    memory_window, memory_boost = _check_memory(memory_window, memory_boost)
+    shifts = _resolve_shifts(system.event_names, mix_shifts)
+    outages = check_scalar(outages, "outages", (int, np.integer), min_val=0)
+    outage_length = check_scalar(outage_length, "outage_length", (int, np.integer), min_val=1)
+    if outage_boost is None:
+        outage_boost = {"payment_failed": 10.0}
+    if outages:
+        _resolve_shifts(system.event_names, [(0, 1, outage_boost)])
     rng = _check_rng(random_state)
 
     n_flaky = int(round(flaky_fraction * n_handlers))
@@ -609,6 +1036,12 @@ def simulate_histories(
     is_flaky = np.zeros(n_handlers, dtype=bool)
     is_flaky[rng.permutation(n_handlers)[:n_flaky]] = True
     cls = is_flaky.astype(np.intp)  # index into all_classes
+    if outages:  # draws only then: the default stream is unchanged
+        shifts = shifts + tuple(
+            _draw_outages(rng, int(n_steps), int(outages), int(outage_length), outage_boost)
+        )
+    schedule = _Schedule.build(system.event_names, shifts)
+    step_regime = schedule.regime_of(np.arange(n_steps))
 
     # Cumulative tables stacked by class: (K, S, E), (K, E, S, S), (K, S). A
     # class the system lacks is never indexed; any valid array fills its slot.
@@ -616,18 +1049,36 @@ def simulate_histories(
         fill = mapping[used[0]]
         return np.stack([mapping.get(c, fill) for c in all_classes])
 
-    cum_Q = _cumulative(table(system.event_probs))
-    cum_P = _cumulative(table(system.event_matrices))
+    # With memory and shifts: (K, R, S, E) per regime and (K, W + 1, E, S, S)
+    # per memory value. Regime 0 is Q and memory W is P, bit for bit, so
+    # without memory or shifts the draws are those of the plain chain.
+    fail = system.failure_mask
+    Q_table = table(system.event_probs)
+    cum_Q = _cumulative(np.stack([
+        np.stack([_shifted_probs(Q_table[k], m) for m in schedule.multipliers])
+        for k in range(len(all_classes))
+    ]))
+    P_table = table(system.event_matrices)
+    cum_P = _cumulative(np.stack([
+        _memory_matrices(P_table[k], fail, memory_window, memory_boost)
+        for k in range(len(all_classes))
+    ]))
     cum_0 = _cumulative(table(system.initial_probs))
 
     states = np.empty((n_handlers, n_steps), dtype=np.intp)
     events = np.empty((n_handlers, n_steps), dtype=np.intp)
+    memory = np.empty((n_handlers, n_steps), dtype=np.int64)
     s = _sample_categorical(rng, cum_0[cls])
+    d = np.full(n_handlers, memory_window, dtype=np.int64)  # before the first row
     for n in range(n_steps):
-        e = _sample_categorical(rng, cum_Q[cls, s])
-        s = _sample_categorical(rng, cum_P[cls, e, s])
+        e = _sample_categorical(rng, cum_Q[cls, step_regime[n], s])
+        s_next = _sample_categorical(rng, cum_P[cls, d, e, s])
+        if n:  # the first row's memory is W: only recorded rows count
+            d = np.where(fail[s], 0, np.minimum(d + 1, memory_window))
+        s = s_next
         events[:, n] = e
         states[:, n] = s
+        memory[:, n] = d
 
     # Times: whole milliseconds, strictly increasing per handler.
     step_ms = interval.value / 1e6
@@ -653,14 +1104,224 @@ def simulate_histories(
         columns["latency_ms"], columns["error_rate"] = _metrics(
             rng, system.state_names, state_codes
         )
-    columns["handler_class"] = np.repeat(
-        np.asarray(all_classes, dtype=object)[cls], n_steps
-    )
+    class_names = np.repeat(np.asarray(all_classes, dtype=object)[cls], n_steps)
+    columns["handler_class"] = class_names
+    step = np.tile(np.arange(n_steps, dtype=np.int64), n_handlers)
+    regime = step_regime.astype(np.int64)[step]
+    if truth_columns:
+        columns["step"] = step
+        columns["memory"] = memory.ravel()
+        columns["regime"] = regime
     frame = pd.DataFrame(columns)
 
+    taken = np.arange(n_rows)
     if duplicate_rate > 0.0:
         copies = 1 + (rng.random(n_rows) < duplicate_rate)
-        frame = frame.take(np.repeat(np.arange(n_rows), copies))
+        taken = np.repeat(np.arange(n_rows), copies)
+        frame = frame.take(taken)
     if shuffle:
-        frame = frame.take(rng.permutation(len(frame)))
-    return frame.reset_index(drop=True)
+        order = rng.permutation(len(frame))
+        taken = taken[order]
+        frame = frame.take(order)
+    frame = frame.reset_index(drop=True)
+    if not return_result:
+        return frame
+    return SimulatedHistories(
+        frame=frame,
+        system=system,
+        memory_window=memory_window,
+        memory_boost=memory_boost,
+        mix_shifts=shifts,
+        step=step[taken],
+        memory=memory.ravel()[taken],
+        regime=regime[taken],
+        _states=state_codes[taken],
+        _classes=class_names[taken],
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedHistories:
+    """A simulated history together with everything its exact truth needs.
+
+    Returned by ``simulate_histories(..., return_result=True)``.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        The histories, exactly what ``simulate_histories`` returns with the
+        same arguments and ``return_result=False``.
+    system : OrderServiceSystem
+        The truth.
+    memory_window, memory_boost
+        The failure memory (see :meth:`OrderServiceSystem.memory_event_matrices`).
+    mix_shifts : tuple of (int, int, dict)
+        Every shift in force, ``(start_step, end_step, {event: multiplier})``
+        over steps ``start_step <= n < end_step``: the ``mix_shifts`` passed
+        and then the drawn outages.
+    step, memory, regime : ndarray of int64, one per row of ``frame``
+        The row's step index within its handler, its memory ``d`` and the
+        regime its event was drawn under (0 = no shift; see
+        :attr:`regime_multipliers`). The same as the columns of
+        ``truth_columns=True``.
+    """
+
+    frame: pd.DataFrame
+    system: OrderServiceSystem
+    memory_window: int
+    memory_boost: float
+    mix_shifts: tuple
+    step: np.ndarray
+    memory: np.ndarray
+    regime: np.ndarray
+    _states: np.ndarray = field(repr=False)
+    _classes: np.ndarray = field(repr=False)
+
+    @property
+    def regime_multipliers(self) -> pd.DataFrame:
+        """Event multipliers per regime: index regime id, columns event names."""
+        schedule = _Schedule.build(self.system.event_names, self.mix_shifts)
+        frame = pd.DataFrame(schedule.multipliers, columns=list(self.system.event_names))
+        frame.index.name = "regime"
+        return frame
+
+    def true_failure_probabilities(self, horizon: int) -> np.ndarray:
+        """The exact P(fail within 1..horizon) of every row; see :func:`true_failure_probabilities`."""
+        return true_failure_probabilities(self, horizon)
+
+
+def true_failure_probabilities(
+    data: SimulatedHistories | pd.DataFrame,
+    horizon: int,
+    *,
+    system: OrderServiceSystem | None = None,
+    memory_window: int | None = None,
+    memory_boost: float | None = None,
+    mix_shifts=None,
+) -> np.ndarray:
+    """The exact probability that each row's handler fails within 1..horizon steps.
+
+    For the row of step ``t`` of a handler of class ``c`` in state ``s`` with
+    memory ``d``: ``P(one of S_{t+1}..S_{t+h} is a failure | S_t = s, D_t = d)``
+    for ``h = 1..horizon``, given the known schedule of event-mix regimes at
+    steps ``t+1..t+h``. The process is a first-order chain over (state,
+    memory) whose matrix at step ``k`` uses the event mix ``Q`` of the regime
+    of step ``k`` (see :meth:`OrderServiceSystem.augmented_transition_matrix`);
+    with ``T_k`` those matrices the recursion is ``f = 1_F`` at step
+    ``t+h``, ``f = 1_F + 1_{not F} (T_k f)`` back to step ``t+1``, and the
+    answer ``(T_{t+1} f)(s, d)``. Rows that share a class and a regime
+    pattern over their next ``horizon`` steps share one computation. Steps
+    past the end of the simulation follow the same schedule (no shift unless
+    a window extends there).
+
+    Parameters
+    ----------
+    data : SimulatedHistories or DataFrame
+        A result of ``simulate_histories(..., return_result=True)``, which
+        carries everything; or a frame with columns ``status`` and
+        ``handler_class``, plus ``memory`` when ``memory_window > 0`` and
+        ``step`` when there are shifts (``truth_columns=True`` adds both).
+    horizon : int
+        The largest number of steps ahead, >= 1.
+    system, memory_window, memory_boost, mix_shifts
+        Only with a frame: the simulation's arguments (defaults: the default
+        system, no memory, boost 3.0, no shifts). For drawn outages, pass the
+        result's ``mix_shifts``.
+
+    Returns
+    -------
+    probs : ndarray of shape (n_rows, horizon)
+        Aligned with the rows of the frame (duplicates and shuffles included).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from markovfault.simulate import simulate_histories, true_failure_probabilities
+    >>> sim = simulate_histories(
+    ...     5, 200, memory_window=10, mix_shifts=[(50, 110, {"payment_failed": 10})],
+    ...     random_state=0, return_result=True,
+    ... )
+    >>> truth = sim.true_failure_probabilities(5)
+    >>> truth.shape
+    (1000, 5)
+    >>> bool(np.all(np.diff(truth, axis=1) >= 0))
+    True
+    >>> plain = simulate_histories(3, 20, flaky_fraction=0.0, random_state=0)
+    >>> p = true_failure_probabilities(plain, 3)  # no memory, no shifts
+    >>> system = OrderServiceSystem.default()
+    >>> first = system.state_names.index(plain["status"][0])
+    >>> bool(np.allclose(p[0], system.failure_probabilities(3, "normal")[first]))
+    True
+    """
+    horizon = int(check_scalar(horizon, "horizon", (int, np.integer), min_val=1))
+    if isinstance(data, SimulatedHistories):
+        given = [system, memory_window, memory_boost, mix_shifts]
+        if any(value is not None for value in given):
+            raise TypeError(
+                "system, memory_window, memory_boost and mix_shifts come from the "
+                "SimulatedHistories; pass them only with a DataFrame."
+            )
+        system, W, boost = data.system, data.memory_window, data.memory_boost
+        shifts = data.mix_shifts
+        states, classes = data._states, data._classes
+        memory, steps = data.memory, data.step
+    elif isinstance(data, pd.DataFrame):
+        if system is None:
+            system = OrderServiceSystem.default()
+        elif not isinstance(system, OrderServiceSystem):
+            raise TypeError(
+                f"system must be an OrderServiceSystem or None, got {type(system).__name__}."
+            )
+        W, boost = _check_memory(
+            0 if memory_window is None else memory_window,
+            3.0 if memory_boost is None else memory_boost,
+        )
+        shifts = _resolve_shifts(system.event_names, mix_shifts)
+        need = ["status", "handler_class"] + ["memory"] * (W > 0) + ["step"] * bool(shifts)
+        missing = [c for c in need if c not in data.columns]
+        if missing:
+            raise ValueError(
+                f"the frame lacks columns {missing}; simulate with truth_columns=True "
+                "or pass the SimulatedHistories."
+            )
+        status = data["status"].to_numpy(dtype=object)
+        codes = pd.Index(system.state_names).get_indexer(status)
+        if np.any(codes < 0):
+            raise ValueError(
+                f"status holds values outside {system.state_names}: "
+                f"{sorted(set(status[codes < 0]))[:5]}."
+            )
+        states, classes = codes.astype(np.intp), data["handler_class"].to_numpy(dtype=object)
+        unknown = sorted(set(classes) - set(system.handler_classes))
+        if unknown:
+            raise ValueError(f"handler_class holds unknown classes {unknown}.")
+        memory = data["memory"].to_numpy(dtype=np.int64) if W else np.zeros(len(data), np.int64)
+        if np.any((memory < 0) | (memory > W)):
+            raise ValueError(f"memory must lie in [0, memory_window={W}].")
+        steps = data["step"].to_numpy(dtype=np.int64) if shifts else np.zeros(len(data), np.int64)
+    else:
+        raise TypeError(
+            f"data must be a SimulatedHistories or a DataFrame, got {type(data).__name__}."
+        )
+
+    schedule = _Schedule.build(system.event_names, shifts)
+    n_memory = W + 1
+    fail = np.repeat(system.failure_mask, n_memory)
+    out = np.empty((states.shape[0], horizon))
+    if out.shape[0] == 0:
+        return out
+    unique_steps, step_of_row = np.unique(steps, return_inverse=True)
+    future = schedule.regime_of(unique_steps[:, None] + np.arange(1, horizon + 1))
+    patterns, pattern_of_step = np.unique(future, axis=0, return_inverse=True)
+    pattern_of_row = pattern_of_step.reshape(-1)[step_of_row.reshape(-1)]
+    aug_index = states * n_memory + memory
+    for name in pd.unique(classes):
+        Pm = _memory_matrices(system.event_matrices[name], system.failure_mask, W, boost)
+        matrices = np.stack([
+            _augmented_matrix(Pm, _shifted_probs(system.event_probs[name], m), system.failure_mask)
+            for m in schedule.multipliers
+        ])
+        table = _fail_within_schedule(matrices, fail, patterns)  # (patterns, A, H)
+        rows = np.flatnonzero(classes == name)
+        out[rows] = table[pattern_of_row[rows], aug_index[rows]]
+    return out

@@ -135,7 +135,7 @@ def test_file_is_plain_npz_with_json_header(saved, model):
     assert header["markovfault_version"] == __version__
     assert header["vocabulary"] == {"states": model.state_names_, "events": model.event_names_,
                                     "failure_states": model.failure_states_}
-    assert header["model"] == {"alpha": 1.0, "beta": 1.0, "max_gap": "30min"}
+    assert header["model"] == {"alpha": 1.0, "beta": 1.0, "max_gap": "30min", "history": None}
     assert header["states"]["kind"] == "categorical"
     assert header["states"]["failure"] == ["error", "timeout", "down"]
     assert set(header["arrays"]) == set(arrays)

@@ -469,3 +469,266 @@ def test_bundled_sample_is_reproduced_byte_for_byte(make_sample, tmp_path):
             f"different zlib build (this one: {zlib.ZLIB_RUNTIME_VERSION})"
         )
     assert first == committed
+
+
+# --- failure memory and event-mix shifts ---------------------------------------
+
+from markovfault.simulate import SimulatedHistories, true_failure_probabilities  # noqa: E402
+
+W, BOOST = 8, 3.0
+SHIFTS = [(30, 40, {"payment_failed": 10.0}), (35, 50, {"order_shipped": 3.0})]
+
+
+def test_new_options_at_their_defaults_change_nothing():
+    kwargs = dict(n_handlers=6, n_steps=50, duplicate_rate=0.1, shuffle=True, random_state=3)
+    base = simulate_histories(**kwargs)
+    same = simulate_histories(
+        **kwargs, memory_window=0, memory_boost=5.0, mix_shifts=[], outages=0,
+        outage_boost={"order_created": 2.0},
+    )
+    pd.testing.assert_frame_equal(base, same)
+    sim = simulate_histories(**kwargs, truth_columns=True, return_result=True)
+    assert isinstance(sim, SimulatedHistories)
+    pd.testing.assert_frame_equal(sim.frame[base.columns], base)
+    assert sim.frame.columns.tolist()[-3:] == ["step", "memory", "regime"]
+    assert (sim.frame["memory"] == 0).all() and (sim.frame["regime"] == 0).all()
+    # the result's per-row arrays follow the duplicated, shuffled rows
+    np.testing.assert_array_equal(sim.step, sim.frame["step"])
+    np.testing.assert_array_equal(sim.memory, sim.frame["memory"])
+    ordered = simulate_histories(6, 50, random_state=3, truth_columns=True)
+    np.testing.assert_array_equal(ordered["step"], ordered.groupby("handler").cumcount())
+
+
+def test_truth_without_memory_or_shifts_is_the_plain_chain(system):
+    df = simulate_histories(
+        n_handlers=20, n_steps=100, flaky_fraction=0.5, duplicate_rate=0.05, shuffle=True,
+        random_state=8,
+    )
+    got = true_failure_probabilities(df, 7)
+    codes = pd.Index(system.state_names).get_indexer(df["status"])
+    for name in system.handler_classes:
+        rows = (df["handler_class"] == name).to_numpy()
+        want = system.failure_probabilities(7, name)[codes[rows]]
+        np.testing.assert_allclose(got[rows], want, rtol=1e-12, atol=1e-14)
+    # also from the result object, and through the augmented chain with W = 0
+    sim = simulate_histories(20, 100, flaky_fraction=0.5, random_state=8, return_result=True)
+    np.testing.assert_allclose(
+        sim.true_failure_probabilities(7),
+        true_failure_probabilities(sim.frame, 7), rtol=0, atol=0,
+    )
+    p = system.memory_failure_probabilities(7, "flaky", memory_window=0)
+    np.testing.assert_allclose(p[:, 0, :], system.failure_probabilities(7, "flaky"))
+
+
+def test_memory_matrices_and_augmented_chain(system):
+    fail = system.failure_mask
+    Pm = system.memory_event_matrices("flaky", W, BOOST)
+    P = system.event_matrices["flaky"]
+    assert Pm.shape == (W + 1, 5, 5, 5)
+    np.testing.assert_array_equal(Pm[W], P)
+    for d in range(W):
+        np.testing.assert_array_equal(Pm[d][:, fail], P[:, fail])  # failure rows as they are
+        np.testing.assert_allclose(Pm[d].sum(axis=-1), 1.0)
+        # within a healthy row: failure entries x BOOST relative to the others
+        ratio = (Pm[d][:, ~fail][..., fail] / Pm[d][:, ~fail][..., [0]]) / (
+            P[:, ~fail][..., fail] / P[:, ~fail][..., [0]]
+        )
+        np.testing.assert_allclose(ratio, BOOST)
+    T = system.augmented_transition_matrix("flaky", W, BOOST, {"payment_failed": 10})
+    np.testing.assert_allclose(T.sum(axis=1), 1.0)
+    # each (s, d) leads to one memory value only: 0 after a failure, else d + 1 capped
+    blocks = T.reshape(5, W + 1, 5, W + 1).sum(axis=2)
+    for s in range(5):
+        for d in range(W + 1):
+            nxt = 0 if fail[s] else min(d + 1, W)
+            assert blocks[s, d, nxt] == pytest.approx(1.0)
+    # one step from d = W is the plain chain's step
+    p = system.memory_failure_probabilities(1, "normal", W, BOOST)
+    np.testing.assert_allclose(p[:, W, 0], system.failure_probabilities(1, "normal")[:, 0])
+    assert np.all(p[~fail, :W, 0] > 2 * p[~fail, W:, 0])
+
+
+def _memory_from_statuses(failure, window):
+    """d per row, recomputed from the failure flags of (n_handlers, n_steps)."""
+    d = np.empty(failure.shape, dtype=np.int64)
+    d[:, 0] = window
+    for n in range(1, failure.shape[1]):
+        d[:, n] = np.where(failure[:, n - 1], 0, np.minimum(d[:, n - 1] + 1, window))
+    return d
+
+
+def test_failure_memory_in_the_simulation(system):
+    sim = simulate_histories(
+        n_handlers=400, n_steps=1000, flaky_fraction=0.0, memory_window=W,
+        memory_boost=BOOST, truth_columns=True, random_state=21, return_result=True,
+    )
+    df = sim.frame
+    failure = df["status"].isin(FAILURES).to_numpy().reshape(400, 1000)
+    memory = df["memory"].to_numpy().reshape(400, 1000)
+    np.testing.assert_array_equal(memory, _memory_from_statuses(failure, W))
+
+    # next step a failure, from a healthy state, with and without recent failures
+    p1 = sim.true_failure_probabilities(1)[:, 0].reshape(400, 1000)[:, :-1]
+    nxt = failure[:, 1:]
+    healthy = ~failure[:, :-1]
+    rates = {}
+    for name, group in {"recent": memory[:, :-1] < W, "none": memory[:, :-1] == W}.items():
+        sel = healthy & group
+        n = sel.sum()
+        assert n > 5000
+        emp, want = nxt[sel].mean(), p1[sel].mean()
+        se = np.sqrt((p1[sel] * (1 - p1[sel])).sum()) / n
+        assert abs(emp - want) <= 4 * se, (name, emp, want, se)
+        rates[name] = (emp, want, se)
+    (ea, ta, sa), (eb, tb, sb) = rates["recent"], rates["none"]
+    true_ratio, emp_ratio = ta / tb, ea / eb
+    assert true_ratio > 2.0
+    se_ratio = emp_ratio * np.sqrt((sa / ea) ** 2 + (sb / eb) ** 2)
+    assert abs(emp_ratio - true_ratio) <= 4 * se_ratio, (emp_ratio, true_ratio)
+
+
+def _monte_carlo(system, handler_class, state, memory, step, horizon, n_paths, seed):
+    """Re-simulate n_paths from (state, memory) at `step` under SHIFTS, written
+    from the spec and not from the module: P(failure among the next h) for h = 1..horizon."""
+    rng = np.random.default_rng(seed)
+    names = list(system.event_names)
+    fail = system.failure_mask
+    P = system.event_matrices[handler_class]
+    Q = system.event_probs[handler_class]
+    s = np.full(n_paths, system.state_names.index(state))
+    d = np.full(n_paths, memory)
+    failed = np.zeros(n_paths, dtype=bool)
+    out = []
+    for k in range(1, horizon + 1):
+        m = np.ones(len(names))
+        for start, end, mult in SHIFTS:
+            if start <= step + k < end:
+                for event, factor in mult.items():
+                    m[names.index(event)] *= factor
+        q = Q[s] * m
+        q /= q.sum(axis=1, keepdims=True)
+        e = (rng.random(n_paths)[:, None] >= np.cumsum(q, axis=1)).sum(axis=1)
+        e = np.minimum(e, len(names) - 1)
+        rows = P[e, s].copy()
+        boosted = (~fail[s]) & (d < W)
+        rows[np.ix_(boosted, fail)] *= BOOST
+        rows /= rows.sum(axis=1, keepdims=True)
+        s_next = (rng.random(n_paths)[:, None] >= np.cumsum(rows, axis=1)).sum(axis=1)
+        s_next = np.minimum(s_next, len(fail) - 1)
+        d = np.where(fail[s], 0, np.minimum(d + 1, W))
+        s = s_next
+        failed |= fail[s]
+        out.append(failed.mean())
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    ("handler_class", "state", "memory", "step"),
+    [
+        ("normal", "ok", W, 0),  # no shift within the horizon
+        ("normal", "ok", W, 27),  # the outage starts 3 steps ahead
+        ("flaky", "ok", 2, 33),  # inside both shifts, recent failure
+        ("flaky", "slow", 0, 38),
+        ("normal", "error", 5, 45),
+    ],
+)
+def test_row_truth_matches_monte_carlo(system, handler_class, state, memory, step):
+    H, n_paths = 10, 40_000
+    row = pd.DataFrame({
+        "status": [state], "handler_class": [handler_class], "memory": [memory], "step": [step],
+    })
+    truth = true_failure_probabilities(
+        row, H, memory_window=W, memory_boost=BOOST, mix_shifts=SHIFTS
+    )[0]
+    assert np.all(np.diff(truth) >= 0) and 0 < truth[0] and truth[-1] < 1
+    mc = _monte_carlo(system, handler_class, state, memory, step, H, n_paths, seed=step)
+    se = np.sqrt(truth * (1 - truth) / n_paths)
+    assert np.all(np.abs(mc - truth) <= 4 * se), (mc, truth)
+
+
+def test_risk_rises_before_the_outage_and_status(system):
+    rows = pd.DataFrame({
+        "status": ["ok"] * 3, "handler_class": ["normal"] * 3,
+        "memory": [W] * 3, "step": [0, 27, 31],
+    })
+    p = true_failure_probabilities(rows, 5, memory_window=W, mix_shifts=SHIFTS)
+    assert p[0, 1] == pytest.approx(p[1, 1])  # steps 28, 29: no shift yet
+    assert p[1, 4] > 1.3 * p[0, 4]  # steps 30, 31, 32 are in the outage
+    assert p[2, 0] > 2 * p[0, 0]
+
+
+def test_mix_shift_changes_the_event_shares_in_its_window(system):
+    shift = {"payment_failed": 10.0}
+    df = simulate_histories(
+        n_handlers=300, n_steps=200, flaky_fraction=0.5, mix_shifts=[(80, 140, shift)],
+        truth_columns=True, random_state=5,
+    )
+    assert set(df.loc[df["step"].between(80, 139), "regime"]) == {1}
+    assert set(df.loc[~df["step"].between(80, 139), "regime"]) == {0}
+    steps = _previous_status(df)
+    codes = pd.Index(system.state_names).get_indexer(steps["prev"])
+    events = list(system.event_names)
+    inside = steps["step"].between(80, 139).to_numpy()
+    shares = {}
+    for where, mult in [(inside, shift), (~inside, None)]:
+        # E[count of e] = sum over rows of Q_regime[class][previous state, e]
+        q = np.empty((where.sum(), len(events)))
+        for name in system.handler_classes:
+            rows = (steps["handler_class"].to_numpy()[where] == name)
+            q[rows] = system.shifted_event_probs(name, mult)[codes[where][rows]]
+        got = pd.get_dummies(steps["event_type"][where]).reindex(
+            columns=events, fill_value=0).to_numpy().sum(axis=0)
+        want = q.sum(axis=0)
+        se = np.sqrt((q * (1 - q)).sum(axis=0))
+        assert np.all(np.abs(got - want) <= 4 * se), (got, want, se)
+        shares[mult is None] = got / where.sum()
+    assert shares[False][2] > 3 * shares[True][2]  # payment_failed, in vs out
+
+
+def test_outages_are_drawn_reproducibly():
+    kwargs = dict(n_handlers=3, n_steps=500, outages=4, outage_length=30,
+                  truth_columns=True, return_result=True)
+    a = simulate_histories(**kwargs, random_state=1)
+    b = simulate_histories(**kwargs, random_state=1)
+    assert a.mix_shifts == b.mix_shifts and len(a.mix_shifts) == 4
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    windows = sorted((s, e) for s, e, _ in a.mix_shifts)
+    assert all(e - s == 30 and 0 <= s and e <= 500 for s, e in windows)
+    assert all(e1 <= s2 for (_, e1), (s2, _) in zip(windows, windows[1:]))
+    assert all(m == {"payment_failed": 10.0} for *_, m in a.mix_shifts)
+    in_outage = (a.frame["regime"] == 1).groupby(a.frame["handler"]).sum()
+    assert (in_outage == 120).all()
+    assert a.regime_multipliers.loc[1, "payment_failed"] == 10.0
+    # the frame path with the drawn shifts gives the same truth
+    np.testing.assert_array_equal(
+        a.true_failure_probabilities(4),
+        true_failure_probabilities(a.frame, 4, mix_shifts=a.mix_shifts),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"memory_window": -1}, ValueError, "memory_window == -1, must be >= 0"),
+        ({"memory_boost": 0.0}, ValueError, "memory_boost == 0.0, must be > 0"),
+        ({"mix_shifts": [(5, 5, {})]}, ValueError, "need 0 <= start < end"),
+        ({"mix_shifts": [(0, 5, {"nope": 2})]}, ValueError, "not among"),
+        ({"mix_shifts": [(0, 5, {"payment_failed": -1})]}, ValueError, "must be a finite"),
+        ({"mix_shifts": [(0, 5)]}, TypeError, "must be a .start_step"),
+        ({"outages": 2, "outage_length": 3}, ValueError, "do not fit"),
+    ],
+)
+def test_bad_memory_and_shift_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        simulate_histories(**{"n_handlers": 2, "n_steps": 5, **kwargs})
+
+
+def test_frame_truth_needs_the_columns():
+    df = simulate_histories(2, 10, random_state=0)
+    with pytest.raises(ValueError, match=r"lacks columns \['memory'\]"):
+        true_failure_probabilities(df, 3, memory_window=2)
+    with pytest.raises(ValueError, match=r"lacks columns \['step'\]"):
+        true_failure_probabilities(df, 3, mix_shifts=SHIFTS)
+    sim = simulate_histories(2, 10, random_state=0, return_result=True)
+    with pytest.raises(TypeError, match="pass them only with a DataFrame"):
+        true_failure_probabilities(sim, 3, memory_window=2)

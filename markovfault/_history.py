@@ -1,0 +1,369 @@
+"""History-aware states: the chain over (state, recent history) with back-off.
+
+A first-order chain over raw statuses forgets what predicts failure: a
+handler that failed two steps ago looks like any other ``ok`` handler. The
+augmented state carries the history that matters:
+
+* ``order``: the previous ``m`` base states (an order-m chain, fitted as a
+  first-order chain on tuples);
+* ``failure_window``: steps since the last failure, capped at ``W`` (``W``
+  means "no failure in the last W steps"): failure memory;
+* ``entering_event``: the event that entered the state.
+
+Every component moves deterministically once the next base state ``j`` and
+the next event ``e`` are known, so the augmented chain needs only
+``P(j | a, e)`` and ``P(e | a)``: its sufficient statistics are the counts
+``N[e, a, j]``. Sparse augmented rows back off to the base chain by
+hierarchical shrinkage (n-gram style)::
+
+    P(j | a, e) = (N[e, a, j] + gamma * P_base[e, base(a), j]) / (N[e, a, .] + gamma)
+    Q(e | a)    = (M[a, e]    + gamma * Q_base[base(a), e])    / (M[a, .]    + gamma)
+
+so an augmented state with no data forecasts exactly like its base state,
+and adding history never makes a small data set much worse. Forecasts stay
+exact: the k-step recursion runs over augmented states (sparse matrices), and
+failure is defined on the base state.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .chain import EventMarkovChain
+from .exceptions import ConfigError, NotFittedError
+from .forecast import _check_horizon
+from .trajectories import Trajectories
+
+__all__ = ["HistorySpec", "HistoryChain", "augment", "count_augmented"]
+
+MAX_AUGMENTED_STATES = 200_000
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    """Which history an augmented state carries.
+
+    Parameters
+    ----------
+    order : int, default=1
+        ``1`` is the plain first-order chain; ``m > 1`` adds the previous
+        ``m - 1`` base states.
+    failure_window : int, default=0
+        ``W > 0`` adds the steps since the last failure, capped at ``W``.
+    entering_event : bool, default=False
+        Add the event that entered the state.
+    backoff : float, default=5.0
+        Pseudo-counts ``gamma`` pulling each augmented row toward its base row.
+
+    Examples
+    --------
+    >>> HistorySpec.from_config({"order": 2, "failure_window": 3})
+    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0)
+    """
+
+    order: int = 1
+    failure_window: int = 0
+    entering_event: bool = False
+    backoff: float = 5.0
+
+    def __post_init__(self):
+        for name in ("order", "failure_window"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ConfigError(f"history {name} = {v!r} must be an integer")
+        if self.order < 1:
+            raise ConfigError(f"history order = {self.order}, must be >= 1")
+        if self.failure_window < 0:
+            raise ConfigError(f"history failure_window = {self.failure_window}, must be >= 0")
+        if not isinstance(self.entering_event, (bool, np.bool_)):
+            raise ConfigError(f"history entering_event = {self.entering_event!r} must be true or false")
+        b = self.backoff
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not np.isfinite(b) or b < 0:
+            raise ConfigError(f"history backoff = {b!r} must be a number >= 0")
+
+    @classmethod
+    def from_config(cls, table: Mapping) -> "HistorySpec":
+        """From a ``[states.history]`` table; unknown keys are errors."""
+        known = {"order", "failure_window", "entering_event", "backoff"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {unknown} in [states.history]; the keys are {sorted(known)}."
+            )
+        return cls(**dict(table))
+
+    def to_config(self) -> dict:
+        return {"order": int(self.order), "failure_window": int(self.failure_window),
+                "entering_event": bool(self.entering_event), "backoff": float(self.backoff)}
+
+    @property
+    def is_plain(self) -> bool:
+        return self.order == 1 and self.failure_window == 0 and not self.entering_event
+
+    @property
+    def tail(self) -> int:
+        """How many past steps determine the augmented state of the next one."""
+        return max(self.order - 1, self.failure_window, 1)
+
+
+class _Layout:
+    """Mixed-radix codes of augmented states: base, lags, since-failure, entering event."""
+
+    def __init__(self, spec: HistorySpec, n_states: int, n_events: int):
+        self.spec, self.S, self.E = spec, n_states, n_events
+        radices = [n_states] + [n_states + 1] * (spec.order - 1)
+        if spec.failure_window:
+            radices.append(spec.failure_window + 1)
+        if spec.entering_event:
+            radices.append(n_events + 1)
+        self.radices = np.array(radices, dtype=np.int64)
+        self.strides = np.concatenate([[1], np.cumprod(self.radices)[:-1]]).astype(np.int64)
+        self.A = int(np.prod(self.radices))
+        if self.A > MAX_AUGMENTED_STATES:
+            raise ConfigError(
+                f"{self.A} augmented states (radices {radices}) is too many; lower the order, "
+                "the failure window or drop the entering event."
+            )
+
+    def components(self, codes: np.ndarray) -> np.ndarray:
+        """(n_components, n) array of component values."""
+        return (codes[None, :] // self.strides[:, None]) % self.radices[:, None]
+
+    def base(self, codes: np.ndarray) -> np.ndarray:
+        return codes % self.S
+
+    def names(self, state_names, event_names) -> list:
+        sp_ = self.spec
+        states = list(state_names) + ["-"]
+        events = list(event_names) + ["-"]
+        comps = self.components(np.arange(self.A))
+        out = []
+        for col in comps.T:  # a loop over the state space (vocabulary), not over rows
+            k = 1
+            parts = [states[col[0]]]
+            if sp_.order > 1:
+                lags = [states[col[k + i]] for i in range(sp_.order - 1)]
+                parts.append("prev=" + ",".join(lags))
+                k += sp_.order - 1
+            if sp_.failure_window:
+                v = col[k]
+                parts.append(f"since_fail={'>=' if v == sp_.failure_window else ''}{v}")
+                k += 1
+            if sp_.entering_event:
+                parts.append(f"in={events[col[k]]}")
+            out.append("|".join(parts))
+        return out
+
+    def successor(self, fail: np.ndarray) -> np.ndarray:
+        """f[a, e, j]: the augmented state after base state j entered by event e, from a."""
+        sp_, S, E = self.spec, self.S, self.E
+        comps = self.components(np.arange(self.A))  # (C, A)
+        j = np.arange(S)[None, None, :]
+        e = np.arange(E)[None, :, None]
+        code = np.broadcast_to(j, (self.A, E, S)).astype(np.int64)
+        k = 1
+        if sp_.order > 1:
+            # new lag 1 = current base; new lag i = old lag i-1
+            code = code + comps[0][:, None, None] * self.strides[1]
+            for i in range(2, sp_.order):
+                code = code + comps[i - 1][:, None, None] * self.strides[i]
+            k += sp_.order - 1
+        if sp_.failure_window:
+            d = comps[k][:, None, None]
+            nd = np.where(fail[None, None, :], 0, np.minimum(d + 1, sp_.failure_window))
+            code = code + nd * self.strides[k]
+            k += 1
+        if sp_.entering_event:
+            code = code + np.broadcast_to(e, (self.A, E, S)) * self.strides[k]
+        return code
+
+
+def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) -> np.ndarray:
+    """Augmented state code of every step of ``traj`` (vectorised within runs).
+
+    ``n_events`` is the model's number of events when ``traj`` holds events
+    the model never saw (codes ``>= n_events``): those enter as "unknown".
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([0, 1, 1, 0], state_names=["ok", "down"],
+    ...                                failure=["down"])
+    >>> layout = _Layout(HistorySpec(order=2), 2, 1)
+    >>> [layout.names(["ok", "down"], ["step"])[a] for a in augment(traj, HistorySpec(order=2))]
+    ['ok|prev=-', 'down|prev=ok', 'down|prev=down', 'ok|prev=down']
+    """
+    E = traj.n_events if n_events is None else n_events
+    layout = _Layout(spec, traj.n_states, E)
+    n = traj.n_steps
+    idx = np.arange(n)
+    run_id = np.zeros(n, dtype=np.int64)
+    if n:
+        run_id[traj.run_starts[1:]] = 1
+        run_id = np.cumsum(run_id)
+    start = traj.run_starts[run_id] if n else np.zeros(0, np.int64)
+    pos = idx - start
+    code = traj.state.astype(np.int64).copy()
+    k = 1
+    for lag in range(1, spec.order):
+        prev = np.where(pos >= lag, traj.state[np.maximum(idx - lag, 0)], layout.S)
+        code += prev * layout.strides[k]
+        k += 1
+    if spec.failure_window:
+        fail = traj.is_failure[traj.state]
+        last = np.maximum.accumulate(np.where(fail, idx, -1)) if n else idx
+        d = np.where(last >= start, np.minimum(idx - last, spec.failure_window),
+                     spec.failure_window)
+        code += d * layout.strides[k]
+        k += 1
+    if spec.entering_event:
+        code += np.minimum(traj.event, E) * layout.strides[k]
+    return code
+
+
+def count_augmented(aug: np.ndarray, traj: Trajectories, n_aug: int,
+                    bins: np.ndarray | None = None, n_bins: int = 1) -> np.ndarray:
+    """Counts ``N[(bin,) e, a, j]`` of base next states ``j`` by event and augmented state."""
+    n = traj.n_steps
+    E, S = traj.n_events, traj.n_states
+    size = E * n_aug * S
+    shape = (E, n_aug, S) if bins is None else (n_bins, E, n_aug, S)
+    if n < 2:
+        return np.zeros(shape, dtype=np.int64)
+    idx = traj.event[1:].astype(np.int64)
+    if bins is not None:
+        idx = idx + bins[1:].astype(np.int64) * E
+    idx = (idx * n_aug + aug[:-1]) * S + traj.state[1:]
+    total = size * (1 if bins is None else n_bins)
+    starts = traj.run_starts
+    idx[starts[starts > 0] - 1] = total
+    return np.bincount(idx, minlength=total + 1)[:total].reshape(shape).astype(np.int64)
+
+
+class HistoryChain:
+    """Event-conditioned chain over history-aware states, backed off to the base chain.
+
+    Built from the counts ``N[e, a, j]`` (see :func:`count_augmented`); the
+    base chain's counts are their sums over augmented states of each base
+    state, so one counting pass serves both.
+
+    Attributes
+    ----------
+    base_ : EventMarkovChain
+        The chain over base states.
+    n_aug_ : int
+        Number of augmented states.
+    state_names_ : list of str
+        Names of the augmented states.
+    is_failure_ : ndarray of bool, shape (n_aug_,)
+        Failure defined on the base state.
+    """
+
+    def __init__(self, spec: HistorySpec, alpha: float = 1.0, beta: float = 1.0):
+        self.spec, self.alpha, self.beta = spec, alpha, beta
+
+    def set_counts(self, counts: np.ndarray, state_names, event_names, is_failure) -> "HistoryChain":
+        counts = np.asarray(counts, dtype=np.int64)
+        S, E = len(state_names), len(event_names)
+        self.layout_ = _Layout(self.spec, S, E)
+        if counts.shape != (E, self.layout_.A, S):
+            raise ValueError(f"counts have shape {counts.shape}, expected {(E, self.layout_.A, S)}")
+        self.counts_ = counts
+        base_of = np.arange(self.layout_.A) % S
+        base_counts = np.zeros((E, S, S), dtype=np.int64)
+        np.add.at(base_counts, (slice(None), base_of), counts)
+        self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).set_counts(
+            base_counts, state_names, event_names, is_failure)
+        gamma = float(self.spec.backoff)
+        P_base = self.base_.event_matrices_[:, base_of, :]  # (E, A, S)
+        rows = counts.sum(axis=2, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            P = (counts + gamma * P_base) / (rows + gamma)
+        P = np.where(rows + gamma > 0, P, P_base)
+        M = counts.sum(axis=2).T  # (A, E)
+        Q_base = self.base_.event_probs_[base_of]
+        mrow = M.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            Q = (M + gamma * Q_base) / (mrow + gamma)
+        Q = np.where(mrow + gamma > 0, Q, Q_base)
+        self.next_probs_ = P  # P(j | a, e), (E, A, S)
+        self.event_probs_ = Q  # (A, E)
+        self.is_failure_ = np.asarray(is_failure, bool)[base_of]
+        self.base_state_ = base_of
+        self.successor_ = self.layout_.successor(np.asarray(is_failure, bool))  # (A, E, S)
+        self.state_names_ = self.layout_.names(state_names, event_names)
+        self.n_aug_ = self.layout_.A
+        self.n_transitions_ = int(counts.sum())
+        return self
+
+    # ----------------------------------------------------------- matrices
+    def _matrix(self, weights: np.ndarray) -> sp.csr_matrix:
+        """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j]."""
+        A = self.n_aug_
+        rows = np.broadcast_to(np.arange(A)[:, None, None], weights.shape).ravel()
+        m = sp.coo_matrix((weights.ravel(), (rows, self.successor_.ravel())), shape=(A, A))
+        return m.tocsr()
+
+    def transition_matrix(self, event_probs: np.ndarray | None = None) -> sp.csr_matrix:
+        Q = self.event_probs_ if event_probs is None else event_probs
+        w = Q[:, :, None] * np.transpose(self.next_probs_, (1, 0, 2))  # (A, E, S)
+        return self._matrix(w)
+
+    def event_matrix(self, e: int) -> sp.csr_matrix:
+        w = np.zeros((self.n_aug_,) + self.successor_.shape[1:])
+        w[:, e, :] = self.next_probs_[e]
+        return self._matrix(w)
+
+    def pooled_matrix(self) -> sp.csr_matrix:
+        """For an event never seen in training: the event-marginal row."""
+        return self.transition_matrix()
+
+    # ----------------------------------------------------------- forecasts
+    def failure_probabilities(self, horizon: int, scenario: Sequence[int] | None = None,
+                              event_probs: np.ndarray | None = None) -> np.ndarray:
+        """P(fail within h | augmented state), (A, horizon); scenario as event codes (-1 unknown)."""
+        horizon = _check_horizon(horizon)
+        fail = self.is_failure_.astype(np.float64)
+        keep = 1.0 - fail
+        if scenario is None:
+            T = self.transition_matrix(event_probs)
+            out = np.empty((self.n_aug_, horizon))
+            f = fail
+            for h in range(horizon):
+                g = T @ f
+                out[:, h] = g
+                f = fail + keep * g
+            return np.clip(out, 0.0, 1.0)
+        codes = list(scenario)[:horizon]
+        mats = [self.event_matrix(c) if c >= 0 else self.pooled_matrix() for c in codes]
+        out = np.empty((self.n_aug_, len(codes)))
+        for h in range(1, len(codes) + 1):  # fold each horizon from its last event backward
+            f = fail
+            for m in range(h - 1, -1, -1):
+                g = mats[m] @ f
+                f = fail + keep * g if m else g
+            out[:, h - 1] = f
+        return np.clip(out, 0.0, 1.0)
+
+    def log_likelihood(self, aug: np.ndarray, traj: Trajectories) -> float:
+        """Sum over transitions of log P(j | a, e) (events scored with their codes)."""
+        N = count_augmented(aug, traj, self.n_aug_)
+        nz = N > 0
+        with np.errstate(divide="ignore"):
+            return float((N[nz] * np.log(self.next_probs_[nz])).sum())
+
+
+def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
+                    backoff=5.0) -> list:
+    """Every combination, as :class:`HistorySpec` (a grid for :func:`select_states`)."""
+    return [HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff)
+            for o, w, e in itertools.product(orders, failure_windows, entering_event)]
+
+
+def check_fitted(obj) -> None:
+    if not hasattr(obj, "counts_"):
+        raise NotFittedError("history chain not fitted")

@@ -1,0 +1,137 @@
+"""Choosing history-aware states from data.
+
+:func:`select_states` compares candidate :class:`~markovfault._history.HistorySpec`
+settings (orders, failure windows, the entering event) by the log-likelihood
+of held-out transitions and by backtest skill, and returns a table and the
+best choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from ._history import HistoryChain, HistorySpec, _Layout, augment, candidate_specs, count_augmented
+from .exceptions import ConfigError, HistoryError
+from .trajectories import Trajectories
+
+__all__ = ["select_states", "SelectionResult", "candidate_specs"]
+
+
+@dataclass
+class SelectionResult:
+    """The comparison of candidate state maps.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per candidate: its settings, ``n_states`` (augmented),
+        ``heldout_loglik`` (mean log-likelihood per held-out transition),
+        and, when a backtest ran, pooled ``bss`` and ``roc_auc`` averaged over
+        horizons. Sorted best first.
+    best : HistorySpec
+        The winner by ``criterion``.
+    criterion : str
+    """
+
+    table: pd.DataFrame
+    best: HistorySpec
+    criterion: str
+
+    def best_config(self) -> str:
+        """The winner as a ``[states.history]`` TOML table."""
+        c = self.best.to_config()
+        return "[states.history]\n" + "".join(
+            f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in c.items())
+
+
+def _as_spec(c) -> HistorySpec:
+    if isinstance(c, HistorySpec):
+        return c
+    if isinstance(c, dict):
+        return HistorySpec.from_config(c)
+    raise ConfigError(f"a candidate must be a HistorySpec or a dict, got {type(c).__name__}")
+
+
+def select_states(
+    histories,
+    predictor,
+    candidates: Sequence | None = None,
+    *,
+    holdout: float = 0.25,
+    criterion: str = "heldout_loglik",
+    horizon: int | None = 5,
+    cutoffs: int = 3,
+) -> SelectionResult:
+    """Compare history-aware state maps and pick the best.
+
+    Parameters
+    ----------
+    histories : DataFrame, path, or list of them
+    predictor : FaultPredictor
+        Gives the base states, columns, alpha, beta and max_gap; its own
+        ``history`` is ignored.
+    candidates : sequence of HistorySpec or dict, optional
+        Default: orders 1-3 x failure windows 0, 3 x entering event off/on.
+    holdout : float, default=0.25
+        The last share of the steps (by time) is held out for the likelihood.
+    criterion : {'heldout_loglik', 'bss', 'roc_auc'}, default='heldout_loglik'
+    horizon : int or None, default=5
+        Backtest horizon for ``bss`` and ``roc_auc``; ``None`` skips the backtest.
+    cutoffs : int, default=3
+
+    Returns
+    -------
+    SelectionResult
+    """
+    from .backtest import backtest
+
+    if criterion not in ("heldout_loglik", "bss", "roc_auc"):
+        raise ConfigError(f"criterion = {criterion!r}; use heldout_loglik, bss or roc_auc")
+    if criterion != "heldout_loglik" and horizon is None:
+        raise ConfigError(f"criterion {criterion!r} needs a backtest horizon")
+    if not 0 < holdout < 1:
+        raise ConfigError(f"holdout = {holdout}, must lie in (0, 1)")
+    specs = [_as_spec(c) for c in (candidates if candidates is not None else candidate_specs(
+        orders=(1, 2, 3), failure_windows=(0, 3), entering_event=(False, True)))]
+    if not specs:
+        raise ConfigError("no candidates to compare")
+
+    frame, _ = predictor._read(histories)
+    from .predictor import _time_int
+
+    times = _time_int(frame).to_numpy()
+    split = np.quantile(times, 1 - holdout, method="higher")
+    extractor = predictor._make_extractor().fit(frame.loc[times < split])
+    codes = extractor.transform(frame)
+    traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
+                                   np.asarray(extractor.is_failure_, dtype=bool),
+                                   max_gap=predictor.max_gap)
+    test_bin = (traj.time >= split).astype(np.int64)
+    rows = []
+    for spec in specs:  # a loop over candidates, each vectorised
+        layout = _Layout(spec, traj.n_states, traj.n_events)
+        both = count_augmented(augment(traj, spec), traj, layout.A, test_bin, 2)
+        train, test = both[0], both[1]
+        if test.sum() == 0 or train.sum() == 0:
+            raise HistoryError("the hold-out split leaves no training or no test transitions")
+        chain = HistoryChain(spec, predictor.alpha, predictor.beta).set_counts(
+            train, traj.state_names, traj.event_names, traj.is_failure)
+        nz = test > 0
+        ll = float((test[nz] * np.log(chain.next_probs_[nz])).sum() / test.sum())
+        row = {**spec.to_config(), "n_states": layout.A, "heldout_loglik": ll}
+        if horizon is not None:
+            model = clone(predictor).set_params(history=spec)
+            res = backtest(frame, model, horizon=horizon, cutoffs=cutoffs,
+                           baselines=[], progress=False)
+            pooled = res.metrics[res.metrics["fold"] == "all"]
+            row["bss"] = float(pooled["bss"].mean())
+            row["roc_auc"] = float(pooled["roc_auc"].mean())
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values(criterion, ascending=False, kind="stable")
+    best = specs[int(table.index[0])]
+    return SelectionResult(table=table.reset_index(drop=True), best=best, criterion=criterion)

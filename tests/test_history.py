@@ -1,0 +1,143 @@
+"""History-aware states: tuples, back-off, carry-over, event mixes, selection."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from markovfault import FaultPredictor, load_model
+from markovfault._history import HistorySpec, augment, _Layout
+from markovfault.predictor import mix_event_probs
+from markovfault.selection import select_states
+from markovfault.trajectories import Trajectories
+
+quiet = pytest.mark.filterwarnings("ignore::markovfault.exceptions.DataWarning")
+
+
+def counts_by_name(model):
+    """{(event, augmented state name, next base state): count} of a fitted model."""
+    ch = model.chain_
+    return {(ch.base_.event_names_[e], ch.state_names_[a], ch.base_.state_names_[j]): int(v)
+            for (e, a, j), v in np.ndenumerate(ch.counts_) if v}
+
+
+@quiet
+def test_order_two_chain_on_tuples_equals_a_direct_order_two_count():
+    seq = ["ok", "down", "down", "ok", "down", "ok", "ok"]
+    hist = pd.DataFrame({"entity": "a", "time": range(len(seq)), "status": seq})
+    model = FaultPredictor(states={"failure": ["down"]}, history={"order": 2}).fit(hist)
+    # direct count of (s[n-2], s[n-1]) -> s[n]; '-' before the history starts
+    direct = {}
+    for n in range(1, len(seq)):
+        prev2 = seq[n - 2] if n >= 2 else "-"
+        key = ("step", f"{seq[n - 1]}|prev={prev2}", seq[n])
+        direct[key] = direct.get(key, 0) + 1
+    assert counts_by_name(model) == direct
+
+
+def test_failure_window_and_entering_event_components():
+    traj = Trajectories.from_codes([0, 1, 0, 0, 0, 1], event=[0, 1, 0, 1, 0, 0],
+                                   state_names=["ok", "down"], event_names=["x", "y"],
+                                   failure=["down"])
+    spec = HistorySpec(failure_window=2, entering_event=True)
+    names = _Layout(spec, 2, 2).names(["ok", "down"], ["x", "y"])
+    # steps since the last failure, capped at 2 ('>=2' also before any failure)
+    assert [names[a] for a in augment(traj, spec)] == [
+        "ok|since_fail=>=2|in=x", "down|since_fail=0|in=y", "ok|since_fail=1|in=x",
+        "ok|since_fail=>=2|in=y", "ok|since_fail=>=2|in=x", "down|since_fail=0|in=x"]
+
+
+def sim(seed, n_ent=40, n_steps=300):
+    from markovfault.simulate import simulate_histories
+
+    return simulate_histories(n_ent, n_steps, random_state=seed, with_metrics=False)
+
+
+COLUMNS = {"entity": "handler", "time": "timestamp", "event": "event_type"}
+STATES = {"kind": "categorical", "states": ["ok", "slow", "error", "timeout", "down"],
+          "failure": ["error", "timeout", "down"]}
+
+
+@quiet
+def test_backoff_without_data_equals_the_base_chain():
+    hist = sim(1)
+    spec = {"order": 2, "failure_window": 3}
+    model = FaultPredictor(states=STATES, columns=COLUMNS, history=spec).fit(hist)
+    ch = model.chain_
+    unseen = ch.counts_.sum(axis=(0, 2)) == 0
+    assert unseen.any()
+    base_rows = ch.base_.event_matrices_[:, ch.base_state_[unseen], :]
+    np.testing.assert_allclose(ch.next_probs_[:, unseen, :], base_rows)
+    # infinite back-off: every augmented state forecasts like its base state
+    heavy = FaultPredictor(states=STATES, columns=COLUMNS,
+                           history=dict(spec, backoff=1e12)).fit(hist)
+    plain = FaultPredictor(states=STATES, columns=COLUMNS).fit(hist)
+    table = heavy.failure_probabilities(6).to_numpy()
+    base_table = plain.failure_probabilities(6).to_numpy()
+    np.testing.assert_allclose(table, base_table[heavy.chain_.base_state_], atol=1e-8)
+
+
+@quiet
+@pytest.mark.parametrize("spec", [{"order": 3}, {"failure_window": 4, "entering_event": True},
+                                  {"order": 2, "failure_window": 2, "entering_event": True}])
+def test_partial_fit_over_chronological_batches_equals_one_fit(spec, tmp_path):
+    hist = sim(2, n_ent=12, n_steps=200)
+    t = hist["timestamp"]
+    cut1, cut2 = t.quantile(0.3), t.quantile(0.7)
+    parts = [hist[t < cut1], hist[(t >= cut1) & (t < cut2)], hist[t >= cut2]]
+    parts[0] = parts[0][parts[0]["event_type"] != "order_delivered"]  # an event arrives later
+    whole = pd.concat(parts)
+    one = FaultPredictor(states=STATES, columns=COLUMNS, history=spec).fit(whole)
+    inc = FaultPredictor(states=STATES, columns=COLUMNS, history=spec).fit(parts[0])
+    inc.partial_fit(parts[1]).partial_fit(parts[2])
+    assert inc.event_names_ == one.event_names_
+    np.testing.assert_array_equal(inc.chain_.counts_, one.chain_.counts_)
+    pd.testing.assert_frame_equal(inc.predict(horizon=4), one.predict(horizon=4))
+    path = tmp_path / "m.npz"
+    inc.save(path)
+    same = load_model(path)
+    pd.testing.assert_frame_equal(same.predict(whole, horizon=4), inc.predict(whole, horizon=4))
+    pd.testing.assert_frame_equal(same.predict(horizon=4), inc.predict(horizon=4))
+
+
+@quiet
+def test_recent_mix_equal_to_the_long_run_mix_gives_the_marginal_forecast():
+    hist = sim(3)
+    for history in (None, {"order": 2}):
+        model = FaultPredictor(states=STATES, columns=COLUMNS, history=history).fit(hist)
+        ch = model.chain_
+        counts = model.base_chain_.counts_.sum(axis=(1, 2)).astype(float)
+        same = mix_event_probs(ch.event_probs_, counts / counts.sum(), counts / counts.sum())
+        np.testing.assert_allclose(ch.failure_probabilities(8, event_probs=same),
+                                   model.failure_probabilities(8).to_numpy(), atol=1e-12)
+        # a burst of payment failures raises the risk from ok
+        burst = model.predict(hist, horizon=3, event_mix={"payment_failed": 1.0})
+        calm = model.predict(hist, horizon=3)
+        assert (burst["p_fail"].to_numpy() >= calm["p_fail"].to_numpy() - 1e-12).mean() > 0.9
+
+
+def order_two_history(rng, n_ent=60, n_steps=400):
+    """A chain whose next state depends on the last two: failure follows 'slow, slow'."""
+    states = np.zeros((n_ent, n_steps), dtype=int)
+    for t in range(1, n_steps):  # loop over steps, vectorised over entities
+        prev, prev2 = states[:, t - 1], states[:, t - 2] if t >= 2 else np.zeros(n_ent, int)
+        p_slow = np.where(prev == 2, 0.1, 0.3)
+        p_down = np.where((prev == 1) & (prev2 == 1), 0.6, 0.02)
+        u = rng.random_sample(n_ent)
+        states[:, t] = np.where(u < p_down, 2, np.where(u < p_down + p_slow, 1, 0))
+    names = np.array(["ok", "slow", "down"])
+    return pd.DataFrame({"entity": np.repeat(np.arange(n_ent), n_steps).astype(str),
+                         "time": np.tile(np.arange(n_steps), n_ent),
+                         "status": names[states.ravel()]})
+
+
+@quiet
+def test_selection_picks_the_true_order():
+    hist = order_two_history(np.random.RandomState(0))
+    model = FaultPredictor(states={"states": ["ok", "slow", "down"], "failure": ["down"]})
+    res = select_states(hist, model, candidates=[{"order": o} for o in (1, 2, 3)], horizon=3,
+                        cutoffs=2)
+    assert res.best.order == 2
+    assert list(res.table.columns[:4]) == ["order", "failure_window", "entering_event", "backoff"]
+    ll = res.table.set_index("order")["heldout_loglik"]
+    assert ll[2] > ll[1]
+    assert "order = 2" in res.best_config()
