@@ -703,44 +703,40 @@ class _Run:
     def _mix_forecast(self, chain, base_counts, mix, origins, row) -> np.ndarray:
         """P(fail within h) at the origins under one expected event mix.
 
-        ``"recent"`` reweights the fitted arrival probabilities by the event
-        shares of the ``recent_window`` before each origin (origins are
-        grouped into slices of half a window, so a fold needs one forecast
-        table per slice, not per origin).
+        ``"recent"`` shifts each state's fitted arrival probabilities toward
+        the events that arrived in that state during the ``recent_window``
+        before each origin (see :func:`markovfault.predictor.shift_event_probs`;
+        origins are grouped into slices of half a window, so a fold needs one
+        forecast table per slice, not per origin).
         """
         H = self.H
         if isinstance(mix, str) and mix == "long_run":
             return chain.failure_probabilities(H)[row]
-        from .predictor import mix_event_probs
-
         Q = chain.event_probs_
-        events = base_counts.sum(axis=(1, 2)).astype(float)
-        long_run = events / max(events.sum(), 1.0)
         if not isinstance(mix, str):
             names = list(self.traj.event_names)
             shares = np.array([float(mix.get(e, 0.0)) for e in names])
             Qm = np.broadcast_to(shares / shares.sum(), Q.shape)
             return chain.failure_probabilities(H, event_probs=Qm)[row]
-        t = self.traj.time[origins]
+        from .predictor import recent_arrivals, shift_event_probs
+
+        tr = self.traj
+        t = tr.time[origins]
         half = max(self.recent_width // 2, 1)
         slice_of = (t - t.min()) // half
         starts = t.min() + np.unique(slice_of) * half
-        order = np.argsort(self.traj.time, kind="stable")
-        ts, ev = self.traj.time[order], self.traj.event[order]
-        cum = np.zeros((len(ts) + 1, self.traj.n_events))
-        np.add.at(cum, (np.arange(1, len(ts) + 1), ev), 1.0)
-        cum = np.cumsum(cum, axis=0)
-        # events in [start - width, start): known when the slice begins
-        lo = np.searchsorted(ts, starts - self.recent_width, side="left")
-        hi = np.searchsorted(ts, starts, side="left")
-        window = cum[hi] - cum[lo]
-        out = np.empty((len(origins), H))
         which = np.searchsorted(starts, t.min() + slice_of * half)
-        for s_idx in range(len(starts)):  # one table per time slice, not per origin
+        base = chain if isinstance(chain, EventMarkovChain) else chain.base_
+        base_of = np.arange(tr.n_states) if isinstance(chain, EventMarkovChain) else chain.base_state_
+        is_start = tr.is_run_start()
+        out = np.empty((len(origins), H))
+        for s_idx, start in enumerate(starts):  # one table per time slice, not per origin
             sel = which == s_idx
-            w = window[s_idx]
+            # events that arrived in [start - width, start): known when the slice begins
+            w = recent_arrivals(tr.state, tr.event, tr.time, is_start, tr.n_states,
+                                tr.n_events, start - self.recent_width, start)
             if w.sum() > 0:
-                Qm = mix_event_probs(Q, long_run, w / w.sum())
+                Qm = shift_event_probs(chain.event_probs_, base_of, base.event_probs_, w)
                 table = chain.failure_probabilities(H, event_probs=Qm)
             else:
                 table = chain.failure_probabilities(H)

@@ -380,7 +380,7 @@ class FaultPredictor(BaseEstimator):
         if isinstance(event_mix, str) and event_mix == "recent":
             if frame is None:
                 raise ValueError("event_mix='recent' needs the recent histories to predict from")
-            shares = recent_event_shares(frame, names, recent_window)
+            return self._recent_event_probs(frame, recent_window)
         elif isinstance(event_mix, Mapping):
             unknown = sorted(set(map(str, event_mix)) - set(names))
             if unknown:
@@ -394,6 +394,24 @@ class FaultPredictor(BaseEstimator):
                 f"event_mix = {event_mix!r}; use 'long_run', 'recent' or {{event: share}}.")
         counts = self.base_chain_.counts_.sum(axis=(1, 2)).astype(float)
         return mix_event_probs(Q, counts / counts.sum(), shares)
+
+    def _recent_event_probs(self, frame, recent_window):
+        """Arrival probabilities shifted toward the mix of the trailing window of ``frame``."""
+        base = self.base_chain_
+        traj = self._encode(frame, self.states_.transform(frame), self.states_,
+                            event_names=base.event_names_)
+        t = traj.time
+        if recent_window is None:
+            lo = np.sort(t)[max(len(t) - 1000, 0)] if len(t) else 0
+        else:
+            lo = t.max() - parse_max_gap(recent_window, traj.time_kind)
+        counts = recent_arrivals(traj.state, traj.event, t, traj.is_run_start(),
+                                 traj.n_states, base.n_events_, lo, t.max() + 1)
+        if counts.sum() == 0:
+            raise HistoryError("the recent window holds no transition to estimate the event mix")
+        base_of = (self.chain_.base_state_ if not isinstance(self.chain_, EventMarkovChain)
+                   else np.arange(base.n_states_))
+        return shift_event_probs(self.chain_.event_probs_, base_of, base.event_probs_, counts)
 
     def failure_probabilities(
         self, horizon: int, scenario: Sequence[str] | None = None, *, event_mix=None
@@ -614,6 +632,51 @@ def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.nd
     w = event_probs * ratio[None, :]
     sums = w.sum(axis=1, keepdims=True)
     return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
+
+
+def shift_event_probs(event_probs: np.ndarray, base_of: np.ndarray, base_event_probs: np.ndarray,
+                      recent_counts: np.ndarray, strength: float = 20.0) -> np.ndarray:
+    """Event-arrival probabilities under the recent event mix, state by state.
+
+    ``recent_counts[s, e]`` counts the events that arrived lately in base
+    state ``s``. Each base state's recent mix, shrunk toward the recent mix of
+    all states with ``strength`` pseudo-counts, is compared with its long-run
+    mix ``base_event_probs[s]``; every (augmented) state's arrival row is
+    reweighted by that ratio:
+
+    ``Q'[a, e] ∝ Q[a, e] * recent[s(a), e] / long_run[s(a), e]``.
+
+    When the recent counts follow the long-run mix exactly, ``Q' = Q``.
+
+    Examples
+    --------
+    >>> Q = np.array([[0.8, 0.2], [0.5, 0.5]])
+    >>> same = shift_event_probs(Q, np.array([0, 1]), Q, np.array([[80, 20], [50, 50]]), 0.0)
+    >>> bool(np.allclose(same, Q))
+    True
+    >>> shift_event_probs(Q, np.array([0, 1]), Q, np.array([[50, 50], [50, 50]]), 0.0)[0]
+    array([0.5, 0.5])
+    """
+    recent_counts = np.asarray(recent_counts, dtype=np.float64)
+    total = recent_counts.sum(axis=0)
+    glob = total / total.sum() if total.sum() > 0 else np.full(total.shape, 1.0 / len(total))
+    rows = recent_counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recent = (recent_counts + strength * glob[None, :]) / (rows + strength)
+        recent = np.where(rows + strength > 0, recent, glob[None, :])
+        ratio = np.where(base_event_probs > 0, recent / base_event_probs, 0.0)
+    w = event_probs * ratio[base_of]
+    sums = w.sum(axis=1, keepdims=True)
+    return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
+
+
+def recent_arrivals(state: np.ndarray, event: np.ndarray, time: np.ndarray, is_start: np.ndarray,
+                    n_states: int, n_events: int, lo, hi) -> np.ndarray:
+    """Counts (S, E) of events arriving in each base state with ``lo <= time < hi``."""
+    prev = np.r_[0, state[:-1]]
+    ok = ~is_start & (time >= lo) & (time < hi) & (event < n_events)
+    return np.bincount(prev[ok] * n_events + event[ok],
+                       minlength=n_states * n_events).reshape(n_states, n_events)
 
 
 def recent_event_shares(frame: pd.DataFrame, event_names, window=None) -> np.ndarray:

@@ -864,6 +864,7 @@ def simulate_histories(
     start: str | pd.Timestamp = "2026-01-01",
     step_interval: str | pd.Timedelta = "1min",
     jitter: float = 0.5,
+    clock: str = "drift",
     random_state: _RandomStateLike = None,
     with_metrics: bool = True,
     with_event_ids: bool = True,
@@ -908,6 +909,12 @@ def simulate_histories(
         rounded to whole milliseconds (at least 1 ms), so time strictly
         increases per handler. Each handler's first step falls at a random
         offset within one ``step_interval`` of ``start``. In [0, 1).
+    clock : {'drift', 'aligned'}, default='drift'
+        ``'drift'``: the jittered intervals add up, so handlers drift apart in
+        time. ``'aligned'``: step ``n`` of every handler falls within
+        ``jitter`` intervals after ``start + n * step_interval``, so a mix
+        shift (indexed by step) happens at the same wall time for all
+        handlers, as a real outage would.
     random_state : int, RandomState, Generator or None, default=None
         Seed or random generator. Never touches the global numpy state.
     with_metrics : bool, default=True
@@ -992,6 +999,8 @@ def simulate_histories(
     flaky_fraction = check_scalar(
         flaky_fraction, "flaky_fraction", (int, float), min_val=0.0, max_val=1.0
     )
+    if clock not in ("drift", "aligned"):
+        raise ValueError(f"clock = {clock!r}; use 'drift' or 'aligned'.")
     jitter = check_scalar(
         jitter, "jitter", (int, float), min_val=0.0, max_val=1.0, include_boundaries="left"
     )
@@ -1086,6 +1095,12 @@ def simulate_histories(
     gaps[:, 0] = np.floor(step_ms * rng.random(n_handlers))
     gaps[:, 1:] = np.maximum(gaps[:, 1:], 1.0)
     offsets_ms = np.cumsum(gaps.astype(np.int64), axis=1)
+    if clock == "aligned":
+        # step n of every handler falls in [n, n + jitter) intervals after start, so steps
+        # (and the regimes of mix shifts, which are indexed by step) line up in wall time
+        frac = (gaps - step_ms * (1.0 - jitter)) / (2.0 * step_ms) if jitter else 0.0 * gaps
+        offsets_ms = np.rint(step_ms * (np.arange(n_steps)[None, :] + jitter * frac)).astype(np.int64)
+        offsets_ms = np.maximum(offsets_ms, np.arange(n_steps)[None, :])
     times_ns = t0.value + offsets_ms.ravel() * 1_000_000
 
     n_rows = n_handlers * n_steps

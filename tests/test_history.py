@@ -141,3 +141,53 @@ def test_selection_picks_the_true_order():
     ll = res.table.set_index("order")["heldout_loglik"]
     assert ll[2] > ll[1]
     assert "order = 2" in res.best_config()
+
+
+@quiet
+def test_backtest_compares_three_event_mixes_and_recent_mix_pays_off_in_outages():
+    from markovfault import backtest
+    from markovfault.simulate import simulate_histories
+
+    hist = simulate_histories(60, 500, random_state=4, with_metrics=False, flaky_fraction=0.0,
+                              memory_window=3, outages=4, outage_length=60, clock="aligned")
+    model = FaultPredictor(states=STATES, columns=COLUMNS, history={"failure_window": 4})
+    res = backtest(hist, model, horizon=5, cutoffs=2, origins="every_step", baselines=[],
+                   event_mix=["long_run", "recent", {"payment_failed": 1.0}],
+                   recent_window="4min")
+    assert res.models == ["markov", "markov_recent", "markov_mix"]
+    bss = res.summary().pivot(index="horizon", columns="model", values="bss")
+    # outages of payment failures: the recent mix beats the long-run mix at longer horizons,
+    # and a permanent outage (all payment failures) is the worst guess
+    assert (bss.loc[3:, "markov_recent"] > bss.loc[3:, "markov"]).all()
+    assert (bss["markov_mix"] < bss["markov"]).all()
+
+
+def test_aligned_clock_lines_steps_up_in_wall_time():
+    from markovfault.simulate import simulate_histories
+
+    hist = simulate_histories(5, 50, random_state=0, with_metrics=False, clock="aligned")
+    minutes = (hist["timestamp"] - pd.Timestamp("2026-01-01", tz="UTC")).dt.total_seconds() / 60
+    step = np.tile(np.arange(50), 5)
+    assert ((minutes >= step - 1e-9) & (minutes < step + 0.5 + 1e-9)).all()
+    assert (hist.groupby("handler")["timestamp"].diff().dropna() > pd.Timedelta(0)).all()
+
+
+@quiet
+def test_select_states_command_prints_the_winner_as_config(tmp_path, capsys):
+    from markovfault.cli import main
+
+    hist = order_two_history(np.random.RandomState(1), n_ent=30, n_steps=300)
+    hist.to_csv(tmp_path / "h.csv", index=False)
+    (tmp_path / "c.toml").write_text(
+        '[states]\nkind = "categorical"\nstates = ["ok", "slow", "down"]\nfailure = ["down"]\n')
+    code = main(["select-states", str(tmp_path / "h.csv"), "--config", str(tmp_path / "c.toml"),
+                 "--orders", "1,2", "--failure-windows", "0", "--entering-event", "no",
+                 "--horizon", "2", "--cutoffs", "2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "[states.history]" in out and "order = 2" in out
+    # the printed table goes into a config that train accepts
+    snippet = out[out.index("[states.history]"):]
+    (tmp_path / "c2.toml").write_text((tmp_path / "c.toml").read_text() + snippet)
+    assert main(["train", str(tmp_path / "h.csv"), "--config", str(tmp_path / "c2.toml"),
+                 "--out", str(tmp_path / "m.npz")]) == 0
+    assert load_model(tmp_path / "m.npz").chain_.spec.order == 2
