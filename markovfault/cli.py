@@ -88,6 +88,34 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True,
                    help="directory for metrics.csv, predictions.parquet, report.md and figures")
 
+    p = sub.add_parser("forecast", help="the scheduled job: count new exports, write a forecast "
+                       "partition (JSON-lines log on stderr)")
+    p.add_argument("--config", required=True, help="TOML config with a [job] table")
+    p.add_argument("--as-of", default=None,
+                   help="data cutoff: rows at or after it are not used (ISO 8601, naive = UTC, "
+                   "or an integer; default now)")
+    p.add_argument("--refit", action="store_true",
+                   help="fit from scratch on every input row before the cutoff")
+
+    p = sub.add_parser("inspect", help="describe a model file: states, events, the riskiest "
+                       "states and the events that raise the risk most")
+    p.add_argument("model", help="model file (.npz), e.g. the [job] model pointer")
+    p.add_argument("--horizons", default="1,5,10", help="comma-separated (default 1,5,10)")
+
+    p = sub.add_parser("select-states",
+                       help="compare history-aware state maps by held-out likelihood and skill")
+    p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
+    p.add_argument("--config", required=True, help="TOML config with [columns], [states], [model]")
+    p.add_argument("--orders", default="1,2,3", help="orders to try (default 1,2,3)")
+    p.add_argument("--failure-windows", default="0,3",
+                   help="failure windows to try, 0 = none (default 0,3)")
+    p.add_argument("--entering-event", choices=["no", "yes", "both"], default="both",
+                   help="add the event that entered the state (default: try both)")
+    p.add_argument("--criterion", choices=["heldout_loglik", "bss", "roc_auc"],
+                   default="heldout_loglik")
+    p.add_argument("--horizon", type=int, default=5, help="backtest horizon (default 5)")
+    p.add_argument("--cutoffs", type=int, default=3, help="backtest cutoffs (default 3)")
+
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
     p.add_argument("--top", type=int, default=10, help="how many handlers to show (default 10)")
@@ -200,6 +228,33 @@ def _cmd_backtest(args) -> int:
     return EX_OK
 
 
+def _ints(text: str, option: str) -> list:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: give comma-separated integers, e.g. 1,2,3") from None
+
+
+def _cmd_select_states(args) -> int:
+    from ._history import candidate_specs
+    from .config import load_config
+    from .predictor import FaultPredictor
+    from .selection import select_states
+
+    config = load_config(args.config)
+    if "states" not in config:
+        raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
+    entering = {"no": (False,), "yes": (True,), "both": (False, True)}[args.entering_event]
+    candidates = candidate_specs(_ints(args.orders, "--orders"),
+                                 _ints(args.failure_windows, "--failure-windows"), entering)
+    result = select_states(args.histories, FaultPredictor.from_config(config), candidates,
+                           criterion=args.criterion, horizon=args.horizon, cutoffs=args.cutoffs)
+    print(result.table.to_string(index=False, float_format="%.4f"))
+    print(f"\nbest by {args.criterion}; put this in the config's [states] section:\n")
+    print(result.best_config())
+    return EX_OK
+
+
 def _bundled_data() -> tuple[Path, Path] | None:
     root = Path(__file__).resolve().parent.parent / "data"
     sample, config = root / "orders_sample.csv.gz", root / "orders.toml"
@@ -257,12 +312,35 @@ def _cmd_demo(args) -> int:
     return EX_OK
 
 
+def _cmd_forecast(args) -> int:
+    from .job import forecast_command
+
+    return forecast_command(args.config, as_of=args.as_of, refit=args.refit,
+                            verbose=args.verbose)
+
+
+def _cmd_inspect(args) -> int:
+    from .job import format_model_report
+
+    try:
+        horizons = [int(h) for h in args.horizons.split(",") if h.strip()]
+    except ValueError:
+        raise ValueError(f"--horizons {args.horizons!r}: give integers, e.g. 1,5,10") from None
+    if not horizons or min(horizons) < 1:
+        raise ValueError(f"--horizons {args.horizons!r}: give integers >= 1, e.g. 1,5,10")
+    print(format_model_report(args.model, horizons))
+    return EX_OK
+
+
 _COMMANDS = {
     "simulate": _cmd_simulate,
     "train": _cmd_train,
     "predict": _cmd_predict,
     "backtest": _cmd_backtest,
+    "select-states": _cmd_select_states,
     "demo": _cmd_demo,
+    "forecast": _cmd_forecast,
+    "inspect": _cmd_inspect,
 }
 
 

@@ -1,6 +1,7 @@
 """Job and training configuration files (TOML).
 
-A config has three tables, all optional but ``[states]``:
+A config has these tables, all optional but ``[states]`` (and ``[job]``, which
+only ``markovfault forecast`` reads and needs):
 
 .. code-block:: toml
 
@@ -21,9 +22,15 @@ A config has three tables, all optional but ``[states]``:
     beta = 1.0
     max_gap = "30min"
 
+    [job]                # the scheduled job (``markovfault forecast``)
+    input = "exports/"
+    output = "forecasts/"
+    horizons = [1, 5, 10]
+
 The tables are checked here (unknown tables and keys are errors naming
 them); the ``[columns]`` and ``[states]`` tables are checked in detail by
-:class:`~markovfault.histories.ColumnMap` and :mod:`markovfault.states`.
+:class:`~markovfault.histories.ColumnMap` and :mod:`markovfault.states`, the
+values of ``[job]`` by :mod:`markovfault.job`.
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ else:  # pragma: no cover
 
 __all__ = ["load_config", "check_config"]
 
-_TABLES = {"columns", "states", "model"}
+_TABLES = {"columns", "states", "model", "job"}
 _MODEL_KEYS = {"alpha", "beta", "max_gap"}
+_JOB_KEYS = {"input", "output", "model", "horizons", "threshold", "retention", "keep_models",
+             "max_silence"}
 
 
 def load_config(path) -> dict:
@@ -102,5 +111,11 @@ def check_config(config: Mapping, source: str = "config") -> dict:
             raise ConfigError(
                 f"{source}: unknown key {key!r} in [model]; the keys are "
                 f"{', '.join(sorted(_MODEL_KEYS))}."
+            )
+    for key in config.get("job", {}):
+        if key not in _JOB_KEYS:
+            raise ConfigError(
+                f"{source}: unknown key {key!r} in [job]; the keys are "
+                f"{', '.join(sorted(_JOB_KEYS))}."
             )
     return {k: dict(v) for k, v in config.items()}

@@ -1,0 +1,386 @@
+"""The scheduled job (`markovfault forecast`), run as real processes on real files.
+
+Hourly exports of a simulated order service are written into an input directory hour by
+hour; every run is `python -m markovfault.cli forecast --config job.toml --as-of ...`.
+Crashes are real SIGKILLs: MARKOVFAULT_JOB_CRASH_AT=<point> makes the job kill itself there.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from markovfault import load_model
+from markovfault.simulate import simulate_histories
+
+T = {h: f"2026-01-01T{h:02d}:00:00Z" for h in range(5)}  # as-of at the end of hour h-1
+RUN = {h: f"20260101T{h:02d}0000Z" for h in range(5)}
+CONFIG = """
+[columns]
+entity = "handler"
+time = "timestamp"
+event = "event_type"
+status = "status"
+event_id = "event_id"
+
+[states]
+kind = "categorical"
+states = ["ok", "slow", "error", "timeout", "down"]
+failure = ["error", "timeout", "down"]
+
+[job]
+input = "in"
+output = "{output}"
+horizons = [1, 3, 10]
+threshold = 0.2
+retention = 2
+"""
+# while reading, after the model write, half-way through the partition, before and after the commit
+CRASH_POINTS = ["reading", "model_written", "output", "outputs_written", "committed"]
+
+
+# ----------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Hourly export files of 12 handlers over 4 hours; CSV for even hours, Parquet for odd."""
+    d = tmp_path_factory.mktemp("exports")
+    hist = simulate_histories(n_handlers=12, n_steps=240, random_state=7, duplicate_rate=0.02)
+    hour = hist["timestamp"].dt.floor("h").dt.hour
+    files = {}
+    for h in range(4):
+        part = hist[hour == h]
+        if h % 2 == 0:
+            files[h] = d / f"orders-2026010100{h}.csv"
+            part.to_csv(files[h], index=False)
+        else:
+            files[h] = d / f"orders-2026010100{h}.parquet"
+            part.to_parquet(files[h], index=False)
+    return files
+
+
+def make_job(path: Path, exports, hours, output="out") -> Path:
+    (path / "in").mkdir(parents=True)
+    for h in hours:
+        shutil.copy2(exports[h], path / "in")
+    cfg = path / "job.toml"
+    cfg.write_text(CONFIG.format(output=output))
+    return cfg
+
+
+def command(cfg, as_of=None, *extra):
+    argv = [sys.executable, "-m", "markovfault.cli", "forecast", "--config", str(cfg)]
+    return argv + (["--as-of", as_of] if as_of else []) + list(extra)
+
+
+def forecast(cfg, as_of=None, *extra, env=None):
+    proc = subprocess.run(command(cfg, as_of, *extra), capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+    proc.logs = logs(proc.stderr)
+    return proc
+
+
+def logs(stderr: str) -> list:
+    """Every stderr line is one JSON object."""
+    return [json.loads(line) for line in stderr.splitlines() if line.strip()]
+
+
+def events(proc) -> dict:
+    return {rec.get("event"): rec for rec in proc.logs if rec.get("event")}
+
+
+def snapshot(out: Path) -> dict:
+    """Every file and symlink under ``out`` (but the lock): bytes, or the link target."""
+    snap = {}
+    for p in sorted(out.rglob("*")):
+        if p.name == ".lock":
+            continue
+        if p.is_symlink():
+            snap[str(p.relative_to(out))] = "-> " + os.readlink(p)
+        elif p.is_file():
+            snap[str(p.relative_to(out))] = p.read_bytes()
+    return snap
+
+
+def partitions(out: Path) -> dict:
+    """The visible partition files (temporary files of a killed run start with a dot)."""
+    return {k: v for k, v in snapshot(out).items()
+            if k.startswith("runs/") and not any(c.startswith(".") for c in k.split("/"))}
+
+
+def watermark(out: Path) -> dict:
+    wm = json.loads((out / "watermark.json").read_text())
+    for run in wm["runs"]:
+        run.pop("started_at"), run.pop("finished_at")
+    wm.pop("input")
+    return wm
+
+
+def copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst / "job.toml"
+
+
+def check_consistent(out: Path) -> dict:
+    """What a reader may rely on at any instant: a valid watermark naming a loadable model,
+    a complete partition for every run it lists, and only complete files under visible names."""
+    wm = json.loads((out / "watermark.json").read_text())
+    load_model(out / wm["model"])
+    for run in wm["runs"]:
+        assert (out / "runs" / run["run_id"]).is_dir()
+    for part in (out / "runs").iterdir():
+        if part.name.startswith("."):
+            continue  # a temporary directory of the killed run
+        pq = pd.read_parquet(part / "forecast.parquet")
+        csv = pd.read_csv(part / "forecast.csv")
+        assert len(pq) == len(csv) > 0 and list(pq.columns) == list(csv.columns)
+    return wm
+
+
+# ---------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, exports):
+    """The first run (hour 0 exported, as-of 01:00): no model yet, so one is trained."""
+    d = tmp_path_factory.mktemp("base")
+    cfg = make_job(d, exports, [0])
+    proc = forecast(cfg, T[1])
+    assert proc.returncode == 0, proc.stderr
+    ev = events(proc)
+    assert "model_trained" in ev and ev["run_finished"]["entities"] == 12
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, base, exports):
+    """An uninterrupted second run: hour 1 exported, as-of 02:00."""
+    d = tmp_path_factory.mktemp("reference") / "job"
+    cfg = copy(base, d)
+    shutil.copy2(exports[1], d / "in")
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 0, proc.stderr
+    return d
+
+
+# -------------------------------------------------------------------------- tests
+def test_first_run_layout_columns_and_json_logs(base):
+    out = base / "out"
+    assert os.readlink(out / "model.npz") == f"model.{RUN[1]}.npz"
+    assert os.readlink(out / "latest") == f"runs/{RUN[1]}"
+    assert (out / ".lock").read_text() == ""  # released; no holder left
+    frame = pd.read_parquet(out / "runs" / RUN[1] / "forecast.parquet")
+    assert list(frame.columns) == ["run_id", "issued_at", "data_cutoff", "entity", "state",
+                                   "horizon", "p_fail", "alert", "threshold", "n_support",
+                                   "model_version", "last_seen"]
+    assert len(frame) == 12 * 3 and sorted(frame["horizon"].unique()) == [1, 3, 10]
+    assert (frame["run_id"] == RUN[1]).all() and (frame["model_version"] == f"model.{RUN[1]}.npz").all()
+    assert (frame["data_cutoff"] == pd.Timestamp(T[1])).all()
+    assert (frame["last_seen"] < pd.Timestamp(T[1])).all()
+    assert (frame["alert"] == (frame["p_fail"] >= 0.2)).all() and (frame["threshold"] == 0.2).all()
+    model = load_model(out / "model.npz")
+    support = dict(zip(model.state_names_, model.chain_.state_support()))
+    assert (frame["n_support"] == frame["state"].map(support)).all()
+    csv = pd.read_csv(out / "runs" / RUN[1] / "forecast.csv")
+    np.testing.assert_array_equal(csv["p_fail"], frame["p_fail"])  # full precision in CSV
+    wm = json.loads((out / "watermark.json").read_text())
+    assert wm["data_cutoff"] == T[1] and list(wm["files"]) == ["orders-20260101000.csv"]
+
+
+def test_sigkill_at_every_point_then_the_next_run_equals_an_uninterrupted_one(
+        tmp_path, base, reference, exports):
+    expected = partitions(reference / "out")
+    cfgs = {}
+    for point in CRASH_POINTS:
+        cfgs[point] = copy(base, tmp_path / point)
+        shutil.copy2(exports[1], tmp_path / point / "in")
+    procs = {p: subprocess.Popen(command(cfg, T[2]), stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "MARKOVFAULT_JOB_CRASH_AT": p})
+             for p, cfg in cfgs.items()}
+    for point, proc in procs.items():
+        proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, point
+        out = tmp_path / point / "out"
+        wm = check_consistent(out)
+        assert wm["data_cutoff"] == (T[2] if point == "committed" else T[1]), point
+        # the previous partitions are intact; the new one is complete or absent
+        visible = partitions(out)
+        assert {k: v for k, v in visible.items() if RUN[1] in k} == partitions(base / "out")
+        assert {k: v for k, v in visible.items() if RUN[2] in k} in (
+            {}, {k: v for k, v in expected.items() if RUN[2] in k}), point
+    procs = {p: subprocess.Popen(command(cfg, T[2]), stderr=subprocess.PIPE, text=True)
+             for p, cfg in cfgs.items()}
+    for point, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (point, err)
+        out = tmp_path / point / "out"
+        assert partitions(out) == expected, point
+        assert watermark(out) == watermark(reference / "out"), point
+        assert snapshot(out).keys() == snapshot(reference / "out").keys(), point  # no leftovers
+        assert "stale_lock" in {r.get("event") for r in logs(err)}, point
+
+
+def test_sigkill_during_the_first_run_then_it_trains_as_if_never_killed(tmp_path, base, exports):
+    cfg = make_job(tmp_path, exports, [0])
+    proc = forecast(cfg, T[1], env={"MARKOVFAULT_JOB_CRASH_AT": "model_written"})
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "out" / "watermark.json").exists()
+    assert not os.path.lexists(tmp_path / "out" / "model.npz")
+    proc = forecast(cfg, T[1])
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(tmp_path / "out").keys() == snapshot(base / "out").keys()
+    assert partitions(tmp_path / "out") == partitions(base / "out")
+    assert watermark(tmp_path / "out") == watermark(base / "out")
+
+
+def test_two_runs_at_once_exactly_one_writes_the_other_exits_75(tmp_path, base, exports):
+    cfg = copy(base, tmp_path / "job")
+    shutil.copy2(exports[1], tmp_path / "job" / "in")
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "MARKOVFAULT_JOB_PAUSE_AT": f"locked:{pause}"}
+    procs = [subprocess.Popen(command(cfg, T[2]), stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loser = next(p for p in procs if p.poll() is not None)
+    winner = next(p for p in procs if p is not loser)
+    _, err = loser.communicate()
+    assert loser.returncode == 75, err
+    (line,) = logs(err)[-1:]
+    assert line["exit_code"] == 75 and "another run holds the lock" in line["message"]
+    assert len(list(pause.glob("paused.*"))) == 1  # the winner, holding the lock
+    (pause / "release").touch()
+    _, err = winner.communicate(timeout=120)
+    assert winner.returncode == 0, err
+    out = tmp_path / "job" / "out"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [RUN[1], RUN[2]]
+    assert [r["run_id"] for r in json.loads((out / "watermark.json").read_text())["runs"]] \
+        == [RUN[1], RUN[2]]
+
+
+def test_the_same_as_of_again_rewrites_identical_partitions(tmp_path, reference):
+    cfg = copy(reference, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    before = snapshot(out)
+    for h in (2, 1):
+        part = out / "runs" / RUN[h] / "forecast.parquet"
+        mtime = part.stat().st_mtime_ns
+        proc = forecast(cfg, T[h])
+        assert proc.returncode == 0, proc.stderr
+        assert "rerun" in events(proc)
+        assert part.stat().st_mtime_ns != mtime  # replaced ...
+    assert snapshot(out) == before  # ... with the same bytes; the watermark untouched
+
+
+def test_incremental_runs_equal_a_refit(tmp_path, reference, exports):
+    cfg = copy(reference, tmp_path / "job")
+    shutil.copy2(exports[2], tmp_path / "job" / "in")
+    out = tmp_path / "job" / "out"
+    assert forecast(cfg, T[3]).returncode == 0
+    incremental = partitions(out)
+    model = load_model(out / "model.npz")
+    proc = forecast(cfg, T[3], "--refit")
+    assert proc.returncode == 0, proc.stderr
+    assert events(proc)["model_trained"]["refit"] is True
+    refit = load_model(out / "model.npz")
+    np.testing.assert_array_equal(refit.chain_.counts_, model.chain_.counts_)
+    pd.testing.assert_frame_equal(refit.last_seen_, model.last_seen_)
+    assert partitions(out) == incremental  # byte for byte
+    # retention = 2: the third run dropped the oldest partition and its model version
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [RUN[2], RUN[3]]
+    assert sorted(p.name for p in out.glob("model.*.npz")) == [f"model.{RUN[2]}.npz",
+                                                                f"model.{RUN[3]}.npz"]
+
+
+def test_corrupt_truncated_and_repeated_files_are_skipped_and_reported(
+        tmp_path, base, reference, exports):
+    cfg = copy(base, tmp_path / "job")
+    inp = tmp_path / "job" / "in"
+    shutil.copy2(exports[1], inp)
+    data = exports[1].read_bytes()
+    (inp / "orders-truncated.parquet").write_bytes(data[: len(data) // 2])
+    (inp / "orders-garbage.csv").write_bytes(b"\x00\xff\xfe not a csv \x00" * 50)
+    shutil.copy2(exports[0], inp / "orders-again.csv")  # rows already counted, under a new name
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 65, proc.stderr
+    skipped = {r["file"]: r for r in proc.logs if r.get("event") == "file_skipped"}
+    assert sorted(skipped) == ["orders-garbage.csv", "orders-truncated.parquet"]
+    assert all(r["level"] == "error" for r in skipped.values())
+    assert events(proc)["late_rows"]["file"] == "orders-again.csv"
+    finished = events(proc)["run_finished"]
+    assert finished["exit_code"] == 65 and finished["files_skipped"] == sorted(skipped)
+    # forecast from the rest; nothing learned is lost and nothing is counted twice
+    assert partitions(tmp_path / "job" / "out") == partitions(reference / "out")
+    proc = forecast(cfg, T[3])  # still there: reported again, nothing else to do
+    assert proc.returncode == 65
+    assert {r["file"] for r in proc.logs if r.get("event") == "file_skipped"} == set(skipped)
+
+
+def test_no_new_files_exit_0_and_nothing_rewritten(tmp_path, reference):
+    cfg = copy(reference, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*")
+              if p.is_file() and p.name != ".lock"}
+    proc = forecast(cfg, T[3])
+    assert proc.returncode == 0, proc.stderr
+    assert events(proc)["nothing_new"]["level"] == "info"
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*")
+            if p.is_file() and p.name != ".lock"} == before
+
+
+def test_a_model_of_a_newer_format_exits_78(tmp_path, base, exports, monkeypatch):
+    import markovfault.persistence as persistence
+
+    cfg = copy(base, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    model = load_model(out / "model.npz")
+    monkeypatch.setattr(persistence, "FORMAT_VERSION", persistence.FORMAT_VERSION + 1)
+    model.save(out / f"model.{RUN[1]}.npz")
+    shutil.copy2(exports[1], tmp_path / "job" / "in")
+    before = snapshot(out)
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 78, proc.stderr
+    (line,) = proc.logs[-1:]
+    assert "newer" in line["message"] and "Upgrade markovfault" in line["message"]
+    assert snapshot(out) == before
+
+
+def test_an_output_directory_that_cannot_be_written_exits_73(tmp_path, exports):
+    # Tests run as root, which ignores permission bits: a path below a regular file
+    # cannot be created by anyone.
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    cfg = make_job(tmp_path, exports, [0], output="blocker/out")
+    proc = forecast(cfg, T[1])
+    assert proc.returncode == 73, proc.stderr
+    assert "cannot write" in proc.logs[-1]["message"] and "blocker" in proc.logs[-1]["message"]
+
+
+def test_a_read_only_output_directory_exits_73(tmp_path, base):
+    cfg = copy(base, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    (out / ".lock").unlink()
+    out.chmod(0o555)
+    try:
+        if os.access(out, os.W_OK):
+            pytest.skip("this user (root) writes to read-only directories anyway")
+        proc = forecast(cfg, T[2])
+        assert proc.returncode == 73, proc.stderr
+    finally:
+        out.chmod(0o755)
+
+
+def test_inspect_prints_states_events_and_risks(base, capsys):
+    from markovfault.cli import main
+
+    assert main(["inspect", str(base / "out" / "model.npz"), "--horizons", "1,10"]) == 0
+    text = capsys.readouterr().out
+    assert f"-> model.{RUN[1]}.npz" in text and "error*, timeout*, down*" in text
+    assert "Riskiest states" in text and "h=10" in text and "expected_steps" in text
+    assert "Events that raise the risk most" in text and "payment_failed" in text
