@@ -635,14 +635,17 @@ def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.nd
 
 
 def shift_event_probs(event_probs: np.ndarray, base_of: np.ndarray, base_event_probs: np.ndarray,
-                      recent_counts: np.ndarray, strength: float = 20.0) -> np.ndarray:
+                      recent_counts: np.ndarray, strength: float = 500.0) -> np.ndarray:
     """Event-arrival probabilities under the recent event mix, state by state.
 
     ``recent_counts[s, e]`` counts the events that arrived lately in base
-    state ``s``. Each base state's recent mix, shrunk toward the recent mix of
-    all states with ``strength`` pseudo-counts, is compared with its long-run
-    mix ``base_event_probs[s]``; every (augmented) state's arrival row is
-    reweighted by that ratio:
+    state ``s``. Each base state's recent mix is estimated with ``strength``
+    pseudo-counts toward its long-run mix reweighted by how the overall mix
+    has shifted (``base_event_probs[s, e] * r_e``, with ``r_e`` the recent
+    over the long-run share of ``e`` among all arrivals), so that states
+    seldom visited lately still get a sensible mix. Every (augmented)
+    state's arrival row is then reweighted by its base state's ratio of
+    recent to long-run mix:
 
     ``Q'[a, e] ∝ Q[a, e] * recent[s(a), e] / long_run[s(a), e]``.
 
@@ -657,14 +660,20 @@ def shift_event_probs(event_probs: np.ndarray, base_of: np.ndarray, base_event_p
     >>> shift_event_probs(Q, np.array([0, 1]), Q, np.array([[50, 50], [50, 50]]), 0.0)[0]
     array([0.5, 0.5])
     """
+    Qb = np.asarray(base_event_probs, dtype=np.float64)
     recent_counts = np.asarray(recent_counts, dtype=np.float64)
-    total = recent_counts.sum(axis=0)
-    glob = total / total.sum() if total.sum() > 0 else np.full(total.shape, 1.0 / len(total))
     rows = recent_counts.sum(axis=1, keepdims=True)
+    # the overall shift, measured against what the long-run mix predicts for these visits
+    expected = (rows * Qb).sum(axis=0)
+    observed = recent_counts.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        recent = (recent_counts + strength * glob[None, :]) / (rows + strength)
-        recent = np.where(rows + strength > 0, recent, glob[None, :])
-        ratio = np.where(base_event_probs > 0, recent / base_event_probs, 0.0)
+        r = np.where(expected > 0, observed / expected, 1.0)
+        target = Qb * r[None, :]
+        target = target / np.where(target.sum(axis=1, keepdims=True) > 0,
+                                   target.sum(axis=1, keepdims=True), 1.0)
+        recent = (recent_counts + strength * target) / (rows + strength)
+        recent = np.where(rows + strength > 0, recent, target)
+        ratio = np.where(Qb > 0, recent / Qb, 0.0)
     w = event_probs * ratio[base_of]
     sums = w.sum(axis=1, keepdims=True)
     return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
