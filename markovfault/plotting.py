@@ -1,10 +1,23 @@
-"""Figures of a backtest: they draw what a :class:`~markovfault.backtest.BacktestResult` holds.
+"""Figures of a fitted model and of a backtest.
 
-Every ``plot_*`` function takes the result and an optional matplotlib
-``ax``, draws on it (on a new figure when ``ax`` is None) and returns the
-Axes. Nothing is computed here that the result does not already expose:
-the reliability tables come from :meth:`BacktestResult.calibration`, the
-curves from :meth:`BacktestResult.curves`, the lead times from
+The model figures draw what a fitted :class:`~markovfault.FaultPredictor`
+(or its :class:`~markovfault.EventMarkovChain`) and its forecasts hold:
+:func:`plot_transitions` (a transition matrix as a heatmap, per event type
+or marginal), :func:`plot_state_diagram` (the chain as a graph),
+:func:`plot_failure_curve` (P(fail within h) by state, also under a what-if
+scenario), and, for the DataFrame of :meth:`FaultPredictor.predict`,
+:func:`plot_entity_risk` and :func:`plot_riskiest`. Failure states are
+marked without colour: "(F)" and bold type in labels, hatched squares in
+the state diagram.
+
+Every ``plot_*`` function takes the object it draws and an optional
+matplotlib ``ax``, draws on it (on a new figure when ``ax`` is None) and
+returns the Axes. Nothing is computed here that the object does not
+already expose: the model figures read ``chain_.transition_matrix_``,
+``chain_.event_matrices_`` and ``failure_probabilities``; the backtest
+figures draw what a :class:`~markovfault.backtest.BacktestResult` holds,
+the reliability tables from :meth:`BacktestResult.calibration`, the curves
+from :meth:`BacktestResult.curves`, the lead times from
 :meth:`BacktestResult.lead_times`, and the pooled scores from the rows of
 :attr:`BacktestResult.metrics` with ``fold == "all"``.
 
@@ -12,9 +25,10 @@ matplotlib is imported inside each function, so ``import
 markovfault.plotting`` works without it; a plot without it raises an
 ImportError that says what to install.
 
-Each model keeps one marker and one line style in every figure (taken from
-its position in ``result.models``), with hollow markers, so the models can
-be told apart in grey scale and where their lines overlap.
+In the backtest figures each model keeps one marker and one line style in
+every figure (taken from its position in ``result.models``), with hollow
+markers, so the models can be told apart in grey scale and where their
+lines overlap.
 
 Examples
 --------
@@ -44,6 +58,11 @@ __all__ = [
     "plot_skill_by_horizon",
     "plot_lead_times",
     "save_backtest_figures",
+    "plot_transitions",
+    "plot_state_diagram",
+    "plot_failure_curve",
+    "plot_entity_risk",
+    "plot_riskiest",
 ]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -447,3 +466,512 @@ def save_backtest_figures(result, path) -> list[Path]:
     written.append(draw("lead_times.png",
                         [lambda ax: plot_lead_times(result, lead_model, H, ax=ax)], size=wide))
     return written
+
+
+# ============================================================ model figures
+# What a fitted model holds: its transition matrices (the marginal chain and
+# one per event type), P(fail within h) by state, and the forecasts of
+# ``FaultPredictor.predict``. Failure states are marked without colour: a
+# "(F)" suffix and bold type in tick labels and legends, a hatched square
+# (other states: a plain circle) in the state diagram.
+
+_FAILURE_MARK = " (F)"
+
+
+def _chain(model_or_chain):
+    """The fitted :class:`~markovfault.chain.EventMarkovChain` of a model, or the chain itself."""
+    from .exceptions import NotFittedError
+
+    chain = getattr(model_or_chain, "chain_", model_or_chain)
+    if not hasattr(chain, "event_matrices_") and hasattr(chain, "base_"):
+        chain = chain.base_  # history-aware states: the chain over the base states
+    if not hasattr(chain, "event_matrices_"):
+        if hasattr(model_or_chain, "fit"):
+            raise NotFittedError(
+                f"This {type(model_or_chain).__name__} is not fitted yet; fit it (or load a model "
+                "with markovfault.load_model) before plotting it."
+            )
+        raise TypeError(
+            f"expected a fitted FaultPredictor or EventMarkovChain, got {type(model_or_chain).__name__}"
+        )
+    return chain
+
+
+def _state_label(name, failure: bool) -> str:
+    return f"{name}{_FAILURE_MARK}" if failure else str(name)
+
+
+def _bold_failures(labels, is_failure) -> None:
+    for label, failure in zip(labels, is_failure):
+        if failure:
+            label.set_fontweight("bold")
+
+
+def _matrix(chain, event):
+    """The transition matrix to draw and the words that name it."""
+    if event is None:
+        return chain.transition_matrix_, "marginal chain T (next event unknown)"
+    names = list(chain.event_names_)
+    if event not in names:
+        raise ValueError(f"event = {event!r} was not seen in training; events: {names}")
+    return chain.event_matrices_[names.index(event)], f"next event {event!r}"
+
+
+def _scenario_words(scenario) -> str:
+    """``['a', 'a', 'b']`` -> ``'a ×2, b'``: runs of the same event compressed."""
+    if isinstance(scenario, str):
+        scenario = [s.strip() for s in scenario.split(",") if s.strip()]
+    runs: list = []
+    for event in scenario:
+        if runs and runs[-1][0] == event:
+            runs[-1][1] += 1
+        else:
+            runs.append([event, 1])
+    words = [e if n == 1 else f"{e} ×{n}" for e, n in runs]
+    if len(words) > 4:
+        words = words[:3] + [f"... ({len(scenario)} events)"]
+    return ", ".join(words)
+
+
+def _check_forecast(forecast) -> None:
+    need = {"entity", "state", "horizon", "p_fail"}
+    missing = sorted(need - set(getattr(forecast, "columns", ())))
+    if missing:
+        raise ValueError(
+            f"forecast lacks columns {missing}; pass the DataFrame that FaultPredictor.predict returns"
+        )
+    if len(forecast) == 0:
+        raise ValueError("forecast is empty: nothing to draw")
+
+
+def _line_style(i: int) -> dict:
+    """Marker, line style and colour of the i-th curve, hollow markers as in the backtest figures."""
+    return {
+        "marker": _MARKERS[i % len(_MARKERS)],
+        "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
+        "color": f"C{i % 10}",
+        "markerfacecolor": "none",
+        "markeredgewidth": 1.3,
+        "markersize": 7,
+        "linewidth": 1.6,
+    }
+
+
+def _horizon_axis(ax, horizons) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlim(min(horizons) - 0.25, max(horizons) + 0.25)
+    ax.set_ylim(0.0, 1.0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.grid(True, linewidth=0.4, alpha=0.5)
+    ax.set_xlabel("horizon h (steps)")
+    ax.set_ylabel("P(fail within h)")
+
+
+def plot_transitions(model_or_chain, event: str | None = None, ax=None):
+    """Heatmap of a transition matrix: current state (rows) to next state (columns).
+
+    Draws ``chain_.event_matrices_[e]`` for ``event`` (how that event moves
+    an entity), or the marginal chain ``chain_.transition_matrix_`` when
+    ``event`` is None. Each cell is annotated with its probability when
+    there are at most 15 states (a colour bar is added instead otherwise);
+    failure states carry "(F)" and bold type in the tick labels.
+
+    Parameters
+    ----------
+    model_or_chain : FaultPredictor or EventMarkovChain
+        A fitted model, or its chain.
+    event : str, optional
+        An event type of ``chain_.event_names_``; None for the marginal chain.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib Axes
+        The image is ``ax.images[0]``; rows sum to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``event`` was not seen in training.
+    NotFittedError
+        If the model is not fitted.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault import FaultPredictor
+    >>> hist = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+    ...                      "event": ["tick", "spike"] * 3,
+    ...                      "status": ["ok", "down", "ok", "ok", "down", "ok"]})
+    >>> model = FaultPredictor(states={"failure": ["down"]}).fit(hist)
+    >>> ax = plot_transitions(model, event="spike", ax=Figure().subplots())
+    >>> ax.get_title()
+    "transitions, next event 'spike'"
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['down (F)', 'ok']
+    """
+    ax = _axes(ax)
+    chain = _chain(model_or_chain)
+    matrix, words = _matrix(chain, event)
+    n = matrix.shape[0]
+    labels = [_state_label(s, f) for s, f in zip(chain.state_names_, chain.is_failure_)]
+    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0, aspect="equal")
+    if n > 15:  # too many cells to write in: a colour bar instead
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, label="probability")
+    else:
+        size = "medium" if n <= 6 else "small" if n <= 10 else "x-small"
+        for i in range(n):
+            for j in range(n):
+                v = matrix[i, j]
+                # rare but possible transitions (into failure, say) must not read "0.00"
+                text = f"{v:.0e}" if 0 < v < 0.005 else f"{v:.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                        color="white" if v > 0.55 else "black")
+    ax.set_xticks(range(n), labels, rotation=40 if max(map(len, labels)) > 6 else 0,
+                  ha="right" if max(map(len, labels)) > 6 else "center",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(n), labels)
+    _bold_failures(ax.get_xticklabels(), chain.is_failure_)
+    _bold_failures(ax.get_yticklabels(), chain.is_failure_)
+    ax.tick_params(length=0)
+    ax.set_xlabel("next state    ((F) = failure state)")
+    ax.set_ylabel("current state")
+    ax.set_title(f"transitions, {words}")
+    return ax
+
+
+def plot_state_diagram(model, event: str | None = None, threshold: float = 0.02, ax=None):
+    """The chain as a graph: states on a circle, arrows for transitions.
+
+    An arrow ``i -> j`` is drawn for each probability of at least
+    ``threshold`` in the marginal chain ``chain_.transition_matrix_`` (or in
+    ``chain_.event_matrices_[e]`` for ``event``), its width growing with the
+    probability; a loop outside a state is the probability of staying.
+    Probabilities of at least 0.1 (0.3 when more than 30 arrows are drawn)
+    are written on their arrows. Failure states are hatched squares with
+    "(F)" after their name, the other states plain circles.
+
+    Parameters
+    ----------
+    model : FaultPredictor or EventMarkovChain
+        A fitted model, or its chain.
+    event : str, optional
+        An event type of ``chain_.event_names_``; None for the marginal chain.
+    threshold : float, default=0.02
+        Transitions less likely than this are not drawn.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib Axes
+        Each state's shape has the gid ``"state:<name>"`` and each arrow
+        the gid ``"edge:<from>-><to>"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault import FaultPredictor
+    >>> hist = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+    ...                      "status": ["ok", "down", "ok", "ok", "down", "ok"]})
+    >>> model = FaultPredictor(states={"failure": ["down"]}, alpha=0, beta=0).fit(hist)
+    >>> ax = plot_state_diagram(model, ax=Figure().subplots())
+    >>> sorted(p.get_gid() for p in ax.patches if str(p.get_gid()).startswith("edge:"))
+    ['edge:down->ok', 'edge:ok->down', 'edge:ok->ok']
+    """
+    ax = _axes(ax)
+    import numpy as np
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle, FancyArrowPatch, Patch, Rectangle
+    from matplotlib.path import Path as MplPath
+
+    chain = _chain(model)
+    if isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold = {threshold!r} must lie in [0, 1]")
+    matrix, words = _matrix(chain, event)
+    names, failure = list(chain.state_names_), np.asarray(chain.is_failure_, dtype=bool)
+    n = len(names)
+    angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n          # clockwise from the top
+    xy = np.column_stack([np.cos(angle), np.sin(angle)])
+    out = xy if n > 1 else np.array([[0.0, 1.0]])              # away from the centre
+    r = min(0.17, 0.7 * np.sin(np.pi / n)) if n > 1 else 0.17  # node radius
+    r_loop = 0.55 * r
+    font = "medium" if n <= 6 else "small" if n <= 12 else "x-small"
+    edges = [(i, j) for i in range(n) for j in range(n)
+             if matrix[i, j] >= threshold and matrix[i, j] > 0]
+    label_min = 0.1 if len(edges) <= 30 else 0.3
+
+    nodes = []
+    for k in range(n):
+        if failure[k]:
+            half = 0.9 * r
+            node = Rectangle(xy[k] - half, 2 * half, 2 * half, facecolor="0.85",
+                             edgecolor="black", hatch="///", linewidth=1.6, zorder=3)
+        else:
+            node = Circle(xy[k], r, facecolor="white", edgecolor="black", linewidth=1.6, zorder=3)
+        node.set_gid(f"state:{names[k]}")
+        ax.add_patch(node)
+        nodes.append(node)
+
+    # each name outside the circle of states, beyond its self-loop, with P(stay)
+    texts = []
+    for k in range(n):
+        stay = float(matrix[k, k])
+        text = _state_label(names[k], failure[k])
+        if len(text) > 14:  # a joint state of QuantileStates: one line per column
+            text = text.replace("|", "|\n")
+        if stay >= max(threshold, label_min) and stay > 0:
+            text += f"\nstays {stay:.2f}"
+        c, s = out[k]
+        texts.append(text)
+        ax.text(*(xy[k] + out[k] * (r + 2 * r_loop + 0.03)), text,
+                ha="left" if c > 0.3 else "right" if c < -0.3 else "center",
+                va="bottom" if s > 0.3 else "top" if s < -0.3 else "center",
+                multialignment="center", fontsize=font, linespacing=1.1,
+                fontweight="bold" if failure[k] else "normal", zorder=5)
+
+    def label(x, y, p):
+        ax.text(x, y, f"{p:.2f}", ha="center", va="center", fontsize="x-small", zorder=6,
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "0.7",
+                      "linewidth": 0.5})
+
+    def loop_path(k):
+        """A circle of radius r_loop just outside node k, cut where it enters the node."""
+        centre = xy[k] + out[k] * (r + 0.45 * r_loop)
+        phi = np.linspace(0.0, 2 * np.pi, 181)
+        back = np.arctan2(-out[k][1], -out[k][0])  # the direction towards the node
+        pts = centre + r_loop * np.column_stack([np.cos(back + phi), np.sin(back + phi)])
+        d = pts - xy[k]
+        inside = (np.abs(d).max(axis=1) <= 0.9 * r * 1.04 if failure[k]
+                  else np.hypot(d[:, 0], d[:, 1]) <= r * 1.04)
+        keep = np.flatnonzero(~inside)
+        return MplPath(pts[keep[0]:keep[-1] + 1])
+
+    rad = 0.18
+    for i, j in edges:
+        p = float(matrix[i, j])
+        style = {"arrowstyle": "-|>", "mutation_scale": 10 + 12 * p, "linewidth": 0.5 + 4.0 * p,
+                 "color": "0.2", "alpha": 0.75, "zorder": 2, "shrinkA": 0, "shrinkB": 0}
+        if i == j:  # a loop outside the node; its probability is in the name's label
+            arrow = FancyArrowPatch(path=loop_path(i), **style)
+        else:
+            arrow = FancyArrowPatch(xy[i], xy[j], patchA=nodes[i], patchB=nodes[j],
+                                    connectionstyle=f"arc3,rad={rad}", **style)
+            if p >= label_min:
+                # the midpoint of the quadratic Bezier curve that arc3 draws
+                d = xy[j] - xy[i]
+                label(*((xy[i] + xy[j]) / 2 + 0.5 * rad * np.array([d[1], -d[0]])), p)
+        arrow.set_gid(f"edge:{names[i]}->{names[j]}")
+        ax.add_patch(arrow)
+
+    # Room for the names. Their extent in inches (about 0.6 em a character, 1.2 em a line)
+    # becomes data units at the scale k (data units an inch) that the Axes' box gives the
+    # limits, both axes at one scale (equal aspect); a few rounds of fixed-point iteration.
+    em = FontProperties(size=font).get_size_in_points() / 72
+    width = np.array([0.6 * em * max(map(len, t.split("\n"))) for t in texts])
+    height = np.array([1.2 * em * (t.count("\n") + 1) for t in texts])
+    side = np.abs(out[:, 0]) > 0.3
+    top = np.abs(out[:, 1]) > 0.3
+    ext_x = np.where(side, width, width / 2)
+    ext_y = np.where(top, height, height / 2)
+    anchor = np.abs(xy + out * (r + 2 * r_loop + 0.03))
+    fig_w, fig_h = ax.figure.get_size_inches()
+    box = ax.get_position()
+    box_w, box_h = max(0.9 * box.width * fig_w, 1.0), max(0.9 * box.height * fig_h, 1.0)
+    base = 1 + r + 2 * r_loop
+    reach_x = reach_y = base
+    for _ in range(8):
+        k = min(max(2 * reach_x / box_w, 2 * reach_y / box_h), 20.0)
+        reach_x = max(base, float(np.max(anchor[:, 0] + ext_x * k))) + 0.03
+        reach_y = max(base, float(np.max(anchor[:, 1] + ext_y * k))) + 0.03
+    ax.set_xlim(-reach_x, reach_x)
+    ax.set_ylim(-reach_y, reach_y)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    handles = [
+        Line2D([], [], marker="o", linestyle="", markersize=11, markerfacecolor="white",
+               markeredgecolor="black", label="state"),
+        Patch(facecolor="0.85", edgecolor="black", hatch="///", label="failure state (F)"),
+    ]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=2,
+              fontsize="small", frameon=False,
+              title=f"arrow width ∝ probability; below {threshold:g} not drawn",
+              title_fontsize="small")
+    ax.set_title(f"state diagram, {words}")
+    return ax
+
+
+def plot_failure_curve(model, horizon: int, states=None, scenario=None, ax=None):
+    """P(fail within h) against the horizon h, one line per current state.
+
+    The values are ``model.failure_probabilities(horizon, scenario)``.
+
+    Parameters
+    ----------
+    model : FaultPredictor or EventMarkovChain
+        A fitted model.
+    horizon : int
+        The largest horizon.
+    states : str or list of str, optional
+        The states to draw, default all.
+    scenario : sequence of str, optional
+        The next events (a what-if), at least ``horizon`` of them; named in
+        the title.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault import FaultPredictor
+    >>> hist = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+    ...                      "status": ["ok", "down", "ok", "ok", "down", "ok"]})
+    >>> model = FaultPredictor(states={"failure": ["down"]}).fit(hist)
+    >>> ax = plot_failure_curve(model, 3, ax=Figure().subplots())
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['down (F)', 'ok']
+    """
+    ax = _axes(ax)
+    import numpy as np
+
+    _chain(model)  # fitted?
+    if isinstance(scenario, str):
+        scenario = [s.strip() for s in scenario.split(",") if s.strip()]
+    table = model.failure_probabilities(horizon, scenario)
+    # the rows: the model's states (its history-aware states, if it has them)
+    full = getattr(model, "chain_", model)
+    names = [str(s) for s in getattr(table, "index", full.state_names_)]
+    is_failure = np.asarray(full.is_failure_, dtype=bool)
+    table = np.asarray(table)
+    if states is None:
+        states = names
+    elif isinstance(states, str):
+        states = [states]
+    unknown = [s for s in states if s not in names]
+    if unknown or not len(states):
+        raise ValueError(f"states {list(unknown or states)} are not states of the model; "
+                         f"states: {names}")
+    h = np.arange(1, table.shape[1] + 1)
+    for s in states:
+        k = names.index(s)
+        ax.plot(h, table[k], label=_state_label(s, is_failure[k]), clip_on=False,
+                **_line_style(k))
+    _horizon_axis(ax, h)
+    title = "P(fail within h) by current state"
+    if scenario is not None:
+        title += f"\nwhat-if: next events {_scenario_words(list(scenario)[:len(h)])}"
+    ax.set_title(title, fontsize="medium")
+    legend = ax.legend(title="current state", fontsize="small", loc="best")
+    _bold_failures(legend.get_texts(), [is_failure[names.index(s)] for s in states])
+    return ax
+
+
+def plot_entity_risk(forecast, entities=None, ax=None):
+    """P(fail within h) against h for chosen entities of a forecast.
+
+    Parameters
+    ----------
+    forecast : DataFrame
+        What :meth:`FaultPredictor.predict` returns (columns ``entity``,
+        ``state``, ``horizon``, ``p_fail``).
+    entities : str or list of str, optional
+        The entities to draw. Default: the 8 riskiest at the largest
+        horizon (ties broken by name).
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib Axes
+        One line per entity, labelled ``"<entity> (<state now>)"``.
+        Entities in the same state have the same curve; their hollow
+        markers differ, so overlapping lines stay visible.
+    """
+    ax = _axes(ax)
+    _check_forecast(forecast)
+    ents = forecast["entity"].astype(str)
+    H = int(forecast["horizon"].max())
+    chosen = entities is None
+    if chosen:
+        last = forecast[forecast["horizon"] == H].assign(_e=ents)
+        entities = list(last.sort_values(["p_fail", "_e"], ascending=[False, True],
+                                         kind="stable")["_e"].head(8))
+    elif isinstance(entities, str):
+        entities = [entities]
+    entities = [str(e) for e in entities]
+    known = set(ents)
+    unknown = [e for e in entities if e not in known]
+    if unknown or not entities:
+        raise ValueError(f"entities {unknown or entities} are not in the forecast "
+                         f"(it holds {len(known)} entities, e.g. {sorted(known)[:3]})")
+    for i, e in enumerate(entities):
+        rows = forecast[ents == e].sort_values("horizon")
+        ax.plot(rows["horizon"], rows["p_fail"], label=f"{e} ({rows['state'].iloc[0]})",
+                clip_on=False, **_line_style(i))
+    _horizon_axis(ax, forecast["horizon"].unique())
+    which = f"the {len(entities)} riskiest at h = {H}" if chosen else f"{len(entities)} entities"
+    ax.set_title(f"P(fail within h) by entity, {which}", fontsize="medium")
+    ax.legend(title="entity (state now)", fontsize="small", loc="best")
+    return ax
+
+
+def plot_riskiest(forecast, horizon: int | None = None, top: int = 15, ax=None):
+    """Horizontal bars: the ``top`` entities with the highest P(fail within h).
+
+    Parameters
+    ----------
+    forecast : DataFrame
+        What :meth:`FaultPredictor.predict` returns.
+    horizon : int, optional
+        The horizon ``h`` to rank by; default the largest in ``forecast``.
+    top : int, default=15
+        How many entities to show (ties at the cut broken by name).
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib Axes
+        The riskiest entity on top, each bar labelled ``"<entity> (<state>)"``
+        with its probability written at its end. The x axis spans [0, 1],
+        or zooms in when every probability shown is below 0.5.
+    """
+    ax = _axes(ax)
+    _check_forecast(forecast)
+    horizons = sorted(int(h) for h in forecast["horizon"].unique())
+    H = horizons[-1] if horizon is None else horizon
+    if isinstance(H, bool) or not hasattr(H, "__index__") or int(H) not in horizons:
+        raise ValueError(f"horizon = {horizon!r} is not in the forecast; horizons: "
+                         f"{horizons[0]}..{horizons[-1]}")
+    if isinstance(top, bool) or not hasattr(top, "__index__") or top < 1:
+        raise ValueError(f"top = {top!r} must be a positive integer")
+    rows = forecast[forecast["horizon"] == int(H)].assign(_e=forecast["entity"].astype(str))
+    n_all = len(rows)
+    rows = rows.sort_values(["p_fail", "_e"], ascending=[False, True], kind="stable").head(int(top))
+    rows = rows.iloc[::-1]  # bottom to top: the riskiest drawn last, on top
+    y = list(range(len(rows)))
+    bars = ax.barh(y, rows["p_fail"], height=0.7, color="C0", edgecolor="black", linewidth=0.6)
+    # the whole [0, 1] unless every probability is small (rare failures): then zoom in
+    p_max = float(rows["p_fail"].max())
+    small = p_max < 0.5
+    ax.bar_label(bars, labels=[f"{p:.3g}" if small else f"{p:.2f}" for p in rows["p_fail"]],
+                 padding=3, fontsize="small")
+    ax.set_yticks(y, [f"{e} ({s})" for e, s in zip(rows["_e"], rows["state"].astype(str))],
+                  fontsize="small" if len(rows) > 10 else "medium")
+    ax.set_xlim(0.0, 1.3 * max(p_max, 1e-9) if small else 1.08)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.grid(True, axis="x", linewidth=0.4, alpha=0.5)
+    ax.set_axisbelow(True)
+    ax.set_xlabel(f"P(fail within h = {int(H)})")
+    ax.set_title(f"riskiest entities: top {len(rows)} of {n_all:,}", fontsize="medium")
+    return ax

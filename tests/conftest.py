@@ -1,3 +1,9 @@
+import os
+
+# one OpenMP thread per process: the gradient-boosting baseline otherwise oversubscribes
+# the cores when joblib runs folds in parallel (must be set before scikit-learn loads)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import numpy as np

@@ -284,3 +284,272 @@ def test_to_dir_links_the_figures(result, tmp_path):
     for name in ("reliability_h1.png", "roc.png", "lead_times.png"):
         assert (out / name).is_file()
         assert f"![{name}]({name})" in report
+
+
+# ================================================================== model figures
+from matplotlib.patches import Circle, FancyArrowPatch, Rectangle  # noqa: E402
+
+from markovfault import EventMarkovChain  # noqa: E402
+from markovfault.exceptions import NotFittedError  # noqa: E402
+from markovfault.plotting import (  # noqa: E402
+    plot_entity_risk,
+    plot_failure_curve,
+    plot_riskiest,
+    plot_state_diagram,
+    plot_transitions,
+)
+
+FAILURES = ["down", "error", "timeout"]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A model of 12 simulated handlers x 200 steps, and its forecast of every handler, h = 1..4."""
+    hist = simulate_histories(12, 200, random_state=0, with_metrics=False)
+    model = FaultPredictor(states={"failure": FAILURES},
+                           columns={"entity": "handler", "time": "timestamp", "event": "event_type"})
+    model.fit(hist)
+    return model, model.predict(hist, horizon=4)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """ok, down, ok, ok, down, ok without smoothing. From ok: down, ok, down -> P(ok->down) = 2/3,
+    P(ok->ok) = 1/3; from down: ok twice -> P(down->ok) = 1; P(down->down) = 0."""
+    hist = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+                         "status": ["ok", "down", "ok", "ok", "down", "ok"]})
+    return FaultPredictor(states={"failure": ["down"]}, alpha=0, beta=0).fit(hist)
+
+
+def tick_texts(labels):
+    return [t.get_text() for t in labels]
+
+
+def marked(names):
+    return [f"{s} (F)" if s in FAILURES else s for s in names]
+
+
+def edges(ax):
+    return {p.get_gid() for p in ax.patches if str(p.get_gid()).startswith("edge:")}
+
+
+# ------------------------------------------------------------------ transitions
+def test_transitions_marginal(fitted, ax):
+    model, _ = fitted
+    chain = model.chain_
+    assert plot_transitions(model, ax=ax) is ax
+    assert ax.get_title() == "transitions, marginal chain T (next event unknown)"
+    assert ax.get_xlabel().startswith("next state") and "(F) = failure state" in ax.get_xlabel()
+    assert ax.get_ylabel() == "current state"
+    names = chain.state_names_  # down, error, ok, slow, timeout
+    assert tick_texts(ax.get_yticklabels()) == marked(names)
+    assert tick_texts(ax.get_xticklabels()) == marked(names)
+    # failure states in bold too, so they stand out without the suffix being read
+    weights = [t.get_fontweight() for t in ax.get_yticklabels()]
+    assert weights == ["bold" if s in FAILURES else "normal" for s in names]
+    np.testing.assert_array_equal(ax.images[0].get_array(), chain.transition_matrix_)
+    # one annotation per cell, row by row, the value rounded
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == len(names) ** 2
+    assert texts[:len(names)] == [f"{v:.0e}" if 0 < v < 0.005 else f"{v:.2f}"
+                                  for v in chain.transition_matrix_[0]]
+
+
+def test_transitions_of_one_event(fitted, ax):
+    model, _ = fitted
+    k = model.chain_.event_names_.index("payment_failed")
+    plot_transitions(model.chain_, event="payment_failed", ax=ax)  # the chain itself works too
+    assert ax.get_title() == "transitions, next event 'payment_failed'"
+    np.testing.assert_array_equal(ax.images[0].get_array(), model.chain_.event_matrices_[k])
+    with pytest.raises(ValueError, match="event = 'reboot' was not seen in training; events: "
+                                         "\\['order_created'"):
+        plot_transitions(model, event="reboot", ax=Figure().subplots())
+
+
+def test_transitions_small_values_do_not_read_zero(ax):
+    # from "a": 999 stays and 1 step to "b" -> 0.999 and 0.001; "b" always goes back to "a"
+    chain = EventMarkovChain(alpha=0, beta=0).set_counts(
+        np.array([[[999, 1], [5, 0]]]), ["a", "b"], ["tick"], [False, True])
+    plot_transitions(chain, ax=ax)
+    assert [t.get_text() for t in ax.texts] == ["1.00", "1e-03", "1.00", "0.00"]
+
+
+def test_transitions_many_states_get_a_colour_bar_instead_of_numbers():
+    rng = np.random.RandomState(42)
+    names = [f"s{k:02d}" for k in range(16)]
+    chain = EventMarkovChain().set_counts(rng.randint(0, 5, size=(1, 16, 16)), names, ["tick"],
+                                          [k >= 14 for k in range(16)])
+    fig = Figure()
+    ax = plot_transitions(chain, ax=fig.subplots())
+    assert list(ax.texts) == []
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "probability"
+    assert tick_texts(ax.get_yticklabels())[-2:] == ["s14 (F)", "s15 (F)"]
+
+
+def test_unfitted_model_is_refused(ax):
+    with pytest.raises(NotFittedError, match="not fitted"):
+        plot_transitions(FaultPredictor(states={"failure": ["down"]}), ax=ax)
+    with pytest.raises(TypeError, match="expected a fitted FaultPredictor or EventMarkovChain"):
+        plot_state_diagram(np.eye(2), ax=ax)
+
+
+# ------------------------------------------------------------------ state diagram
+def test_state_diagram_by_hand(tiny, ax):
+    assert plot_state_diagram(tiny, ax=ax) is ax
+    assert ax.get_title() == "state diagram, marginal chain T (next event unknown)"
+    # P(down->down) = 0 is not drawn; the loop ok->ok is
+    assert edges(ax) == {"edge:ok->down", "edge:down->ok", "edge:ok->ok"}
+    width = {p.get_gid(): p.get_linewidth() for p in ax.patches if isinstance(p, FancyArrowPatch)}
+    assert width["edge:down->ok"] > width["edge:ok->down"] > width["edge:ok->ok"]  # 1 > 2/3 > 1/3
+    # the failure state is a hatched square, the other a plain circle
+    node = {p.get_gid(): p for p in ax.patches if str(p.get_gid()).startswith("state:")}
+    assert isinstance(node["state:down"], Rectangle) and node["state:down"].get_hatch() == "///"
+    assert isinstance(node["state:ok"], Circle) and not node["state:ok"].get_hatch()
+    texts = [t.get_text() for t in ax.texts]
+    assert "down (F)" in texts and "ok\nstays 0.33" in texts
+    assert "0.67" in texts and "1.00" in texts  # probabilities on the arrows
+    assert legend_texts(ax) == ["state", "failure state (F)"]
+    assert "below 0.02 not drawn" in ax.get_legend().get_title().get_text()
+    assert not ax.axison
+
+
+def test_state_diagram_threshold_and_event(fitted, ax):
+    model, _ = fitted
+    chain = model.chain_
+    k = chain.event_names_.index("payment_failed")
+    P = chain.event_matrices_[k]
+    plot_state_diagram(model, event="payment_failed", threshold=0.1, ax=ax)
+    names = chain.state_names_
+    expected = {f"edge:{names[i]}->{names[j]}" for i, j in zip(*np.nonzero(P >= 0.1))}
+    assert edges(ax) == expected and 0 < len(expected) < len(names) ** 2
+    assert ax.get_title() == "state diagram, next event 'payment_failed'"
+    assert sum(isinstance(p, Rectangle) for p in ax.patches) == len(FAILURES)
+    assert sum(isinstance(p, Circle) for p in ax.patches) == len(names) - len(FAILURES)
+    with pytest.raises(ValueError, match="threshold = 2"):
+        plot_state_diagram(model, threshold=2, ax=Figure().subplots())
+
+
+# ------------------------------------------------------------------ failure curves
+def test_failure_curve(fitted, ax):
+    model, _ = fitted
+    assert plot_failure_curve(model, 6, ax=ax) is ax
+    table = model.failure_probabilities(6)
+    assert len(ax.get_lines()) == len(table)
+    for line, (state, row) in zip(ax.get_lines(), table.iterrows()):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 7))
+        np.testing.assert_allclose(line.get_ydata(), row.to_numpy())
+    assert legend_texts(ax) == marked(table.index)
+    assert [t.get_fontweight() for t in ax.get_legend().get_texts()] == [
+        "bold" if s in FAILURES else "normal" for s in table.index]
+    assert ax.get_title() == "P(fail within h) by current state"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("horizon h (steps)", "P(fail within h)")
+    assert ax.get_ylim() == (0.0, 1.0)
+    check_distinguishable(ax.get_lines())
+
+
+def test_failure_curve_what_if(fitted, ax):
+    model, _ = fitted
+    scenario = ["payment_failed"] * 3 + ["order_created"]
+    plot_failure_curve(model, 4, states=["ok", "down"], scenario=scenario, ax=ax)
+    assert legend_texts(ax) == ["ok", "down (F)"]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(),
+                               model.failure_probabilities(4, scenario).loc["ok"])
+    assert ax.get_title().endswith("what-if: next events payment_failed ×3, order_created")
+    # a state keeps its style whichever states are drawn
+    full = plot_failure_curve(model, 4, ax=Figure().subplots())
+    style = {ln.get_label(): (ln.get_marker(), ln.get_linestyle()) for ln in full.get_lines()}
+    assert all(style[ln.get_label()] == (ln.get_marker(), ln.get_linestyle()) for ln in ax.get_lines())
+    with pytest.raises(ValueError, match="states \\['degraded'\\] are not states of the model"):
+        plot_failure_curve(model, 4, states=["degraded"], ax=Figure().subplots())
+
+
+# ------------------------------------------------------------------ entities
+def test_entity_risk_defaults_to_the_riskiest(fitted, ax):
+    model, forecast = fitted
+    assert plot_entity_risk(forecast, ax=ax) is ax
+    last = forecast[forecast["horizon"] == 4].assign(e=forecast["entity"].astype(str))
+    top = last.sort_values(["p_fail", "e"], ascending=[False, True]).head(8)
+    assert legend_texts(ax) == [f"{e} ({s})" for e, s in zip(top["e"], top["state"])]
+    for line, p in zip(ax.get_lines(), top["p_fail"]):
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3, 4])
+        assert line.get_ydata()[-1] == p
+    assert ax.get_title() == "P(fail within h) by entity, the 8 riskiest at h = 4"
+    check_distinguishable(ax.get_lines())
+
+
+def test_entity_risk_chosen_entities(fitted, ax):
+    _, forecast = fitted
+    plot_entity_risk(forecast, entities="handler-03" if "handler-03" in set(forecast["entity"])
+                     else str(forecast["entity"].iloc[0]), ax=ax)
+    assert len(ax.get_lines()) == 1
+    assert ax.get_title() == "P(fail within h) by entity, 1 entities"
+    with pytest.raises(ValueError, match="entities \\['nobody'\\] are not in the forecast"):
+        plot_entity_risk(forecast, entities=["nobody"], ax=Figure().subplots())
+    with pytest.raises(ValueError, match="forecast lacks columns \\['p_fail'\\]"):
+        plot_entity_risk(forecast.drop(columns="p_fail"), ax=Figure().subplots())
+
+
+def test_riskiest_bars(fitted, ax):
+    _, forecast = fitted
+    assert plot_riskiest(forecast, horizon=2, top=5, ax=ax) is ax
+    rows = forecast[forecast["horizon"] == 2].assign(e=forecast["entity"].astype(str))
+    top = rows.sort_values(["p_fail", "e"], ascending=[False, True]).head(5)
+    assert len(ax.patches) == 5
+    bars = sorted(ax.patches, key=lambda b: -b.get_y())  # top to bottom
+    np.testing.assert_allclose([b.get_width() for b in bars], top["p_fail"])
+    # the riskiest on top, its tick label naming entity and state (tick labels run bottom to top)
+    assert [t.get_position()[1] for t in ax.get_yticklabels()] == [0, 1, 2, 3, 4]
+    labels = tick_texts(ax.get_yticklabels())[::-1]
+    assert labels == [f"{e} ({s})" for e, s in zip(top["e"], top["state"])]
+    # each bar's value at its end
+    assert [t.get_text() for t in ax.texts][::-1] == [f"{p:.2f}" for p in top["p_fail"]]
+    assert ax.get_xlabel() == "P(fail within h = 2)"
+    assert ax.get_title() == f"riskiest entities: top 5 of {forecast['entity'].nunique()}"
+    plot_riskiest(forecast, ax=Figure().subplots())  # default: the largest horizon, top 15
+    with pytest.raises(ValueError, match="horizon = 9 is not in the forecast; horizons: 1..4"):
+        plot_riskiest(forecast, horizon=9, ax=Figure().subplots())
+
+
+def test_riskiest_zooms_in_on_rare_failures(ax):
+    forecast = pd.DataFrame({"entity": ["a", "b", "c"], "state": ["ok", "ok", "worn"],
+                             "horizon": 1, "p_fail": [0.001, 0.002, 0.04]})
+    plot_riskiest(forecast, ax=ax)
+    assert ax.get_xlim() == pytest.approx((0.0, 0.052))
+    assert [t.get_text() for t in ax.texts] == ["0.001", "0.002", "0.04"]  # bottom to top
+    assert tick_texts(ax.get_yticklabels()) == ["a (ok)", "b (ok)", "c (worn)"]
+
+
+def test_model_figures_on_a_new_figure(fitted):
+    model, forecast = fitted
+    for draw in (lambda: plot_transitions(model), lambda: plot_state_diagram(model),
+                 lambda: plot_failure_curve(model, 3), lambda: plot_entity_risk(forecast),
+                 lambda: plot_riskiest(forecast)):
+        ax = draw()
+        try:
+            assert ax.figure.number in plt.get_fignums()
+        finally:
+            plt.close(ax.figure)
+
+
+# ------------------------------------------------------------------ summaries in notebooks
+def test_fault_predictor_html_table(fitted):
+    model, _ = fitted
+    html = model._repr_html_()
+    assert "fitted on {:,} transitions".format(model.n_transitions_) in html
+    assert "5 states (3 failure, ✕)" in html
+    for name in model.state_names_ + model.event_names_ + ["P(fail within 10)", "transitions out"]:
+        assert name in html
+    assert html.count("<td>✕</td>") == 3
+    # Jupyter prefers the mime bundle: it carries the same table, and the sklearn text repr
+    bundle = model._repr_mimebundle_()
+    assert bundle["text/html"] == html and bundle["text/plain"] == repr(model)
+    unfitted = FaultPredictor(states={"failure": ["down"]})
+    assert "FaultPredictor" in unfitted._repr_html_() and "fitted on" not in unfitted._repr_html_()
+
+
+def test_backtest_result_html(result):
+    html = result._repr_html_()
+    assert html.count("<li>") == 2 * len(BASELINES)  # verdict on bss and on roc_auc
+    assert "markov beats climatology" in html
+    assert "horizons 1 and 3" in html
+    assert html.count("<tr>") == 2 * len(MODELS)  # body rows: the models at h = 1 and h = 3
