@@ -232,6 +232,10 @@ class GradientBoostingBaseline(BaseEstimator):
     max_iter : int, default=200
         Boosting iterations per horizon; ``early_stopping="auto"`` stops
         earlier on more than 10,000 training origins.
+    l2_regularization : float, default=1.0
+        Passed to the classifier. Without it, a leaf holding a single failure
+        among rare failures forecasts a probability near 1 (on drive-failure
+        data the baseline's Brier skill fell to -117).
 
     Attributes
     ----------
@@ -288,11 +292,13 @@ class GradientBoostingBaseline(BaseEstimator):
         max_train: int = 200_000,
         random_state=0,
         max_iter: int = 200,
+        l2_regularization: float = 1.0,
     ):
         self.n_lags = n_lags
         self.window = window
         self.max_train = max_train
         self.random_state = random_state
+        self.l2_regularization = l2_regularization
         self.max_iter = max_iter
 
     def _check_params(self) -> None:
@@ -380,6 +386,7 @@ class GradientBoostingBaseline(BaseEstimator):
                 max_iter=int(self.max_iter),
                 categorical_features=mask,
                 early_stopping="auto",
+                l2_regularization=float(self.l2_regularization),
                 random_state=seed,
             )
             self.models_.append(model.fit(X[rows], labels))

@@ -165,7 +165,8 @@ class BacktestResult:
         steps ahead (see :func:`markovfault._metrics.lead_times`)."""
         horizon = self.params["horizon"] if horizon is None else horizon
         sel = self._select(model, horizon)
-        sel = sel[sel["y"] == 1]
+        failing = sel["state"].isin(self.params.get("failure_states", [])).to_numpy()
+        sel = sel[(sel["y"] == 1).to_numpy() & ~failing]
         return _metrics.lead_times(
             sel["entity_code"].to_numpy(), sel["origin_step"].to_numpy(),
             sel["steps_to_failure"].to_numpy(), sel["p"].to_numpy(), self.params["threshold"],
@@ -383,6 +384,7 @@ def backtest(
         horizon=horizon, n_folds=len(cuts), window=window, window_size=window_size,
         origins=origins, threshold=float(threshold), time_kind=time_kind,
         cutoffs=list(cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
+        failure_states=[n for n, f in zip(traj.state_names, traj.is_failure) if f],
     )
     return result
 
@@ -538,6 +540,9 @@ class _Run:
         d[nxt >= self.end_of] = horizon + 1  # the entity's next failure, if any, is beyond
         self.d = np.minimum(d, horizon + 1)  # steps to the next failure, capped at H+1
         self.observed = self.end_of - 1 - np.arange(n)  # steps observed after each step
+        # lead times count failure onsets: from an origin that is failing already, the next
+        # failure step may just be the same failure going on, so it is no target
+        self.d_onset = np.where(fail, horizon + 1, self.d)
 
     # ---------------------------------------------------------------- counts
     def fold_counts(self) -> np.ndarray:
@@ -806,7 +811,7 @@ class _Run:
             scores = _metrics.score_groups(
                 code, a["p"], a["y"], base_rate=np.nan_to_num(a["base_rate"], nan=0.0),
                 threshold=self.threshold, entity_code=self.traj.entity[step], origin_step=step,
-                steps_to_failure=self.d[step], horizon=hor, n_groups=n_groups,
+                steps_to_failure=self.d_onset[step], horizon=hor, n_groups=n_groups,
             )
             with np.errstate(invalid="ignore"):
                 base = np.bincount(code, weights=a["base_rate"], minlength=n_groups) / \

@@ -226,3 +226,20 @@ def test_verdict_names_wins_ties_and_losses():
     # lower is better for ECE
     assert res.verdict("ece").splitlines()[0] == (
         "markov beats a at horizon 1; loses to a at horizon 2 on ece")
+
+
+@quiet
+def test_lead_times_count_failure_onsets_only():
+    # a: ok ok ok ok down down ok ok; from t=4 on every step is an origin. The failure that
+    # starts at t=5 is one onset; t=5 -> t=6 is the same failure going on, not a new one.
+    seq = ["ok", "ok", "ok", "ok", "down", "down", "ok", "ok"]
+    hist = pd.DataFrame({"entity": ["a"] * 8 + ["b"] * 8, "time": list(range(1, 9)) * 2,
+                         "status": seq + ["ok", "down"] + ["ok"] * 6})
+    model = FaultPredictor(states={"failure": ["down"]})
+    res = backtest(hist, model, horizon=1, cutoffs=[4], origins="every_step", baselines=[],
+                   threshold=0.0)
+    row = res.metrics.set_index(["fold", "horizon", "model"]).loc[("all", 1, "markov")]
+    assert row["n_pos"] == 2  # a@4 and a@5 both see a failure next
+    assert (row["n_failures"], row["n_caught"], row["mean_lead_time"]) == (1, 1, 1.0)
+    lt = res.lead_times("markov", 1)
+    assert lt["target_step"].tolist() == [4]  # the global step index of a's t=5
