@@ -8,6 +8,9 @@ augmented state carries the history that matters:
   first-order chain on tuples);
 * ``failure_window``: steps since the last failure, capped at ``W`` (``W``
   means "no failure in the last W steps"): failure memory;
+* ``failure_count``: failures since the last recovery, capped at ``C``
+  (buckets 0, 1, ..., ``C`` or more), where a recovery is ``W`` steps in a
+  row without failure (needs ``failure_window``);
 * ``entering_event``: the event that entered the state.
 
 Every component moves deterministically once the next base state ``j`` and
@@ -57,22 +60,26 @@ class HistorySpec:
         ``W > 0`` adds the steps since the last failure, capped at ``W``.
     entering_event : bool, default=False
         Add the event that entered the state.
+    failure_count : int, default=0
+        ``C > 0`` adds the number of failures since the last recovery
+        (``failure_window`` steps in a row without failure), capped at ``C``.
     backoff : float, default=5.0
         Pseudo-counts ``gamma`` pulling each augmented row toward its base row.
 
     Examples
     --------
     >>> HistorySpec.from_config({"order": 2, "failure_window": 3})
-    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0)
+    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0, failure_count=0)
     """
 
     order: int = 1
     failure_window: int = 0
     entering_event: bool = False
     backoff: float = 5.0
+    failure_count: int = 0
 
     def __post_init__(self):
-        for name in ("order", "failure_window"):
+        for name in ("order", "failure_window", "failure_count"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ConfigError(f"history {name} = {v!r} must be an integer")
@@ -80,6 +87,12 @@ class HistorySpec:
             raise ConfigError(f"history order = {self.order}, must be >= 1")
         if self.failure_window < 0:
             raise ConfigError(f"history failure_window = {self.failure_window}, must be >= 0")
+        if self.failure_count < 0:
+            raise ConfigError(f"history failure_count = {self.failure_count}, must be >= 0")
+        if self.failure_count and not self.failure_window:
+            raise ConfigError(
+                "history failure_count needs a failure_window: a recovery is failure_window "
+                "steps in a row without failure")
         if not isinstance(self.entering_event, (bool, np.bool_)):
             raise ConfigError(f"history entering_event = {self.entering_event!r} must be true or false")
         b = self.backoff
@@ -89,7 +102,7 @@ class HistorySpec:
     @classmethod
     def from_config(cls, table: Mapping) -> "HistorySpec":
         """From a ``[states.history]`` table; unknown keys are errors."""
-        known = {"order", "failure_window", "entering_event", "backoff"}
+        known = {"order", "failure_window", "failure_count", "entering_event", "backoff"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(
@@ -99,6 +112,7 @@ class HistorySpec:
 
     def to_config(self) -> dict:
         return {"order": int(self.order), "failure_window": int(self.failure_window),
+                "failure_count": int(self.failure_count),
                 "entering_event": bool(self.entering_event), "backoff": float(self.backoff)}
 
     @property
@@ -108,7 +122,7 @@ class HistorySpec:
     @property
     def tail(self) -> int:
         """How many past steps determine the augmented state of the next one."""
-        return max(self.order - 1, self.failure_window, 1)
+        return max(self.order - 1, self.failure_window * (self.failure_count + 1), 1)
 
 
 class _Layout:
@@ -119,6 +133,8 @@ class _Layout:
         radices = [n_states] + [n_states + 1] * (spec.order - 1)
         if spec.failure_window:
             radices.append(spec.failure_window + 1)
+        if spec.failure_count:
+            radices.append(spec.failure_count + 1)
         if spec.entering_event:
             radices.append(n_events + 1)
         self.radices = np.array(radices, dtype=np.int64)
@@ -154,6 +170,10 @@ class _Layout:
                 v = col[k]
                 parts.append(f"since_fail={'>=' if v == sp_.failure_window else ''}{v}")
                 k += 1
+            if sp_.failure_count:
+                v = col[k]
+                parts.append(f"fails={'>=' if v == sp_.failure_count else ''}{v}")
+                k += 1
             if sp_.entering_event:
                 parts.append(f"in={events[col[k]]}")
             out.append("|".join(parts))
@@ -178,6 +198,12 @@ class _Layout:
             nd = np.where(fail[None, None, :], 0, np.minimum(d + 1, sp_.failure_window))
             code = code + nd * self.strides[k]
             k += 1
+            if sp_.failure_count:
+                c = comps[k][:, None, None]
+                nc = np.where(fail[None, None, :], np.minimum(c + 1, sp_.failure_count),
+                              np.where(nd == sp_.failure_window, 0, c))
+                code = code + nc * self.strides[k]
+                k += 1
         if sp_.entering_event:
             code = code + np.broadcast_to(e, (self.A, E, S)) * self.strides[k]
         return code
@@ -220,6 +246,15 @@ def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) 
                      spec.failure_window)
         code += d * layout.strides[k]
         k += 1
+        if spec.failure_count:
+            # failures since the last recovered step (d == W), or since the run began
+            cum = np.cumsum(fail)
+            rec = np.maximum.accumulate(np.where(d == spec.failure_window, idx, -1)) if n else idx
+            base_rec = np.where(rec >= start, rec, start - 1)
+            before = np.where(base_rec >= 0, cum[np.maximum(base_rec, 0)], 0)
+            c = np.minimum(cum - before, spec.failure_count)
+            code += c * layout.strides[k]
+            k += 1
     if spec.entering_event:
         code += np.minimum(traj.event, E) * layout.strides[k]
     return code
@@ -358,10 +393,13 @@ class HistoryChain:
 
 
 def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
-                    backoff=5.0) -> list:
-    """Every combination, as :class:`HistorySpec` (a grid for :func:`select_states`)."""
-    return [HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff)
-            for o, w, e in itertools.product(orders, failure_windows, entering_event)]
+                    backoff=5.0, failure_counts=(0,)) -> list:
+    """Every valid combination, as :class:`HistorySpec` (a grid for :func:`select_states`)."""
+    return [HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff,
+                        failure_count=c)
+            for o, w, c, e in itertools.product(orders, failure_windows, failure_counts,
+                                                entering_event)
+            if not (c and not w)]
 
 
 def check_fitted(obj) -> None:

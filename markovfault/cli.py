@@ -109,6 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders", default="1,2,3", help="orders to try (default 1,2,3)")
     p.add_argument("--failure-windows", default="0,3",
                    help="failure windows to try, 0 = none (default 0,3)")
+    p.add_argument("--failure-counts", default="0",
+                   help="caps of the count of failures since the last recovery to try, 0 = none "
+                        "(default 0)")
     p.add_argument("--entering-event", choices=["no", "yes", "both"], default="both",
                    help="add the event that entered the state (default: try both)")
     p.add_argument("--criterion", choices=["heldout_loglik", "bss", "roc_auc"],
@@ -246,7 +249,8 @@ def _cmd_select_states(args) -> int:
         raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
     entering = {"no": (False,), "yes": (True,), "both": (False, True)}[args.entering_event]
     candidates = candidate_specs(_ints(args.orders, "--orders"),
-                                 _ints(args.failure_windows, "--failure-windows"), entering)
+                                 _ints(args.failure_windows, "--failure-windows"), entering,
+                                 failure_counts=_ints(args.failure_counts, "--failure-counts"))
     result = select_states(args.histories, FaultPredictor.from_config(config), candidates,
                            criterion=args.criterion, horizon=args.horizon, cutoffs=args.cutoffs)
     print(result.table.to_string(index=False, float_format="%.4f"))

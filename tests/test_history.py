@@ -78,7 +78,8 @@ def test_backoff_without_data_equals_the_base_chain():
 
 @quiet
 @pytest.mark.parametrize("spec", [{"order": 3}, {"failure_window": 4, "entering_event": True},
-                                  {"order": 2, "failure_window": 2, "entering_event": True}])
+                                  {"order": 2, "failure_window": 2, "entering_event": True},
+                                  {"failure_window": 2, "failure_count": 3}])
 def test_partial_fit_over_chronological_batches_equals_one_fit(spec, tmp_path):
     hist = sim(2, n_ent=12, n_steps=200)
     t = hist["timestamp"]
@@ -137,7 +138,8 @@ def test_selection_picks_the_true_order():
     res = select_states(hist, model, candidates=[{"order": o} for o in (1, 2, 3)], horizon=3,
                         cutoffs=2)
     assert res.best.order == 2
-    assert list(res.table.columns[:4]) == ["order", "failure_window", "entering_event", "backoff"]
+    assert list(res.table.columns[:5]) == ["order", "failure_window", "failure_count",
+                                           "entering_event", "backoff"]
     ll = res.table.set_index("order")["heldout_loglik"]
     assert ll[2] > ll[1]
     assert "order = 2" in res.best_config()
@@ -191,3 +193,35 @@ def test_select_states_command_prints_the_winner_as_config(tmp_path, capsys):
     assert main(["train", str(tmp_path / "h.csv"), "--config", str(tmp_path / "c2.toml"),
                  "--out", str(tmp_path / "m.npz")]) == 0
     assert load_model(tmp_path / "m.npz").chain_.spec.order == 2
+
+
+def test_failure_count_since_recovery_hand_counted():
+    # W = 2, C = 2: a recovery is 2 steps in a row without failure
+    seq = [0, 1, 0, 1, 0, 0, 0, 1]  # 1 = down
+    traj = Trajectories.from_codes(seq, state_names=["ok", "down"], failure=["down"])
+    spec = HistorySpec(failure_window=2, failure_count=2)
+    names = _Layout(spec, 2, 1).names(["ok", "down"], ["step"])
+    got = [names[a].split("|", 1)[1] for a in augment(traj, spec)]
+    assert got == ["since_fail=>=2|fails=0", "since_fail=0|fails=1", "since_fail=1|fails=1",
+                   "since_fail=0|fails=>=2", "since_fail=1|fails=>=2", "since_fail=>=2|fails=0",
+                   "since_fail=>=2|fails=0", "since_fail=0|fails=1"]
+
+
+@pytest.mark.parametrize("spec", [
+    HistorySpec(order=3), HistorySpec(failure_window=3, failure_count=2),
+    HistorySpec(order=2, failure_window=2, failure_count=1, entering_event=True),
+])
+def test_successor_map_agrees_with_augmented_histories(spec):
+    # the forecast recursion moves states with the successor map; it must reproduce the
+    # augmented state that the history itself gives at every step
+    rng = np.random.RandomState(5)
+    n = 3000
+    traj = Trajectories.from_codes(rng.randint(0, 3, n), rng.randint(0, 2, n),
+                                   lengths=[1000, 1500, 500],
+                                   state_names=["ok", "slow", "down"], event_names=["x", "y"],
+                                   failure=["down"])
+    aug = augment(traj, spec)
+    succ = _Layout(spec, 3, 2).successor(traj.is_failure)
+    inner = ~traj.is_run_start()[1:]
+    pred = succ[aug[:-1], traj.event[1:], traj.state[1:]]
+    np.testing.assert_array_equal(pred[inner], aug[1:][inner])
