@@ -243,3 +243,23 @@ def test_lead_times_count_failure_onsets_only():
     assert (row["n_failures"], row["n_caught"], row["mean_lead_time"]) == (1, 1, 1.0)
     lt = res.lead_times("markov", 1)
     assert lt["target_step"].tolist() == [4]  # the global step index of a's t=5
+
+
+def test_classifier_training_labels_exclude_windows_that_cross_the_cutoff():
+    # hand history, cutoff 4: c@2 fails at c@3 (before the cutoff), but its 2-step window
+    # reaches past the cutoff, so at h = 2 it must be excluded, not kept as a failure
+    model = FaultPredictor(states={"failure": ["down"]})
+    frame, _ = model._read(hand_history())
+    ext = model._make_extractor().fit(frame)
+    from markovfault.trajectories import Trajectories
+    traj = Trajectories.from_frame(frame, ext.transform(frame), ext.state_names_, ext.is_failure_)
+    run = _Run(traj, np.array([4]), None, 2, 0.5, model, [], "cutoff", None, False)
+    idx, gap = run.train_window(0)
+    y = run.train_labels(idx, gap)
+    names = np.asarray(traj.entity_names)[traj.entity[idx]]
+    times = traj.time[idx]
+    got = {(e, int(t)): tuple(r) for e, t, r in zip(names, times, y.tolist())}
+    assert got[("c", 2)] == (1, -1)
+    assert got[("c", 1)] == (0, 1)
+    assert got[("a", 3)] == (-1, -1)  # its next step lies after the cutoff
+    assert got[("b", 1)] == (0, 0)
