@@ -165,7 +165,8 @@ class BacktestResult:
         steps ahead (see :func:`markovfault._metrics.lead_times`)."""
         horizon = self.params["horizon"] if horizon is None else horizon
         sel = self._select(model, horizon)
-        failing = sel["state"].isin(self.params.get("failure_states", [])).to_numpy()
+        failing = (sel["state"].isin(self.params.get("failure_states", [])).to_numpy()
+                   if "state" in sel else np.zeros(len(sel), dtype=bool))
         sel = sel[(sel["y"] == 1).to_numpy() & ~failing]
         return _metrics.lead_times(
             sel["entity_code"].to_numpy(), sel["origin_step"].to_numpy(),

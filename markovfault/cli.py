@@ -12,6 +12,7 @@ Exit codes: 0 ok, 64 usage, 65 bad data (or a damaged model file),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -61,6 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
     p.add_argument("--config", required=True, help="TOML config with [columns], [states], [model]")
     p.add_argument("--out", required=True, help="model file to write (.npz)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=_SCHEDULER_HELP)
 
     p = sub.add_parser("predict", help="forecast P(fail within h) for every entity")
     p.add_argument("histories", nargs="+", help="recent history files or directories")
@@ -69,6 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=None,
                    help="what-if: the next events, comma-separated (e.g. payment_failed,payment_failed)")
     p.add_argument("--out", default=None, help="forecast file (.csv or .parquet); default: print")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=_SCHEDULER_HELP)
 
     p = sub.add_parser("backtest", help="rolling-origin backtest against baselines")
     p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
@@ -87,6 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--out", required=True,
                    help="directory for metrics.csv, predictions.parquet, report.md and figures")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=_SCHEDULER_HELP)
 
     p = sub.add_parser("forecast", help="the scheduled job: count new exports, write a forecast "
                        "partition (JSON-lines log on stderr)")
@@ -123,6 +127,28 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
     p.add_argument("--top", type=int, default=10, help="how many handlers to show (default 10)")
     return parser
+
+
+_SCHEDULER_HELP = ("run on an existing Dask cluster (e.g. tcp://host:8786; needs markovfault[dask]): "
+                   "Parquet/CSV histories are read with dask; default: [compute] scheduler")
+
+
+@contextlib.contextmanager
+def _histories(args, config=None):
+    """The histories: the paths, or with a scheduler a dask DataFrame read over a connected
+    ``distributed.Client`` (``--scheduler``, else ``[compute] scheduler`` of the config)."""
+    address = args.scheduler or (config or {}).get("compute", {}).get("scheduler")
+    if not address:
+        yield args.histories
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError('--scheduler needs the dask extra: pip install "markovfault[dask]"') from None
+    from ._dask import read_paths
+
+    with Client(address, timeout="20s"):
+        yield read_paths(args.histories)
 
 
 class _CannotCreate(Exception):
@@ -175,7 +201,8 @@ def _cmd_train(args) -> int:
     config = load_config(args.config)
     if "states" not in config:
         raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
-    model = FaultPredictor.from_config(config).fit(args.histories)
+    with _histories(args, config) as histories:
+        model = FaultPredictor.from_config(config).fit(histories)
     model.save(args.out)
     report = model.read_report_
     print(
@@ -193,7 +220,8 @@ def _cmd_predict(args) -> int:
 
     _check_out(args.out)
     model = load_model(args.model)
-    forecast = model.predict(args.histories, horizon=args.horizon, scenario=args.scenario)
+    with _histories(args) as histories:
+        forecast = model.predict(histories, horizon=args.horizon, scenario=args.scenario)
     if args.out:
         _write_table(forecast, args.out)
         print(f"wrote {len(forecast)} forecasts to {args.out}")
@@ -214,12 +242,13 @@ def _cmd_backtest(args) -> int:
     if window_size is not None and window_size.lstrip("-").isdigit():
         window_size = int(window_size)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    result = backtest(
-        args.histories, FaultPredictor.from_config(config), horizon=args.horizon,
-        cutoffs=args.cutoffs, window=args.window, window_size=window_size, origins=args.origins,
-        baselines=baselines, threshold=args.threshold, n_jobs=args.jobs,
-        progress=False if args.no_progress else None,
-    )
+    with _histories(args, config) as histories:  # dask: collected to pandas (see _dask.py)
+        result = backtest(
+            histories, FaultPredictor.from_config(config), horizon=args.horizon,
+            cutoffs=args.cutoffs, window=args.window, window_size=window_size,
+            origins=args.origins, baselines=baselines, threshold=args.threshold,
+            n_jobs=args.jobs, progress=False if args.no_progress else None,
+        )
     out = result.to_dir(args.out)
     summary = result.summary()
     cols = ["model", "horizon", "n", "n_pos", "brier", "bss", "roc_auc", "average_precision", "ece"]

@@ -48,7 +48,8 @@ else:  # pragma: no cover
 
 __all__ = ["load_config", "check_config"]
 
-_TABLES = {"columns", "states", "model", "job"}
+_TABLES = {"columns", "states", "model", "job", "compute"}
+_COMPUTE_KEYS = {"scheduler"}  # [compute] scheduler = "tcp://host:8786": run on a Dask cluster
 _MODEL_KEYS = {"alpha", "beta", "max_gap"}
 _JOB_KEYS = {"input", "output", "model", "horizons", "threshold", "retention", "keep_models",
              "max_silence"}
@@ -118,4 +119,7 @@ def check_config(config: Mapping, source: str = "config") -> dict:
                 f"{source}: unknown key {key!r} in [job]; the keys are "
                 f"{', '.join(sorted(_JOB_KEYS))}."
             )
+    for key in config.get("compute", {}):
+        if key not in _COMPUTE_KEYS:
+            raise ConfigError(f"{source}: unknown key {key!r} in [compute]; the keys are scheduler.")
     return {k: dict(v) for k, v in config.items()}

@@ -56,19 +56,35 @@ def count_codes(
     size = n_events * n_states * n_states
     if n < 2:
         return np.zeros((n_events, n_states, n_states), dtype=np.int64)
-    # choose the narrowest index type that holds every flat index (and the overflow bin)
-    itype = np.int32 if size < np.iinfo(np.int32).max else np.int64
-    idx = event[1:].astype(itype, copy=True)
-    idx *= n_states
-    idx += state[:-1]
-    idx *= n_states
-    idx += state[1:]
-    # pairs that cross a run boundary go to one extra bin, dropped below:
-    # cheaper than compacting with a boolean mask
+    # Blocked: the flat index of a block of transitions is built in two small
+    # buffers that stay in cache and counted at once, so each code array is read
+    # from memory once and no array of n indices is ever written (this runs
+    # faster than a plain np.bincount(prev * S + next) over the whole arrays).
+    flat = np.zeros(size, dtype=np.int64)
+    m = n - 1
+    block = min(_BLOCK, m)
+    idx = np.empty(block, dtype=np.int64)
+    tmp = np.empty(block, dtype=np.int64)
+    ss = n_states * n_states
+    for lo in range(0, m, block):  # a loop over blocks of 2**18 steps, not over rows
+        hi = min(lo + block, m)
+        i, t = idx[: hi - lo], tmp[: hi - lo]
+        np.multiply(event[lo + 1:hi + 1], ss, out=i, casting="unsafe")
+        np.multiply(state[lo:hi], n_states, out=t, casting="unsafe")
+        i += t
+        np.add(i, state[lo + 1:hi + 1], out=i, casting="unsafe")
+        flat += np.bincount(i, minlength=size)[:size]
+    # pairs that cross a run boundary were counted above: take them out again
     inner = starts[starts > 0] - 1
-    idx[inner] = size
-    flat = np.bincount(idx, minlength=size + 1)
-    return flat[:size].reshape(n_events, n_states, n_states).astype(np.int64, copy=False)
+    if inner.size:
+        cross = (event[inner + 1].astype(np.int64) * n_states + state[inner]) * n_states \
+            + state[inner + 1]
+        flat -= np.bincount(cross, minlength=size)[:size]
+    return flat.reshape(n_events, n_states, n_states)
+
+
+#: Steps per block of :func:`count_codes`: two int64 buffers of 2 MiB each.
+_BLOCK = 1 << 18
 
 
 def count_codes_by_bin(

@@ -741,14 +741,19 @@ class _Piece:
     source: _Source
 
 
-def _read_source(src: _Source, cols: ColumnMap, offset: int) -> _Piece:
-    names, load = _open(src)
-    where = _resolve(src, names, cols)
+def _needed_columns(where: dict[str, Any]) -> list[Any]:
     needed: list[Any] = []
     for value in where.values():
         for name in (value if isinstance(value, tuple) else (value,)):
             if name is not None and name not in needed:
                 needed.append(name)
+    return needed
+
+
+def _read_source(src: _Source, cols: ColumnMap, offset: int) -> _Piece:
+    names, load = _open(src)
+    where = _resolve(src, names, cols)
+    needed = _needed_columns(where)
     try:
         raw = load(needed)
     except EmptyHistoryError:
@@ -760,7 +765,52 @@ def _read_source(src: _Source, cols: ColumnMap, offset: int) -> _Piece:
         ) from exc
     if len(raw) == 0:
         raise _empty_error(src, "header only" if src.kind == "csv" else "zero rows")
+    return _convert(raw, where, src, cols, offset)
 
+
+def _iter_source_chunks(src: _Source, cols: ColumnMap, offset: int, chunksize: int):
+    """Read ``src`` in batches of at most ``chunksize`` rows, as canonical pieces.
+
+    CSV files are read with ``pandas.read_csv(chunksize=...)``, Parquet files
+    with ``pyarrow.parquet.ParquetFile.iter_batches``; JSON lines and frames
+    (which are in memory anyway) are sliced.
+    """
+    names, load = _open(src)
+    where = _resolve(src, names, cols)
+    needed = _needed_columns(where)
+    try:
+        if src.kind == "csv":
+            raws = pd.read_csv(src.path, dtype=str, usecols=needed, chunksize=chunksize)
+        elif src.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(src.path)
+            raws = (b.to_pandas() for b in pf.iter_batches(batch_size=chunksize, columns=needed))
+        else:
+            whole = load(needed)
+            raws = (whole.iloc[k:k + chunksize].reset_index(drop=True)
+                    for k in range(0, len(whole), chunksize))
+        n_total = 0
+        for raw in raws:
+            if len(raw) == 0:
+                continue
+            piece = _convert(raw, where, src, cols, offset + n_total)
+            n_total += len(raw)
+            yield piece
+    except (HistoryError, ConfigError):
+        raise
+    except Exception as exc:
+        raise HistoryError(
+            f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
+            f"complete, or pass format=... if it is not {src.kind}."
+        ) from exc
+    if n_total == 0:
+        raise _empty_error(src, "header only" if src.kind == "csv" else "zero rows")
+
+
+def _convert(raw: pd.DataFrame, where: dict[str, Any], src: _Source, cols: ColumnMap,
+             offset: int) -> _Piece:
+    """Validate and cast the raw columns of one source (or one batch of it)."""
     n = len(raw)
     out: dict[str, Any] = {}
     ent = where["entity"]
@@ -800,6 +850,7 @@ def read_histories(
     columns: ColumnMap | Mapping[str, Any] | None = None,
     format: str | None = None,
     return_report: bool = False,
+    chunksize: int | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, ReadReport]:
     """Read exported histories, validate them, and return the canonical frame.
 
@@ -820,6 +871,18 @@ def read_histories(
         Read every file in this format instead of guessing from its suffix.
     return_report : bool, default=False
         Also return a :class:`ReadReport`.
+    chunksize : int, optional
+        Read in batches of at most this many rows (histories larger than
+        memory) and return an *iterator* of canonical frames, one per batch,
+        instead of one frame (of ``(frame, report)`` pairs with
+        ``return_report``). CSV files are read with ``pandas.read_csv``
+        chunks, Parquet files batch by batch with
+        ``pyarrow.parquet.ParquetFile.iter_batches``; sources are read in the
+        same order as without ``chunksize``, and ``_row`` counts across all of
+        them. Each batch is validated, cleaned and sorted by (entity, time) on
+        its own: an entity's rows may span batches, and duplicate event ids
+        are only dropped *within* a batch. ``FaultPredictor.fit(...,
+        chunksize=N)`` consumes this iterator.
 
     Returns
     -------
@@ -934,6 +997,11 @@ def read_histories(
     sources = _expand(source, fmt, [0])
     if len(sources) == 1 and sources[0].kind == "frame":
         sources[0].name = "<DataFrame>"
+    if chunksize is not None:
+        if isinstance(chunksize, bool) or not isinstance(chunksize, (int, np.integer)) \
+                or chunksize < 1:
+            raise ConfigError(f"chunksize = {chunksize!r} must be a positive integer.")
+        return _iter_chunks(sources, cols, int(chunksize), return_report)
 
     pieces: list[_Piece] = []
     offset = 0
@@ -942,6 +1010,30 @@ def read_histories(
         offset += len(piece.frame)
         pieces.append(piece)
 
+    frame, report = _finish(pieces, cols, len(sources))
+    if return_report:
+        return frame, report
+    return frame
+
+
+def _iter_chunks(sources, cols: ColumnMap, chunksize: int, return_report: bool):
+    """The generator behind ``read_histories(..., chunksize=N)``."""
+    offset = 0
+    first: _Piece | None = None
+    for src in sources:  # a loop over files and batches, never over rows
+        for piece in _iter_source_chunks(src, cols, offset, chunksize):
+            offset += len(piece.frame)
+            if first is None:
+                first = piece
+            else:
+                _check_consistent([first, piece], cols)
+            frame, report = _finish([piece], cols, 1)
+            yield (frame, report) if return_report else frame
+
+
+def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
+            n_sources: int) -> tuple[pd.DataFrame, ReadReport]:
+    """Combine pieces, drop and fill, sort by (entity, time), and report."""
     _check_consistent(pieces, cols)
     frame = _combine(pieces, cols)
     n_read = len(frame)
@@ -980,7 +1072,7 @@ def read_histories(
     counts = np.bincount(codes, minlength=len(uniques))
 
     report = ReadReport(
-        n_sources=len(sources),
+        n_sources=n_sources,
         n_rows_read=n_read,
         n_rows_kept=len(frame),
         n_entities=len(uniques),
@@ -999,9 +1091,7 @@ def read_histories(
             parts.append("filled: " + _format_counts(filled))
         logger.warning("read_histories %s", "; ".join(parts))
     logger.info("read_histories %s", report.summary())
-    if return_report:
-        return frame, report
-    return frame
+    return frame, report
 
 
 def _count(dropped: dict[str, int], reason: str, mask: np.ndarray) -> None:

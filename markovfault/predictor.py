@@ -163,6 +163,10 @@ class FaultPredictor(BaseEstimator):
         )
 
     def _read(self, histories) -> tuple[pd.DataFrame, ReadReport]:
+        if _is_dask(histories):  # partial_fit, backtest: collected to pandas (markovfault._dask)
+            from ._dask import compute_frame
+
+            return compute_frame(self, histories)
         if _is_canonical(histories):
             # already read by read_histories (its columns carry the canonical names)
             return histories, ReadReport(
@@ -181,7 +185,7 @@ class FaultPredictor(BaseEstimator):
             HistorySpec.from_config(dict(self.history))
         return None if spec.is_plain else spec
 
-    def fit(self, histories, y=None) -> "FaultPredictor":
+    def fit(self, histories, y=None, *, chunksize: int | None = None) -> "FaultPredictor":
         """Read ``histories``, fit the state extractor and the chain.
 
         Parameters
@@ -190,11 +194,29 @@ class FaultPredictor(BaseEstimator):
             Exported histories in the input contract (CSV, Parquet, JSON lines
             files or a directory of them; see :func:`markovfault.read_histories`).
         y : ignored
+        chunksize : int, optional
+            Stream the histories in batches of at most this many rows
+            (``read_histories(..., chunksize=N)``) instead of reading them
+            whole: memory stays bounded by the batch, the entities and the
+            counts. The counts equal the in-memory fit's exactly provided
+            that each entity's rows arrive in time order across batches (as
+            in exports written in time order; within a batch, order does not
+            matter). A batch row older than that entity's last step already
+            counted raises :class:`~markovfault.exceptions.HistoryError`.
+            The state extractor is fitted on the *first batch* only: list the
+            states (``[states] states = [...]``) or make the first batch
+            representative when quantile or cluster states are used.
 
         Returns
         -------
         self
         """
+        if chunksize is not None:
+            return self._fit_stream(histories, chunksize)
+        if _is_dask(histories):  # counted partition by partition (markovfault._dask)
+            from ._dask import fit_dask
+
+            return fit_dask(self, histories)
         frame, report = self._read(histories)
         extractor = self._make_extractor()
         codes = extractor.fit_transform(frame)
@@ -257,6 +279,45 @@ class FaultPredictor(BaseEstimator):
         self._remember_tail(traj)
         return self
 
+    def _fit_stream(self, histories, chunksize: int) -> "FaultPredictor":
+        """``fit(histories, chunksize=N)``: fit on the first batch, then add the
+        others with each entity's last steps carried across batch boundaries."""
+        if _is_canonical(histories):
+            n = len(histories)
+            batches = ((histories.iloc[k:k + chunksize], None) for k in range(0, n, chunksize))
+        else:
+            batches = read_histories(histories, columns=self._column_map(), chunksize=chunksize,
+                                     return_report=True)
+        total = None
+        for frame, report in batches:
+            if not len(frame):
+                continue
+            if total is None:
+                self.fit(frame)
+                total = self.read_report_ if report is None else report
+                continue
+            codes = self.states_.transform(frame)
+            both, both_codes, n_tail = self._prepend_tail(frame, codes, warn=False, stream=True)
+            traj = self._encode(both, both_codes, self.states_,
+                                event_names=self.base_chain_.event_names_)
+            if isinstance(self.chain_, EventMarkovChain):
+                self.chain_.partial_fit(traj)
+            else:
+                self._partial_fit_history(traj, both.iloc[:n_tail], both_codes[:n_tail])
+            self._remember_tail(traj)
+            if report is not None:
+                for key in ("n_sources", "n_rows_read", "n_rows_kept"):
+                    setattr(total, key, getattr(total, key) + getattr(report, key))
+                for name in ("dropped", "filled"):
+                    for k, v in getattr(report, name).items():
+                        getattr(total, name)[k] = getattr(total, name).get(k, 0) + v
+                total.per_source = total.per_source + report.per_source
+        if total is None:
+            raise HistoryError("the histories hold no usable row to fit on")
+        total.n_entities = int(self.last_seen_.index.nunique())
+        self.read_report_ = total
+        return self
+
     def _partial_fit_history(self, traj, tail_frame, tail_codes) -> None:
         """Add the new transitions of ``traj`` (carried tail rows excluded) to the counts."""
         spec, chain = self.chain_.spec, self.chain_
@@ -307,7 +368,8 @@ class FaultPredictor(BaseEstimator):
             new = pd.concat([old[~old.index.isin(new.index)], new])
         self.last_seen_ = new.sort_index(kind="stable")
 
-    def _prepend_tail(self, frame: pd.DataFrame, codes: np.ndarray, warn: bool):
+    def _prepend_tail(self, frame: pd.DataFrame, codes: np.ndarray, warn: bool,
+                      stream: bool = False):
         """The remembered tail rows of the entities in ``frame``, then ``frame``."""
         seen = self.last_seen_
         ents = frame["entity"].astype(str)
@@ -317,6 +379,17 @@ class FaultPredictor(BaseEstimator):
         first_time = _time_int(frame).groupby(ents.to_numpy()).min()
         last_time = carried.groupby(level=0)["time"].max()
         late = first_time.reindex(last_time.index) <= last_time
+        if stream:  # fit(..., chunksize=N): ties keep read order; older rows are an error
+            older = first_time.reindex(last_time.index) < last_time
+            if older.any():
+                ent = last_time.index[older.to_numpy()][0]
+                raise HistoryError(
+                    f"entity {ent!r}: a batch holds a step older than its last step in an "
+                    f"earlier batch ({int(older.sum())} entities affected); fit(..., "
+                    "chunksize=N) needs each entity's rows in time order across batches. "
+                    "Fix: sort the export by time (or by entity and time), or fit in memory "
+                    "without chunksize.")
+            late = older
         if late.any():
             if warn:
                 logger.warning(
@@ -485,6 +558,10 @@ class FaultPredictor(BaseEstimator):
             the base state.
         """
         self._check_fitted()
+        if _is_dask(histories):  # forecast partition by partition (markovfault._dask)
+            from ._dask import predict_dask
+
+            return predict_dask(self, histories, horizon, scenario, event_mix, recent_window)
         if histories is None:
             frame = None
             both = self.last_seen_.reset_index()
@@ -562,6 +639,11 @@ class FaultPredictor(BaseEstimator):
         if hasattr(self, "chain_"):
             bundle["text/html"] = self._repr_html_()
         return bundle
+
+
+def _is_dask(obj) -> bool:
+    """A dask DataFrame, detected without importing dask."""
+    return (type(obj).__module__ or "").startswith("dask") and hasattr(obj, "map_partitions")
 
 
 def _is_canonical(obj) -> bool:
