@@ -373,7 +373,9 @@ class FaultPredictor(BaseEstimator):
         """The remembered tail rows of the entities in ``frame``, then ``frame``."""
         seen = self.last_seen_
         ents = frame["entity"].astype(str)
-        carried = seen[seen.index.isin(pd.unique(ents.to_numpy()))]
+        # hash lookups on object arrays: isin with arrow strings falls back to a Python loop
+        present = pd.Index(pd.unique(ents.to_numpy(dtype=object)), dtype=object)
+        carried = seen[present.get_indexer(seen.index.to_numpy(dtype=object)) >= 0]
         if not len(carried):
             return frame, codes, 0
         first_time = _time_int(frame).groupby(ents.to_numpy()).min()

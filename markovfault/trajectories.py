@@ -209,7 +209,7 @@ class Trajectories:
             run_starts=np.zeros(0, dtype=np.int64),
             state_names=state_names,
             event_names=tuple(ev_vocab),
-            entity_names=tuple(str(e) for e in ent_names),
+            entity_names=tuple(ent_names.astype(object).tolist()),
             is_failure=is_failure,
             time_kind=time_kind,
             source_row=source_row,
