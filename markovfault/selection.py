@@ -30,7 +30,9 @@ class SelectionResult:
     ----------
     table : DataFrame
         One row per candidate: its settings, ``n_states`` (augmented),
-        ``heldout_loglik`` (mean log-likelihood per held-out transition),
+        ``heldout_loglik`` (mean log-likelihood per held-out transition, of
+        the event and the next state given the history), ``note`` (why a
+        candidate was not scored, e.g. too many states),
         and, when a backtest ran, pooled ``bss`` and ``roc_auc`` averaged over
         horizons. Sorted best first.
     best : HistorySpec
@@ -112,18 +114,31 @@ def select_states(
                                    np.asarray(extractor.is_failure_, dtype=bool),
                                    max_gap=predictor.max_gap)
     test_bin = (traj.time >= split).astype(np.int64)
-    rows = []
+    rows, kept = [], []
     for spec in specs:  # a loop over candidates, each vectorised
-        layout = _Layout(spec, traj.n_states, traj.n_events)
+        try:
+            layout = _Layout(spec, traj.n_states, traj.n_events)
+        except ConfigError as exc:  # too many states: reported, not fatal
+            rows.append({**spec.to_config(), "n_states": np.nan, "heldout_loglik": np.nan,
+                         "note": str(exc)})
+            kept.append(spec)
+            continue
         both = count_augmented(augment(traj, spec), traj, layout.A, test_bin, 2)
         train, test = both[0], both[1]
         if test.sum() == 0 or train.sum() == 0:
             raise HistoryError("the hold-out split leaves no training or no test transitions")
         chain = HistoryChain(spec, predictor.alpha, predictor.beta).set_counts(
             train, traj.state_names, traj.event_names, traj.is_failure)
+        # log P(e | a) + log P(j | a, e) of every held-out transition: the event term
+        # matters where the event names the next state (a log key, say)
         nz = test > 0
-        ll = float((test[nz] * np.log(chain.next_probs_[nz])).sum() / test.sum())
-        row = {**spec.to_config(), "n_states": layout.A, "heldout_loglik": ll}
+        ll = float((test[nz] * np.log(chain.next_probs_[nz])).sum())
+        arrivals = test.sum(axis=2).T  # (A, E)
+        m = arrivals > 0
+        with np.errstate(divide="ignore"):
+            ll += float((arrivals[m] * np.log(chain.event_probs_[m])).sum())
+        row = {**spec.to_config(), "n_states": layout.A, "heldout_loglik": ll / test.sum(),
+               "note": ""}
         if horizon is not None:
             model = clone(predictor).set_params(history=spec)
             res = backtest(frame, model, horizon=horizon, cutoffs=cutoffs,
@@ -132,6 +147,10 @@ def select_states(
             row["bss"] = float(pooled["bss"].mean())
             row["roc_auc"] = float(pooled["roc_auc"].mean())
         rows.append(row)
-    table = pd.DataFrame(rows).sort_values(criterion, ascending=False, kind="stable")
-    best = specs[int(table.index[0])]
+        kept.append(spec)
+    table = pd.DataFrame(rows).sort_values(criterion, ascending=False, kind="stable",
+                                           na_position="last")
+    if table[criterion].isna().all():
+        raise ConfigError("no candidate could be scored: " + "; ".join(table["note"]))
+    best = kept[int(table.index[0])]
     return SelectionResult(table=table.reset_index(drop=True), best=best, criterion=criterion)

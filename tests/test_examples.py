@@ -1,9 +1,11 @@
 """The real-histories examples (examples/<name>/run.py) on the public data sets in ../shared/data.
 
 Each test runs the example's own conversion on the whole raw data, checks it against the counts verified in
-../shared/data/<name>/LOAD.md, and runs a small backtest (a subset of entities, two cutoffs, short horizon)
-with every baseline. The data are never copied into the repository: when ../shared/data is absent (a user's
-machine) the tests skip; in CI it is present and they run.
+../shared/data/<name>/LOAD.md, checks that the config's ``[states.history]`` is what ``--select`` chooses, and
+runs a small backtest (a subset of entities, two cutoffs, short horizon) of the plain chain with every
+baseline and of the history-aware chain (long-run and, where there are events, recent event mix) on the same
+origins, as ``run()`` does. The data are never copied into the repository: when ../shared/data is absent (a
+user's machine) the tests skip; in CI it is present and they run.
 """
 
 from __future__ import annotations
@@ -44,20 +46,30 @@ def _data(name: str) -> Path:
     return path
 
 
-def _check_backtest(result, horizon: int) -> None:
-    """Every model scored at every horizon, probabilities in [0, 1], metrics finite where defined."""
-    expected = ["markov", *BASELINES]
+def _models(events: bool) -> list:
+    return ["markov", "markov+history", *(["markov+history+recent"] if events else []), *BASELINES]
+
+
+def _check_backtest(result, horizon: int, expected: list) -> None:
+    """Every model scored at every horizon on the same origins, probabilities in [0, 1], metrics finite
+    where defined, and the history-aware chain a different model from the plain one."""
     assert result.models == expected
     pooled = result.metrics[result.metrics["fold"] == "all"]
     assert sorted(map(tuple, pooled[["model", "horizon"]].to_numpy().tolist())) == sorted(
         (m, h) for m in expected for h in range(1, horizon + 1))
+    # one row per (fold, horizon, model) too, for every fold
+    per_fold = result.metrics[result.metrics["fold"] != "all"]
+    assert per_fold.groupby(["fold", "horizon"])["model"].apply(
+        lambda m: sorted(m) == sorted(expected)).all()
     pred = result.predictions
     assert set(pred["model"].unique()) == set(expected)
     assert pred["p"].between(0.0, 1.0).all()
     assert set(pred["y"].unique()) <= {0, 1}
-    # the same origins for every model
-    per_model = pred.groupby(["model", "horizon"], observed=True).size().unstack("model")
-    assert (per_model.nunique(axis=1) == 1).all()
+    # the same origins, in the same order, with the same outcomes for every model
+    keys = pred[pred["model"] == "markov"][["fold", "origin_step", "horizon", "y"]].to_numpy()
+    for model in expected:
+        other = pred[pred["model"] == model][["fold", "origin_step", "horizon", "y"]].to_numpy()
+        assert np.array_equal(other, keys), model
     assert pooled["n_pos"].sum() > 0, "the small backtest must see failures"
     for row in result.metrics.itertuples():
         if row.n == 0:
@@ -68,9 +80,37 @@ def _check_backtest(result, horizon: int) -> None:
         for metric in ("roc_auc", "average_precision"):
             assert np.isfinite(getattr(row, metric)) == defined, (row.model, row.horizon, metric)
         assert np.isfinite(row.bss) == (row.brier_ref > 0), (row.model, row.horizon, "bss")
+    # the history-aware chain is not the plain chain under another name
+    p = pred.pivot_table(index=["fold", "origin_step", "horizon"], columns="model", values="p",
+                         observed=True)
+    assert not np.allclose(p["markov+history"], p["markov"])
     summary = result.summary()
     assert len(summary) == len(expected) * horizon
-    assert isinstance(result.verdict(), str) and "markov" in result.verdict()
+    for model in ("markov", "markov+history"):
+        assert model in result.verdict(model=model)
+
+
+def _backtest_both(ex, frame, cutoffs, *, events: bool):
+    """The small backtest, as run() does it: read once, plain chain + baselines, then the config's
+    history-aware chain on the same origins."""
+    model = ex.predictor()
+    hist = mf.read_histories(frame, columns=model.columns)
+    kwargs = {"event_mix": ("long_run", "recent"), "recent_window": ex.RECENT_WINDOW} if events else {}
+    result = ex._common().backtest_both(hist, model, horizon=3, cutoffs=cutoffs, n_jobs=1,
+                                        progress=False, **kwargs)
+    assert result.params["history"] == model._history_spec().to_config()
+    assert not model._history_spec().is_plain
+    return result
+
+
+def _check_selection(ex, data) -> None:
+    """The config's [states.history] is what --select chooses, and it beats the plain chain held out."""
+    table, chosen = ex.select(data)
+    assert chosen == ex.predictor()._history_spec().to_config()
+    assert len(table) == len(ex.CANDIDATES) and (table["chosen"] == "<-").sum() == 1
+    assert table["heldout_loglik"].is_monotonic_decreasing
+    plain = table[(table["order"] == 1) & (table["failure_window"] == 0)]["heldout_loglik"].item()
+    assert table.loc[table["chosen"] == "<-", "heldout_loglik"].item() > plain
 
 
 # --------------------------------------------------------------------- Backblaze
@@ -101,10 +141,10 @@ def test_backblaze_example():
     drives = np.sort(frame["serial_number"].unique())
     keep = set(failed) | set(drives[:1200])
     small = frame[frame["serial_number"].isin(keep)]
-    result = mf.backtest(small, ex.predictor(), horizon=3, cutoffs=["2013-05-03", "2013-05-10"],
-                         origins="every_step", progress=False)
+    result = _backtest_both(ex, small, ["2013-05-03", "2013-05-10"], events=True)
     assert result.params["rows_read"] == len(small)
-    _check_backtest(result, horizon=3)
+    _check_backtest(result, horizon=3, expected=_models(events=True))
+    _check_selection(ex, data)
 
 
 # -------------------------------------------------------------------------- HDFS
@@ -136,9 +176,9 @@ def test_hdfs_example():
 
     small = ex.load(data, max_sessions=1_500)
     assert small["block"].nunique() == 1_500
-    result = mf.backtest(small, ex.predictor(), horizon=3, cutoffs=ex.cutoffs(small, (0.6, 0.8)),
-                         origins="every_step", progress=False)
-    _check_backtest(result, horizon=3)
+    result = _backtest_both(ex, small, ex.cutoffs(small, (0.6, 0.8)), events=True)
+    _check_backtest(result, horizon=3, expected=_models(events=True))
+    _check_selection(ex, data)
 
 
 # --------------------------------------------------------------------------- NAB
@@ -167,11 +207,11 @@ def test_nab_example():
     names = sorted(frame["series"].unique())
     some = [n for n in names if "realKnownCause" in n][:3] + [n for n in names if "ec2_cpu" in n][:3]
     small = frame[frame["series"].isin(some)]
-    result = mf.backtest(small, ex.predictor(), horizon=3, cutoffs=ex.cutoffs((0.4, 0.7)),
-                         origins="every_step", progress=False)
-    _check_backtest(result, horizon=3)
+    result = _backtest_both(ex, small, ex.cutoffs((0.4, 0.7)), events=False)
+    _check_backtest(result, horizon=3, expected=_models(events=False))
     onset = ex.onset_scores(result, 3)
     assert list(onset["model"]) == result.models and (onset["n_pos"] > 0).all()
+    _check_selection(ex, data)
 
 
 # ------------------------------------------------------------ no data, clear exit

@@ -225,3 +225,29 @@ def test_successor_map_agrees_with_augmented_histories(spec):
     inner = ~traj.is_run_start()[1:]
     pred = succ[aug[:-1], traj.event[1:], traj.state[1:]]
     np.testing.assert_array_equal(pred[inner], aug[1:][inner])
+
+
+@quiet
+def test_selection_reports_oversized_candidates_instead_of_failing():
+    hist = order_two_history(np.random.RandomState(2), n_ent=20, n_steps=200)
+    model = FaultPredictor(states={"states": ["ok", "slow", "down"], "failure": ["down"]})
+    res = select_states(hist, model, candidates=[{"order": 2}, {"order": 14}], horizon=None)
+    assert res.best.order == 2
+    big = res.table[res.table["order"] == 14].iloc[0]
+    assert np.isnan(big["heldout_loglik"]) and "too many" in big["note"]
+
+
+def test_selection_counts_the_event_term():
+    # events name the next state outright: only the event term tells the orders apart
+    rng = np.random.RandomState(3)
+    seq = np.zeros((40, 300), dtype=int)
+    for t in range(2, 300):  # order-2 rule over 3 states, fully determined by the event
+        seq[:, t] = np.where(seq[:, t - 1] == seq[:, t - 2], rng.randint(0, 3, 40),
+                             (seq[:, t - 1] + 1) % 3)
+    names = np.array(["ok", "slow", "down"])
+    hist = pd.DataFrame({"entity": np.repeat(np.arange(40), 300).astype(str),
+                         "time": np.tile(np.arange(300), 40),
+                         "status": names[seq.ravel()], "event": names[seq.ravel()]})
+    model = FaultPredictor(states={"states": list(names), "failure": ["down"]})
+    res = select_states(hist, model, candidates=[{"order": 1}, {"order": 2}], horizon=None)
+    assert res.best.order == 2

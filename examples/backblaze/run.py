@@ -12,14 +12,20 @@ Conversion (vectorised, one row per drive-day):
 * ``event`` = which SMART error counters (5, 187, 197, 198) rose since the drive's previous snapshot,
   joined by "+" (e.g. ``"realloc+pending"``), or ``"none"``. 187 and 198 are empty in this 2013 subset.
 
-Every drive is used (no subsampling): the whole run takes well under two minutes on 2 cores.
+Models: the plain chain over the bad-sector states (``markov``), the same chain with the history-aware states
+of ``config.toml``'s ``[states.history]`` under the long-run event mix (``markov+history``) and under the mix
+of the last ``RECENT_WINDOW`` (``markov+history+recent``), and every baseline, on the same origins. The
+history-aware states were chosen by ``--select`` (see ``select``).
 
-    python examples/backblaze/run.py [--data DIR] [--out DIR]
+Every drive is used (no subsampling): the whole run takes about a minute on 2 cores.
+
+    python examples/backblaze/run.py [--data DIR] [--out DIR] [--select]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,6 +49,24 @@ COUNTERS = {
 HORIZON = 7  # days
 #: Weekly cutoffs after 16 days of history; every drive-day after the first cutoff is an origin.
 CUTOFFS = ["2013-04-26", "2013-05-03", "2013-05-10"]
+#: History-aware state maps compared by ``--select``: orders 1-3 (up to the 2 previous days' states). No
+#: failure window: a failure is a drive's last record, so no step ever follows one.
+CANDIDATES = [{"order": o} for o in (1, 2, 3)]
+#: The trailing window of the recent event mix: a week, the spacing of the cutoffs.
+RECENT_WINDOW = "7D"
+
+
+def _common():
+    """examples/common.py, shared by the examples (loaded by path: examples/ is not a package)."""
+    import importlib.util
+
+    name = "markovfault_examples_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.parent / "common.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def load(data_dir, *, max_drives: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -82,14 +106,28 @@ def load(data_dir, *, max_drives: int | None = None, seed: int = 0) -> pd.DataFr
     })
 
 
-def predictor(config=CONFIG):
+def predictor(config=CONFIG, *, history: bool = True):
+    """The ``FaultPredictor`` of ``config``; ``history=False`` drops its ``[states.history]``."""
     import markovfault as mf
     from markovfault.config import load_config
 
-    return mf.FaultPredictor.from_config(load_config(config))
+    model = mf.FaultPredictor.from_config(load_config(config))
+    return model if history else model.set_params(history=None)
 
 
-def run(data_dir, out, *, max_drives=None, horizon=HORIZON, cutoffs=CUTOFFS, n_jobs=2):
+def select(data_dir, candidates=CANDIDATES):
+    """Compare history-aware state maps on the days before the first cutoff (held-out log-likelihood
+    of the next state, ``common.select`` without events: the event, which counters rose, nearly names
+    the next state); returns the table and the chosen ``[states.history]`` settings."""
+    import markovfault as mf
+
+    model = predictor()
+    hist = mf.read_histories(load(data_dir), columns=model.columns)
+    return _common().select(hist, model, candidates, pd.Timestamp(CUTOFFS[0], tz="UTC"), events=False)
+
+
+def run(data_dir, out, *, max_drives=None, horizon=HORIZON, cutoffs=CUTOFFS, n_jobs=2,
+        recent_window=RECENT_WINDOW):
     import markovfault as mf
 
     t0 = time.perf_counter()
@@ -99,11 +137,12 @@ def run(data_dir, out, *, max_drives=None, horizon=HORIZON, cutoffs=CUTOFFS, n_j
     print(report)
     print("failures:", int(hist["failure"].sum()), "| events:",
           hist["event"].value_counts().to_dict())
+    print("history-aware states:", model._history_spec())
     t1 = time.perf_counter()
-    # backtest reads the frame again with the config's [columns]: it cannot take `hist`, whose
-    # columns read_histories has renamed to the canonical names
-    result = mf.backtest(frame, model, horizon=horizon, cutoffs=cutoffs, origins="every_step",
-                         n_jobs=n_jobs)
+    # the plain chain with every baseline, then the history-aware chain (long-run and recent event
+    # mix), on the same origins
+    result = _common().backtest_both(hist, model, horizon=horizon, cutoffs=cutoffs, n_jobs=n_jobs,
+                                     event_mix=("long_run", "recent"), recent_window=recent_window)
     t2 = time.perf_counter()
     result.to_dir(out)
     t3 = time.perf_counter()
@@ -118,17 +157,28 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "out", help="output folder (default: %(default)s)")
     parser.add_argument("--max-drives", type=int, default=None,
                         help="deterministic uniform subsample of drives (default: all)")
+    parser.add_argument("--select", action="store_true",
+                        help="compare the history-aware state maps of CANDIDATES and stop")
     args = parser.parse_args(argv)
     if not (args.data / FILE).is_file():
         print(f"error: {args.data / FILE} not found; pass --data DIR, the folder holding the Backblaze "
               "subset (see ../shared/data/backblaze/LOAD.md)", file=sys.stderr)
         return 66
+    if args.select:
+        table, chosen = select(args.data)
+        print(table.to_string(index=False, float_format="%.6f"))
+        print("\nchosen (the smallest within common.TIE of the best):\n" + _common().history_table(chosen))
+        return 0
+    # gradient boosting fits its folds in n_jobs processes: OpenMP threads inside each would only fight
+    # for the same cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = run(args.data, args.out, max_drives=args.max_drives)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.summary().drop(columns=["note"]).round(4).to_string(index=False))
     print()
-    print(result.verdict())
-    print(result.verdict("roc_auc"))
+    for model in ("markov", "markov+history"):
+        print(result.verdict(model=model))
+        print(result.verdict("roc_auc", model=model))
     return 0
 
 

@@ -17,15 +17,20 @@ Conversion (vectorised over rows; the only loops are over the 24 files and the 4
   window (combined_windows.json): the failure state. ``in_window`` (the whole NAB window) is kept for
   reference.
 
-No subsampling: all 24 series, 137,301 rows; the run takes well under a minute on 2 cores.
+Models: the plain chain over the z-score states (``markov``), the same chain with the history-aware states
+of ``config.toml``'s ``[states.history]`` (``markov+history``; chosen by ``--select``, see ``select``), and
+every baseline, on the same origins. No recent event mix: the series have no events.
 
-    python examples/nab/run.py [--data DIR] [--out DIR]
+No subsampling: all 24 series, 137,301 rows; the run takes under a minute on 2 cores.
+
+    python examples/nab/run.py [--data DIR] [--out DIR] [--select]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +49,22 @@ TICKS = 1_000_000
 HORIZON = 10  # samples
 #: Cutoffs at these fractions of every series; every step after the first is an origin.
 CUTOFF_FRACTIONS = (0.3, 0.45, 0.6, 0.75)
+#: History-aware state maps compared by ``--select``: orders 1-4 (up to the 3 previous states) x the steps
+#: since the last anomaly (none, capped at 3 or at 10).
+CANDIDATES = [{"order": o, "failure_window": w} for o in (1, 2, 3, 4) for w in (0, 3, 10)]
+
+
+def _common():
+    """examples/common.py, shared by the examples (loaded by path: examples/ is not a package)."""
+    import importlib.util
+
+    name = "markovfault_examples_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.parent / "common.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def load(data_dir, *, categories=CATEGORIES, window: int = WINDOW) -> pd.DataFrame:
@@ -99,11 +120,13 @@ def cutoffs(fractions=CUTOFF_FRACTIONS) -> list[int]:
     return [int(f * TICKS) for f in fractions]
 
 
-def predictor(config=CONFIG):
+def predictor(config=CONFIG, *, history: bool = True):
+    """The ``FaultPredictor`` of ``config``; ``history=False`` drops its ``[states.history]``."""
     import markovfault as mf
     from markovfault.config import load_config
 
-    return mf.FaultPredictor.from_config(load_config(config))
+    model = mf.FaultPredictor.from_config(load_config(config))
+    return model if history else model.set_params(history=None)
 
 
 def onset_scores(result, horizon: int) -> pd.DataFrame:
@@ -114,13 +137,23 @@ def onset_scores(result, horizon: int) -> pd.DataFrame:
     pred = result.predictions
     sel = pred[(pred["horizon"] == horizon) & (pred["state"] != "anomaly")]
     rows = []
-    for model, g in sel.groupby("model", observed=True, sort=False):
+    for model, g in sel.groupby("model", observed=True):  # in the order of the models
         y, p = g["y"].to_numpy(), g["p"].to_numpy()
         both = 0 < y.sum() < len(y)
         rows.append({"model": model, "horizon": horizon, "n": len(y), "n_pos": int(y.sum()),
                      "roc_auc": roc_auc_score(y, p) if both else np.nan,
                      "average_precision": average_precision_score(y, p) if both else np.nan})
     return pd.DataFrame(rows)
+
+
+def select(data_dir, candidates=CANDIDATES):
+    """Compare history-aware state maps on the steps before the first cutoff (held-out log-likelihood,
+    ``common.select``); returns the table and the chosen ``[states.history]`` settings."""
+    import markovfault as mf
+
+    model = predictor()
+    hist = mf.read_histories(load(data_dir), columns=model.columns)
+    return _common().select(hist, model, candidates, cutoffs()[0])
 
 
 def run(data_dir, out, *, horizon=HORIZON, n_jobs=2):
@@ -133,10 +166,10 @@ def run(data_dir, out, *, horizon=HORIZON, n_jobs=2):
     print(report)
     print("label points:", int(frame["label_point"].sum()), "| rows in windows:", int(frame["in_window"].sum()),
           "| anomaly rows:", int(frame["anomaly"].sum()))
+    print("history-aware states:", model._history_spec())
     t1 = time.perf_counter()
-    # backtest reads `frame` again with the config's [columns] (it cannot take `hist`, renamed)
-    result = mf.backtest(frame, model, horizon=horizon, cutoffs=cutoffs(), origins="every_step",
-                         n_jobs=n_jobs)
+    # the plain chain with every baseline, then the history-aware chain, on the same origins
+    result = _common().backtest_both(hist, model, horizon=horizon, cutoffs=cutoffs(), n_jobs=n_jobs)
     t2 = time.perf_counter()
     result.to_dir(out)
     t3 = time.perf_counter()
@@ -149,6 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="folder holding NAB's data/ and labels/ (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="output folder (default: %(default)s)")
+    parser.add_argument("--select", action="store_true",
+                        help="compare the history-aware state maps of CANDIDATES and stop")
     args = parser.parse_args(argv)
     needed = [args.data / "labels" / "combined_windows.json", args.data / "labels" / "combined_labels.json",
               *(args.data / "data" / c for c in CATEGORIES)]
@@ -157,6 +192,14 @@ def main(argv=None) -> int:
         print(f"error: {', '.join(missing)} not found; pass --data DIR, the folder holding NAB's data/ and "
               "labels/ (see ../shared/data/nab/LOAD.md)", file=sys.stderr)
         return 66
+    if args.select:
+        table, chosen = select(args.data)
+        print(table.to_string(index=False, float_format="%.6f"))
+        print("\nchosen (the smallest within common.TIE of the best):\n" + _common().history_table(chosen))
+        return 0
+    # gradient boosting fits its folds in n_jobs processes: OpenMP threads inside each would only fight
+    # for the same cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = run(args.data, args.out)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.summary().drop(columns=["note"]).round(4).to_string(index=False))
@@ -164,8 +207,9 @@ def main(argv=None) -> int:
         for h in (1, HORIZON):
             print(onset_scores(result, h).round(4).to_string(index=False))
     print()
-    print(result.verdict())
-    print(result.verdict("roc_auc"))
+    for model in ("markov", "markov+history"):
+        print(result.verdict(model=model))
+        print(result.verdict("roc_auc", model=model))
     return 0
 
 
