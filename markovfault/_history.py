@@ -333,15 +333,27 @@ class HistoryChain:
         self.state_names_ = self.layout_.names(state_names, event_names)
         self.n_aug_ = self.layout_.A
         self.n_transitions_ = int(counts.sum())
+        self._pattern = None
         return self
 
     # ----------------------------------------------------------- matrices
     def _matrix(self, weights: np.ndarray) -> sp.csr_matrix:
-        """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j]."""
+        """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j].
+
+        The sparsity pattern never changes, so it is built once: later calls
+        are one ``bincount`` over the weights (forecasts under many event
+        mixes stay cheap).
+        """
         A = self.n_aug_
-        rows = np.broadcast_to(np.arange(A)[:, None, None], weights.shape).ravel()
-        m = sp.coo_matrix((weights.ravel(), (rows, self.successor_.ravel())), shape=(A, A))
-        return m.tocsr()
+        if getattr(self, "_pattern", None) is None:
+            rows = np.broadcast_to(np.arange(A)[:, None, None], self.successor_.shape).ravel()
+            keys = rows.astype(np.int64) * A + self.successor_.ravel()
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            indptr = np.searchsorted(uniq // A, np.arange(A + 1), side="left")
+            self._pattern = (inverse, (uniq % A).astype(np.int64), indptr, len(uniq))
+        inverse, indices, indptr, nnz = self._pattern
+        data = np.bincount(inverse, weights=np.ravel(weights), minlength=nnz)
+        return sp.csr_matrix((data, indices, indptr), shape=(A, A))
 
     def transition_matrix(self, event_probs: np.ndarray | None = None) -> sp.csr_matrix:
         Q = self.event_probs_ if event_probs is None else event_probs
