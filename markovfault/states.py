@@ -635,7 +635,9 @@ def _lookup_labels(
     unknown_code: int,
 ) -> IntArray:
     """Vectorised label -> state code, with the unknown-label policy."""
-    idx = pd.Index(labels).get_indexer(status)
+    # factorize first (fast on arrow strings), then look up only the distinct labels
+    row_codes, distinct = pd.factorize(status, use_na_sentinel=False)
+    idx = pd.Index(labels).get_indexer(pd.Index(distinct, dtype=object))[row_codes]
     missing = idx < 0
     if covered is not None:
         missing &= ~covered

@@ -186,7 +186,7 @@ class Trajectories:
 
         ent_codes, ent_names = pd.factorize(frame["entity"].astype(str), sort=True)
         if "event" in frame.columns:
-            ev = frame["event"].astype(str).to_numpy()
+            ev = frame["event"].astype(str)  # factorized as a Series: fast on arrow strings
         else:
             from .histories import IMPLICIT_EVENT
 
