@@ -118,3 +118,19 @@ def history_table(chosen: dict) -> str:
     """``chosen`` as a ``[states.history]`` TOML table."""
     return "[states.history]\n" + "".join(
         f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in chosen.items())
+
+
+def print_selection(table, chosen) -> None:
+    """What ``run.py --select`` prints: the comparison, then the chosen ``[states.history]`` table."""
+    print(table.to_string(index=False, float_format="%.6f"))
+    print("\nchosen (the smallest within common.TIE of the best):\n" + history_table(chosen))
+
+
+def print_result(result) -> None:
+    """What ``run.py`` prints: the pooled summary and the verdicts of both chains."""
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(result.summary().drop(columns=["note"]).round(4).to_string(index=False))
+    print()
+    for model in (PLAIN, HISTORY):
+        print(result.verdict(model=model))
+        print(result.verdict("roc_auc", model=model))

@@ -165,20 +165,12 @@ def main(argv=None) -> int:
               "subset (see ../shared/data/backblaze/LOAD.md)", file=sys.stderr)
         return 66
     if args.select:
-        table, chosen = select(args.data)
-        print(table.to_string(index=False, float_format="%.6f"))
-        print("\nchosen (the smallest within common.TIE of the best):\n" + _common().history_table(chosen))
+        _common().print_selection(*select(args.data))
         return 0
     # gradient boosting fits its folds in n_jobs processes: OpenMP threads inside each would only fight
     # for the same cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = run(args.data, args.out, max_drives=args.max_drives)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(result.summary().drop(columns=["note"]).round(4).to_string(index=False))
-    print()
-    for model in ("markov", "markov+history"):
-        print(result.verdict(model=model))
-        print(result.verdict("roc_auc", model=model))
+    _common().print_result(run(args.data, args.out, max_drives=args.max_drives))
     return 0
 
 
