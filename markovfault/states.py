@@ -248,6 +248,11 @@ def _numeric_column(X: pd.DataFrame, column: str, who: str) -> FloatArray:
 def _string_column(X: pd.DataFrame, column: str, who: str) -> pd.Series:
     series = X[column]
     _check_no_missing(X, column, series.isna().to_numpy(dtype=bool), who)
+    if isinstance(series.dtype, pd.CategoricalDtype) and (
+        pd.api.types.is_string_dtype(series.cat.categories.dtype)
+        or series.cat.categories.dtype == object
+    ):  # text as codes (read_histories(..., categorical=True)): compared without copies
+        return series
     if not (
         pd.api.types.is_string_dtype(series.dtype) or series.dtype == object
     ):  # e.g. integer status codes: compare them as text
@@ -635,13 +640,20 @@ def _lookup_labels(
     unknown_code: int,
 ) -> IntArray:
     """Vectorised label -> state code, with the unknown-label policy."""
-    # factorize first (fast on arrow strings), then look up only the distinct labels
-    row_codes, distinct = pd.factorize(status, use_na_sentinel=False)
-    idx = pd.Index(labels).get_indexer(pd.Index(distinct, dtype=object))[row_codes]
-    missing = idx < 0
-    if covered is not None:
-        missing &= ~covered
-    codes = np.where(idx >= 0, label_codes[np.maximum(idx, 0)] if len(labels) else 0, 0)
+    # factorize first (fast on arrow strings; free on categoricals), then look up
+    # only the distinct labels
+    if isinstance(status.dtype, pd.CategoricalDtype):  # no missing values here
+        row_codes, distinct = status.cat.codes.to_numpy(), status.cat.categories
+    else:
+        row_codes, distinct = pd.factorize(status, use_na_sentinel=False)
+    idx = pd.Index(labels).get_indexer(pd.Index(distinct, dtype=object))
+    table = np.where(idx >= 0, label_codes[np.maximum(idx, 0)] if len(labels) else 0, 0)
+    codes = table.astype(np.int64)[row_codes]
+    missing = np.zeros(len(row_codes), dtype=bool)
+    if (idx < 0).any():
+        missing = (idx < 0)[row_codes]
+        if covered is not None:
+            missing &= ~covered
     if missing.any():
         bad = pd.unique(status.to_numpy()[missing])
         shown = ", ".join(repr(str(b)) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
@@ -794,7 +806,7 @@ class CategoricalStates(StateExtractor):
         if self.states is not None:
             vocab = _name_list(self.states, "states")
         else:
-            seen = {str(s) for s in pd.unique(status.to_numpy())}
+            seen = {str(s) for s in status.unique()}
             names = {mapping.get(s, s) for s in seen} | set(mapping.values())
             if self.unknown != "raise":
                 names.add(self.unknown)

@@ -184,23 +184,28 @@ class Trajectories:
             time_kind = "integer"
             time = np.asarray(time_col, dtype=np.int64)
 
-        ent_codes, ent_names = pd.factorize(frame["entity"].astype(str), sort=True)
+        ent_codes, ent_names = _factorize_sorted(frame["entity"])
         if "event" in frame.columns:
-            ev = frame["event"].astype(str)  # factorized as a Series: fast on arrow strings
+            ev = frame["event"]
         else:
             from .histories import IMPLICIT_EVENT
 
             ev = np.full(n, IMPLICIT_EVENT, dtype=object)
         ev_codes, ev_vocab = _encode_events(ev, event_names)
 
-        order = np.lexsort((time, ent_codes))  # stable: entity, then time
+        from ._fastread import group_order
+
+        order = group_order(ent_codes, time, len(ent_names))  # stable: entity, then time
+        if order is None:  # already sorted (as read_histories returns frames)
+            order = slice(None)
         entity = ent_codes[order].astype(np.int64)
         time = time[order]
-        source_row = (
-            np.asarray(frame["_row"], dtype=np.int64)[order]
-            if "_row" in frame.columns
-            else order.astype(np.int64)
-        )
+        if "_row" in frame.columns:
+            source_row = np.asarray(frame["_row"], dtype=np.int64)[order]
+        elif isinstance(order, slice):
+            source_row = np.arange(n, dtype=np.int64)
+        else:
+            source_row = order.astype(np.int64)
         traj = cls(
             entity=entity,
             time=time,
@@ -354,9 +359,32 @@ def _failure_mask(failure, state_names: tuple) -> np.ndarray:
     return np.isin(np.asarray(state_names, dtype=object), names)
 
 
-def _encode_events(ev: np.ndarray, event_names) -> tuple[np.ndarray, list]:
+def _factorize_sorted(values) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values.astype(str), sort=True)``, without building strings
+    for categorical columns (what ``read_histories(..., categorical=True)`` returns)."""
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        cats = values.cat.categories
+        codes = values.cat.codes.to_numpy()
+        if (pd.api.types.is_string_dtype(cats.dtype) or cats.dtype == object) \
+                and not (codes < 0).any():
+            names = np.asarray(cats.astype(str), dtype=object)
+            used = np.bincount(codes, minlength=len(names)) > 0
+            present = names[used]
+            order = np.argsort(present, kind="stable") if len(present) > 1 else np.arange(
+                len(present))
+            if used.all() and np.array_equal(order, np.arange(len(names))):
+                return codes, present  # sorted categories, all used (read_histories')
+            remap = np.full(len(names), -1, dtype=np.int64)
+            remap[np.flatnonzero(used)[order]] = np.arange(len(present))
+            return remap[codes], present[order]
+    if isinstance(values, np.ndarray):
+        values = pd.Series(values, dtype=object)
+    return pd.factorize(values.astype(str), sort=True)  # fast on arrow strings
+
+
+def _encode_events(ev, event_names) -> tuple[np.ndarray, list]:
     """Codes for event labels; a fixed vocabulary keeps its codes, new labels follow."""
-    codes, uniques = pd.factorize(ev, sort=True)
+    codes, uniques = _factorize_sorted(ev)
     uniques = [str(u) for u in uniques]
     if event_names is None:
         return codes, uniques

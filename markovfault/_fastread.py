@@ -1,0 +1,380 @@
+"""Dictionary-encoded reading of Parquet and CSV files (the fast path of read_histories).
+
+Exported histories repeat a few thousand entity names and a handful of event
+and status labels millions of times. Reading them as one Python string per
+row, cleaning every string and then turning the strings into codes is what
+used to dominate a fit from files. This module reads the text columns
+dictionary-encoded instead (Parquet stores them so; pyarrow's CSV reader
+builds the dictionaries while parsing), cleans only the *distinct* values with
+the very function the row-by-row reader uses (``_as_str``), and works on
+integer codes from there on: dropping, de-duplicating and sorting are array
+operations on codes.
+
+The result is the same canonical frame as the general reader, with the text
+columns as pandas ``Categorical`` (``read_histories(..., categorical=True)``)
+or as strings. Whatever this path does not handle exactly as the general
+reader does (JSON lines, frames, CloudEvents entity fallbacks, time written as
+text, unparseable values, columns missing from some files, ...) raises
+:class:`Fallback`, and the general reader runs instead and raises its usual
+errors. Tests check the two paths give identical frames and reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger("markovfault.histories")
+
+_TEXT = ("entity", "event", "status", "event_id")
+
+# pandas.read_csv's default missing-value tokens: what the general reader
+# (read_csv(dtype=str)) turns into NaN, so the fast CSV reader must too.
+_PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+              "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+              "nan", "null"]
+
+
+class Fallback(Exception):
+    """The fast path does not apply; read with the general reader."""
+
+
+@dataclass
+class _Text:
+    """A text column: ``codes`` index ``names`` (cleaned strings); -1 is missing."""
+
+    codes: np.ndarray
+    names: np.ndarray
+
+
+@dataclass
+class _Part:
+    """One source, encoded."""
+
+    n: int
+    kind: str
+    time: np.ndarray
+    text: dict
+    metrics: dict
+    name: str
+
+
+# ----------------------------------------------------------------- columns
+def _text(column) -> _Text:
+    """Codes and cleaned distinct values of a pyarrow (chunked) column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .histories import _as_str
+
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    column = column.unify_dictionaries()
+    if column.num_chunks == 0:
+        raise Fallback("empty column")
+    dictionary = column.chunk(0).dictionary
+    if len(dictionary) >= 2**31 - 1:
+        raise Fallback("dictionary too large")
+    parts = [(pc.fill_null(chunk.indices, -1) if chunk.null_count else chunk.indices)
+             .to_numpy().astype(np.int32, copy=False) for chunk in column.chunks]
+    raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    # the general reader's cleaning, applied to each distinct value once
+    cleaned = _as_str(dictionary.to_pandas())
+    local, names = pd.factorize(cleaned)  # missing (NaN) -> -1
+    names = np.asarray(names, dtype=object)
+    if np.array_equal(local, np.arange(len(local))):  # nothing merged or blanked
+        return _Text(codes=raw, names=names)
+    table = np.append(local.astype(np.int32), np.int32(-1))  # raw -1 (null) -> -1
+    return _Text(codes=table[raw], names=names)
+
+
+def _time(column) -> tuple[np.ndarray, str]:
+    """int64 time (UTC nanoseconds or a sequence) from integer or timestamp columns."""
+    import pyarrow as pa
+
+    typ = column.type
+    if column.null_count:
+        raise Fallback("missing time")  # the general reader names the row
+    if pa.types.is_integer(typ) and (pa.types.is_signed_integer(typ) or typ.bit_width < 64):
+        return column.cast(pa.int64()).to_numpy(), "integer"
+    if pa.types.is_timestamp(typ):
+        try:  # naive timestamps are UTC; aware ones are stored as UTC already
+            ns = column.cast(pa.timestamp("ns", tz=typ.tz), safe=True)
+        except pa.ArrowInvalid as exc:  # outside 1677-2262
+            raise Fallback(str(exc)) from None
+        return ns.cast(pa.int64()).to_numpy(), "datetime"
+    raise Fallback(f"time of type {typ}")
+
+
+def _metric(column) -> np.ndarray:
+    import pyarrow as pa
+
+    typ = column.type
+    if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+        raise Fallback(f"metric of type {typ}")
+    return column.cast(pa.float64()).to_numpy()
+
+
+# ----------------------------------------------------------------- sources
+def _read_table(src, needed: list, text_columns: list):
+    import pyarrow as pa
+
+    if src.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(src.path, columns=needed, read_dictionary=text_columns)
+    if src.kind == "csv":
+        import pyarrow.csv as pacsv
+
+        dict_type = pa.dictionary(pa.int32(), pa.string())
+        return pacsv.read_csv(
+            src.path,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=needed,
+                column_types={c: dict_type for c in text_columns},
+                null_values=_PANDAS_NA,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    raise Fallback(f"{src.kind} source")
+
+
+def _read_part(src, cols) -> _Part:
+    from .histories import _needed_columns, _open, _resolve
+
+    if src.kind not in ("parquet", "csv"):
+        raise Fallback(f"{src.kind} source")
+    names, _ = _open(src)  # the general reader's errors for empty files
+    where = _resolve(src, names, cols)  # ... and for missing columns
+    if isinstance(where["entity"], tuple):
+        raise Fallback("CloudEvents entity")
+    needed = _needed_columns(where)
+    if len(set(needed)) != len(needed) or len(set(names)) != len(names):
+        raise Fallback("repeated column names")
+    text_columns = [where[f] for f in _TEXT if where.get(f) is not None]
+    try:
+        table = _read_table(src, needed, text_columns)
+    except Fallback:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the general reader words the error
+        raise Fallback(f"pyarrow could not read {src.name}: {exc}") from None
+    n = table.num_rows
+    if n == 0:
+        raise Fallback("no rows")
+    time, kind = _time(table.column(where["time"]))
+    text = {f: _text(table.column(where[f])) for f in _TEXT if where.get(f) is not None}
+    metrics = {m: _metric(table.column(where[m])) for m in cols.metrics}
+    return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=src.name)
+
+
+# ------------------------------------------------------------------ combine
+def _concat(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _merge_text(parts: Sequence[_Text]) -> _Text:
+    """One vocabulary for a column over all sources (first appearance order)."""
+    if len(parts) == 1:
+        return parts[0]
+    all_names = np.concatenate([p.names for p in parts])
+    glob_codes, names = pd.factorize(pd.Index(all_names, dtype=object))
+    out, start = [], 0
+    for p in parts:
+        table = np.append(glob_codes[start:start + len(p.names)].astype(np.int32), np.int32(-1))
+        out.append(table[p.codes])
+        start += len(p.names)
+    return _Text(codes=np.concatenate(out), names=np.asarray(names, dtype=object))
+
+
+def _sorted_vocab(text: _Text, keep: np.ndarray | None,
+                  sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the kept rows into the names that they use (sorted by code point)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    codes = text.codes if keep is None else text.codes[keep]
+    n_names = len(text.names)
+    if (codes < 0).any():  # only a missing event_id is left as -1 here
+        used = np.bincount(codes + 1, minlength=n_names + 1)[1:] > 0
+    else:
+        used = np.bincount(codes, minlength=n_names) > 0
+    present = text.names[used]
+    if sort:  # UTF-8 byte order is code point order, as Python sorts str
+        order = pc.sort_indices(pa.array(present, type=pa.large_string())).to_numpy()
+    else:
+        order = np.arange(len(present))
+    if used.all() and np.array_equal(order, np.arange(n_names)):
+        return codes, present
+    remap = np.full(n_names + 1, -1, dtype=np.int32)
+    remap[np.flatnonzero(used)[order]] = np.arange(len(order), dtype=np.int32)
+    return remap[codes], present[order]
+
+
+def _small(codes: np.ndarray, n: int) -> np.ndarray:
+    """The narrowest signed integer type that holds codes 0..n-1 (and -1)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n < np.iinfo(dtype).max:
+            return codes.astype(dtype, copy=False)
+    return codes.astype(np.int64, copy=False)
+
+
+def group_order(entity: np.ndarray, time: np.ndarray, n_entities: int) -> np.ndarray | None:
+    """The stable sort by (entity, time), or ``None`` when rows are in that order.
+
+    Equal to ``np.lexsort((time, entity))``, without its cost in the common
+    layouts of exports: already sorted (checked in one pass), or written in
+    time order (a stable radix sort of the entity codes).
+    """
+    n = entity.shape[0]
+    if n < 2:
+        return None
+    step = entity[1:] != entity[:-1]
+    back = time[1:] < time[:-1]
+    if not np.any(entity[1:] < entity[:-1]):
+        if not np.any(back & ~step):
+            return None
+        return np.lexsort((time, entity))
+    if not np.any(back):  # time order: group the entities, keeping the order within each
+        return stable_argsort_codes(entity, n_entities)
+    return np.lexsort((time, entity))
+
+
+def stable_argsort_codes(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Stable argsort of non-negative integer codes below ``n_codes``.
+
+    numpy sorts 8- and 16-bit integers stably with a radix sort (linear
+    time); larger codes are sorted by their low and then their high 16 bits.
+    """
+    if n_codes <= 2**16:
+        return np.argsort(codes.astype(np.uint16, copy=False), kind="stable")
+    low = np.argsort((codes & 0xFFFF).astype(np.uint16), kind="stable")
+    high = (codes[low] >> 16).astype(np.uint16)
+    return low[np.argsort(high, kind="stable")]
+
+
+def read_encoded(sources: Sequence[Any], cols, categorical: bool):
+    """The canonical frame and report of ``sources``, read dictionary-encoded.
+
+    Raises :class:`Fallback` when the general reader must be used.
+    """
+    from .histories import IMPLICIT_EVENT, ReadReport, _format_counts
+
+    parts = [_read_part(src, cols) for src in sources]
+    first = parts[0]
+    for p in parts[1:]:  # sources that disagree: the general reader explains
+        if p.kind != first.kind or set(p.text) != set(first.text):
+            raise Fallback("sources disagree")
+    n_read = sum(p.n for p in parts)
+    text = {f: _merge_text([p.text[f] for p in parts]) for f in first.text}
+    time = _concat([p.time for p in parts])
+    metrics = {m: _concat([p.metrics[m] for p in parts]) for m in cols.metrics}
+
+    dropped: dict[str, int] = {}
+    keep = text["entity"].codes >= 0
+    if not keep.all():
+        dropped["missing_entity"] = int((~keep).sum())
+    if "event_id" in text:
+        ids = text["event_id"].codes
+        key = text["entity"].codes.astype(np.int64) * (len(text["event_id"].names) + 1) + ids
+        sub = np.flatnonzero(keep)
+        dup = np.zeros(n_read, dtype=bool)
+        dup[sub] = pd.Series(key[sub]).duplicated(keep="first").to_numpy() & (ids[sub] >= 0)
+        if dup.any():
+            dropped["duplicate_event_id"] = int(dup.sum())
+            keep &= ~dup
+    unusable = np.zeros(n_read, dtype=bool)
+    if "status" in text:
+        unusable |= text["status"].codes < 0
+    for m in cols.metrics:
+        unusable |= np.isnan(metrics[m])
+    if (keep & unusable).any():
+        dropped["missing_status"] = int((keep & unusable).sum())
+    keep &= ~unusable
+    mask = None if keep.all() else keep
+    if mask is not None and not mask.any():
+        raise Fallback("no row kept")  # the general reader raises its errors
+
+    filled: dict[str, int] = {}
+    if "event" not in text:
+        text["event"] = _Text(codes=np.zeros(n_read, dtype=np.int32),
+                              names=np.array([IMPLICIT_EVENT], dtype=object))
+    else:
+        ev = text["event"]
+        missing = ev.codes < 0 if mask is None else (ev.codes[mask] < 0)
+        n_missing = int(missing.sum())
+        if n_missing:
+            filled["missing_event_filled"] = n_missing
+            hit = np.flatnonzero(ev.names == IMPLICIT_EVENT)
+            if len(hit):
+                fill = int(hit[0])
+            else:
+                fill = len(ev.names)
+                ev = _Text(codes=ev.codes, names=np.append(ev.names, IMPLICIT_EVENT))
+            text["event"] = _Text(codes=np.where(ev.codes < 0, np.int32(fill), ev.codes),
+                                  names=ev.names)
+
+    coded = {f: _sorted_vocab(t, mask, sort=f != "event_id") for f, t in text.items()}
+    if mask is not None:
+        time = time[mask]
+        metrics = {m: v[mask] for m, v in metrics.items()}
+        row = np.flatnonzero(mask).astype(np.int64)
+    else:
+        row = None
+    ent_codes, ent_names = coded["entity"]
+    n_kept = ent_codes.shape[0]
+    order = group_order(ent_codes, time, len(ent_names))
+
+    def arrange(values):
+        return values if order is None else values[order]
+
+    columns: dict[str, Any] = {}
+    for f in ("entity", "time", "event", "status", "event_id"):
+        if f == "time":
+            t = arrange(time)
+            if first.kind == "datetime":
+                t = pd.DatetimeIndex(t.view("datetime64[ns]")).tz_localize("UTC")
+            columns["time"] = t
+        elif f in coded:
+            codes, names = coded[f]
+            if f == "entity":  # grouped by entity: the sorted codes are a repeat
+                counts = np.bincount(codes, minlength=len(names))
+                codes = np.repeat(np.arange(len(names), dtype=np.int32), counts)
+                codes = _small(codes, len(names))
+            else:
+                codes = _small(arrange(codes), len(names))
+            cat = pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object),
+                                            validate=False)
+            columns[f] = cat  # (as text below, unless categorical)
+    for m in cols.metrics:
+        columns[m] = arrange(metrics[m])
+    if row is None:
+        row = np.arange(n_kept, dtype=np.int64) if order is None else order.astype(np.int64)
+    else:
+        row = arrange(row)
+    columns["_row"] = row
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(n_kept), copy=False)
+    if not categorical:
+        for f in _TEXT:
+            if f in frame:
+                frame[f] = frame[f].astype("str")
+
+    report = ReadReport(
+        n_sources=len(sources), n_rows_read=n_read, n_rows_kept=n_kept,
+        n_entities=len(ent_names), dropped=dropped, filled=filled,
+        single_row_entities=int((counts == 1).sum()), time_kind=first.kind,
+        per_source=[(p.name, p.n) for p in parts],
+    )
+    if dropped or filled:
+        pieces = []
+        if dropped:
+            pieces.append(f"dropped {report.n_dropped} of {n_read} rows: " + _format_counts(dropped))
+        if filled:
+            pieces.append("filled: " + _format_counts(filled))
+        logger.warning("read_histories %s", "; ".join(pieces))
+    logger.info("read_histories %s", report.summary())
+    return frame, report
