@@ -144,7 +144,8 @@ def _read_table(src, needed: list, text_columns: list):
     raise Fallback(f"{src.kind} source")
 
 
-def _read_part(src, cols) -> _Part:
+def plan(src, cols) -> tuple[dict, list, list]:
+    """Where each field is in ``src``, the columns to read, and the text columns."""
     from .histories import _needed_columns, _open, _resolve
 
     if src.kind not in ("parquet", "csv"):
@@ -156,20 +157,39 @@ def _read_part(src, cols) -> _Part:
     needed = _needed_columns(where)
     if len(set(needed)) != len(needed) or len(set(names)) != len(names):
         raise Fallback("repeated column names")
-    text_columns = [where[f] for f in _TEXT if where.get(f) is not None]
-    try:
-        table = _read_table(src, needed, text_columns)
-    except Fallback:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the general reader words the error
-        raise Fallback(f"pyarrow could not read {src.name}: {exc}") from None
+    return where, needed, [where[f] for f in _TEXT if where.get(f) is not None]
+
+
+def encode_table(table, where: dict, cols, name: str) -> _Part:
+    """Encode one pyarrow table (a file, or a batch of one)."""
     n = table.num_rows
     if n == 0:
         raise Fallback("no rows")
     time, kind = _time(table.column(where["time"]))
     text = {f: _text(table.column(where[f])) for f in _TEXT if where.get(f) is not None}
     metrics = {m: _metric(table.column(where[m])) for m in cols.metrics}
-    return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=src.name)
+    return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=name)
+
+
+def _read_part(src, cols) -> _Part:
+    where, needed, text_columns = plan(src, cols)
+    try:
+        table = _read_table(src, needed, text_columns)
+    except Fallback:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the general reader words the error
+        raise Fallback(f"pyarrow could not read {src.name}: {exc}") from None
+    return encode_table(table, where, cols, src.name)
+
+
+def parquet_batches(src, needed: list, text_columns: list, batch_size: int):
+    """Record batches of a Parquet file, text columns dictionary-encoded, as tables."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(src.path, read_dictionary=text_columns)
+    for batch in pf.iter_batches(batch_size=batch_size, columns=needed):
+        yield pa.Table.from_batches([batch])
 
 
 # ------------------------------------------------------------------ combine
@@ -262,9 +282,21 @@ def read_encoded(sources: Sequence[Any], cols, categorical: bool):
 
     Raises :class:`Fallback` when the general reader must be used.
     """
-    from .histories import IMPLICIT_EVENT, ReadReport, _format_counts
+    import pyarrow as pa
 
     parts = [_read_part(src, cols) for src in sources]
+    pa.default_memory_pool().release_unused()  # the tables are gone: give their memory back
+    return finish(parts, cols, categorical, n_sources=len(sources))
+
+
+def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
+           offset: int = 0):
+    """Drop, fill, sort and report encoded parts, as ``histories._finish`` does.
+
+    ``offset`` is the read position (``_row``) of the first row of ``parts``.
+    """
+    from .histories import IMPLICIT_EVENT, ReadReport, _format_counts
+
     first = parts[0]
     for p in parts[1:]:  # sources that disagree: the general reader explains
         if p.kind != first.kind or set(p.text) != set(first.text):
@@ -353,9 +385,12 @@ def read_encoded(sources: Sequence[Any], cols, categorical: bool):
     for m in cols.metrics:
         columns[m] = arrange(metrics[m])
     if row is None:
-        row = np.arange(n_kept, dtype=np.int64) if order is None else order.astype(np.int64)
+        row = np.arange(n_kept, dtype=np.int64) if order is None else \
+            order.astype(np.int64, copy=False)
     else:
         row = arrange(row)
+    if offset:
+        row += offset
     columns["_row"] = row
     frame = pd.DataFrame(columns, index=pd.RangeIndex(n_kept), copy=False)
     if not categorical:
@@ -364,7 +399,7 @@ def read_encoded(sources: Sequence[Any], cols, categorical: bool):
                 frame[f] = frame[f].astype("str")
 
     report = ReadReport(
-        n_sources=len(sources), n_rows_read=n_read, n_rows_kept=n_kept,
+        n_sources=n_sources, n_rows_read=n_read, n_rows_kept=n_kept,
         n_entities=len(ent_names), dropped=dropped, filled=filled,
         single_row_entities=int((counts == 1).sum()), time_kind=first.kind,
         per_source=[(p.name, p.n) for p in parts],

@@ -739,6 +739,7 @@ class _Piece:
     frame: pd.DataFrame
     kind: Literal["datetime", "integer"]
     source: _Source
+    n_read: int = 0
 
 
 def _needed_columns(where: dict[str, Any]) -> list[Any]:
@@ -1007,7 +1008,7 @@ def read_histories(
         if isinstance(chunksize, bool) or not isinstance(chunksize, (int, np.integer)) \
                 or chunksize < 1:
             raise ConfigError(f"chunksize = {chunksize!r} must be a positive integer.")
-        return _iter_chunks(sources, cols, int(chunksize), return_report)
+        return _iter_chunks(sources, cols, int(chunksize), return_report, categorical)
 
     if all(src.kind in ("parquet", "csv") for src in sources):
         # Parquet and CSV files are read dictionary-encoded: distinct values are
@@ -1037,19 +1038,93 @@ def read_histories(
     return frame
 
 
-def _iter_chunks(sources, cols: ColumnMap, chunksize: int, return_report: bool):
+def _iter_chunks(sources, cols: ColumnMap, chunksize: int, return_report: bool,
+                 categorical: bool = False):
     """The generator behind ``read_histories(..., chunksize=N)``."""
     offset = 0
-    first: _Piece | None = None
+    first: list[_Piece] = []
     for src in sources:  # a loop over files and batches, never over rows
-        for piece in _iter_source_chunks(src, cols, offset, chunksize):
-            offset += len(piece.frame)
-            if first is None:
-                first = piece
+        for piece, done in _iter_source_batches(src, cols, offset, chunksize, categorical):
+            offset += piece.n_read
+            if not first:
+                first.append(piece)
             else:
-                _check_consistent([first, piece], cols)
-            frame, report = _finish([piece], cols, 1)
+                _check_consistent([first[0], piece], cols)
+            frame, report = done() if done is not None else _finish([piece], cols, 1)
+            if categorical and done is None:
+                frame = _as_categories(frame)
             yield (frame, report) if return_report else frame
+
+
+def _as_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    for name in ("entity", "event", "status", "event_id"):
+        if name in frame:
+            frame[name] = frame[name].astype("category")
+    return frame
+
+
+def _iter_source_batches(src: _Source, cols: ColumnMap, offset: int, chunksize: int,
+                         categorical: bool):
+    """Pieces of one source, batch by batch, each with a function that finishes it.
+
+    Parquet batches are read dictionary-encoded and finished by
+    ``_fastread.finish`` (``done``); a batch the fast path declines, and
+    every batch of other sources, is converted row by row (``done`` is None:
+    ``_finish`` it). Both give the same frames and reports.
+    """
+    from . import _fastread
+
+    plan = None
+    if src.kind == "parquet":
+        try:
+            plan = _fastread.plan(src, cols)
+        except _fastread.Fallback:
+            plan = None
+    if plan is None:
+        for piece in _iter_source_chunks(src, cols, offset, chunksize):
+            piece.n_read = len(piece.frame)
+            yield piece, None
+        return
+    where, needed, text_columns = plan
+    n_total = 0
+    try:
+        for table in _fastread.parquet_batches(src, needed, text_columns, chunksize):
+            n = table.num_rows
+            if n == 0:
+                continue
+            try:
+                part = _fastread.encode_table(table, where, cols, src.name)
+                stub = pd.DataFrame(columns=["status"] if "status" in part.text else [])
+                piece = _Piece(frame=stub, kind=part.kind, source=src)
+
+                # (the fast path may still decline the batch, e.g. when every row is dropped)
+                result = _fastread.finish([part], cols, categorical, n_sources=1,
+                                          offset=offset + n_total)
+                done = (lambda result=result: result)
+            except _fastread.Fallback:
+                plain = table.cast(pa_plain_schema(table.schema))
+                piece = _convert(plain.to_pandas(), where, src, cols, offset + n_total)
+                done = None
+            piece.n_read = n
+            n_total += n
+            yield piece, done
+    except (HistoryError, ConfigError):
+        raise
+    except Exception as exc:
+        raise HistoryError(
+            f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
+            f"complete, or pass format=... if it is not {src.kind}."
+        ) from exc
+    if n_total == 0:
+        raise _empty_error(src, "zero rows")
+
+
+def pa_plain_schema(schema):
+    """``schema`` with dictionary columns decoded to their value types."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type)
+                               else f.type) for f in schema])
 
 
 def _finish(pieces: Sequence[_Piece], cols: ColumnMap,

@@ -210,7 +210,7 @@ class Trajectories:
             entity=entity,
             time=time,
             event=ev_codes[order].astype(np.int64),
-            state=state[order].astype(np.int64),
+            state=state[order].astype(np.int64, copy=False),
             run_starts=np.zeros(0, dtype=np.int64),
             state_names=state_names,
             event_names=tuple(ev_vocab),

@@ -207,3 +207,43 @@ def test_group_order_is_lexsort(n_codes):
     assert fastread.group_order(codes[done], ordered_time[done], n_codes) is None
     np.testing.assert_array_equal(fastread.stable_argsort_codes(codes, n_codes),
                                   np.argsort(codes, kind="stable"))
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_streamed_parquet_batches_read_the_same(tmp_path, general, categorical):
+    frames = [messy_export(seed, n=300) for seed in (8, 9)]
+    for k, f in enumerate(frames):
+        write(f, tmp_path / f"part-{k}.parquet", "parquet")
+    kwargs = dict(columns=COLUMNS, chunksize=128, return_report=True)
+    calls = []
+    real = fastread.finish
+    fastread.finish = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        fast = list(read_histories(str(tmp_path), categorical=categorical, **kwargs))
+    finally:
+        fastread.finish = real
+    assert len(calls) == len(fast)  # every batch went the encoded way
+    ref = list(general(str(tmp_path), **kwargs))
+    assert len(fast) == len(ref) >= 6  # batches of at most 128 rows (row groups of 97)
+    for (f, fr), (r, rr) in zip(fast, ref):
+        if categorical:
+            f = f.assign(**{c: f[c].astype("str") for c in ("entity", "event", "status",
+                                                              "event_id")})
+        assert_frame_equal(f, r)
+        assert fr == rr
+
+
+def test_streamed_fit_from_parquet_equals_the_in_memory_fit(tmp_path):
+    rng = np.random.default_rng(12)
+    n_ent, steps = 50, 40
+    frame = pd.DataFrame({
+        "entity": np.tile([f"h{k}" for k in range(n_ent)], steps),
+        "time": np.repeat(np.arange(steps), n_ent),
+        "event": rng.choice(["a", "b"], n_ent * steps),
+        "status": rng.choice(["ok", "slow", "down"], n_ent * steps),
+    })
+    path = write(frame, tmp_path / "x.parquet", "parquet")
+    whole = FaultPredictor(states=STATES).fit(path)
+    streamed = FaultPredictor(states=STATES).fit(path, chunksize=333)
+    np.testing.assert_array_equal(streamed.chain_.counts_, whole.chain_.counts_)
+    assert streamed.read_report_.n_rows_kept == whole.read_report_.n_rows_kept
