@@ -91,7 +91,9 @@ def bench_predict_arrays(n_entities, horizon, n_states, repeat):
     return best_of(lambda: chain.predict_proba(current, horizon), repeat)
 
 
-def bench_predict_frame(n_entities, horizon, repeat):
+def bench_predict_frame(n_entities, horizon, repeat, layout="tidy"):
+    """Seconds of ``FaultPredictor.predict`` from a DataFrame of each entity's last step
+    (``layout='tidy'``: n_entities x horizon rows; ``'wide'``: one row per entity)."""
     rng = np.random.default_rng(2)
     labels = np.array(["ok", "slow", "error", "timeout", "down"], dtype=object)
     train = pd.DataFrame({
@@ -108,7 +110,7 @@ def bench_predict_frame(n_entities, horizon, repeat):
         "event": "a",
         "status": labels[rng.integers(0, 5, n_entities)],
     })
-    return best_of(lambda: model.predict(recent, horizon=horizon), repeat)
+    return best_of(lambda: model.predict(recent, horizon=horizon, layout=layout), repeat)
 
 
 def bench_backtest(n_steps, n_folds, repeat):
@@ -317,6 +319,9 @@ def main(argv=None):
     t = bench_predict_frame(n_ent, 50, args.repeat)
     print(f"{'FaultPredictor.predict: ' + f'{n_ent:,} entities x 50 horizons':<52} {t:9.3f}"
           f"   ({n_ent * 50:,} rows, end to end from a DataFrame)")
+    t = bench_predict_frame(n_ent, 50, args.repeat, layout="wide")
+    label = "  the same, layout='wide'"
+    print(f"{label:<52} {t:9.3f}   ({n_ent:,} rows x 50 p_fail columns)")
 
     _backtest_section(args)
 

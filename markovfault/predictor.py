@@ -162,8 +162,8 @@ class FaultPredictor(BaseEstimator):
             f"columns must be a ColumnMap or a [columns] table, got {type(self.columns).__name__}."
         )
 
-    def _read(self, histories) -> tuple[pd.DataFrame, ReadReport]:
-        if _is_dask(histories):  # partial_fit, backtest: collected to pandas (markovfault._dask)
+    def _read(self, histories, categorical: bool = False) -> tuple[pd.DataFrame, ReadReport]:
+        if _is_dask(histories):  # select_states only: collected to pandas (markovfault._dask)
             from ._dask import compute_frame
 
             return compute_frame(self, histories)
@@ -175,7 +175,8 @@ class FaultPredictor(BaseEstimator):
                 single_row_entities=int((histories["entity"].value_counts() == 1).sum()),
                 time_kind="datetime" if _is_datetime(histories) else "integer",
                 per_source=[("<canonical frame>", len(histories))])
-        return read_histories(histories, columns=self._column_map(), return_report=True)
+        return read_histories(histories, columns=self._column_map(), return_report=True,
+                              categorical=categorical)
 
     # ------------------------------------------------------------------ fitting
     def _history_spec(self) -> HistorySpec | None:
@@ -217,7 +218,7 @@ class FaultPredictor(BaseEstimator):
             from ._dask import fit_dask
 
             return fit_dask(self, histories)
-        frame, report = self._read(histories)
+        frame, report = self._read(histories, categorical=True)
         extractor = self._make_extractor()
         codes = extractor.fit_transform(frame)
         if not np.any(extractor.is_failure_):
@@ -266,6 +267,10 @@ class FaultPredictor(BaseEstimator):
         """
         if not hasattr(self, "chain_"):
             return self.fit(histories)
+        if _is_dask(histories):  # counted partition by partition (markovfault._dask)
+            from ._dask import partial_fit_dask
+
+            return partial_fit_dask(self, histories)
         frame, report = self._read(histories)
         codes = self.states_.transform(frame)
         both, both_codes, n_tail = self._prepend_tail(frame, codes, warn=True)
@@ -287,7 +292,7 @@ class FaultPredictor(BaseEstimator):
             batches = ((histories.iloc[k:k + chunksize], None) for k in range(0, n, chunksize))
         else:
             batches = read_histories(histories, columns=self._column_map(), chunksize=chunksize,
-                                     return_report=True)
+                                     return_report=True, categorical=True)
         total = None
         for frame, report in batches:
             if not len(frame):
@@ -320,20 +325,40 @@ class FaultPredictor(BaseEstimator):
 
     def _partial_fit_history(self, traj, tail_frame, tail_codes) -> None:
         """Add the new transitions of ``traj`` (carried tail rows excluded) to the counts."""
-        spec, chain = self.chain_.spec, self.chain_
-        names = list(traj.event_names)  # the model's events first, new ones after
+        self._add_history_counts(self._history_increment(traj, tail_frame, tail_codes),
+                                 list(traj.event_names), traj.state_names, traj.is_failure)
+
+    def _history_increment(self, traj, tail_frame, tail_codes) -> np.ndarray:
+        """Counts N[e, a, j] of the new transitions of ``traj`` (carried tail rows
+        excluded), on the events of ``traj`` (the model's first, new ones after). Additive:
+        the dask back end sums them over partitions."""
+        spec = self.chain_.spec
+        names = list(traj.event_names)
         n_aug = _Layout(spec, traj.n_states, traj.n_events).A
         new = count_augmented(augment(traj, spec), traj, n_aug)
         if len(tail_frame):
             tail = self._encode(tail_frame, tail_codes, self.states_, event_names=names)
             new = new - count_augmented(augment(tail, spec), tail, n_aug)
-        old = _relayout(chain.counts_, spec, chain.base_.event_names_, names, traj.n_states)
+        return new
+
+    def _add_history_counts(self, new, names, state_names, is_failure) -> None:
+        """Merge new counts (on the events ``names``: the model's first) into the chain."""
+        spec, chain = self.chain_.spec, self.chain_
+        names, n_states = list(names), len(state_names)
+        old = _relayout(chain.counts_, spec, chain.base_.event_names_, names, n_states)
         order = np.argsort(np.asarray(names, dtype=object), kind="stable")
-        merged = _relayout(old + new, spec, names, [names[k] for k in order], traj.n_states)
+        merged = _relayout(old + new, spec, names, [names[k] for k in order], n_states)
         self.chain_ = HistoryChain(spec, self.alpha, self.beta).set_counts(
-            merged, traj.state_names, [names[k] for k in order], traj.is_failure)
+            merged, state_names, [names[k] for k in order], is_failure)
 
     def _encode(self, frame, codes, extractor, event_names) -> Trajectories:
+        # frames sorted by (entity, time) with text entities (read_histories', the
+        # remembered tails) are encoded without factorizing the names again
+        traj = _encode_sorted(frame, codes, extractor.state_names_,
+                              np.asarray(extractor.is_failure_, dtype=bool), event_names,
+                              self.max_gap)
+        if traj is not None:
+            return traj
         return Trajectories.from_frame(
             frame,
             codes,
@@ -352,10 +377,12 @@ class FaultPredictor(BaseEstimator):
         """Keep each entity's last steps (time, event, state): the carry-over for
         ``partial_fit`` and the history that ``predict`` continues."""
         n = traj.n_steps
-        idx = np.arange(n)
-        ends = np.r_[traj.entity[1:] != traj.entity[:-1], True] if n else np.zeros(0, bool)
-        end_of = _next_true(ends)  # index of the last step of each step's entity
-        keep = end_of - idx < self._tail_length
+        # the last tail_length rows of each entity: n_entities x tail_length, not n
+        ends = np.flatnonzero(np.r_[traj.entity[1:] != traj.entity[:-1], True]) if n \
+            else np.zeros(0, np.int64)
+        starts = np.r_[0, ends[:-1] + 1] if n else ends
+        rows = ends[:, None] - np.arange(self._tail_length - 1, -1, -1)[None, :]
+        keep = rows[rows >= starts[:, None]]  # ascending: entity, then time
         names = np.asarray(traj.entity_names, dtype=object)
         events = np.asarray(traj.event_names, dtype=object)
         new = pd.DataFrame(
@@ -369,22 +396,37 @@ class FaultPredictor(BaseEstimator):
         self.last_seen_ = new.sort_index(kind="stable")
 
     def _prepend_tail(self, frame: pd.DataFrame, codes: np.ndarray, warn: bool,
-                      stream: bool = False):
-        """The remembered tail rows of the entities in ``frame``, then ``frame``."""
+                      stream: bool = False, interleave: bool = False):
+        """The remembered tail rows of the entities in ``frame``, then ``frame``.
+
+        Entities are matched on integer codes: the names in ``frame`` are
+        factorized once (read in linear time when ``frame`` is grouped by
+        entity, as read_histories returns it), then looked up and grouped as
+        codes. With ``interleave``, each entity's tail rows are placed just
+        before its own rows instead of all first: the same rows, sorted by
+        (entity, time) when ``frame`` is, so encoding them needs no sort
+        (``predict``); the returned number of tail rows then is no prefix.
+        """
         seen = self.last_seen_
-        ents = frame["entity"].astype(str)
+        ent_codes, names = _entity_codes(frame["entity"])
         # hash lookups on object arrays: isin with arrow strings falls back to a Python loop
-        present = pd.Index(pd.unique(ents.to_numpy(dtype=object)), dtype=object)
-        carried = seen[present.get_indexer(seen.index.to_numpy(dtype=object)) >= 0]
-        if not len(carried):
+        pos = pd.Index(names, dtype=object).get_indexer(seen.index.to_numpy(dtype=object))
+        hit = pos >= 0
+        if not hit.any():
             return frame, codes, 0
-        first_time = _time_int(frame).groupby(ents.to_numpy()).min()
-        last_time = carried.groupby(level=0)["time"].max()
-        late = first_time.reindex(last_time.index) <= last_time
+        carried, pos = seen[hit], pos[hit]
+        n_names = len(names)
+        first_time = np.full(n_names, np.iinfo(np.int64).max)
+        np.minimum.at(first_time, ent_codes, _time_int(frame).to_numpy(np.int64))
+        last_time = np.full(n_names, np.iinfo(np.int64).min)
+        np.maximum.at(last_time, pos, carried["time"].to_numpy(np.int64))
+        has_tail = np.zeros(n_names, dtype=bool)
+        has_tail[pos] = True
+        late = has_tail & (first_time <= last_time)
         if stream:  # fit(..., chunksize=N): ties keep read order; older rows are an error
-            older = first_time.reindex(last_time.index) < last_time
+            older = has_tail & (first_time < last_time)
             if older.any():
-                ent = last_time.index[older.to_numpy()][0]
+                ent = names[np.flatnonzero(older)[0]]
                 raise HistoryError(
                     f"entity {ent!r}: a batch holds a step older than its last step in an "
                     f"earlier batch ({int(older.sum())} entities affected); fit(..., "
@@ -398,9 +440,10 @@ class FaultPredictor(BaseEstimator):
                     "%d entities have steps no later than their last step already counted "
                     "(e.g. %s); those steps start a new run and the transition into them is "
                     "not counted.",
-                    int(late.sum()), list(last_time.index[late.to_numpy()][:3]),
+                    int(late.sum()), list(names[late][:3]),
                 )
-            carried = carried[~carried.index.isin(last_time.index[late.to_numpy()])]
+            keep = ~late[pos]
+            carried, pos = carried[keep], pos[keep]
         if self.time_kind_ == "datetime":
             times = pd.to_datetime(carried["time"].to_numpy(), utc=True)
         else:
@@ -414,7 +457,13 @@ class FaultPredictor(BaseEstimator):
             }
         )
         both = pd.concat([boundary, frame[["entity", "time", "event", "_row"]]], ignore_index=True)
-        return both, np.concatenate([carried["state"].to_numpy(np.int64), codes]), len(boundary)
+        both_codes = np.concatenate([carried["state"].to_numpy(np.int64), codes])
+        if interleave and len(boundary):
+            # the remembered tails are sorted by entity, and so is frame when grouped:
+            # two sorted runs, merged in linear time by the stable sort
+            order = np.argsort(np.concatenate([pos, ent_codes]), kind="stable")
+            both, both_codes = both.take(order).reset_index(drop=True), both_codes[order]
+        return both, both_codes, len(boundary)
 
     # ----------------------------------------------------------------- forecast
     def _check_fitted(self) -> None:
@@ -482,6 +531,12 @@ class FaultPredictor(BaseEstimator):
             lo = t.max() - parse_max_gap(recent_window, traj.time_kind)
         counts = recent_arrivals(traj.state, traj.event, t, traj.is_run_start(),
                                  traj.n_states, base.n_events_, lo, t.max() + 1)
+        return self._shifted_event_probs(counts)
+
+    def _shifted_event_probs(self, counts):
+        """Arrival probabilities shifted toward recent arrival counts (S, E) (the dask back
+        end sums these counts over partitions)."""
+        base = self.base_chain_
         if counts.sum() == 0:
             raise HistoryError("the recent window holds no transition to estimate the event mix")
         base_of = (self.chain_.base_state_ if not isinstance(self.chain_, EventMarkovChain)
@@ -525,6 +580,7 @@ class FaultPredictor(BaseEstimator):
         *,
         event_mix="long_run",
         recent_window=None,
+        layout: str = "tidy",
     ) -> pd.DataFrame:
         """Forecast P(fail within h), h = 1..horizon, from each entity's last state.
 
@@ -551,19 +607,44 @@ class FaultPredictor(BaseEstimator):
             The trailing window of ``event_mix='recent'``: a duration for
             timestamps (``"1h"``), a number of time units for integer time.
             Default: the last 1000 steps.
+        layout : {'tidy', 'wide'}, default='tidy'
+            ``'tidy'``: one row per entity and horizon (below). ``'wide'``: one
+            row per entity, columns ``entity, as_of, state, p_fail_1, ...,
+            p_fail_<horizon>``; the same numbers as the tidy frame pivoted, in
+            a fraction of the memory and time (the probabilities are one
+            float64 block, entities x horizons, built without copies).
 
         Returns
         -------
         DataFrame
             Columns ``entity, as_of, state, horizon, p_fail``: one row per
             entity and horizon, sorted by entity then horizon. ``state`` is
-            the base state.
+            the base state. Types: ``entity`` categorical (the entities as
+            categories, in ascending order), ``state`` categorical (the
+            model's states as categories), ``as_of`` datetime64[ns, UTC] (or
+            int64 for integer time), ``horizon`` int64, ``p_fail`` float64.
+            The columns are not consolidated into 2-D blocks (which would copy
+            them); pandas does that later if an operation needs it.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> hist = pd.DataFrame({"entity": ["a"] * 4 + ["b"] * 4, "time": [1, 2, 3, 4] * 2,
+        ...                      "status": ["ok", "down", "ok", "ok", "ok", "ok", "ok", "down"]})
+        >>> model = FaultPredictor(states={"failure": ["down"]}, alpha=0, beta=0).fit(hist)
+        >>> model.predict(hist, horizon=2, layout="wide")
+          entity  as_of state  p_fail_1  p_fail_2
+        0      a      4    ok       0.4      0.64
+        1      b      4  down       0.0      0.40
         """
         self._check_fitted()
+        layout = _check_layout(layout)
         if _is_dask(histories):  # forecast partition by partition (markovfault._dask)
             from ._dask import predict_dask
 
-            return predict_dask(self, histories, horizon, scenario, event_mix, recent_window)
+            out = predict_dask(self, histories, horizon, scenario, event_mix, recent_window)
+            return out if layout == "tidy" else _tidy_to_wide(out)
+        plain = isinstance(self.chain_, EventMarkovChain)
         if histories is None:
             frame = None
             both = self.last_seen_.reset_index()
@@ -574,14 +655,29 @@ class FaultPredictor(BaseEstimator):
         else:
             frame, _ = self._read(histories)
             codes = self.states_.transform(frame)
-            both, codes, _ = self._prepend_tail(frame, codes, warn=False)
+            if plain:
+                # a plain chain forecasts from the last step alone, and a remembered tail
+                # row is never an entity's last: it is carried only when older than all
+                # of that entity's steps in frame
+                both = frame
+            else:
+                both, codes, _ = self._prepend_tail(frame, codes, warn=False, interleave=True)
         table = self._table(horizon, scenario, self._event_probs(event_mix, frame, recent_window))
+        if plain:
+            steps = _sorted_steps(both)
+            if steps is not None:  # sorted by (entity, time): the last row of each block
+                starts, names, time, time_kind = steps
+                parse_max_gap(self.max_gap, time_kind)  # the check encoding makes
+                last = np.append(starts[1:] - 1, len(both) - 1)
+                base = np.asarray(codes, dtype=np.int64)[last]
+                return _forecast_output(names, time[last], time_kind, base,
+                                        self.states_.state_names_, table[base], layout)
         traj = self._encode(both, codes, self.states_, event_names=self.base_chain_.event_names_)
-        if isinstance(self.chain_, EventMarkovChain):
+        if plain:
             state = traj.state
         else:
             state = augment(traj, self.chain_.spec, n_events=len(self.base_chain_.event_names_))
-        return _forecast_frame(traj, state, table)
+        return _forecast_frame(traj, state, table, layout)
 
     # -------------------------------------------------------------- accessors
     @property
@@ -670,31 +766,254 @@ def _time_int(frame: pd.DataFrame) -> pd.Series:
     return t.astype(np.int64)
 
 
-def _forecast_frame(traj: Trajectories, state: np.ndarray, table: np.ndarray) -> pd.DataFrame:
+def _forecast_frame(traj: Trajectories, state: np.ndarray, table: np.ndarray,
+                    layout: str = "tidy") -> pd.DataFrame:
     """One row per (entity, horizon) from each entity's last step; vectorised.
 
     ``state`` indexes the rows of ``table`` (augmented codes with history);
     the ``state`` column shows the base state. ``entity`` and ``state`` are
-    categorical: a million entities times fifty horizons stay cheap.
+    categorical: a million entities times fifty horizons stay cheap. See
+    :func:`_forecast_output` for the layouts.
     """
     if traj.n_steps == 0:
         raise HistoryError("no rows to forecast from")
     rows = traj.last_index()
-    n_ent, horizon = len(rows), table.shape[1]
-    as_of = np.repeat(traj.time[rows], horizon)
+    return _forecast_output(np.array(traj.entity_names, dtype=object), traj.time[rows],
+                            traj.time_kind, traj.state[rows], traj.state_names,
+                            table[state[rows]], layout=layout, entity=traj.entity[rows])
+
+
+LAYOUTS = ("tidy", "wide")
+
+
+def _check_layout(layout) -> str:
+    if not (isinstance(layout, str) and layout in LAYOUTS):
+        raise ValueError(f"layout = {layout!r}; use 'tidy' (one row per entity and horizon) "
+                         "or 'wide' (one row per entity, one p_fail column per horizon).")
+    return layout
+
+
+def _forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: np.ndarray,
+                     state_names, p: np.ndarray, layout: str = "tidy",
+                     entity: np.ndarray | None = None) -> pd.DataFrame:
+    """The forecast frame from each entity's last step.
+
+    ``names`` (object array of str, ascending, unique) are the entities and
+    the categories of ``entity``; ``entity`` their codes (default: one row per
+    name, in order); ``as_of`` the int64 time of each entity's last step (UTC
+    nanoseconds when ``time_kind == 'datetime'``); ``base`` its base state
+    code; ``p`` (n_entities, horizon) its P(fail within h), a fresh array the
+    frame takes over without copying.
+
+    ``layout='tidy'``: columns ``entity`` (categorical; its codes are built
+    directly in the integer type pandas keeps them in, int32 for a million
+    entities, so nothing is converted), ``as_of`` (datetime64[ns, UTC] or
+    int64), ``state`` (categorical, int8 codes), ``horizon`` (int64),
+    ``p_fail`` (float64); one row per entity and horizon, sorted by entity
+    then horizon. The columns are left unconsolidated (``DataFrame(...,
+    copy=False)``): pandas does not stack ``as_of`` and ``horizon`` into one
+    2-D block, which would copy them.
+
+    ``layout='wide'``: columns ``entity``, ``as_of``, ``state`` as above,
+    then ``p_fail_1`` ... ``p_fail_<horizon>`` (float64, one 2-D block that is
+    ``p`` itself); one row per entity. ``wide`` equals ``tidy`` pivoted.
+    """
+    n_ent, horizon = p.shape
+    if entity is None:
+        entity = np.arange(n_ent)
+    entity_dtype = _category_dtype(names)
+    state_dtype = _category_dtype(np.array([str(s) for s in state_names], dtype=object))
+    entity = entity.astype(_code_dtype(len(names)), copy=False)
+    base = base.astype(_code_dtype(len(state_names)), copy=False)
+    if time_kind == "datetime":
+        as_of = pd.to_datetime(np.asarray(as_of, dtype=np.int64), utc=True).array
+    else:
+        as_of = np.asarray(as_of, dtype=np.int64)
+    if layout == "wide":
+        out = pd.DataFrame(p, columns=[f"p_fail_{h}" for h in range(1, horizon + 1)],
+                           copy=False)
+        out.insert(0, "entity", _from_codes(entity.copy(), entity_dtype))
+        out.insert(1, "as_of", as_of.copy())
+        out.insert(2, "state", _from_codes(base.copy(), state_dtype))
+        return out
     return pd.DataFrame(
         {
-            "entity": pd.Categorical.from_codes(
-                np.repeat(traj.entity[rows], horizon),
-                categories=pd.Index(list(traj.entity_names), dtype=object)),
-            "as_of": pd.to_datetime(as_of, utc=True) if traj.time_kind == "datetime" else as_of,
-            "state": pd.Categorical.from_codes(
-                np.repeat(traj.state[rows], horizon),
-                categories=pd.Index(list(traj.state_names), dtype=object)),
+            "entity": _from_codes(np.repeat(entity, horizon), entity_dtype),
+            "as_of": as_of.repeat(horizon),
+            "state": _from_codes(np.repeat(base, horizon), state_dtype),
             "horizon": np.tile(np.arange(1, horizon + 1, dtype=np.int64), n_ent),
-            "p_fail": table[state[rows]].ravel(),
-        }
+            "p_fail": p.reshape(-1),
+        },
+        copy=False,
     )
+
+
+def _tidy_to_wide(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The wide layout of a tidy forecast frame (sorted by entity, then horizon 1..H)."""
+    horizon = int(tidy["horizon"].max())
+    p = tidy["p_fail"].to_numpy(dtype=np.float64).reshape(-1, horizon)
+    out = pd.DataFrame(p.copy(), columns=[f"p_fail_{h}" for h in range(1, horizon + 1)])
+    first = tidy.iloc[::horizon].reset_index(drop=True)
+    for k, name in enumerate(("entity", "as_of", "state")):
+        out.insert(k, name, first[name])
+    return out
+
+
+def _code_dtype(n: int):
+    """The integer type pandas keeps the codes of ``n`` categories in."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+def _category_dtype(names: np.ndarray) -> pd.CategoricalDtype:
+    """Unordered categories ``names`` (object dtype, unique, no missing value).
+
+    pandas checks categories for missing and duplicate values (two hashing
+    passes over a million names, 50 ms); the names here are unique and
+    complete by construction, so the checks are skipped through pandas'
+    (private) ``CategoricalDtype._from_fastpath`` where it exists.
+    """
+    index = pd.Index(names, dtype=object, copy=False)
+    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    if fast is not None:
+        return fast(index, ordered=False)
+    return pd.CategoricalDtype(index, ordered=False)
+
+
+def _from_codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    """``Categorical.from_codes`` of codes that are valid by construction."""
+    try:
+        return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+    except TypeError:  # pandas < 2.1: no validate argument
+        return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def _entity_blocks(entity: pd.Series):
+    """``(starts, names)`` when the rows are grouped by entity in ascending order.
+
+    ``starts`` (int64) are the positions where each entity's rows begin and
+    ``names`` (a fresh object array of str) their labels: the uniques of
+    ``pd.factorize(entity.astype(str), sort=True)``, found by comparing each
+    row with the next (linear; no hashing, no sorting). Taken only for text
+    columns without missing values (what read_histories returns); ``None``
+    otherwise, and the caller encodes in general.
+    """
+    if isinstance(entity.dtype, pd.StringDtype):
+        values = entity.array
+    elif entity.dtype == object and pd.api.types.infer_dtype(entity, skipna=False) == "string":
+        values = entity.to_numpy()
+    else:
+        return None
+    n = len(values)
+    if n == 0:
+        return None
+    if n == 1:
+        starts = np.zeros(1, dtype=np.int64)
+    else:
+        left, right = values[:-1], values[1:]
+        try:
+            if not np.asarray(left <= right, dtype=bool).all():
+                return None
+            change = np.asarray(left != right, dtype=bool)
+        except (TypeError, ValueError):  # missing values (pd.NA), odd storage
+            return None
+        starts = np.flatnonzero(np.r_[True, change])
+    names = values if len(starts) == n else values.take(starts)
+    return starts, np.array(names, dtype=object)  # a copy: categories never alias the input
+
+
+def _time_values(frame: pd.DataFrame):
+    """``(time, time_kind)`` as :meth:`Trajectories.from_frame` encodes the time
+    column (int64; UTC nanoseconds for timestamps), or ``None`` for other dtypes."""
+    t = frame["time"]
+    if isinstance(t.dtype, pd.DatetimeTZDtype):
+        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+        return t.to_numpy(dtype="datetime64[ns]").view(np.int64), "datetime"
+    if isinstance(t.dtype, np.dtype) and t.dtype.kind == "M":
+        return t.to_numpy(dtype="datetime64[ns]").view(np.int64), "datetime"
+    if isinstance(t.dtype, np.dtype) and t.dtype.kind in "iu":
+        return np.asarray(t, dtype=np.int64), "integer"
+    return None
+
+
+def _sorted_steps(frame: pd.DataFrame):
+    """``(starts, names, time, time_kind)`` when ``frame`` is sorted by (entity, time)
+    with a text entity column (what read_histories returns), else ``None``.
+
+    Sorting such a frame stably by (entity, time) leaves it as it is, so
+    entity codes, run boundaries and each entity's last step (the last row
+    of its block) follow from ``starts`` without factorizing or sorting.
+    """
+    if not {"entity", "time"} <= set(frame.columns) or not len(frame):
+        return None
+    blocks = _entity_blocks(frame["entity"])
+    if blocks is None:
+        return None
+    timed = _time_values(frame)
+    if timed is None:
+        return None
+    (starts, names), (time, time_kind) = blocks, timed
+    back = np.flatnonzero(time[1:] < time[:-1]) + 1  # time goes back: only where a block starts
+    if len(back) and not np.isin(back, starts).all():
+        return None
+    return starts, names, time, time_kind
+
+
+def _encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_names,
+                   max_gap) -> Trajectories | None:
+    """:meth:`Trajectories.from_frame` for a frame already sorted by (entity, time) with
+    a text entity column (read_histories' frames, the remembered tails): the same
+    trajectories without factorizing the entity names again. ``None`` for any
+    other frame (and for invalid input, which from_frame reports)."""
+    from .trajectories import _encode_events, _failure_mask, _run_starts
+
+    n = len(frame)
+    state = np.asarray(state)
+    if state.shape != (n,) or "event" not in frame.columns:
+        return None
+    state_names = tuple(str(s) for s in state_names)
+    if n and (state.min() < 0 or state.max() >= len(state_names)):
+        return None
+    steps = _sorted_steps(frame)
+    if steps is None:
+        return None
+    starts, names, time, time_kind = steps
+    failure = _failure_mask(is_failure, state_names)
+    gap = parse_max_gap(max_gap, time_kind)
+    entity = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, n]))
+    ev = frame["event"]
+    if not isinstance(ev.dtype, pd.CategoricalDtype):
+        ev = ev.astype(str)
+    ev_codes, ev_vocab = _encode_events(ev, event_names)
+    time = np.array(time, dtype=np.int64)  # a copy, as from_frame's
+    return Trajectories(
+        entity=entity,
+        time=time,
+        event=np.asarray(ev_codes).astype(np.int64),
+        state=state.astype(np.int64),
+        run_starts=_run_starts(entity, time, gap),
+        state_names=state_names,
+        event_names=tuple(ev_vocab),
+        entity_names=tuple(names.tolist()),
+        is_failure=failure,
+        time_kind=time_kind,
+        source_row=(np.array(frame["_row"], dtype=np.int64) if "_row" in frame.columns
+                    else np.arange(n, dtype=np.int64)),
+    )
+
+
+def _entity_codes(entity: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Code of each row and the ascending names they index (object array of str):
+    ``pd.factorize(entity.astype(str), sort=True)``, without hashing for grouped rows."""
+    blocks = _entity_blocks(entity)
+    if blocks is not None:
+        starts, names = blocks
+        lengths = np.diff(np.r_[starts, len(entity)])
+        return np.repeat(np.arange(len(names), dtype=np.int64), lengths), names
+    codes, names = pd.factorize(entity.astype(str), sort=True)
+    return codes.astype(np.int64, copy=False), np.asarray(names, dtype=object)
 
 
 def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.ndarray) -> np.ndarray:
