@@ -1,4 +1,4 @@
-"""Dask back end: fit and forecast on a ``dask.dataframe.DataFrame``.
+"""Dask back end: fit, partial_fit, forecast and backtest on a ``dask.dataframe.DataFrame``.
 
 Imported only when a dask collection is passed (the core never imports dask).
 Install with ``pip install "markovfault[dask]"``.
@@ -10,9 +10,12 @@ Design (exact: counts and forecasts equal the in-memory ones):
    resolved exactly as :func:`~markovfault.read_histories` does on the
    concatenated frame.
 2. **Split entities: shuffle by entity.** Rows are shuffled on the entity
-   (cast to str and stripped, as the reader normalises it), so all of an
-   entity's rows sit in one partition. Each partition is then read and
-   validated where it lies with :func:`~markovfault.read_histories`.
+   (normalised as the reader does it: str, stripped), so all of an entity's
+   rows sit in one partition: partition ``b`` holds the entities whose name
+   hashes to bucket ``b`` (``set_index`` on the bucket with known
+   divisions), so the client can route per-entity state to the right
+   partition without asking. Each partition is then read and validated
+   where it lies with :func:`~markovfault.read_histories`.
 3. **Global extractor fit.** The event vocabulary (sorted union) and the
    state extractor are fitted on the client from a small pass over the
    partitions: the distinct values of the extractor's columns for
@@ -23,12 +26,47 @@ Design (exact: counts and forecasts equal the in-memory ones):
 4. **Counts.** Each partition is encoded and counted with the numpy kernels;
    only the count tensors and each entity's last steps (the tail kept for
    ``partial_fit``/``predict``) travel back and are summed.
-5. **Forecasts.** ``predict`` computes the forecast table once, forecasts each
+5. **partial_fit.** Each partition receives the remembered tails
+   (``last_seen_``: a few steps per entity) of its own bucket's entities
+   only, prepends them, applies the older-than-seen rule and counts there,
+   on one event vocabulary (the model's events, then the new ones sorted,
+   found in a first small pass). The count increments and the new tails
+   travel back; the client merges them as the in-memory ``partial_fit``
+   does, and logs the entities whose steps started a new run.
+6. **Forecasts.** ``predict`` computes the forecast table once, forecasts each
    partition where it lies and collects the tidy pieces (small) to pandas.
+   ``event_mix="recent"`` needs the trailing window of system-wide events:
+   each partition sends its largest time (and, for the default window of the
+   last 1000 steps, its 1000 largest times); the client fixes the window;
+   each partition then counts the arrivals in it by (state, event) and the
+   (S, E) counts are summed.
+7. **Backtest.** One counting pass per partition gives the fold counts (by
+   time bin, cumulated), the training rates per (state, horizon) and each
+   fold's origins with their outcomes (entity, position in the entity, time,
+   state, history code, labels, steps to failure); the client sums the
+   tensors, maps the origins to the global step numbers of the in-memory
+   trajectory (from each entity's name and length) and scores as in memory.
+   Integer ``cutoffs`` (quantiles of every step time) are found exactly by a
+   few rounds of per-partition histograms of the sorted step times, then the
+   few candidate times; the state extractor is fitted on the steps before the
+   first cutoff as in 3. The ``recent`` mix adds one round of arrival counts
+   per (fold, time slice).
 
-``partial_fit``, ``backtest`` and ``predict(event_mix="recent")`` collect the
-dask frame to pandas first (``ddf.compute()``): exact, but it must fit in
-the client's memory.
+What still collects, and why:
+
+- the ``gradient_boosting`` baseline of ``backtest`` trains one classifier per
+  fold on the features of every training step (lagged states and events,
+  failures in a window), which needs the steps in one place: with it in
+  ``baselines`` the *encoded* steps (entity, time, event and state codes, and
+  run starts; not the frame) are collected to the client. The other
+  baselines and the Markov models do not.
+- ``quantiles`` and ``clusters`` states fit on the whole extractor columns
+  (one float column per metric), as in 3.
+- :func:`~markovfault.selection.select_states` collects the dask frame to
+  pandas (``ddf.compute()``, :func:`compute_frame`): exact, but the histories
+  must fit in the client's memory.
+- Entity names and step counts (one per entity) travel for the backtest, to
+  number the steps as the in-memory trajectory does.
 """
 
 from __future__ import annotations
@@ -39,12 +77,16 @@ import uuid
 import numpy as np
 import pandas as pd
 
-__all__ = ["is_dask_frame", "fit_dask", "predict_dask", "compute_frame", "read_paths"]
+from .backtest import _Run
+
+__all__ = ["is_dask_frame", "fit_dask", "partial_fit_dask", "predict_dask", "backtest_run",
+           "compute_frame", "read_paths"]
 
 logger = logging.getLogger("markovfault.dask")
 
 _POS = "_mf_pos"
 _KEY = "_mf_key"
+_BUCKET = "_mf_bucket"
 _PART_SHIFT = 40  # up to 2**40 rows per partition
 
 
@@ -62,43 +104,67 @@ def _require():
 
 
 # ------------------------------------------------------------ preparation
-def _add_pos(df: pd.DataFrame, entity: str, partition_info=None) -> pd.DataFrame:
+def _bucket_of(keys, n_buckets: int) -> np.ndarray:
+    """The partition (0..n_buckets-1) an entity's rows are routed to, from its name."""
+    keys = pd.Series(np.asarray(keys, dtype=object), dtype=object)
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    h = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+    return (h % np.uint64(max(n_buckets, 1))).astype(np.int64)
+
+
+def _add_pos(df: pd.DataFrame, entity: str, n_buckets: int = 1,
+             partition_info=None) -> pd.DataFrame:
+    from .histories import _as_str  # the reader's own normalisation of the entity
+
     number = 0 if partition_info is None else int(partition_info["number"])
     out = df.copy()
     out[_POS] = (np.int64(number) << _PART_SHIFT) + np.arange(len(df), dtype=np.int64)
-    out[_KEY] = df[entity].astype(str).str.strip().astype(object)
+    key = _as_str(df[entity]).astype(object)
+    out[_KEY] = key
+    out[_BUCKET] = _bucket_of(key.to_numpy(), n_buckets)
     return out
 
 
 def _shuffled(ddf, cmap):
-    """The frame shuffled by entity, each row carrying its global read position."""
+    """The frame shuffled by entity, each row carrying its global read position.
+
+    Partition ``b`` holds exactly the entities of bucket ``b`` (:func:`_bucket_of`), so
+    the client can send each partition what it keeps per entity (the tails of
+    ``partial_fit``) without asking which entities it holds.
+    """
     from .exceptions import MissingColumnError
 
     if cmap.entity not in ddf.columns:
         raise MissingColumnError(
             f"the entity column {cmap.entity!r} is missing; the columns are "
             f"{list(map(str, ddf.columns))} (set entity in the [columns] table)")
-    meta = _add_pos(ddf._meta, cmap.entity)
-    tagged = ddf.map_partitions(_add_pos, cmap.entity, meta=meta)
-    return tagged.shuffle(on=_KEY, npartitions=max(ddf.npartitions, 1))
+    n = max(ddf.npartitions, 1)
+    meta = _add_pos(ddf._meta, cmap.entity, n)
+    tagged = ddf.map_partitions(_add_pos, cmap.entity, n, meta=meta)
+    # known divisions 0, 1, ..., n: partition b receives the rows of bucket b
+    return tagged.set_index(_BUCKET, divisions=list(range(n + 1)), sort=True)
 
 
-def _read_part(df: pd.DataFrame, cmap):
+def _read_part(df: pd.DataFrame, cmap, bucket: int | None = None):
     """Read and validate one partition (all rows of its entities), in read order."""
     from .histories import read_histories
 
     if df is None or len(df) == 0:
         return None
+    if bucket is not None and not (np.asarray(df.index) == bucket).all():
+        raise RuntimeError(f"dask placed rows of other buckets in partition {bucket}")
     df = df.sort_values(_POS, kind="stable").drop(columns=[_POS, _KEY]).reset_index(drop=True)
     return read_histories(df, columns=cmap, return_report=True)
 
 
 def _canonical_parts(ddf, cmap):
-    """Delayed (frame, report) per partition, persisted where they lie."""
+    """Delayed (frame, report) per partition (partition b: the entities of bucket b),
+    persisted where they lie."""
     import dask
 
     parts = _shuffled(ddf, cmap).to_delayed()
-    read = [dask.delayed(_read_part)(p, cmap) for p in parts]
+    read = [dask.delayed(_read_part)(p, cmap, b) for b, p in enumerate(parts)]
     return list(dask.persist(*read))
 
 
@@ -237,6 +303,117 @@ def fit_dask(model, ddf):
     return model
 
 
+# ------------------------------------------------------------- partial_fit
+def _events_part(part):
+    """The event labels of one partition (new ones extend the vocabulary globally)."""
+    if part is None:
+        return None
+    frame, _ = part
+    return set(frame["event"].astype(str)) if "event" in frame.columns else {"step"}
+
+
+def _partial_part(part, model, tails, events, tail_length):
+    """``partial_fit`` of one partition: its entities' remembered tails prepended, the new
+    counts (on the global event vocabulary ``events``) and the new tails."""
+    import copy
+
+    from .chain import EventMarkovChain
+    from .counts import count_transitions
+
+    if part is None:
+        return None
+    frame, report = part
+    codes = model.states_.transform(frame)
+    local = copy.copy(model)
+    local.last_seen_ = tails
+    both, both_codes, n_tail = local._prepend_tail(frame, codes, warn=False)
+    # entities with a tail that _prepend_tail did not carry: steps no later than the
+    # last step already counted (they start a new run; the client logs them)
+    present = pd.Index(pd.unique(frame["entity"].astype(str).to_numpy(dtype=object)))
+    with_tail = present.intersection(pd.Index(tails.index.unique()))
+    carried = pd.Index(pd.unique(both["entity"].iloc[:n_tail].astype(str).to_numpy(dtype=object)))
+    late = with_tail.difference(carried)  # sorted
+    traj = local._encode(both, both_codes, local.states_, event_names=events)
+    if isinstance(model.chain_, EventMarkovChain):
+        counts = count_transitions(traj)
+    else:
+        counts = local._history_increment(traj, both.iloc[:n_tail], both_codes[:n_tail])
+    return counts, _tail(traj, tail_length), report, len(late), list(late[:3])
+
+
+def _split_by_bucket(frame: pd.DataFrame, n_buckets: int) -> list:
+    """Rows of an entity-indexed frame per bucket (each keeps its order)."""
+    bucket = _bucket_of(frame.index.to_numpy(dtype=object), n_buckets)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+    return [frame.iloc[order[bounds[b]:bounds[b + 1]]] for b in range(n_buckets)]
+
+
+def partial_fit_dask(model, ddf):
+    """``FaultPredictor.partial_fit`` on a dask DataFrame, partition by partition.
+
+    The rows are shuffled by entity; each partition receives the remembered tails
+    (``last_seen_``) of the entities of its bucket only, prepends them and counts
+    there, as the in-memory ``partial_fit`` does on the whole frame. The count
+    increments (on one event vocabulary: the model's events, then the new ones
+    sorted) and the new tails travel back and are merged on the client.
+    """
+    _require()
+    import dask
+
+    from .chain import EventMarkovChain, _sort_events
+    from .exceptions import EmptyHistoryError
+
+    cmap = model._column_map()
+    parts = _canonical_parts(ddf, cmap)
+    seen = [e for e in dask.compute(*[dask.delayed(_events_part)(p) for p in parts])
+            if e is not None]
+    if not seen:
+        raise EmptyHistoryError("the dask DataFrame holds no rows")
+    known = list(model.base_chain_.event_names_)
+    events = known + sorted(set().union(*seen) - set(known))
+    tails = _split_by_bucket(model.last_seen_, len(parts))
+    shared = _copy_without_tails(model)
+    shared = dask.delayed(shared, name=f"markovfault-model-{uuid.uuid4().hex}")
+    results = [r for r in dask.compute(*[
+        dask.delayed(_partial_part)(p, shared, t, events, model._tail_length)
+        for p, t in zip(parts, tails)]) if r is not None]
+    n_late = sum(r[3] for r in results)
+    if n_late:  # as FaultPredictor._prepend_tail(warn=True) says it in memory
+        logger.warning(
+            "%d entities have steps no later than their last step already counted "
+            "(e.g. %s); those steps start a new run and the transition into them is "
+            "not counted.", n_late, sorted(e for r in results for e in r[4])[:3])
+    new = np.sum([r[0] for r in results], axis=0)
+    base = model.base_chain_
+    if isinstance(model.chain_, EventMarkovChain):  # as EventMarkovChain.partial_fit
+        chain = model.chain_
+        merged = np.zeros((len(events),) + chain.counts_.shape[1:], dtype=np.int64)
+        merged[:len(known)] = chain.counts_
+        merged += new
+        chain.event_names_, chain.counts_ = _sort_events(list(events), merged)
+        chain._estimate()
+    else:
+        model._add_history_counts(new, events, base.state_names_, base.is_failure_)
+    model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)
+    fresh = pd.concat([r[1] for r in results])
+    old = model.last_seen_
+    model.last_seen_ = pd.concat([old[~old.index.isin(fresh.index)], fresh]).sort_index(
+        kind="stable")
+    logger.info("added %d rows of %d entities over %d dask partitions",
+                model.read_report_.n_rows_kept, model.read_report_.n_entities, ddf.npartitions)
+    return model
+
+
+def _copy_without_tails(model):
+    """A shallow copy of a fitted model without its tails (sent once to the workers)."""
+    import copy
+
+    out = copy.copy(model)
+    out.last_seen_ = None
+    return out
+
+
 # ----------------------------------------------------------------- forecast
 def _predict_part(part, model, table):
     from ._history import augment
@@ -267,13 +444,13 @@ def predict_dask(model, ddf, horizon, scenario, event_mix, recent_window):
 
     from .exceptions import HistoryError
 
-    if isinstance(event_mix, str) and event_mix == "recent":
-        frame, _ = model._read(ddf)  # the trailing window is global: collect (documented)
-        return model.predict(frame, horizon, scenario, event_mix=event_mix,
-                             recent_window=recent_window)
-    table = model._table(horizon, scenario, model._event_probs(event_mix))
     parts = _canonical_parts(ddf, model._column_map())
     shared = dask.delayed(model, name=f"markovfault-model-{uuid.uuid4().hex}")
+    if isinstance(event_mix, str) and event_mix == "recent":
+        probs = _recent_event_probs(model, parts, shared, recent_window)
+    else:
+        probs = model._event_probs(event_mix)
+    table = model._table(horizon, scenario, probs)
     pieces = [p for p in dask.compute(*[dask.delayed(_predict_part)(p, shared, table)
                                         for p in parts]) if p is not None]
     if not pieces:
@@ -287,9 +464,413 @@ def predict_dask(model, ddf, horizon, scenario, event_mix, recent_window):
     return out
 
 
+_RECENT_STEPS = 1000  # the default trailing window of event_mix="recent": the last 1000 steps
+
+
+def _arrivals_part(part, model):
+    """One partition's event arrivals (previous base state, event, time) and step times,
+    as ``FaultPredictor._recent_event_probs`` encodes the whole frame."""
+    if part is None:
+        return None
+    frame, _ = part
+    base = model.base_chain_
+    traj = model._encode(frame, model.states_.transform(frame), model.states_,
+                         event_names=base.event_names_)
+    prev = np.r_[0, traj.state[:-1]]
+    ok = ~traj.is_run_start() & (traj.event < base.n_events_)
+    return traj.time_kind, traj.time, prev[ok], traj.event[ok], traj.time[ok]
+
+
+def _arrivals_summary(arr):
+    if arr is None or not len(arr[1]):
+        return None
+    kind, t = arr[0], arr[1]
+    return kind, len(t), int(t.max()), np.sort(t)[-_RECENT_STEPS:]
+
+
+def _arrivals_count(arr, lo, hi, n_states, n_events):
+    """Arrival counts (S, E) with ``lo <= time < hi``, as ``recent_arrivals``."""
+    if arr is None:
+        return np.zeros((n_states, n_events), dtype=np.int64)
+    _, _, prev, event, time = arr
+    ok = (time >= lo) & (time < hi)
+    return np.bincount(prev[ok] * n_events + event[ok],
+                       minlength=n_states * n_events).reshape(n_states, n_events)
+
+
+def _recent_event_probs(model, parts, shared, recent_window):
+    """``event_mix="recent"`` over partitions: the global last time (and, by default, the
+    1000th last step time) from each partition's largest times, then the arrival counts
+    of the trailing window per partition, summed. Only (S, E) counts and at most 1000
+    times per partition travel."""
+    import dask
+
+    from .exceptions import HistoryError, TimeParseError
+    from .trajectories import parse_max_gap
+
+    arrivals = dask.persist(*[dask.delayed(_arrivals_part)(p, shared) for p in parts])
+    summaries = [x for x in dask.compute(*[dask.delayed(_arrivals_summary)(a)
+                                           for a in arrivals]) if x is not None]
+    if not summaries:
+        raise HistoryError("no rows to forecast from")
+    kinds = {x[0] for x in summaries}
+    if len(kinds) > 1:
+        raise TimeParseError(
+            "partitions disagree on the kind of time (timestamps in some, integers in "
+            "others); give the time column one type in every file")
+    t_max = max(x[2] for x in summaries)
+    if recent_window is None:  # as np.sort(t)[max(len(t) - 1000, 0)] over every step
+        top = np.sort(np.concatenate([x[3] for x in summaries]))
+        lo = top[max(len(top) - _RECENT_STEPS, 0)]
+    else:
+        lo = t_max - parse_max_gap(recent_window, kinds.pop())
+    base = model.base_chain_
+    counts = np.sum(dask.compute(*[
+        dask.delayed(_arrivals_count)(a, lo, t_max + 1, base.n_states_, base.n_events_)
+        for a in arrivals]), axis=0)
+    return model._shifted_event_probs(counts)
+
+
+# ----------------------------------------------------------------- backtest
+_HIST_BINS = 1024  # bins per round of the exact quantile search
+_FETCH_VALUES = 1 << 16  # fetch the candidate times once this few remain
+
+
+def _scan_part(part):
+    """Report, event labels, number of steps and time range of one partition."""
+    from .predictor import _time_int
+
+    if part is None:
+        return None
+    frame, report = part
+    t = _time_int(frame).to_numpy()
+    events = set(frame["event"].astype(str)) if "event" in frame.columns else {"step"}
+    if not len(t):
+        return report, set(), 0, None, None
+    return report, events, len(t), int(t.min()), int(t.max())
+
+
+def _sorted_times(part):
+    from .predictor import _time_int
+
+    if part is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(_time_int(part[0]).to_numpy())
+
+
+def _rank_answers(times, asks):
+    """Per ask: the times in [lo, hi], or how many lie in [lo, upper] for each upper."""
+    out = []
+    for lo, hi, uppers in asks:
+        a = np.searchsorted(times, lo, side="left")
+        if uppers is None:
+            out.append(times[a:np.searchsorted(times, hi, side="right")])
+        else:
+            out.append(np.searchsorted(times, uppers, side="right") - a)
+    return out
+
+
+def _kth_times(sorted_parts, ranks, t_min: int, t_max: int, n: int) -> np.ndarray:
+    """The sorted step times at ``ranks`` (0-based) over every partition, exactly.
+
+    Rounds of per-partition histograms (``_HIST_BINS`` bins) narrow each rank's
+    interval of times until at most ``_FETCH_VALUES`` candidates remain, which are
+    then fetched: a few rounds of small answers, never the time column itself.
+    """
+    import dask
+
+    m = len(ranks)
+    lo, hi = [int(t_min)] * m, [int(t_max)] * m
+    below, inside = [0] * m, [int(n)] * m  # times < lo; times in [lo, hi]
+    found: list = [None] * m
+    while True:
+        for j in range(m):
+            if found[j] is None and lo[j] == hi[j]:
+                found[j] = lo[j]
+        todo = [j for j in range(m) if found[j] is None]
+        if not todo:
+            return np.array(found, dtype=np.int64)
+        asks, ask_of = {}, {}
+        for j in todo:
+            if inside[j] <= _FETCH_VALUES:
+                key = (lo[j], hi[j], None)
+            else:
+                step = -(-(hi[j] - lo[j] + 1) // _HIST_BINS)
+                key = (lo[j], hi[j], tuple(min(lo[j] + step * (i + 1) - 1, hi[j])
+                                           for i in range(_HIST_BINS)))
+            ask_of[j] = asks.setdefault(key, len(asks))
+        keys = sorted(asks, key=asks.get)
+        sent = [(a, b, None if u is None else np.array(u, dtype=np.int64)) for a, b, u in keys]
+        answers = dask.compute(*[dask.delayed(_rank_answers)(t, sent) for t in sorted_parts])
+        for j in todo:
+            a = ask_of[j]
+            r = int(ranks[j]) - below[j]
+            uppers = sent[a][2]
+            if uppers is None:
+                found[j] = int(np.sort(np.concatenate([ans[a] for ans in answers]))[r])
+                continue
+            cum = np.sum([ans[a] for ans in answers], axis=0)
+            i = int(np.searchsorted(cum, r, side="right"))  # the first bin with cum > r
+            before = int(cum[i - 1]) if i else 0
+            below[j] += before
+            inside[j] = int(cum[i]) - before
+            lo[j] = lo[j] if i == 0 else int(uppers[i - 1]) + 1
+            hi[j] = int(uppers[i])
+
+
+def _summary_before(part, columns, distinct, cut):
+    """:func:`_summary` of the steps before ``cut`` (the first training window)."""
+    from .predictor import _time_int
+
+    if part is None:
+        return None
+    frame, report = part
+    return _summary((frame.loc[_time_int(frame).to_numpy() < cut], report), columns, distinct)
+
+
+def _bt_local(part, extractor, events, predictor, cuts, width, horizon, origins, mixes,
+              recent_width):
+    """The backtest arrays of one partition (all steps of its entities): a local run."""
+    from .backtest import _transform_states
+    from .trajectories import Trajectories
+
+    if part is None or not len(part[0]):
+        return None
+    frame, _ = part
+    codes = _transform_states(extractor, frame)
+    traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
+                                   np.asarray(extractor.is_failure_, dtype=bool),
+                                   event_names=events, max_gap=predictor.max_gap)
+    return _Run(traj, cuts, width, horizon, 0.5, predictor, [], origins, None, False,
+                mixes, recent_width)
+
+
+def _bt_gather(run, n_folds):
+    """What the client needs of one partition: fold counts, training rates per state,
+    each fold's origins (entity, position in the entity, time, state, history code,
+    outcomes, steps to failure) and the entities' names and lengths."""
+    if run is None:
+        return None
+    tr = run.traj
+    rates = np.zeros((n_folds, 2, tr.n_states, run.H), dtype=np.int64)
+    folds = []
+    for k in range(n_folds):  # a loop over folds, each vectorised
+        rates[k] = run.state_rates(*run.train_window(k))
+        org = run.test_origins(k)
+        ent = tr.entity[org]
+        folds.append({
+            "ent": ent, "pos": org - run.ent_start[ent], "time": tr.time[org],
+            "state": tr.state[org], "aug": run.aug[org] if run.spec is not None else None,
+            "y": run.labels(org), "d": run.d[org], "d_onset": run.d_onset[org]})
+    return (run.fold_counts(), rates, folds, np.asarray(tr.entity_names, dtype=object),
+            run.ent_end - run.ent_start)
+
+
+def _bt_recent(run, starts):
+    """Arrival counts (S, E) in ``[start - recent_window, start)`` for each start."""
+    if run is None:
+        return None
+    tr = run.traj
+    out = run.recent_windows(0, starts)
+    return np.array(out) if out else np.zeros((0, tr.n_states, tr.n_events), dtype=np.int64)
+
+
+def _bt_steps(run):
+    """The encoded steps of one partition (for the gradient-boosting baseline only)."""
+    if run is None:
+        return None
+    tr = run.traj
+    return tr.entity, tr.time, tr.event, tr.state, tr.is_run_start()
+
+
+class _GatheredRun(_Run):
+    """A backtest whose arrays stay in the partitions: every fold reads the summed
+    counts and training rates and the gathered origins (see :func:`backtest_run`);
+    scoring is then exactly ``_Run``'s."""
+
+    def __init__(self, header, cuts, width, horizon, threshold, predictor, base_specs,
+                 origins, n_jobs, progress, mixes, recent_width, counts, rates, folds,
+                 windows, gb_run):
+        self.traj, self.cuts, self.width, self.H = header, cuts, width, horizon
+        self.threshold, self.predictor, self.base_specs = threshold, predictor, base_specs
+        self.origins, self.n_jobs, self.progress = origins, n_jobs, progress
+        self.spec = predictor._history_spec()
+        self.event_mixes, self.recent_width = list(mixes), recent_width
+        self._counts, self._rates, self._folds = counts, rates, folds
+        self._windows, self._gb = windows, gb_run
+        steps = np.concatenate([f["step"] for f in folds])
+        self._steps, first = np.unique(steps, return_index=True)
+        self._attrs = tuple(np.concatenate([f[c] for f in folds])[first]
+                            for c in ("ent", "time", "state", "d", "d_onset"))
+
+    def fold_counts(self):
+        return self._counts
+
+    def fold_train(self, k):
+        return self._rates[k, 0], self._rates[k, 1], None
+
+    def fold_origins(self, k):
+        f = self._folds[k]
+        return f["step"], f["y"], f["state"], f["aug"]
+
+    def gb_inputs(self, k, train):
+        tidx, gap = self._gb.train_window(k)
+        return self._gb.traj, tidx, self._gb.train_labels(tidx, gap)
+
+    def origin_times(self, k, origins):
+        return self._folds[k]["time"]
+
+    def recent_windows(self, k, starts):
+        return list(self._windows[k])
+
+    def step_attrs(self, step):
+        at = np.searchsorted(self._steps, step)
+        return tuple(a[at] for a in self._attrs)
+
+
+def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origins,
+                 base_specs, threshold, n_jobs, progress, event_mix, recent_window):
+    """The run of :func:`markovfault.backtest` on a dask DataFrame, and the read report.
+
+    Per partition (the rows of its entities, after the shuffle): reading, state
+    extraction, encoding, the fold counts (one pass, by time bin), the training
+    rates per state and horizon, and the origins with their outcomes. On the
+    client: the exact quantile cutoffs (rounds of per-partition histograms of the
+    step times), the state extractor (fitted on the steps before the first cutoff,
+    as :func:`fit_dask` fits on all), the sums, and scoring. The gradient-boosting
+    baseline alone collects the encoded steps (it trains on every training step).
+    """
+    _require()
+    import dask
+
+    from .backtest import (_check_failure_states, _check_mixes, _cutoffs, _recent_slices,
+                           _resolve_window)
+    from .exceptions import EmptyHistoryError
+    from .states import CategoricalStates, ThresholdStates
+    from .trajectories import Trajectories
+
+    parts = _canonical_parts(ddf, predictor._column_map())
+    scans = [x for x in dask.compute(*[dask.delayed(_scan_part)(p) for p in parts])
+             if x is not None]
+    report = _merge_reports([x[0] for x in scans], ddf.npartitions)
+    filled = [x for x in scans if x[2]]
+    if not filled:
+        raise EmptyHistoryError("the dask DataFrame holds no rows")
+    time_kind = report.time_kind or "integer"
+    events = sorted(set().union(*[x[1] for x in filled]))
+    n = sum(x[2] for x in filled)
+    t_min, t_max = min(x[3] for x in filled), max(x[4] for x in filled)
+
+    def kth(ranks):  # exact order statistics of the step times, where they lie
+        times = dask.persist(*[dask.delayed(_sorted_times)(p) for p in parts])
+        return _kth_times(times, ranks, t_min, t_max, n)
+
+    cuts = _cutoffs(cutoffs, time_kind, n, t_min, t_max, kth)
+    width = _resolve_window(window, window_size, time_kind)
+
+    # states learned from the first training window only, as in memory
+    extractor = predictor._make_extractor()
+    distinct = isinstance(extractor, (CategoricalStates, ThresholdStates))
+    columns = list(extractor.required_columns)
+    subs = [x for x in dask.compute(*[dask.delayed(_summary_before)(p, columns, distinct,
+                                                                    cuts[0])
+                                      for p in parts]) if x is not None]
+    fit_frame = pd.concat([x[2] for x in subs], ignore_index=True)
+    if distinct:
+        fit_frame = fit_frame.drop_duplicates(subset=[c for c in columns if c in fit_frame]
+                                              or None)
+    fit_frame = fit_frame.sort_values("entity", kind="stable").reset_index(drop=True)
+    extractor.fit(fit_frame)
+    _check_failure_states(extractor)
+    mixes, recent_width = _check_mixes(event_mix, time_kind, recent_window)
+
+    K = len(cuts)
+    runs = dask.persist(*[dask.delayed(_bt_local)(p, extractor, events, predictor, cuts, width,
+                                                  horizon, origins, mixes, recent_width)
+                          for p in parts])
+    got = [(i, g) for i, g in enumerate(dask.compute(*[dask.delayed(_bt_gather)(r, K)
+                                                       for r in runs])) if g is not None]
+    # global entity codes (sorted names) and first steps, as one trajectory would have them
+    names = np.concatenate([g[3] for _, g in got])
+    lengths = np.concatenate([g[4] for _, g in got]).astype(np.int64)
+    order = np.argsort(names, kind="stable")
+    twice = np.flatnonzero(names[order][1:] == names[order][:-1])
+    if len(twice):
+        from .exceptions import HistoryError
+
+        raise HistoryError(
+            f"entity {names[order][twice[0]]!r} was read in two partitions: its raw values "
+            "differ between files (e.g. 7 in one, 7.0 in another) and were routed apart. "
+            "Give the entity column one type in every file.")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    gstart = np.r_[0, np.cumsum(lengths[order])[:-1]].astype(np.int64)[rank]
+    offsets = np.r_[0, np.cumsum([len(g[3]) for _, g in got])[:-1]].astype(np.int64)
+
+    folds = []
+    for k in range(K):
+        pieces = {c: [] for c in ("step", "ent", "time", "state", "aug", "y", "d", "d_onset")}
+        for (_, g), off in zip(got, offsets):
+            f = g[2][k]
+            code = off + f["ent"]
+            pieces["step"].append(gstart[code] + f["pos"])
+            pieces["ent"].append(rank[code])
+            for c in ("time", "state", "aug", "y", "d", "d_onset"):
+                pieces[c].append(f[c])
+        step = np.concatenate(pieces["step"]).astype(np.int64)
+        by_step = np.argsort(step, kind="stable")
+        fold = {c: (None if v[0] is None else np.concatenate(v)[by_step])
+                for c, v in pieces.items()}
+        folds.append(fold)
+    counts = np.sum([g[0] for _, g in got], axis=0).astype(np.int64)
+    rates = np.sum([g[1] for _, g in got], axis=0)
+
+    windows = [None] * K
+    if recent_width is not None and any(isinstance(m, str) and m == "recent" for m in mixes):
+        starts = [_recent_slices(f["time"], recent_width)[0] for f in folds]
+        flat = np.concatenate(starts).astype(np.int64)
+        per = [w for w in dask.compute(*[dask.delayed(_bt_recent)(r, flat) for r in runs])
+               if w is not None]
+        windows = np.split(np.sum(per, axis=0), np.cumsum([len(s) for s in starts])[:-1])
+
+    state_names = tuple(str(s) for s in extractor.state_names_)
+    is_failure = np.asarray(extractor.is_failure_, dtype=bool).copy()
+    entity_names = tuple(names[order].tolist())
+    empty = np.zeros(0, dtype=np.int64)
+    header = Trajectories(entity=empty, time=empty, event=empty, state=empty, run_starts=empty,
+                          state_names=state_names, event_names=tuple(events),
+                          entity_names=entity_names, is_failure=is_failure, time_kind=time_kind)
+    gb_run = None
+    if any(name == "gradient_boosting" for name, _ in base_specs):
+        # the classifier trains on every training step: the encoded steps are collected
+        steps = dask.compute(*[dask.delayed(_bt_steps)(runs[i]) for i, _ in got])
+        N = int(lengths.sum())
+        arrays = [np.empty(N, dtype=np.int64) for _ in range(4)]
+        run_start = np.zeros(N, dtype=bool)
+        for (_, g), off, (ent, t, ev, st, rs) in zip(got, offsets, steps):
+            local_start = np.r_[0, np.cumsum(g[4])[:-1]]
+            gidx = gstart[off + ent] + (np.arange(len(ent)) - local_start[ent])
+            for out, v in zip(arrays, (rank[off + ent], t, ev, st)):
+                out[gidx] = v
+            run_start[gidx] = rs
+        full = Trajectories(entity=arrays[0], time=arrays[1], event=arrays[2], state=arrays[3],
+                            run_starts=np.flatnonzero(run_start).astype(np.int64),
+                            state_names=state_names, event_names=tuple(events),
+                            entity_names=entity_names, is_failure=is_failure.copy(),
+                            time_kind=time_kind)
+        gb_run = _Run(full, cuts, width, horizon, threshold, predictor, [], origins, None, False)
+        logger.info("gradient_boosting baseline: collected the %d encoded steps to the client", N)
+    run = _GatheredRun(header, cuts, width, horizon, threshold, predictor, base_specs, origins,
+                       n_jobs, progress, mixes, recent_width, counts, rates, folds, windows,
+                       gb_run)
+    logger.info("backtest counted over %d dask partitions: %d folds, %d entities",
+                ddf.npartitions, K, len(names))
+    return run, report
+
+
 # ---------------------------------------------------------------- helpers
 def compute_frame(model, ddf):
-    """Collect a dask frame to pandas and read it (partial_fit, backtest): exact."""
+    """Collect a dask frame to pandas and read it (``select_states`` only): exact."""
     _require()
     from .histories import read_histories
 

@@ -339,8 +339,21 @@ def backtest(
     -----
     The state extractor is fitted on the steps before the *first* cutoff and
     used for every fold, so no fold's states depend on its future.
+
+    ``histories`` may be a ``dask.dataframe.DataFrame`` (``markovfault[dask]``):
+    the result is the same, exactly. Each partition (all the rows of its
+    entities) is read, encoded and counted where it lies; only the fold count
+    tensors, the per-state training rates, each entity's name and number of
+    steps, and the origins' rows (state, history code, time, outcome per
+    horizon) travel to the client. Integer ``cutoffs`` are exact quantiles
+    found by a few rounds of per-partition histograms of the step times. The
+    ``gradient_boosting`` baseline is the exception: it trains one classifier
+    per fold on the features of every training step, so with it the *encoded*
+    steps (entity, time, event and state codes; not the frame) are collected
+    to the client. Leave it out of ``baselines`` (it is in the default) to keep
+    the data where it lies.
     """
-    from .predictor import FaultPredictor, _time_int
+    from .predictor import FaultPredictor, _is_dask, _time_int
 
     if not isinstance(predictor, FaultPredictor):
         raise TypeError(f"predictor must be a FaultPredictor, got {type(predictor).__name__}")
@@ -353,41 +366,61 @@ def backtest(
         raise ConfigError(f"threshold = {threshold!r} must lie in [0, 1].")
     base_specs = _check_baselines(baselines)
 
-    frame, report = predictor._read(histories)
-    times = _time_int(frame).to_numpy()
-    time_kind = "datetime" if isinstance(frame["time"].dtype, pd.DatetimeTZDtype) else "integer"
-    cuts = _resolve_cutoffs(cutoffs, times, time_kind)
-    width = _resolve_window(window, window_size, time_kind)
+    if _is_dask(histories):  # counted partition by partition (markovfault._dask)
+        from ._dask import backtest_run
 
-    # states learned from the first training window only
-    extractor = predictor._make_extractor()
-    first = times < cuts[0]
-    extractor.fit(frame.loc[first])
+        run, report = backtest_run(
+            histories, predictor, horizon=horizon, cutoffs=cutoffs, window=window,
+            window_size=window_size, origins=origins, base_specs=base_specs,
+            threshold=float(threshold), n_jobs=n_jobs, progress=progress,
+            event_mix=event_mix, recent_window=recent_window)
+    else:
+        frame, report = predictor._read(histories)
+        times = _time_int(frame).to_numpy()
+        time_kind = ("datetime" if isinstance(frame["time"].dtype, pd.DatetimeTZDtype)
+                     else "integer")
+        cuts = _resolve_cutoffs(cutoffs, times, time_kind)
+        width = _resolve_window(window, window_size, time_kind)
+
+        # states learned from the first training window only
+        extractor = predictor._make_extractor()
+        first = times < cuts[0]
+        extractor.fit(frame.loc[first])
+        codes = _transform_states(extractor, frame)
+        _check_failure_states(extractor)
+        traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
+                                       np.asarray(extractor.is_failure_, dtype=bool),
+                                       max_gap=predictor.max_gap)
+        mixes, recent_width = _check_mixes(event_mix, time_kind, recent_window)
+        run = _Run(traj, cuts, width, horizon, float(threshold), predictor, base_specs, origins,
+                   n_jobs, progress, mixes, recent_width)
+    result = run.execute()
+    tr = run.traj
+    result.params.update(
+        horizon=horizon, n_folds=len(run.cuts), window=window, window_size=window_size,
+        origins=origins, threshold=float(threshold), time_kind=tr.time_kind,
+        cutoffs=list(run.cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
+        failure_states=[n for n, f in zip(tr.state_names, tr.is_failure) if f],
+    )
+    return result
+
+
+def _transform_states(extractor, frame) -> np.ndarray:
+    """State codes of ``frame`` with the extractor fitted before the first cutoff."""
     try:
-        codes = extractor.transform(frame)
+        return extractor.transform(frame)
     except UnknownStatusError as exc:
         raise UnknownStatusError(
             f"{exc} (the states are learned from the steps before the first cutoff; list every "
             "state in [states].states, or set [states].unknown, when labels first appear later)"
         ) from exc
+
+
+def _check_failure_states(extractor) -> None:
     if not np.any(extractor.is_failure_):
         raise ConfigError(
             f"no failure states are declared; the states are {list(extractor.state_names_)}."
         )
-    traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
-                                   np.asarray(extractor.is_failure_, dtype=bool),
-                                   max_gap=predictor.max_gap)
-    mixes, recent_width = _check_mixes(event_mix, time_kind, recent_window)
-    run = _Run(traj, cuts, width, horizon, float(threshold), predictor, base_specs, origins,
-               n_jobs, progress, mixes, recent_width)
-    result = run.execute()
-    result.params.update(
-        horizon=horizon, n_folds=len(cuts), window=window, window_size=window_size,
-        origins=origins, threshold=float(threshold), time_kind=time_kind,
-        cutoffs=list(cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
-        failure_states=[n for n, f in zip(traj.state_names, traj.is_failure) if f],
-    )
-    return result
 
 
 def _mix_name(mix) -> str:
@@ -445,13 +478,29 @@ def _to_time_int(values, time_kind: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _higher_ranks(n: int, q: np.ndarray) -> np.ndarray:
+    """0-based ranks of the ``'higher'`` quantiles ``q`` of ``n`` values (as numpy 2 does)."""
+    return np.clip(np.ceil((n - 1) * np.asarray(q, dtype=np.float64)), 0, n - 1).astype(np.int64)
+
+
 def _resolve_cutoffs(cutoffs, times: np.ndarray, time_kind: str) -> np.ndarray:
-    t_min, t_max = times.min(), times.max()
+    times = np.asarray(times, dtype=np.int64)
+
+    def kth(ranks):  # the values at these ranks of the sorted times
+        return np.partition(times, ranks)[ranks]
+
+    return _cutoffs(cutoffs, time_kind, len(times), times.min(), times.max(), kth)
+
+
+def _cutoffs(cutoffs, time_kind: str, n: int, t_min, t_max, kth) -> np.ndarray:
+    """The cutoff times; ``kth(ranks)`` gives the sorted step times at (unique, sorted)
+    0-based ranks, so quantile cutoffs need no sorted copy of every time in one place."""
     if isinstance(cutoffs, (int, np.integer)) and not isinstance(cutoffs, bool):
         if cutoffs < 1:
             raise ConfigError(f"cutoffs = {cutoffs}, must be >= 1.")
         q = np.arange(1, cutoffs + 1) / (cutoffs + 1)
-        cuts = np.unique(np.quantile(times, q, method="higher").astype(np.int64))
+        ranks = np.unique(_higher_ranks(n, q))
+        cuts = np.unique(np.asarray(kth(ranks)).astype(np.int64))
         cuts = cuts[cuts > t_min]
         if len(cuts) < cutoffs:
             raise HistoryError(
@@ -614,6 +663,46 @@ class _Run:
         gap = last[ent[idx]] - idx  # future steps of the origin that lie before c
         return idx, gap
 
+    # ----------------------------------------------- what each fold reads
+    # (the dask back end, markovfault._dask._GatheredRun, answers these from per-partition
+    # results instead of one trajectory)
+    def fold_train(self, k: int):
+        """Training (positives, origins) per (state, horizon) of fold k, and what the
+        gradient-boosting baseline needs to build its training set."""
+        tidx, gap = self.train_window(k)
+        n_pos, n_orig = self.state_rates(tidx, gap)
+        return n_pos, n_orig, (tidx, gap)
+
+    def fold_origins(self, k: int):
+        """Fold k's origins (step indices), their outcomes (n, H), base states and,
+        with history-aware states, augmented states."""
+        origins = self.test_origins(k)
+        aug = self.aug[origins] if self.spec is not None else None
+        return origins, self.labels(origins), self.traj.state[origins], aug
+
+    def gb_inputs(self, k: int, train):
+        """(trajectories, training origins, training labels) of the classifier of fold k."""
+        tidx, gap = train
+        return self.traj, tidx, self.train_labels(tidx, gap)
+
+    def origin_times(self, k: int, origins: np.ndarray) -> np.ndarray:
+        return self.traj.time[origins]
+
+    def recent_windows(self, k: int, starts: np.ndarray) -> list:
+        """Arrival counts (S, E) in ``[start - recent_window, start)`` for each start."""
+        from .predictor import recent_arrivals
+
+        tr = self.traj
+        is_start = tr.is_run_start()
+        return [recent_arrivals(tr.state, tr.event, tr.time, is_start, tr.n_states, tr.n_events,
+                                start - self.recent_width, start) for start in starts]
+
+    def step_attrs(self, step: np.ndarray):
+        """Entity code, time, state, steps to the next failure and to the next failure
+        onset of the (scored) steps ``step``."""
+        tr = self.traj
+        return tr.entity[step], tr.time[step], tr.state[step], self.d[step], self.d_onset[step]
+
     def train_labels(self, idx, gap) -> np.ndarray:
         """Training labels (n, H): only origins whose whole h-window lies before the cutoff;
         -1 elsewhere, even when the origin failed early (that would inflate the rate)."""
@@ -652,14 +741,11 @@ class _Run:
                     f"fold {k} (cutoff {_fmt_time(self.cuts[k], tr.time_kind)}) has no training "
                     "transitions in its window; move the cutoff later or widen the window."
                 )
-            tidx, gap = self.train_window(k)
-            n_pos, n_orig = self.state_rates(tidx, gap)
+            n_pos, n_orig, train = self.fold_train(k)
             with np.errstate(invalid="ignore", divide="ignore"):
                 base = n_pos.sum(axis=0) / n_orig.sum(axis=0)  # (H,)
             base = np.where(np.isfinite(base), base, np.nan)
-            origins = self.test_origins(k)
-            y = self.labels(origins)
-            st = tr.state[origins]
+            origins, y, st, aug_row = self.fold_origins(k)
             probs = {}
             if self.spec is None:
                 chain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).set_counts(
@@ -668,9 +754,10 @@ class _Run:
             else:
                 chain = HistoryChain(self.spec, pred.alpha, pred.beta).set_counts(
                     counts[k], tr.state_names, tr.event_names, tr.is_failure)
-                base_counts, row = chain.base_.counts_, self.aug[origins]
+                base_counts, row = chain.base_.counts_, aug_row
             for mix in self.event_mixes:
-                probs[_mix_name(mix)] = self._mix_forecast(chain, base_counts, mix, origins, row)
+                probs[_mix_name(mix)] = self._mix_forecast(chain, base_counts, mix, origins, row,
+                                                           k)
             for name, spec in self.base_specs:
                 if name == "climatology":
                     probs[name] = np.broadcast_to(np.nan_to_num(base, nan=0.0), (len(origins), H))
@@ -684,7 +771,7 @@ class _Run:
                         flat, tr.state_names, ["step"], tr.is_failure)
                     probs[name] = plain.failure_probabilities(H)[st]
                 elif name == "gradient_boosting":
-                    gb_jobs.append((k, spec, tidx, self.train_labels(tidx, gap), origins))
+                    gb_jobs.append((k, spec, *self.gb_inputs(k, train), origins))
             for h in range(H):
                 fold_rows.append({
                     "fold": k, "cutoff": self.cuts[k], "horizon": h + 1,
@@ -696,8 +783,8 @@ class _Run:
             progress.step("fold")
         if gb_jobs:
             fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_predict_gb)(spec, tr, tidx, ytr, org)
-                for (k, spec, tidx, ytr, org) in gb_jobs
+                delayed(_fit_predict_gb)(spec, gtr, tidx, ytr, org)
+                for (k, spec, gtr, tidx, ytr, org) in gb_jobs
             )
             for (k, *_), p in zip(gb_jobs, fitted):
                 # a horizon with no complete training window has no classifier:
@@ -706,7 +793,7 @@ class _Run:
                 pieces[k][3]["gradient_boosting"] = np.where(np.isnan(p), base[None, :], p)
         return self._assemble(pieces, fold_rows, names)
 
-    def _mix_forecast(self, chain, base_counts, mix, origins, row) -> np.ndarray:
+    def _mix_forecast(self, chain, base_counts, mix, origins, row, k=0) -> np.ndarray:
         """P(fail within h) at the origins under one expected event mix.
 
         ``"recent"`` shifts each state's fitted arrival probabilities toward
@@ -724,23 +811,17 @@ class _Run:
             shares = np.array([float(mix.get(e, 0.0)) for e in names])
             Qm = np.broadcast_to(shares / shares.sum(), Q.shape)
             return chain.failure_probabilities(H, event_probs=Qm)[row]
-        from .predictor import recent_arrivals, shift_event_probs
+        from .predictor import shift_event_probs
 
         tr = self.traj
-        t = tr.time[origins]
-        half = max(self.recent_width // 2, 1)
-        slice_of = (t - t.min()) // half
-        starts = t.min() + np.unique(slice_of) * half
-        which = np.searchsorted(starts, t.min() + slice_of * half)
+        starts, which = _recent_slices(self.origin_times(k, origins), self.recent_width)
+        # events that arrived in [start - width, start): known when the slice begins
+        windows = self.recent_windows(k, starts)
         base = chain if isinstance(chain, EventMarkovChain) else chain.base_
         base_of = np.arange(tr.n_states) if isinstance(chain, EventMarkovChain) else chain.base_state_
-        is_start = tr.is_run_start()
         out = np.empty((len(origins), H))
-        for s_idx, start in enumerate(starts):  # one table per time slice, not per origin
+        for s_idx, w in enumerate(windows):  # one table per time slice, not per origin
             sel = which == s_idx
-            # events that arrived in [start - width, start): known when the slice begins
-            w = recent_arrivals(tr.state, tr.event, tr.time, is_start, tr.n_states,
-                                tr.n_events, start - self.recent_width, start)
             if w.sum() > 0:
                 Qm = shift_event_probs(chain.event_probs_, base_of, base.event_probs_, w)
                 table = chain.failure_probabilities(H, event_probs=Qm)
@@ -772,8 +853,8 @@ class _Run:
         step = a["origin_step"].astype(np.int64)
         fold, hor, model = a["fold"].astype(np.int64), a["horizon"].astype(np.int64), \
             a["model"].astype(np.int64)
-        metrics = self._metrics(a, step, fold, hor, model, names)
-        time = tr.time[step]
+        ent, time, state, d, d_onset = self.step_attrs(step)
+        metrics = self._metrics(a, step, fold, hor, model, names, ent, d_onset)
         cut = self.cuts[fold]
         if tr.time_kind == "datetime":
             time, cut = pd.to_datetime(time, utc=True), pd.to_datetime(cut, utc=True)
@@ -781,17 +862,17 @@ class _Run:
             "fold": fold,
             "cutoff": cut,
             "entity": pd.Categorical.from_codes(
-                tr.entity[step], categories=pd.Index(list(tr.entity_names), dtype=object)),
+                ent, categories=pd.Index(list(tr.entity_names), dtype=object)),
             "origin_time": time,
             "state": pd.Categorical.from_codes(
-                tr.state[step], categories=pd.Index(list(tr.state_names), dtype=object)),
+                state, categories=pd.Index(list(tr.state_names), dtype=object)),
             "horizon": hor,
             "model": pd.Categorical.from_codes(model, categories=pd.Index(names, dtype=object)),
             "p": a["p"],
             "y": a["y"].astype(np.int64),
-            "entity_code": tr.entity[step],
+            "entity_code": ent,
             "origin_step": step,
-            "steps_to_failure": self.d[step],
+            "steps_to_failure": d,
             "base_rate": a["base_rate"],
         })
         folds = pd.DataFrame(fold_rows)
@@ -799,7 +880,7 @@ class _Run:
             folds["cutoff"] = pd.to_datetime(folds["cutoff"].to_numpy(), utc=True)
         return BacktestResult(metrics=metrics, predictions=pred, folds=folds, params={})
 
-    def _metrics(self, a, step, fold, hor, model, names) -> pd.DataFrame:
+    def _metrics(self, a, step, fold, hor, model, names, ent, d_onset) -> pd.DataFrame:
         """Scores per (fold, horizon, model) and pooled per (horizon, model), vectorised."""
         H, M, K = self.H, len(names), len(self.cuts)
         tables = []
@@ -811,8 +892,8 @@ class _Run:
             n_groups = (K if per_fold else 1) * H * M
             scores = _metrics.score_groups(
                 code, a["p"], a["y"], base_rate=np.nan_to_num(a["base_rate"], nan=0.0),
-                threshold=self.threshold, entity_code=self.traj.entity[step], origin_step=step,
-                steps_to_failure=self.d_onset[step], horizon=hor, n_groups=n_groups,
+                threshold=self.threshold, entity_code=ent, origin_step=step,
+                steps_to_failure=d_onset, horizon=hor, n_groups=n_groups,
             )
             with np.errstate(invalid="ignore"):
                 base = np.bincount(code, weights=a["base_rate"], minlength=n_groups) / \
@@ -830,6 +911,16 @@ class _Run:
         cols = ["fold", "horizon", "model", "base_rate", *_metrics.SCORE_KEYS,
                 "n_failures", "n_caught", "mean_lead_time"]
         return out[cols]
+
+
+def _recent_slices(t: np.ndarray, width: int):
+    """Origins grouped into slices of half a recent window: (slice starts, slice of each)."""
+    if len(t) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    half = max(width // 2, 1)
+    slice_of = (t - t.min()) // half
+    starts = t.min() + np.unique(slice_of) * half
+    return starts, np.searchsorted(starts, t.min() + slice_of * half)
 
 
 def _fit_predict_gb(spec: GradientBoostingBaseline, traj, tidx, ytr, origins) -> np.ndarray:

@@ -242,7 +242,7 @@ def _cmd_backtest(args) -> int:
     if window_size is not None and window_size.lstrip("-").isdigit():
         window_size = int(window_size)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    with _histories(args, config) as histories:  # dask: collected to pandas (see _dask.py)
+    with _histories(args, config) as histories:  # dask: counted where it lies (see _dask.py)
         result = backtest(
             histories, FaultPredictor.from_config(config), horizon=args.horizon,
             cutoffs=args.cutoffs, window=args.window, window_size=window_size,

@@ -27,6 +27,14 @@ only ``markovfault forecast`` reads and needs):
     output = "forecasts/"
     horizons = [1, 5, 10]
 
+    [compute]            # run on an existing Dask cluster (needs markovfault[dask])
+    scheduler = "tcp://scheduler:8786"
+
+``[compute] scheduler`` is read by ``train`` and ``backtest`` (as their
+``--scheduler``, which wins) and by the scheduled job ``markovfault forecast``,
+which then reads the new files and counts them on the cluster's workers (the
+files must be readable there).
+
 The tables are checked here (unknown tables and keys are errors naming
 them); the ``[columns]`` and ``[states]`` tables are checked in detail by
 :class:`~markovfault.histories.ColumnMap` and :mod:`markovfault.states`, the
@@ -122,4 +130,8 @@ def check_config(config: Mapping, source: str = "config") -> dict:
     for key in config.get("compute", {}):
         if key not in _COMPUTE_KEYS:
             raise ConfigError(f"{source}: unknown key {key!r} in [compute]; the keys are scheduler.")
+    scheduler = config.get("compute", {}).get("scheduler")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise ConfigError(f"{source}: [compute] scheduler = {scheduler!r} must be the address "
+                          "of a Dask scheduler, e.g. \"tcp://scheduler:8786\".")
     return {k: dict(v) for k, v in config.items()}

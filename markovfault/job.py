@@ -36,6 +36,18 @@ hash is unchanged), and files holding rows at or after the previous cutoff.
 * A file that cannot be parsed is logged and skipped (not recorded, so it is
   tried again next run); the run still forecasts from the rest and exits 65.
 
+On a Dask cluster
+-----------------
+With ``[compute] scheduler = "tcp://host:8786"`` (``markovfault[dask]``), a run
+that has files to read connects to that scheduler: each due file is hashed,
+read and cut to its new rows by a worker (the input must be readable from the
+workers), only what happened to each file travels back for the log and the
+watermark, and the rows are counted where they lie (``fit``/``partial_fit`` on
+a dask DataFrame, one partition per file in file order). The partitions, model
+versions and watermark are those of a run without a scheduler; the forecast
+itself, from the model's remembered last steps, runs in the job's process. A
+run with nothing new contacts no cluster; an unreachable scheduler exits 74.
+
 Exit codes (sysexits): 0 ok (also "nothing new"), 64 bad command line,
 65 bad data (some input skipped, or a damaged model or watermark), 66 no
 input, 70 internal error, 73 output cannot be written, 74 other I/O error,
@@ -53,6 +65,7 @@ waits (at most a minute) until ``<dir>/release`` exists. The points are
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as _dt
 import fcntl
@@ -731,7 +744,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
     logger.info("run started: as-of %s%s", shown, " (refit)" if refit else "",
                 extra={"event": "run_started", "as_of": shown, "refit": refit,
                        "input": job.input, "output": str(job.output), "pid": os.getpid()})
-    with _Lock(job.output / LOCK, shown):
+    with _Lock(job.output / LOCK, shown), contextlib.ExitStack() as stack:
         _checkpoint("locked")
         _remove_temporaries(job)
         wm = _read_watermark(job)
@@ -775,11 +788,17 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                     extra={"event": "nothing_new", "files": len(listing),
                            "duration_s": round(time.perf_counter() - t0, 3)})
                 return JobResult("nothing_new", timings=dict(timer))
-            pieces, read, skipped, stats = _read_files(due, known, records, cols, kind, model,
-                                                       prev, tick)
-        window = pd.concat(pieces, ignore_index=True) if pieces else None
+            cluster = stack.enter_context(_compute(job))  # [compute] scheduler, or None
+            if cluster is None:
+                pieces, read, skipped, stats = _read_files(due, known, records, cols, kind,
+                                                           model, prev, tick)
+                window = pd.concat(pieces, ignore_index=True) if pieces else None
+                n_window = 0 if window is None else len(window)
+            else:  # the rows stay on the workers: a dask DataFrame in the configured names
+                window, n_window, read, skipped, stats = _read_files_dask(
+                    due, known, records, cols, kind, model, prev, tick)
         code = EX_DATAERR if skipped else EX_OK
-        if window is None or not len(window):
+        if not n_window:
             if model is None:
                 if skipped and not read:
                     raise HistoryError(f"every input file was skipped ({len(skipped)}); see "
@@ -794,8 +813,8 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
 
         from .predictor import FaultPredictor
 
-        with timer("fit"):
-            frame = _export_frame(window, cols)
+        with timer("fit"):  # on the cluster, partition by partition, with a dask window
+            frame = _export_frame(window, cols) if cluster is None else window
             if model is None:
                 model = FaultPredictor.from_config(job.config).fit(frame)
                 logger.info("trained a new model on %d transitions", model.n_transitions_,
@@ -821,7 +840,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
         for key, rec in stats["records"].items():
             records[key] = rec
         run = {"run_id": run_id, "as_of": tick, "data_cutoff": shown, "model": version,
-               "refit": refit, "rows_counted": int(len(window)), "entities": n_entities,
+               "refit": refit, "rows_counted": int(n_window), "entities": n_entities,
                "alerts": n_alerts, "started_at": _iso_from_perf(t0),
                "finished_at": _utcnow_iso()}
         runs = [r for r in (wm["runs"] if wm else []) if r["as_of"] < tick]
@@ -840,11 +859,11 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
         level = logging.WARNING if skipped else logging.INFO
         logger.log(
             level, "run finished: %d rows counted from %d files, %d entities forecast, %d "
-            "alerting, %d files skipped", len(window), len(read), n_entities, n_alerts,
+            "alerting, %d files skipped", n_window, len(read), n_entities, n_alerts,
             len(skipped),
             extra={"event": "run_finished", "exit_code": code, "data_cutoff": shown,
                    "files_read": read, "files_skipped": skipped,
-                   "rows_read": stats["rows_read"], "rows_counted": int(len(window)),
+                   "rows_read": stats["rows_read"], "rows_counted": int(n_window),
                    "rows_dropped": stats["dropped"], "rows_late": stats["late"],
                    "rows_after_cutoff": stats["after"], "entities": n_entities,
                    "alerts": n_alerts, "alerts_by_horizon": {
@@ -853,7 +872,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "duration_s": round(duration, 3),
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
-                         int(len(window)), read, skipped, dict(timer))
+                         int(n_window), read, skipped, dict(timer))
 
 
 def _iso_from_perf(t0: float) -> str:
@@ -863,77 +882,167 @@ def _iso_from_perf(t0: float) -> str:
 
 def _read_files(due, known, records, cols, kind, model, prev, tick):
     """Read the due files one by one; a file that fails is logged and skipped."""
-    from .histories import read_histories
-
     pieces, read, skipped = [], [], []
     stats = {"rows_read": 0, "dropped": {}, "late": 0, "after": 0, "records": {}}
+    states = model.states_ if model is not None else None
     for key, path, st, reason in due:
-        try:
-            digest = _sha256(path)
-            old = known.get(key)
-            if reason == "changed" and old is not None and old.get("sha256") == digest:
-                # touched, same bytes: keep the record with the new stat
-                rec = dict(old, size=st.st_size, mtime_ns=st.st_mtime_ns)
-                stats["records"][key] = rec
-                if rec.get("next_time") is None or rec["next_time"] >= tick:
-                    continue
-                reason = "pending"
-            frame, report = read_histories(path, columns=cols, return_report=True)
-            if report.time_kind != kind:
-                raise HistoryError(
-                    f"its time column holds {report.time_kind} values but the job's as-of is "
-                    f"{'an integer' if kind == 'integer' else 'a timestamp'}"
-                    + (" (pass --as-of N for sequence-numbered exports)"
-                       if kind == "datetime" else "")
-                )
-            if model is not None:
-                model.states_.transform(frame)  # e.g. a status the model has no state for
-        except (MarkovFaultError, ValueError, OSError) as exc:
-            logger.error("skipped input file %s: %s", key, exc,
-                         extra={"event": "file_skipped", "file": key,
-                                "error": type(exc).__name__})
-            skipped.append(key)
-            continue
-        t = frame["time"].astype("int64").to_numpy()
-        before = t < prev if prev is not None else np.zeros(len(t), bool)
-        after = t >= tick
-        keep = ~before & ~after
-        n_before = int(before.sum())
-        if n_before and reason == "new":
-            stats["late"] += n_before
-            logger.warning(
-                "%d rows of the new file %s are older than the previous cutoff %s (late data); "
-                "they are not counted (--refit counts them)", n_before, key,
-                _show_tick(prev, kind), extra={"event": "late_rows", "file": key,
-                                               "rows": n_before})
-        elif n_before and reason == "changed":
-            stats["late"] += n_before
-            logger.warning(
-                "%s changed after it was read; its %d rows before the previous cutoff %s are "
-                "not counted again, its rows after it are (--refit recounts everything)",
-                key, n_before, _show_tick(prev, kind),
-                extra={"event": "file_changed", "file": key, "rows": n_before})
-        if keep.any():
-            pieces.append(frame.loc[keep])
-        stats["rows_read"] += report.n_rows_read
-        stats["after"] += int(after.sum())
-        for r, n in report.dropped.items():
-            stats["dropped"][r] = stats["dropped"].get(r, 0) + n
-        stats["records"][key] = {
-            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest,
-            "rows": int(report.n_rows_read), "max_time": int(t.max()),
-            "next_time": int(t[after].min()) if after.any() else None,
-        }
-        read.append(key)
-        logger.info(
-            "read %s (%s): %d rows, %d counted now, %d dropped, %d after the cutoff", key, reason,
-            report.n_rows_read, int(keep.sum()), report.n_dropped, int(after.sum()),
-            extra={"event": "file_read", "file": key, "reason": reason,
-                   "rows": report.n_rows_read, "rows_counted": int(keep.sum()),
-                   "rows_dropped": dict(report.dropped), "rows_after_cutoff": int(after.sum())})
-        if len(read) == 1:
+        rows, info = _read_one(key, path, st, reason, known.get(key), cols, kind, states,
+                               prev, tick)
+        if rows is not None:
+            pieces.append(rows)
+        if _note_file(info, stats, read, skipped, prev, kind) and len(read) == 1:
             _checkpoint("reading")
     return pieces, read, skipped, stats
+
+
+def _read_one(key, path, st, reason, old, cols, kind, states, prev, tick):
+    """Read one due file (here, or on a dask worker): (its rows to count or None, what
+    happened, for :func:`_note_file` to log and record)."""
+    from .histories import read_histories
+
+    info = {"key": key, "reason": reason, "touched": None}
+    try:
+        digest = _sha256(path)
+        if reason == "changed" and old is not None and old.get("sha256") == digest:
+            # touched, same bytes: keep the record with the new stat
+            rec = dict(old, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            info["touched"] = rec
+            if rec.get("next_time") is None or rec["next_time"] >= tick:
+                info["outcome"] = "touched"
+                return None, info
+            reason = info["reason"] = "pending"
+        frame, report = read_histories(path, columns=cols, return_report=True)
+        if report.time_kind != kind:
+            raise HistoryError(
+                f"its time column holds {report.time_kind} values but the job's as-of is "
+                f"{'an integer' if kind == 'integer' else 'a timestamp'}"
+                + (" (pass --as-of N for sequence-numbered exports)"
+                   if kind == "datetime" else "")
+            )
+        if states is not None:
+            states.transform(frame)  # e.g. a status the model has no state for
+    except (MarkovFaultError, ValueError, OSError) as exc:
+        info.update(outcome="skipped", error=type(exc).__name__, message=str(exc))
+        return None, info
+    t = frame["time"].astype("int64").to_numpy()
+    before = t < prev if prev is not None else np.zeros(len(t), bool)
+    after = t >= tick
+    keep = ~before & ~after
+    info.update(
+        outcome="read", n_before=int(before.sum()), n_after=int(after.sum()),
+        n_kept=int(keep.sum()), rows_read=int(report.n_rows_read),
+        n_dropped=int(report.n_dropped), dropped=dict(report.dropped),
+        record={"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest,
+                "rows": int(report.n_rows_read), "max_time": int(t.max()),
+                "next_time": int(t[after].min()) if after.any() else None})
+    return (frame.loc[keep] if keep.any() else None), info
+
+
+def _note_file(info, stats, read, skipped, prev, kind) -> bool:
+    """Log and record what :func:`_read_one` did with one file; True if it was read."""
+    key, reason = info["key"], info["reason"]
+    if info["touched"] is not None:
+        stats["records"][key] = info["touched"]
+    if info["outcome"] == "touched":
+        return False
+    if info["outcome"] == "skipped":
+        logger.error("skipped input file %s: %s", key, info["message"],
+                     extra={"event": "file_skipped", "file": key, "error": info["error"]})
+        skipped.append(key)
+        return False
+    n_before = info["n_before"]
+    if n_before and reason == "new":
+        stats["late"] += n_before
+        logger.warning(
+            "%d rows of the new file %s are older than the previous cutoff %s (late data); "
+            "they are not counted (--refit counts them)", n_before, key,
+            _show_tick(prev, kind), extra={"event": "late_rows", "file": key,
+                                           "rows": n_before})
+    elif n_before and reason == "changed":
+        stats["late"] += n_before
+        logger.warning(
+            "%s changed after it was read; its %d rows before the previous cutoff %s are "
+            "not counted again, its rows after it are (--refit recounts everything)",
+            key, n_before, _show_tick(prev, kind),
+            extra={"event": "file_changed", "file": key, "rows": n_before})
+    stats["rows_read"] += info["rows_read"]
+    stats["after"] += info["n_after"]
+    for r, n in info["dropped"].items():
+        stats["dropped"][r] = stats["dropped"].get(r, 0) + n
+    stats["records"][key] = info["record"]
+    read.append(key)
+    logger.info(
+        "read %s (%s): %d rows, %d counted now, %d dropped, %d after the cutoff", key, reason,
+        info["rows_read"], info["n_kept"], info["n_dropped"], info["n_after"],
+        extra={"event": "file_read", "file": key, "reason": reason,
+               "rows": info["rows_read"], "rows_counted": info["n_kept"],
+               "rows_dropped": info["dropped"], "rows_after_cutoff": info["n_after"]})
+    return True
+
+
+def _read_export(key, path, st, reason, old, cols, kind, states, prev, tick):
+    """:func:`_read_one` on a dask worker: what happened, and the rows to count in the
+    configured column names (what ``fit`` reads)."""
+    rows, info = _read_one(key, path, st, reason, old, cols, kind, states, prev, tick)
+    if rows is not None:
+        rows = _export_frame(rows, cols)
+        info["meta"] = rows.iloc[:0]
+    return info, rows
+
+
+def _read_files_dask(due, known, records, cols, kind, model, prev, tick):
+    """:func:`_read_files` on the dask cluster of ``[compute] scheduler``.
+
+    Each due file is hashed, read and cut to its new rows by a worker (the files
+    must be readable there, e.g. on a shared volume); only what happened travels
+    back, and the rows to count stay on the workers as the partitions (one per
+    file, in file order, so the read order is the in-process one) of a dask
+    DataFrame, which ``fit``/``partial_fit`` count where they lie.
+
+    Returns (the rows to count as a dask DataFrame or None, their number, read,
+    skipped, stats).
+    """
+    import dask
+    import dask.dataframe as dd
+
+    read, skipped = [], []
+    stats = {"rows_read": 0, "dropped": {}, "late": 0, "after": 0, "records": {}}
+    states = model.states_ if model is not None else None
+    tasks = dask.persist(*[dask.delayed(_read_export)(key, path, st, reason, known.get(key),
+                                                      cols, kind, states, prev, tick)
+                           for key, path, st, reason in due])
+    infos = dask.compute(*[task[0] for task in tasks])
+    parts, meta, n_rows = [], None, 0
+    for task, info in zip(tasks, infos):
+        if _note_file(info, stats, read, skipped, prev, kind) and len(read) == 1:
+            _checkpoint("reading")
+        if info.get("meta") is not None:
+            parts.append(task[1])
+            meta = info["meta"] if meta is None else meta
+            n_rows += info["n_kept"]
+    if not parts:
+        return None, 0, read, skipped, stats
+    return dd.from_delayed(parts, meta=meta, verify_meta=False), n_rows, read, skipped, stats
+
+
+@contextmanager
+def _compute(job: JobConfig):
+    """A ``distributed.Client`` on ``[compute] scheduler`` (reading and counting then run
+    on that cluster), or None: everything in this process."""
+    address = job.config.get("compute", {}).get("scheduler")
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError('[compute] scheduler needs the dask extra: '
+                          'pip install "markovfault[dask]"') from None
+    with Client(address, timeout="20s") as client:
+        logger.info("reading and counting on the dask cluster at %s", address,
+                    extra={"event": "cluster", "scheduler": address,
+                           "workers": len(client.scheduler_info().get("workers", {}))})
+        yield client
 
 
 def _rerun(job, wm, as_of, tick, run_id, timer, t0) -> JobResult:

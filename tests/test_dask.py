@@ -74,16 +74,143 @@ def test_fit_and_predict_equal_in_memory(client, dataset, params):
                                                     scenario=scenario))
 
 
-def test_partial_fit_and_backtest_collect(client, dataset):
-    ddf = dd.read_parquet(str(dataset))
+HISTORY = {"order": 2, "failure_window": 3, "entering_event": True}
+
+
+@pytest.fixture(scope="module")
+def batches(dataset, tmp_path_factory):
+    """Two batches for partial_fit: A before a cutoff without two handlers; B after it, with
+    those two (new entities), a new event type, and a few steps of one handler older than
+    its last step in A (they start a new run). B is written over 3 files, rows shuffled."""
+    hist = pd.read_parquet(dataset)
+    cut = hist["timestamp"].quantile(0.6)
+    early = hist["timestamp"] < cut
+    new = hist["handler"].isin(["orders-worker-01", "orders-worker-02"])
+    a = hist[early & ~new]
+    late = hist[early & (hist["handler"] == "orders-worker-03")]
+    late = late.sort_values("timestamp").iloc[-5:-2]
+    b = pd.concat([hist[~early], hist[early & new], late])
+    b.loc[b.index[::13], "event_type"] = "order_cancelled"
+    b = b.sample(frac=1, random_state=2).reset_index(drop=True)
+    root = tmp_path_factory.mktemp("batch_b")
+    for k, rows in enumerate(np.array_split(np.arange(len(b)), 3)):
+        b.iloc[rows].to_parquet(root / f"part-{k}.parquet", index=False)
+    return a.reset_index(drop=True), root
+
+
+@pytest.mark.parametrize("history", [None, HISTORY], ids=["plain", "history"])
+def test_partial_fit_equals_in_memory(client, batches, history, caplog):
+    import copy
+
+    a, root = batches
+    ddf = dd.read_parquet(str(root))
+    assert ddf.npartitions == 3
+    fitted = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL, history=history).fit(a)
+    with caplog.at_level("WARNING", logger="markovfault"):
+        in_memory = copy.deepcopy(fitted).partial_fit(pd.read_parquet(root))
+        memory_log = [r.getMessage() for r in caplog.records if "no later than" in r.getMessage()]
+        caplog.clear()
+        on_dask = copy.deepcopy(fitted).partial_fit(ddf)
+        dask_log = [r.getMessage() for r in caplog.records if "no later than" in r.getMessage()]
+    assert "order_cancelled" in in_memory.event_names_
+    assert "order_cancelled" not in fitted.event_names_
+    assert len(memory_log) == 1 and "orders-worker-03" in memory_log[0]
+    assert dask_log == memory_log  # the steps older than seen start a new run, as in memory
+    np.testing.assert_array_equal(on_dask.chain_.counts_, in_memory.chain_.counts_)
+    assert on_dask.event_names_ == in_memory.event_names_
+    assert on_dask.state_names_ == in_memory.state_names_
+    pd.testing.assert_frame_equal(on_dask.last_seen_, in_memory.last_seen_)
+    assert on_dask.read_report_.n_rows_kept == in_memory.read_report_.n_rows_kept
+    assert on_dask.read_report_.dropped == in_memory.read_report_.dropped
+    pd.testing.assert_frame_equal(on_dask.predict(None, horizon=4),
+                                  in_memory.predict(None, horizon=4))
+    # and fit(dask A) then partial_fit(dask B) too
+    both = mf.FaultPredictor(**fitted.get_params()).fit(
+        dd.from_pandas(a, npartitions=3, sort=False)).partial_fit(ddf)
+    np.testing.assert_array_equal(both.chain_.counts_, in_memory.chain_.counts_)
+    pd.testing.assert_frame_equal(both.last_seen_, in_memory.last_seen_)
+
+
+@pytest.mark.parametrize("history", [None, HISTORY], ids=["plain", "history"])
+def test_predict_recent_equals_in_memory(client, dataset, history):
     frame = pd.read_parquet(dataset)
-    model = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL)
-    a = mf.FaultPredictor(**model.get_params()).fit(ddf).partial_fit(ddf)
-    b = mf.FaultPredictor(**model.get_params()).fit(frame).partial_fit(frame)
-    np.testing.assert_array_equal(a.chain_.counts_, b.chain_.counts_)
-    r1 = mf.backtest(ddf, model, horizon=3, cutoffs=2, baselines=["climatology"])
-    r2 = mf.backtest(frame, model, horizon=3, cutoffs=2, baselines=["climatology"])
-    pd.testing.assert_frame_equal(r1.metrics, r2.metrics)
+    ddf = dd.read_parquet(str(dataset))
+    model = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL, history=history).fit(frame)
+    for window in (None, "20min"):  # the last 1000 steps; a trailing duration
+        want = model.predict(frame, horizon=4, event_mix="recent", recent_window=window)
+        assert not want["p_fail"].equals(model.predict(frame, horizon=4)["p_fail"])
+        pd.testing.assert_frame_equal(
+            model.predict(ddf, horizon=4, event_mix="recent", recent_window=window), want)
+    # partitions of more than 1000 steps, and the last 1000 steps all in one of them: the
+    # handlers of the larger bucket (partition, after the shuffle) are moved a day later
+    from markovfault._dask import _bucket_of
+
+    big = simulate_histories(n_handlers=8, n_steps=400, random_state=4, with_metrics=False)
+    bucket = _bucket_of(big["handler"].to_numpy(dtype=object), 2)
+    late = bucket == np.argmax(np.bincount(bucket, minlength=2))
+    assert 1000 < late.sum() < len(big) - 400
+    big.loc[late, "timestamp"] += pd.Timedelta("1D")
+    big_ddf = dd.from_pandas(big.sample(frac=1, random_state=0), npartitions=2, sort=False)
+    want = model.predict(big, horizon=3, event_mix="recent")
+    pd.testing.assert_frame_equal(model.predict(big_ddf, horizon=3, event_mix="recent"), want)
+
+
+@pytest.mark.parametrize("case", [
+    dict(history=None, horizon=3, cutoffs=3, event_mix=["long_run", "recent"],
+         recent_window="20min", gradient_boosting=True),
+    dict(history=HISTORY, horizon=4, cutoffs=2, window="sliding", window_size="40min",
+         origins="every_step", small_rounds=True),
+    dict(history=None, horizon=2, cutoffs=["2026-01-01T00:50:00Z", "2026-01-01T01:40:00Z"],
+         event_mix={"order_created": 1.0}, columns=dict(COLUMNS, metrics=["latency_ms"]),
+         states={"kind": "quantiles", "columns": ["latency_ms"], "n_bins": 4,
+                 "failure_top": "latency_ms"}),
+], ids=["cutoff_origins_recent_gb", "history_sliding_every_step", "given_cutoffs_quantiles"])
+def test_backtest_equals_in_memory(client, dataset, monkeypatch, case):
+    from markovfault import _dask
+    from markovfault._baselines import GradientBoostingBaseline
+
+    case = dict(case)
+    model = mf.FaultPredictor(columns=case.pop("columns", COLUMNS),
+                              states=case.pop("states", CATEGORICAL), history=case.pop("history"))
+    baselines = ["climatology", "state_frequency", "no_events"]
+    if case.pop("gradient_boosting", False):
+        baselines.append(GradientBoostingBaseline(max_iter=5))
+    if case.pop("small_rounds", False):  # the exact quantile search, narrowed over rounds
+        monkeypatch.setattr(_dask, "_HIST_BINS", 4)
+        monkeypatch.setattr(_dask, "_FETCH_VALUES", 20)
+    frame = pd.read_parquet(dataset)
+    want = mf.backtest(frame, model, baselines=baselines, progress=False, **case)
+    got = mf.backtest(dd.read_parquet(str(dataset)), model, baselines=baselines,
+                      progress=False, **case)
+    pd.testing.assert_frame_equal(got.metrics, want.metrics)
+    pd.testing.assert_frame_equal(got.predictions, want.predictions)
+    pd.testing.assert_frame_equal(got.folds, want.folds)
+    assert got.params == want.params
+    assert len(want.predictions) > 0 and want.metrics["n_pos"].sum() > 0
+    if "recent" in case.get("event_mix", []):  # the recent windows are not empty
+        p = want.predictions
+        assert (p.loc[p["model"] == "markov", "p"].to_numpy()
+                != p.loc[p["model"] == "markov_recent", "p"].to_numpy()).any()
+
+
+def test_exact_order_statistics_over_partitions(client, dataset, monkeypatch):
+    """The histogram rounds find every rank's time exactly (ties and extremes too)."""
+    from markovfault import _dask
+    from markovfault.predictor import _time_int
+
+    import dask
+
+    monkeypatch.setattr(_dask, "_HIST_BINS", 3)
+    monkeypatch.setattr(_dask, "_FETCH_VALUES", 5)
+    ddf = dd.read_parquet(str(dataset))
+    parts = _dask._canonical_parts(ddf, mf.FaultPredictor(columns=COLUMNS)._column_map())
+    times = dask.persist(*[dask.delayed(_dask._sorted_times)(p) for p in parts])
+    frame, _ = mf.read_histories(pd.read_parquet(dataset), columns=COLUMNS, return_report=True)
+    every = np.sort(_time_int(frame).to_numpy())
+    ranks = np.unique(np.r_[0, 1, 7, len(every) // 3, len(every) // 2, len(every) - 2,
+                            len(every) - 1])
+    got = _dask._kth_times(times, ranks, every[0], every[-1], len(every))
+    np.testing.assert_array_equal(got, every[ranks])
 
 
 def test_cli_scheduler(client, dataset, tmp_path, capsys):
@@ -109,6 +236,95 @@ def test_cli_scheduler(client, dataset, tmp_path, capsys):
     # [compute] scheduler alone also routes train through the cluster
     assert main(["train", str(dataset), "--config", str(config), "--out", str(model_path)]) == 0
     assert "trained on" in capsys.readouterr().out
+
+
+JOB = """
+[columns]
+entity = "handler"
+time = "timestamp"
+event = "event_type"
+status = "status"
+event_id = "event_id"
+
+[states]
+kind = "categorical"
+states = ["ok", "slow", "error", "timeout", "down"]
+failure = ["error", "timeout", "down"]
+
+[job]
+input = "in"
+output = "out"
+horizons = [1, 3]
+threshold = 0.2
+"""
+
+
+def test_job_with_compute_scheduler_equals_in_process(client, tmp_path):
+    """`markovfault forecast` with [compute] scheduler reads and counts the new files on the
+    cluster; its partitions, model and watermark equal those of the in-process job."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from markovfault.job import load_job_config, run_job
+
+    hist = simulate_histories(n_handlers=10, n_steps=150, random_state=7, duplicate_rate=0.02)
+    hour = hist["timestamp"].dt.floor("h").dt.hour
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    files = []
+    for h in (0, 1, 2):  # every handler in every file: entities span the partitions
+        part = hist[hour == h].sample(frac=1, random_state=h)
+        files.append(exports / f"orders-{h}.{'parquet' if h == 1 else 'csv'}")
+        part.to_parquet(files[-1], index=False) if h == 1 else part.to_csv(files[-1], index=False)
+    jobs = {}
+    compute = f'[compute]\nscheduler = "{client.scheduler.address}"\n'
+    for name, extra in (("here", ""), ("cluster", compute)):
+        (tmp_path / name / "in").mkdir(parents=True)
+        (tmp_path / name / "job.toml").write_text(JOB + extra)
+        jobs[name] = tmp_path / name
+    cli = [sys.executable, "-m", "markovfault.cli", "forecast", "--config",
+           str(jobs["cluster"] / "job.toml")]
+    # the first run trains on two files (two partitions), the second adds the third and a
+    # file that cannot be parsed (skipped where it was read, reported: exit 65)
+    for hours, as_of in (((0, 1), "2026-01-01T02:00:00Z"), ((2,), "2026-01-01T03:00:00Z")):
+        for d in jobs.values():
+            for h in hours:
+                shutil.copy2(files[h], d / "in")
+            if hours == (2,):
+                (d / "in" / "orders-bad.csv").write_text("handler,status\nx,ok\n")
+        code = 0 if hours[0] == 0 else 65
+        assert run_job(load_job_config(jobs["here"] / "job.toml"), as_of=as_of).exit_code == code
+        proc = subprocess.run(cli + ["--as-of", as_of], capture_output=True, text=True,
+                              env=dict(os.environ), timeout=180)
+        assert proc.returncode == code, proc.stderr
+        log = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+        by_event = {rec.get("event"): rec for rec in log}
+        assert by_event["cluster"]["scheduler"] == client.scheduler.address
+        assert by_event["cluster"]["workers"] == 2
+        assert ("model_trained" in by_event) == (hours[0] == 0)
+        assert sum(rec.get("event") == "file_read" for rec in log) == len(hours)
+        assert ("file_skipped" in by_event) == (code == 65)
+    here, there = jobs["here"] / "out", jobs["cluster"] / "out"
+    runs = sorted(p.name for p in (here / "runs").iterdir())
+    assert runs == sorted(p.name for p in (there / "runs").iterdir()) and len(runs) == 2
+    for run in runs:
+        for name in ("forecast.parquet", "forecast.csv"):
+            assert (here / "runs" / run / name).read_bytes() == \
+                (there / "runs" / run / name).read_bytes()
+    a, b = mf.load_model(here / "model.npz"), mf.load_model(there / "model.npz")
+    np.testing.assert_array_equal(a.chain_.counts_, b.chain_.counts_)
+    pd.testing.assert_frame_equal(a.last_seen_, b.last_seen_)
+    marks = []
+    for out in (here, there):
+        wm = json.loads((out / "watermark.json").read_text())
+        for run in wm["runs"]:
+            run.pop("started_at"), run.pop("finished_at")
+        wm.pop("input")
+        marks.append(wm)
+    assert marks[0] == marks[1]
 
 
 def test_core_does_not_import_dask():

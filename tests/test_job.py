@@ -335,6 +335,24 @@ def test_no_new_files_exit_0_and_nothing_rewritten(tmp_path, reference):
             if p.is_file() and p.name != ".lock"} == before
 
 
+def test_compute_table_is_checked_and_only_used_when_there_is_work(tmp_path, reference):
+    from markovfault.exceptions import ConfigError
+    from markovfault.job import load_job_config
+
+    cfg = copy(reference, tmp_path / "job")
+    text = cfg.read_text()
+    cfg.write_text(text + "\n[compute]\nscheduler = 8786\n")
+    with pytest.raises(ConfigError, match=r"\[compute\] scheduler = 8786"):
+        load_job_config(cfg)
+    proc = forecast(cfg, T[3])
+    assert proc.returncode == 78 and events(proc)["run_failed"]["error"] == "ConfigError"
+    # nothing new: no cluster is needed, so none is contacted (this address has none)
+    cfg.write_text(text + '\n[compute]\nscheduler = "tcp://127.0.0.1:9"\n')
+    proc = forecast(cfg, T[3])
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing_new" in events(proc) and "cluster" not in events(proc)
+
+
 def test_a_model_of_a_newer_format_exits_78(tmp_path, base, exports, monkeypatch):
     import markovfault.persistence as persistence
 
