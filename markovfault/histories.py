@@ -1019,9 +1019,9 @@ def read_histories(
             raise ConfigError(f"chunksize = {chunksize!r} must be a positive integer.")
         return _iter_chunks(sources, cols, int(chunksize), return_report, categorical)
 
-    if all(src.kind in ("parquet", "csv") for src in sources):
-        # Parquet and CSV files are read dictionary-encoded: distinct values are
-        # cleaned once, rows are handled as codes (same frame, same report).
+    if all(src.kind in ("parquet", "csv", "frame") for src in sources):
+        # Parquet and CSV files (and frames) are read dictionary-encoded: distinct
+        # values are cleaned once, rows are handled as codes (same frame, same report).
         from ._fastread import Fallback, read_encoded
 
         try:
@@ -1172,8 +1172,11 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     # Stable sort by (entity, time): ties keep read order.
     codes, uniques = pd.factorize(frame["entity"], sort=True)
     time_key = frame["time"].astype("int64").to_numpy()
-    order = np.lexsort((time_key, codes))
-    frame = frame.iloc[order].reset_index(drop=True)
+    from ._fastread import group_order
+
+    order = group_order(codes, time_key, len(uniques))  # np.lexsort((time_key, codes))
+    frame = frame.reset_index(drop=True) if order is None else \
+        frame.iloc[order].reset_index(drop=True)
     counts = np.bincount(codes, minlength=len(uniques))
 
     report = ReadReport(

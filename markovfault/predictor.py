@@ -653,7 +653,10 @@ class FaultPredictor(BaseEstimator):
             codes = both.pop("state").to_numpy(np.int64)
             both["_row"] = -1
         else:
-            frame, _ = self._read(histories)
+            # files: read as codes (categorical); a frame of last steps is read faster
+            # as text (about one row per entity: nothing to gain from codes)
+            frame, _ = self._read(histories,
+                                  categorical=not isinstance(histories, pd.DataFrame))
             codes = self.states_.transform(frame)
             if plain:
                 # a plain chain forecasts from the last step alone, and a remembered tail
@@ -900,6 +903,19 @@ def _entity_blocks(entity: pd.Series):
     columns without missing values (what read_histories returns); ``None``
     otherwise, and the caller encodes in general.
     """
+    if isinstance(entity.dtype, pd.CategoricalDtype):  # read_histories(categorical=True)
+        cats = entity.cat.categories
+        codes = entity.cat.codes.to_numpy()
+        n = len(codes)
+        if not n or codes.min() < 0 or np.any(codes[1:] < codes[:-1]) \
+                or not cats.is_monotonic_increasing \
+                or pd.api.types.infer_dtype(cats, skipna=False) != "string":
+            return None
+        names = np.asarray(cats, dtype=object)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        if len(starts) != len(names):  # unused categories
+            return None
+        return starts, names.copy()
     if isinstance(entity.dtype, pd.StringDtype):
         values = entity.array
     elif entity.dtype == object and pd.api.types.infer_dtype(entity, skipna=False) == "string":
