@@ -655,7 +655,7 @@ def _bt_gather(run, n_folds):
     rates = np.zeros((n_folds, 2, tr.n_states, run.H), dtype=np.int64)
     folds = []
     for k in range(n_folds):  # a loop over folds, each vectorised
-        rates[k] = run.state_rates(*run.train_window(k))
+        rates[k] = run.fold_rates(k)
         org = run.test_origins(k)
         ent = tr.entity[org]
         folds.append({

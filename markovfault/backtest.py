@@ -375,7 +375,7 @@ def backtest(
             threshold=float(threshold), n_jobs=n_jobs, progress=progress,
             event_mix=event_mix, recent_window=recent_window)
     else:
-        frame, report = predictor._read(histories)
+        frame, report = predictor._read(histories, categorical=True)
         times = _time_int(frame).to_numpy()
         time_kind = ("datetime" if isinstance(frame["time"].dtype, pd.DatetimeTZDtype)
                      else "integer")
@@ -668,10 +668,46 @@ class _Run:
     # results instead of one trajectory)
     def fold_train(self, k: int):
         """Training (positives, origins) per (state, horizon) of fold k, and what the
-        gradient-boosting baseline needs to build its training set."""
+        gradient-boosting baseline needs to build its training set (``None``: built
+        on demand by :meth:`gb_inputs`)."""
+        if self.width is None:
+            return (*self.fold_rates(k), None)
         tidx, gap = self.train_window(k)
         n_pos, n_orig = self.state_rates(tidx, gap)
         return n_pos, n_orig, (tidx, gap)
+
+    def fold_rates(self, k: int):
+        """``state_rates(*train_window(k))`` without a pass over every step per fold.
+
+        Expanding windows only. An origin whose whole h-window (h <= H) lies
+        before the cutoff ("far": its step H later is before the cutoff)
+        counts the same in every fold from the one where it becomes far, so
+        far origins are counted once, binned by that fold, and summed
+        cumulatively; only the last H origins of each entity before the
+        cutoff are counted per fold.
+        """
+        if self.width is not None:
+            return self.state_rates(*self.train_window(k))
+        tr, H = self.traj, self.H
+        S = tr.n_states
+        if not hasattr(self, "_far_cum"):
+            n, K = tr.n_steps, len(self.cuts)
+            later = np.arange(n) + H
+            has = later < self.end_of
+            t_far = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+            t_far[has] = tr.time[later[has]]
+            fold_of = np.searchsorted(self.cuts, t_far, side="right")  # far from this fold on
+            cell = (fold_of * S + tr.state) * (H + 2) + self.d
+            per = np.bincount(cell, minlength=(K + 1) * S * (H + 2)).reshape(K + 1, S, H + 2)
+            self._far_cum = np.cumsum(per, axis=0)
+        far = self._far_cum[k]  # far origins by (state, steps to the next failure)
+        last = self.last_before(self.cuts[k])
+        rows = last[:, None] - np.arange(H)[None, :]  # the near origins: gap 0..H-1
+        near = (last[:, None] >= 0) & (rows >= self.ent_start[:, None])
+        n_pos, n_orig = self.state_rates(rows[near], (last[:, None] - rows)[near])
+        n_pos = n_pos + np.cumsum(far, axis=1)[:, 1:H + 1]  # positive for h >= d
+        n_orig = n_orig + far.sum(axis=1)[:, None]  # an origin for every h
+        return n_pos, n_orig
 
     def fold_origins(self, k: int):
         """Fold k's origins (step indices), their outcomes (n, H), base states and,
@@ -682,7 +718,7 @@ class _Run:
 
     def gb_inputs(self, k: int, train):
         """(trajectories, training origins, training labels) of the classifier of fold k."""
-        tidx, gap = train
+        tidx, gap = self.train_window(k) if train is None else train
         return self.traj, tidx, self.train_labels(tidx, gap)
 
     def origin_times(self, k: int, origins: np.ndarray) -> np.ndarray:

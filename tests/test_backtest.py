@@ -263,3 +263,29 @@ def test_classifier_training_labels_exclude_windows_that_cross_the_cutoff():
     assert got[("c", 1)] == (0, 1)
     assert got[("a", 3)] == (-1, -1)  # its next step lies after the cutoff
     assert got[("b", 1)] == (0, 0)
+
+
+@pytest.mark.parametrize("horizon", [1, 4, 12])
+def test_fold_rates_equal_the_rates_counted_origin_by_origin(horizon):
+    """The once-binned training rates of expanding windows equal state_rates over
+    every training origin of each fold (the direct count)."""
+    from markovfault import FaultPredictor, Trajectories
+    from markovfault.backtest import _Run
+
+    rng = np.random.default_rng(horizon)
+    lengths = rng.integers(1, 60, 40)
+    n = int(lengths.sum())
+    traj = Trajectories.from_codes(rng.choice(3, n, p=[0.7, 0.2, 0.1]), rng.integers(0, 2, n),
+                                   lengths, state_names=["ok", "slow", "down"],
+                                   event_names=["a", "b"], failure=["down"])
+    traj.time = rng.integers(0, 5, n).cumsum() - np.repeat(  # uneven times per entity
+        np.r_[0, np.cumsum(rng.integers(0, 5, n))[np.cumsum(lengths)[:-1] - 1]], lengths)
+    cuts = np.unique(rng.integers(traj.time.min(), traj.time.max() + 1, 7))
+    model = FaultPredictor(states={"failure": ["down"]})
+    run = _Run(traj, cuts, None, horizon, 0.5, model, [], "cutoff", 1, False)
+    for k in range(len(cuts)):
+        fast = run.fold_rates(k)
+        direct = run.state_rates(*run.train_window(k))
+        np.testing.assert_array_equal(fast[0], direct[0])
+        np.testing.assert_array_equal(fast[1], direct[1])
+        assert direct[1].sum() > 0
