@@ -439,6 +439,13 @@ def _expand(source: Any, format: str | None, n_frames: list[int]) -> list[_Sourc
     )
 
 
+def _unreadable(src: _Source, exc: Exception) -> HistoryError:
+    return HistoryError(
+        f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
+        f"complete, or pass format=... if it is not {src.kind}."
+    )
+
+
 def _empty_error(src: _Source, detail: str) -> EmptyHistoryError:
     return EmptyHistoryError(
         f"'{src.name}' holds no rows ({detail}). Fix: remove it from the input, or check "
@@ -477,10 +484,7 @@ def _open(src: _Source) -> tuple[list[Any], Callable[[list[Any]], pd.DataFrame]]
     except (EmptyHistoryError, OSError):
         raise
     except Exception as exc:  # parser errors of pandas / pyarrow
-        raise HistoryError(
-            f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
-            f"complete, or pass format=... if it is not {src.kind}."
-        ) from exc
+        raise _unreadable(src, exc) from exc
 
 
 def _read_jsonl(path: str) -> pd.DataFrame:
@@ -760,10 +764,7 @@ def _read_source(src: _Source, cols: ColumnMap, offset: int) -> _Piece:
     except EmptyHistoryError:
         raise
     except Exception as exc:
-        raise HistoryError(
-            f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
-            f"complete, or pass format=... if it is not {src.kind}."
-        ) from exc
+        raise _unreadable(src, exc) from exc
     if len(raw) == 0:
         raise _empty_error(src, "header only" if src.kind == "csv" else "zero rows")
     return _convert(raw, where, src, cols, offset)
@@ -801,10 +802,7 @@ def _iter_source_chunks(src: _Source, cols: ColumnMap, offset: int, chunksize: i
     except (HistoryError, ConfigError):
         raise
     except Exception as exc:
-        raise HistoryError(
-            f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
-            f"complete, or pass format=... if it is not {src.kind}."
-        ) from exc
+        raise _unreadable(src, exc) from exc
     if n_total == 0:
         raise _empty_error(src, "header only" if src.kind == "csv" else "zero rows")
 
@@ -1120,10 +1118,7 @@ def _iter_source_batches(src: _Source, cols: ColumnMap, offset: int, chunksize: 
     except (HistoryError, ConfigError):
         raise
     except Exception as exc:
-        raise HistoryError(
-            f"could not read '{src.name}' as {src.kind}: {exc}. Fix: check that the file is "
-            f"complete, or pass format=... if it is not {src.kind}."
-        ) from exc
+        raise _unreadable(src, exc) from exc
     if n_total == 0:
         raise _empty_error(src, "zero rows")
 
