@@ -21,7 +21,7 @@ from .chain import EventMarkovChain
 from .exceptions import ConfigError, HistoryError, NotFittedError
 from .histories import ColumnMap, ReadReport, read_histories
 from .states import CategoricalStates, StateExtractor, extractor_from_config
-from .trajectories import Trajectories, parse_max_gap
+from .trajectories import Trajectories, _run_starts, parse_max_gap
 
 __all__ = ["FaultPredictor"]
 
@@ -271,17 +271,17 @@ class FaultPredictor(BaseEstimator):
             from ._dask import partial_fit_dask
 
             return partial_fit_dask(self, histories)
-        frame, report = self._read(histories)
+        # files: read as codes (categorical), as fit reads them; a frame is read as text
+        # (no faster as codes for the few rows per entity of an incremental batch)
+        frame, report = self._read(histories,
+                                   categorical=not isinstance(histories, pd.DataFrame))
         codes = self.states_.transform(frame)
-        both, both_codes, n_tail = self._prepend_tail(frame, codes, warn=True)
-        events = self.base_chain_.event_names_
-        traj = self._encode(both, both_codes, self.states_, event_names=events)
-        if isinstance(self.chain_, EventMarkovChain):
-            self.chain_.partial_fit(traj)  # tails of plain chains are one step: nothing to undo
+        tails = _Tails.from_frame(getattr(self, "last_seen_", None), self._tail_length)
+        if tails is not None and self._add_codes(frame, codes, tails, warn=True, stream=False):
+            self.last_seen_ = tails.to_frame()
         else:
-            self._partial_fit_history(traj, both.iloc[:n_tail], both_codes[:n_tail])
+            self._add_frames(frame, codes, warn=True, stream=False)
         self.read_report_ = report
-        self._remember_tail(traj)
         return self
 
     def _fit_stream(self, histories, chunksize: int) -> "FaultPredictor":
@@ -294,34 +294,155 @@ class FaultPredictor(BaseEstimator):
             batches = read_histories(histories, columns=self._column_map(), chunksize=chunksize,
                                      return_report=True, categorical=True)
         total = None
-        for frame, report in batches:
-            if not len(frame):
-                continue
-            if total is None:
-                self.fit(frame)
-                total = self.read_report_ if report is None else report
-                continue
-            codes = self.states_.transform(frame)
-            both, both_codes, n_tail = self._prepend_tail(frame, codes, warn=False, stream=True)
-            traj = self._encode(both, both_codes, self.states_,
-                                event_names=self.base_chain_.event_names_)
-            if isinstance(self.chain_, EventMarkovChain):
-                self.chain_.partial_fit(traj)
-            else:
-                self._partial_fit_history(traj, both.iloc[:n_tail], both_codes[:n_tail])
-            self._remember_tail(traj)
-            if report is not None:
-                for key in ("n_sources", "n_rows_read", "n_rows_kept"):
-                    setattr(total, key, getattr(total, key) + getattr(report, key))
-                for name in ("dropped", "filled"):
-                    for k, v in getattr(report, name).items():
-                        getattr(total, name)[k] = getattr(total, name).get(k, 0) + v
-                total.per_source = total.per_source + report.per_source
+        tails = None  # the remembered last steps, as codes between batches (_Tails)
+        try:
+            for frame, report in batches:
+                if not len(frame):
+                    continue
+                if total is None:
+                    self.fit(frame)
+                    total = self.read_report_ if report is None else report
+                    tails = _Tails.from_frame(self.last_seen_, self._tail_length)
+                    continue
+                codes = self.states_.transform(frame)
+                if tails is None or not self._add_codes(frame, codes, tails, warn=False,
+                                                        stream=True):
+                    if tails is not None:
+                        self.last_seen_ = tails.to_frame()
+                    self._add_frames(frame, codes, warn=False, stream=True)
+                    tails = _Tails.from_frame(self.last_seen_, self._tail_length)
+                if report is not None:
+                    for key in ("n_sources", "n_rows_read", "n_rows_kept"):
+                        setattr(total, key, getattr(total, key) + getattr(report, key))
+                    for name in ("dropped", "filled"):
+                        for k, v in getattr(report, name).items():
+                            getattr(total, name)[k] = getattr(total, name).get(k, 0) + v
+                    total.per_source = total.per_source + report.per_source
+        finally:
+            if tails is not None:
+                self.last_seen_ = tails.to_frame()
         if total is None:
             raise HistoryError("the histories hold no usable row to fit on")
         total.n_entities = int(self.last_seen_.index.nunique())
         self.read_report_ = total
         return self
+
+    def _add_frames(self, frame, codes, warn: bool, stream: bool) -> None:
+        """Count one batch the general way: the remembered tails prepended as rows of
+        a frame, encoded with it (any frame; see :meth:`_add_codes` for the usual one)."""
+        both, both_codes, n_tail = self._prepend_tail(frame, codes, warn=warn, stream=stream)
+        traj = self._encode(both, both_codes, self.states_,
+                            event_names=self.base_chain_.event_names_)
+        if isinstance(self.chain_, EventMarkovChain):
+            self.chain_.partial_fit(traj)  # tails of plain chains are one step: nothing to undo
+        else:
+            self._partial_fit_history(traj, both.iloc[:n_tail], both_codes[:n_tail])
+        self._remember_tail(traj)
+
+    def _add_codes(self, frame, codes, tails: _Tails, warn: bool, stream: bool) -> bool:
+        """Count one batch on integer codes: what :meth:`_add_frames` counts, without
+        building a frame of tails and batch or a string per row.
+
+        The batch's entities are found among the remembered ones (``tails``) by
+        merging the two sorted name lists; each entity's carried tail rows go
+        right before its own rows (the batch is sorted by (entity, time), and a
+        carried tail is never later than the entity's first new step), so the
+        trajectories are assembled by scattering codes. ``tails`` is updated in
+        place. ``False`` (nothing changed) when ``frame`` is not a canonical batch
+        of the model's time kind: the caller then counts it with :meth:`_add_frames`.
+        """
+        batch = _sorted_batch(frame, codes, len(self.states_.state_names_))
+        if batch is None or batch.time_kind != self.time_kind_:
+            return False
+        vocab = [str(e) for e in self.base_chain_.event_names_]
+        v_index = {e: k for k, e in enumerate(vocab)}
+        if any(e not in v_index for e in tails.events):  # tails of events the model lacks
+            return False
+        for e in batch.ev_names:  # as _encode_events: new events follow, sorted
+            if e not in v_index:
+                v_index[e] = len(vocab)
+                vocab.append(e)
+        gap = parse_max_gap(self.max_gap, batch.time_kind)
+        names, starts, n = batch.names, batch.starts, len(batch.ent)
+        row = tails.lookup(names)
+        have = tails.count[row]
+        first_time = batch.time[starts]
+        last_time = tails.time[row, np.maximum(have - 1, 0)]
+        if stream:  # fit(..., chunksize=N): ties keep read order; older rows are an error
+            older = (have > 0) & (first_time < last_time)
+            if older.any():
+                raise _older_error(names, older)
+            late = older
+        else:
+            late = (have > 0) & (first_time <= last_time)
+        if late.any() and warn:
+            _warn_late(names, late)
+        carry = np.where(late, 0, have)
+        ev_map = np.array([v_index[e] for e in batch.ev_names], dtype=np.int64)
+        event = ev_map[batch.ev]
+        length = np.diff(np.r_[starts, n]) + carry  # steps of each entity, tails included
+        block = np.cumsum(length) - length  # where each entity's steps begin
+        n_carry = int(carry.sum())
+        if n_carry:
+            total = n + n_carry
+            at_batch = np.arange(n) + np.repeat(block + carry - starts, length - carry)
+            k = np.repeat(np.arange(len(names)), carry)
+            r = np.arange(n_carry) - np.repeat(np.cumsum(carry) - carry, carry)
+            at_tail = block[k] + r
+            entity = np.repeat(np.arange(len(names), dtype=np.int64), length)
+            t2v = np.array([v_index[e] for e in tails.events], dtype=np.int64)
+            arrays = []
+            for new, old in ((batch.time, tails.time[row[k], r]),
+                             (event, t2v[tails.event[row[k], r]]),
+                             (batch.state, tails.state[row[k], r]),
+                             (batch.row, -1)):
+                a = np.empty(total, dtype=np.int64)
+                a[at_batch] = new
+                a[at_tail] = old
+                arrays.append(a)
+            time, event, state, source_row = arrays
+        else:
+            entity, time, state, source_row = batch.ent, batch.time, batch.state, batch.row
+        traj = Trajectories(
+            entity=entity, time=time, event=event, state=state,
+            run_starts=_run_starts(entity, time, gap),
+            state_names=tuple(str(s) for s in self.states_.state_names_),
+            event_names=tuple(vocab), entity_names=tuple(names.tolist()),
+            is_failure=np.asarray(self.states_.is_failure_, dtype=bool).copy(),
+            time_kind=batch.time_kind, source_row=source_row,
+        )
+        if isinstance(self.chain_, EventMarkovChain):
+            self.chain_.partial_fit(traj)
+        else:  # the transitions among the carried tail rows were counted already
+            spec = self.chain_.spec
+            n_aug = _Layout(spec, traj.n_states, traj.n_events).A
+            new = count_augmented(augment(traj, spec), traj, n_aug)
+            if n_carry:
+                tail = Trajectories(
+                    entity=entity[at_tail], time=time[at_tail], event=event[at_tail],
+                    state=state[at_tail], run_starts=_run_starts(entity[at_tail],
+                                                                 time[at_tail], gap),
+                    state_names=traj.state_names, event_names=traj.event_names,
+                    entity_names=traj.entity_names, is_failure=traj.is_failure,
+                    time_kind=traj.time_kind, source_row=source_row[at_tail])
+                new = new - count_augmented(augment(tail, spec), tail, n_aug)
+            self._add_history_counts(new, vocab, traj.state_names, traj.is_failure)
+        # each entity's last steps (tails included) replace what was remembered
+        t_index = {e: k for k, e in enumerate(tails.events)}
+        for e in vocab:
+            if e not in t_index:
+                t_index[e] = len(tails.events)
+                tails.events.append(e)
+        v2t = np.array([t_index[e] for e in vocab], dtype=np.int64)
+        keep = np.minimum(length, self._tail_length)
+        k = np.repeat(row, keep)
+        r = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
+        src = np.repeat(block + length - keep, keep) + r
+        tails.time[k, r] = time[src]
+        tails.event[k, r] = v2t[event[src]]
+        tails.state[k, r] = state[src]
+        tails.count[row] = keep
+        return True
 
     def _partial_fit_history(self, traj, tail_frame, tail_codes) -> None:
         """Add the new transitions of ``traj`` (carried tail rows excluded) to the counts."""
@@ -426,22 +547,11 @@ class FaultPredictor(BaseEstimator):
         if stream:  # fit(..., chunksize=N): ties keep read order; older rows are an error
             older = has_tail & (first_time < last_time)
             if older.any():
-                ent = names[np.flatnonzero(older)[0]]
-                raise HistoryError(
-                    f"entity {ent!r}: a batch holds a step older than its last step in an "
-                    f"earlier batch ({int(older.sum())} entities affected); fit(..., "
-                    "chunksize=N) needs each entity's rows in time order across batches. "
-                    "Fix: sort the export by time (or by entity and time), or fit in memory "
-                    "without chunksize.")
+                raise _older_error(names, older)
             late = older
         if late.any():
             if warn:
-                logger.warning(
-                    "%d entities have steps no later than their last step already counted "
-                    "(e.g. %s); those steps start a new run and the transition into them is "
-                    "not counted.",
-                    int(late.sum()), list(names[late][:3]),
-                )
+                _warn_late(names, late)
             keep = ~late[pos]
             carried, pos = carried[keep], pos[keep]
         if self.time_kind_ == "datetime":
@@ -1030,6 +1140,189 @@ def _entity_codes(entity: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return np.repeat(np.arange(len(names), dtype=np.int64), lengths), names
     codes, names = pd.factorize(entity.astype(str), sort=True)
     return codes.astype(np.int64, copy=False), np.asarray(names, dtype=object)
+
+
+def _older_error(names: np.ndarray, older: np.ndarray) -> HistoryError:
+    """fit(..., chunksize=N) met a step older than the entity's last one counted."""
+    return HistoryError(
+        f"entity {names[np.flatnonzero(older)[0]]!r}: a batch holds a step older than its "
+        f"last step in an earlier batch ({int(older.sum())} entities affected); fit(..., "
+        "chunksize=N) needs each entity's rows in time order across batches. "
+        "Fix: sort the export by time (or by entity and time), or fit in memory "
+        "without chunksize.")
+
+
+def _warn_late(names: np.ndarray, late: np.ndarray) -> None:
+    """partial_fit met steps no later than the entity's last one counted."""
+    logger.warning(
+        "%d entities have steps no later than their last step already counted "
+        "(e.g. %s); those steps start a new run and the transition into them is "
+        "not counted.",
+        int(late.sum()), list(names[late][:3]),
+    )
+
+
+class _Batch:
+    """The rows of a canonical batch as int64 arrays sorted stably by (entity, time):
+    entity codes ``ent`` into ``names`` (ascending, unique, all used; object array
+    of str), block ``starts``, ``time`` (UTC nanoseconds for timestamps), event codes
+    ``ev`` into ``ev_names`` (ascending), state codes ``state`` and ``row`` (``_row``)."""
+
+    __slots__ = ("ent", "names", "starts", "time", "time_kind", "ev", "ev_names", "state",
+                 "row")
+
+
+def _sorted_batch(frame: pd.DataFrame, state, n_states: int) -> _Batch | None:
+    """A canonical batch and its state codes as :class:`_Batch`, encoded as
+    :meth:`Trajectories.from_frame` encodes them (entity and event labels
+    factorized as text in sorted order, rows sorted stably by (entity, time)),
+    from the categorical codes when the columns are categorical. ``None`` for
+    anything else (no rows, other dtypes, missing labels, invalid states): the
+    caller then takes the general path, which words the errors."""
+    from ._fastread import group_order
+    from .trajectories import _factorize_sorted
+
+    if not {"entity", "time", "event", "_row"} <= set(frame.columns):
+        return None
+    n = len(frame)
+    state = np.asarray(state)
+    if n == 0 or state.shape != (n,) or state.dtype.kind not in "iu" \
+            or state.min() < 0 or state.max() >= n_states:
+        return None
+    timed = _time_values(frame)
+    if timed is None:
+        return None
+    out = _Batch()
+    out.time, out.time_kind = timed
+    blocks = _entity_blocks(frame["entity"])
+    if blocks is not None:  # grouped by entity (read_histories' batches): no hashing
+        out.starts, out.names = blocks
+        ent = np.repeat(np.arange(len(out.names), dtype=np.int64),
+                        np.diff(np.r_[out.starts, n]))
+    else:
+        ent, names = _factorize_sorted(frame["entity"])
+        ent = np.asarray(ent, dtype=np.int64)
+        if ent.min() < 0:
+            return None
+        out.names = np.array(names, dtype=object)  # str: factorized as text
+    ev, ev_names = _factorize_sorted(frame["event"])
+    ev = np.asarray(ev)
+    if ev.min() < 0:
+        return None
+    out.ev_names = [str(e) for e in ev_names]
+    out.ev = ev
+    out.state = state.astype(np.int64, copy=False)
+    out.row = np.asarray(frame["_row"], dtype=np.int64)
+    order = group_order(ent, out.time, len(out.names))
+    if order is not None:  # as from_frame: stable by (entity, time)
+        ent, out.time, out.ev = ent[order], out.time[order], out.ev[order]
+        out.state, out.row = out.state[order], out.row[order]
+        blocks = None
+    if blocks is None:
+        out.starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]])
+    out.ent = ent
+    return out
+
+
+def _union_sorted(old: np.ndarray, new: np.ndarray):
+    """``(union, pos_old, pos_new)``: the union of two ascending arrays of unique str
+    (object arrays) and where each element of either lands in it.
+
+    Stable-sorting the concatenation of two sorted runs is a linear merge for
+    numpy's timsort, and comparing neighbours finds the shared names: cheaper
+    than hashing a million Python strings.
+    """
+    if not len(old):
+        return new, np.zeros(0, np.int64), np.arange(len(new), dtype=np.int64)
+    both = np.concatenate([old, new])
+    order = np.argsort(both, kind="stable")
+    merged = both[order]
+    first = np.empty(len(merged), dtype=bool)
+    first[0] = True
+    first[1:] = merged[1:] != merged[:-1]
+    pos = np.empty(len(both), dtype=np.int64)
+    pos[order] = np.cumsum(first) - 1
+    union = old if first.sum() == len(old) else merged[first]
+    return union, pos[:len(old)], pos[len(old):]
+
+
+class _Tails:
+    """The remembered last steps of every entity (``last_seen_``) as integer arrays,
+    what ``fit(..., chunksize=N)`` carries from batch to batch and ``partial_fit``
+    works on.
+
+    ``names`` are the entities (ascending, unique; object array of str); row ``k``
+    of ``time``, ``event`` and ``state`` (shape ``(n_entities, width)``) holds the
+    last ``count[k]`` steps of entity ``names[k]`` in time order, left-aligned.
+    Event codes index ``events``, a list that only grows.
+    """
+
+    def __init__(self, names, count, time, event, state, events):
+        self.names, self.count = names, count
+        self.time, self.event, self.state = time, event, state
+        self.events = list(events)
+
+    @classmethod
+    def from_frame(cls, seen, length: int) -> "_Tails | None":
+        """From ``last_seen_`` (``None`` when it is not the frame that fit makes)."""
+        if not isinstance(seen, pd.DataFrame) or not {"time", "event", "state"} <= set(seen):
+            return None
+        n = len(seen)
+        entity = seen.index.to_numpy(dtype=object)
+        time = seen["time"].to_numpy()
+        event = seen["event"].to_numpy(dtype=object)
+        state = seen["state"].to_numpy()
+        if time.dtype.kind not in "iu" or state.dtype.kind not in "iu" or (
+                n and (pd.api.types.infer_dtype(entity, skipna=False) != "string"
+                       or pd.api.types.infer_dtype(event, skipna=False) != "string")):
+            return None
+        if n > 1 and not (entity[1:] >= entity[:-1]).all():
+            order = np.argsort(entity, kind="stable")
+            entity, time, event, state = entity[order], time[order], event[order], state[order]
+        starts = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]]) if n \
+            else np.zeros(0, np.int64)
+        count = np.diff(np.r_[starts, n]).astype(np.int64)
+        width = max(length, int(count.max()) if n else 0)
+        k = np.repeat(np.arange(len(starts)), count)
+        r = np.arange(n) - np.repeat(starts, count)
+        ev_codes, ev_names = pd.factorize(event)
+        arrays = []
+        for values in (time, ev_codes, state):
+            a = np.zeros((len(starts), width), dtype=np.int64)
+            a[k, r] = values
+            arrays.append(a)
+        return cls(entity[starts], count, *arrays, [str(e) for e in ev_names])
+
+    @property
+    def width(self) -> int:
+        return self.time.shape[1]
+
+    def lookup(self, names: np.ndarray) -> np.ndarray:
+        """The rows of ``names`` (ascending, unique), adding the new ones (no steps yet)."""
+        union, pos_old, pos_new = _union_sorted(self.names, names)
+        if len(union) != len(self.names):
+            count = np.zeros(len(union), dtype=np.int64)
+            count[pos_old] = self.count
+            self.count = count
+            for attr in ("time", "event", "state"):
+                a = np.zeros((len(union), self.width), dtype=np.int64)
+                a[pos_old] = getattr(self, attr)
+                setattr(self, attr, a)
+            self.names = union
+        return pos_new
+
+    def to_frame(self) -> pd.DataFrame:
+        """``last_seen_``: one row per remembered step, sorted by entity, then time."""
+        rows = np.flatnonzero(self.count)
+        count = self.count[rows]
+        k = np.repeat(rows, count)
+        r = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        events = np.asarray(self.events, dtype=object)
+        return pd.DataFrame(
+            {"time": self.time[k, r], "event": events[self.event[k, r]],
+             "state": self.state[k, r]},
+            index=pd.Index(self.names[k], name="entity"),
+        )
 
 
 def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.ndarray) -> np.ndarray:
