@@ -273,3 +273,20 @@ def test_frames_with_numbers_for_names(general):
     check_same(general, mixed, fast_path=False)
     floats = pd.DataFrame({"entity": [1.5, 2.0, np.nan], "time": [1, 2, 3], "status": ["ok"] * 3})
     check_same(general, floats, fast_path=False)
+
+
+def test_parquet_with_zones_categories_and_large_strings(tmp_path, general):
+    times = pd.date_range("2024-03-31T00:30", periods=6, freq="30min", tz="Europe/Berlin")
+    frame = pd.DataFrame({
+        "entity": pd.Categorical(["b", "a", "b", "a", "b", "a"]),
+        "time": times[[1, 0, 3, 2, 5, 4]],
+        "status": ["ok", "down", "ok", "ok", "down", "ok"],
+        "event": ["x", "y", None, "x", "y", "x"],
+    })
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(2, "status", table.column("status").cast(pa.large_string()))
+    path = str(tmp_path / "zones.parquet")
+    pq.write_table(table, path)
+    out, _ = check_same(general, path)
+    assert str(out["time"].dt.tz) == "UTC"
+    assert out["time"].iloc[0] == times[0].tz_convert("UTC")
