@@ -93,12 +93,24 @@ def _text(column) -> _Text:
 
 
 def _time(column) -> tuple[np.ndarray, str]:
-    """int64 time (UTC nanoseconds or a sequence) from integer or timestamp columns."""
+    """int64 time (UTC nanoseconds or a sequence) from integer or timestamp columns,
+    or from text that pyarrow parses as integers, or as ISO 8601 timestamps that all
+    carry an offset or all carry none (naive and aware mixed: the general reader's error)."""
     import pyarrow as pa
 
     typ = column.type
     if column.null_count:
         raise Fallback("missing time")  # the general reader names the row
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        for target in (pa.int64(), pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):
+            try:
+                column = column.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            typ = column.type
+            break
+        else:
+            raise Fallback("time text that pyarrow does not parse")
     if pa.types.is_integer(typ) and (pa.types.is_signed_integer(typ) or typ.bit_width < 64):
         return column.cast(pa.int64()).to_numpy(), "integer"
     if pa.types.is_timestamp(typ):
@@ -114,6 +126,12 @@ def _metric(column) -> np.ndarray:
     import pyarrow as pa
 
     typ = column.type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):  # streamed CSV: numbers as text
+        try:
+            column = column.cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise Fallback("metric text that pyarrow does not parse") from None
+        typ = column.type
     if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
         raise Fallback(f"metric of type {typ}")
     return column.cast(pa.float64()).to_numpy()
@@ -251,6 +269,35 @@ def _read_part(src, cols) -> _Part:
     except Exception as exc:  # noqa: BLE001 - the general reader words the error
         raise Fallback(f"pyarrow could not read {src.name}: {exc}") from None
     return encode_table(table, where, cols, src.name)
+
+
+def csv_batches(src, needed: list, batch_size: int):
+    """Tables of exactly ``batch_size`` rows (the last one: the rest) of a CSV file, every
+    column as text: the batches ``pandas.read_csv(chunksize=batch_size)`` reads.
+
+    Raises :class:`Fallback` where pyarrow cannot go on (e.g. a row with fewer fields,
+    which pandas fills with missing values); the caller continues with pandas there.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        reader = pacsv.open_csv(src.path, convert_options=pacsv.ConvertOptions(
+            include_columns=needed, column_types={c: pa.string() for c in needed},
+            null_values=_PANDAS_NA, strings_can_be_null=True, quoted_strings_can_be_null=True))
+        pending, n_pending = [], 0
+        for batch in reader:
+            pending.append(batch)
+            n_pending += batch.num_rows
+            while n_pending >= batch_size:
+                table = pa.Table.from_batches(pending, schema=reader.schema)
+                yield table.slice(0, batch_size)
+                rest = table.slice(batch_size)
+                pending, n_pending = rest.to_batches(), rest.num_rows
+        if n_pending:
+            yield pa.Table.from_batches(pending, schema=reader.schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise Fallback(f"pyarrow stopped reading {src.name}: {exc}") from None
 
 
 def parquet_batches(src, needed: list, text_columns: list, batch_size: int):

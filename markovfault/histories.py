@@ -770,12 +770,14 @@ def _read_source(src: _Source, cols: ColumnMap, offset: int) -> _Piece:
     return _convert(raw, where, src, cols, offset)
 
 
-def _iter_source_chunks(src: _Source, cols: ColumnMap, offset: int, chunksize: int):
+def _iter_source_chunks(src: _Source, cols: ColumnMap, offset: int, chunksize: int,
+                        skip: int = 0):
     """Read ``src`` in batches of at most ``chunksize`` rows, as canonical pieces.
 
     CSV files are read with ``pandas.read_csv(chunksize=...)``, Parquet files
     with ``pyarrow.parquet.ParquetFile.iter_batches``; JSON lines and frames
-    (which are in memory anyway) are sliced.
+    (which are in memory anyway) are sliced. The first ``skip`` rows (whole
+    batches, already read another way) are passed over.
     """
     names, load = _open(src)
     where = _resolve(src, names, cols)
@@ -795,6 +797,9 @@ def _iter_source_chunks(src: _Source, cols: ColumnMap, offset: int, chunksize: i
         n_total = 0
         for raw in raws:
             if len(raw) == 0:
+                continue
+            if n_total < skip:
+                n_total += len(raw)
                 continue
             piece = _convert(raw, where, src, cols, offset + n_total)
             n_total += len(raw)
@@ -1082,7 +1087,7 @@ def _iter_source_batches(src: _Source, cols: ColumnMap, offset: int, chunksize: 
     from . import _fastread
 
     plan = None
-    if src.kind == "parquet":
+    if src.kind in ("parquet", "csv"):
         try:
             plan = _fastread.plan(src, cols)
         except _fastread.Fallback:
@@ -1094,33 +1099,43 @@ def _iter_source_batches(src: _Source, cols: ColumnMap, offset: int, chunksize: 
         return
     where, needed, text_columns = plan
     n_total = 0
+    if src.kind == "parquet":
+        tables = _fastread.parquet_batches(src, needed, text_columns, chunksize)
+    else:  # the batches pandas.read_csv(chunksize=...) reads, every column as text
+        tables = _fastread.csv_batches(src, needed, chunksize)
     try:
-        for table in _fastread.parquet_batches(src, needed, text_columns, chunksize):
-            n = table.num_rows
-            if n == 0:
-                continue
-            try:
-                part = _fastread.encode_table(table, where, cols, src.name)
-                stub = pd.DataFrame(columns=["status"] if "status" in part.text else [])
-                piece = _Piece(frame=stub, kind=part.kind, source=src)
-
-                # (the fast path may still decline the batch, e.g. when every row is dropped)
-                result = _fastread.finish([part], cols, categorical, n_sources=1,
-                                          offset=offset + n_total)
-                done = (lambda result=result: result)
-            except _fastread.Fallback:
-                plain = table.cast(pa_plain_schema(table.schema))
-                piece = _convert(plain.to_pandas(), where, src, cols, offset + n_total)
-                done = None
-            piece.n_read = n
-            n_total += n
-            yield piece, done
+        try:
+            for table in tables:
+                n = table.num_rows
+                if n == 0:
+                    continue
+                try:
+                    part = _fastread.encode_table(table, where, cols, src.name)
+                    stub = pd.DataFrame(columns=["status"] if "status" in part.text else [])
+                    piece = _Piece(frame=stub, kind=part.kind, source=src)
+                    # (the fast path may still decline the batch, e.g. when every row is
+                    # dropped)
+                    result = _fastread.finish([part], cols, categorical, n_sources=1,
+                                              offset=offset + n_total)
+                    done = (lambda result=result: result)
+                except _fastread.Fallback:
+                    plain = table.cast(pa_plain_schema(table.schema))
+                    piece = _convert(plain.to_pandas(), where, src, cols, offset + n_total)
+                    done = None
+                piece.n_read = n
+                n_total += n
+                yield piece, done
+        except _fastread.Fallback:  # pyarrow stopped within the file: pandas reads the rest
+            for piece in _iter_source_chunks(src, cols, offset, chunksize, skip=n_total):
+                piece.n_read = len(piece.frame)
+                n_total += piece.n_read
+                yield piece, None
     except (HistoryError, ConfigError):
         raise
     except Exception as exc:
         raise _unreadable(src, exc) from exc
     if n_total == 0:
-        raise _empty_error(src, "zero rows")
+        raise _empty_error(src, "header only" if src.kind == "csv" else "zero rows")
 
 
 def pa_plain_schema(schema):

@@ -157,11 +157,13 @@ def test_aware_timestamps_and_integer_entities(tmp_path, general):
 
 
 def test_what_the_fast_path_declines_still_reads_or_raises(tmp_path, general):
-    # time written as text in Parquet, a timestamp past 2262, mixed time zones in CSV,
-    # a metric that is not a number: the general reader reads or raises as always
+    # time as text pyarrow does not parse, mixed time zones in CSV, a metric that is
+    # not a number, a missing time: the general reader reads or raises as always
     frame = pd.DataFrame({"entity": ["a", "a"], "time": ["2024-05-01 10:00", "2024-05-01 11:00"],
                           "status": ["ok", "down"]})
-    check_same(general, write(frame, tmp_path / "text_time.parquet", "parquet"),
+    check_same(general, write(frame, tmp_path / "text_time.parquet", "parquet"))
+    frame["time"] = ["2024-05-01 10:00:00 UTC", "2024-05-01 11:00:00 UTC"]
+    check_same(general, write(frame, tmp_path / "utc_time.parquet", "parquet"),
                fast_path=False)
     (tmp_path / "mixed.csv").write_text("entity,time,status\na,2024-05-01T10:00:00,ok\n"
                                         "a,2024-05-01T11:00:00Z,down\n")
@@ -290,3 +292,56 @@ def test_parquet_with_zones_categories_and_large_strings(tmp_path, general):
     out, _ = check_same(general, path)
     assert str(out["time"].dt.tz) == "UTC"
     assert out["time"].iloc[0] == times[0].tz_convert("UTC")
+
+
+@pytest.mark.parametrize("kind", ["datetime", "integer"])
+def test_streamed_csv_batches_read_the_same(tmp_path, general, kind):
+    frames = [messy_export(seed, n=300, kind=kind) for seed in (14, 15)]
+    for k, f in enumerate(frames):
+        write(f, tmp_path / f"part-{k}.csv", "csv")
+    kwargs = dict(columns=COLUMNS, chunksize=64, return_report=True)
+    calls = []
+    real = fastread.finish
+    fastread.finish = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        fast = list(read_histories(str(tmp_path), **kwargs))
+    finally:
+        fastread.finish = real
+    ref = list(general(str(tmp_path), **kwargs))
+    assert len(fast) == len(ref) == 10 and len(calls) == 10  # 5 batches a file, all encoded
+    for (f, fr), (r, rr) in zip(fast, ref):
+        assert_frame_equal(f, r)
+        assert fr == rr
+
+
+def test_streamed_csv_where_pyarrow_stops_pandas_goes_on(tmp_path, general):
+    # a row with a missing trailing field: pandas fills it, pyarrow stops there
+    rows = [f"h{k % 3},{k},ok,e" for k in range(40)]
+    rows[25] = "h1,25,ok"
+    (tmp_path / "short.csv").write_text("entity,time,status,event\n" + "\n".join(rows) + "\n")
+    path = str(tmp_path / "short.csv")
+    kwargs = dict(chunksize=8, return_report=True)
+    fast = list(read_histories(path, **kwargs))
+    ref = list(general(path, **kwargs))
+    assert len(fast) == len(ref) == 5
+    for (f, fr), (r, rr) in zip(fast, ref):
+        assert_frame_equal(f, r)
+        assert fr == rr
+    assert fast[3][1].filled == {"missing_event_filled": 1}
+
+
+def test_streamed_fit_from_csv_equals_the_in_memory_fit(tmp_path):
+    rng = np.random.default_rng(16)
+    n_ent, steps = 30, 50
+    frame = pd.DataFrame({
+        "entity": np.tile([f"h{k}" for k in range(n_ent)], steps),
+        "time": pd.Series(np.repeat(np.arange(steps), n_ent)).map(
+            lambda m: f"2024-05-01T{m // 60:02d}:{m % 60:02d}:00Z"),
+        "event": rng.choice(["a", "b"], n_ent * steps),
+        "status": rng.choice(["ok", "slow", "down"], n_ent * steps),
+    })
+    path = write(frame, tmp_path / "x.csv", "csv")
+    whole = FaultPredictor(states=STATES, history={"order": 2}).fit(path)
+    streamed = FaultPredictor(states=STATES, history={"order": 2}).fit(path, chunksize=97)
+    np.testing.assert_array_equal(streamed.chain_.counts_, whole.chain_.counts_)
+    assert_frame_equal(streamed.last_seen_, whole.last_seen_)
