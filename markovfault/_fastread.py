@@ -330,27 +330,30 @@ def _merge_text(parts: Sequence[_Text]) -> _Text:
 
 
 def _sorted_vocab(text: _Text, keep: np.ndarray | None,
-                  sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of the kept rows into the names that they use (sorted by code point)."""
+                  sort: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of the kept rows into the names that they use (sorted by code point),
+    and how many rows each name has."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     codes = text.codes if keep is None else text.codes[keep]
     n_names = len(text.names)
     if (codes < 0).any():  # only a missing event_id is left as -1 here
-        used = np.bincount(codes + 1, minlength=n_names + 1)[1:] > 0
+        counts = np.bincount(codes + 1, minlength=n_names + 1)[1:]
     else:
-        used = np.bincount(codes, minlength=n_names) > 0
+        counts = np.bincount(codes, minlength=n_names)
+    used = counts > 0
     present = text.names[used]
     if sort:  # UTF-8 byte order is code point order, as Python sorts str
         order = pc.sort_indices(pa.array(present, type=pa.large_string())).to_numpy()
     else:
         order = np.arange(len(present))
     if used.all() and np.array_equal(order, np.arange(n_names)):
-        return codes, present
-    remap = np.full(n_names + 1, -1, dtype=np.int32)
-    remap[np.flatnonzero(used)[order]] = np.arange(len(order), dtype=np.int32)
-    return remap[codes], present[order]
+        return codes, present, counts
+    # the remap table in the narrowest type: one pass both renumbers and narrows
+    remap = np.full(n_names + 1, -1, dtype=_small(np.zeros(0, np.int64), len(order)).dtype)
+    remap[np.flatnonzero(used)[order]] = np.arange(len(order))
+    return remap[codes], present[order], counts[used][order]
 
 
 def _small(codes: np.ndarray, n: int) -> np.ndarray:
@@ -377,6 +380,9 @@ def group_order(entity: np.ndarray, time: np.ndarray, n_entities: int) -> np.nda
         order = np.empty(n, dtype=np.int64)
         order[entity] = np.arange(n, dtype=np.int64)
         return order
+    head = min(n, 1 << 16)  # most exports written in time order show it at once
+    if np.any(entity[1:head] < entity[:head - 1]) and not np.any(time[1:] < time[:-1]):
+        return stable_argsort_codes(entity, n_entities)
     step = entity[1:] != entity[:-1]
     back = time[1:] < time[:-1]
     if not np.any(entity[1:] < entity[:-1]):
@@ -481,7 +487,7 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
         row = np.flatnonzero(mask).astype(np.int64)
     else:
         row = None
-    ent_codes, ent_names = coded["entity"]
+    ent_codes, ent_names, counts = coded["entity"]
     n_kept = ent_codes.shape[0]
     order = group_order(ent_codes, time, len(ent_names))
 
@@ -496,13 +502,12 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
                 t = pd.DatetimeIndex(t.view("datetime64[ns]")).tz_localize("UTC")
             columns["time"] = t
         elif f in coded:
-            codes, names = coded[f]
+            codes, names, _ = coded[f]
             if f == "entity":  # grouped by entity: the sorted codes are a repeat
-                counts = np.bincount(codes, minlength=len(names))
                 codes = np.repeat(np.arange(len(names), dtype=np.int32), counts)
                 codes = _small(codes, len(names))
-            else:
-                codes = _small(arrange(codes), len(names))
+            else:  # narrowed first: the gather moves fewer bytes
+                codes = arrange(_small(codes, len(names)))
             cat = pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object),
                                             validate=False)
             columns[f] = cat  # (as text below, unless categorical)

@@ -1113,7 +1113,7 @@ def _encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_na
     if not isinstance(ev.dtype, pd.CategoricalDtype):
         ev = ev.astype(str)
     ev_codes, ev_vocab = _encode_events(ev, event_names)
-    time = np.array(time, dtype=np.int64)  # a copy, as from_frame's
+    time = np.asarray(time, dtype=np.int64)  # (trajectories never write to their arrays)
     return Trajectories(
         entity=entity,
         time=time,
@@ -1125,7 +1125,7 @@ def _encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_na
         entity_names=tuple(names.tolist()),
         is_failure=failure,
         time_kind=time_kind,
-        source_row=(np.array(frame["_row"], dtype=np.int64) if "_row" in frame.columns
+        source_row=(np.asarray(frame["_row"], dtype=np.int64) if "_row" in frame.columns
                     else np.arange(n, dtype=np.int64)),
     )
 

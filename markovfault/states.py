@@ -816,8 +816,8 @@ class CategoricalStates(StateExtractor):
         labels = _str_array(list(table))
         label_codes = np.fromiter(table.values(), dtype=np.int64, count=len(table))
         unknown_code = vocab.index(self.unknown) if self.unknown != "raise" else -1
-        # validates the labels when the vocabulary is fixed (raises or warns)
-        _lookup_labels(X, status, labels, label_codes, rule_mask, self.unknown, unknown_code)
+        if self.states is not None:  # a fixed vocabulary: validate the labels (raise or warn)
+            _lookup_labels(X, status, labels, label_codes, rule_mask, self.unknown, unknown_code)
         self.labels_, self.label_codes_ = labels, label_codes
         return vocab
 
