@@ -774,8 +774,9 @@ def _iter_source_chunks(src: _Source, cols: ColumnMap, offset: int, chunksize: i
                         skip: int = 0):
     """Read ``src`` in batches of at most ``chunksize`` rows, as canonical pieces.
 
-    CSV files are read with ``pandas.read_csv(chunksize=...)``, Parquet files
-    with ``pyarrow.parquet.ParquetFile.iter_batches``; JSON lines and frames
+    This is the row-by-row reader (see ``_iter_source_batches`` for the
+    encoded one). CSV files are read with ``pandas.read_csv(chunksize=...)``,
+    Parquet files with ``pyarrow.parquet.ParquetFile.iter_batches``; JSON lines and frames
     (which are in memory anyway) are sliced. The first ``skip`` rows (whole
     batches, already read another way) are passed over.
     """
@@ -880,9 +881,11 @@ def read_histories(
         Read in batches of at most this many rows (histories larger than
         memory) and return an *iterator* of canonical frames, one per batch,
         instead of one frame (of ``(frame, report)`` pairs with
-        ``return_report``). CSV files are read with ``pandas.read_csv``
-        chunks, Parquet files batch by batch with
-        ``pyarrow.parquet.ParquetFile.iter_batches``; sources are read in the
+        ``return_report``). CSV files are read in the batches of
+        ``pandas.read_csv(chunksize=N)`` (by pyarrow's streaming reader,
+        pandas taking over where pyarrow cannot go on), Parquet files batch
+        by batch with ``pyarrow.parquet.ParquetFile.iter_batches``, both
+        dictionary-encoded where they can be; sources are read in the
         same order as without ``chunksize``, and ``_row`` counts across all of
         them. Each batch is validated, cleaned and sorted by (entity, time) on
         its own: an entity's rows may span batches, and duplicate event ids
