@@ -345,7 +345,6 @@ def main(argv=None):
                     print(f"{label:<52} {files[key]:9.3f} {base:12.3f} {files[key] / base:7.2f}")
 
         if not args.no_memory:
-            encoded = 32 * n
             print(f"\n{'peak memory (fresh process per step)':<52} {'MB':>9} "
                   f"{'encoded MB':>12} {'ratio':>7}")
             steps = [("bincount", n, None, None), ("fit codes, one", n, None, None),
@@ -362,7 +361,6 @@ def main(argv=None):
                 ref = 32 * size if step != "predict_proba" else 8 * 50 * size
                 note = "" if step != "predict_proba" else "  (vs the float64 output)"
                 print(f"{step:<52} {peak / 1e6:9.0f} {ref / 1e6:12.0f} {peak / ref:7.2f}{note}")
-            del encoded
     return args
 
 

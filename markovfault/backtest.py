@@ -868,7 +868,7 @@ class _Run:
 
     def _assemble(self, pieces, fold_rows, names) -> BacktestResult:
         """Stack every fold's scored forecasts into flat arrays, then one frame."""
-        tr, H, M = self.traj, self.H, len(names)
+        tr, H = self.traj, self.H
         cols: dict[str, list] = {c: [] for c in (
             "fold", "origin_step", "horizon", "model", "p", "y", "base_rate")}
         for k, origins, y, probs, base in pieces:

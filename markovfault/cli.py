@@ -334,7 +334,7 @@ def _cmd_demo(args) -> int:
         print(top[["entity", "as_of", "state", "p_fail"]].to_string(index=False, float_format="%.3f"))
 
         table = model.failure_probabilities(args.horizon)
-        print(f"\nP(fail within h steps) by current state:")
+        print("\nP(fail within h steps) by current state:")
         print(table.to_string(float_format="%.3f"))
 
         scenario = ["payment_failed"] * args.horizon

@@ -3,7 +3,6 @@
 These run the gradient-boosting baseline, so they are the slowest tests of the suite.
 """
 
-import numpy as np
 import pytest
 
 from markovfault import FaultPredictor, backtest

@@ -1,7 +1,6 @@
 """The README's Python example and config block work as written."""
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
