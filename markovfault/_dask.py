@@ -239,6 +239,17 @@ def _count_part(part, model, extractor, events, spec, tail_length):
     return counts, _tail(traj, tail_length)
 
 
+def _fit_extractor(extractor, pieces, columns, distinct: bool) -> None:
+    """Fit the state extractor on the partitions' extractor columns (or their distinct
+    values), put in the in-memory row order: entity, then (within each partition) time
+    and read order."""
+    fit_frame = pd.concat(pieces, ignore_index=True)
+    if distinct:
+        fit_frame = fit_frame.drop_duplicates(subset=[c for c in columns if c in fit_frame]
+                                              or None)
+    extractor.fit(fit_frame.sort_values("entity", kind="stable").reset_index(drop=True))
+
+
 def fit_dask(model, ddf):
     """``FaultPredictor.fit`` on a dask DataFrame (see the module docstring)."""
     _require()
@@ -261,13 +272,7 @@ def fit_dask(model, ddf):
         raise EmptyHistoryError("the dask DataFrame holds no rows")
     report = _merge_reports([s[0] for s in summaries], ddf.npartitions)
     events = sorted(set().union(*[s[1] for s in summaries]))
-    fit_frame = pd.concat([s[2] for s in summaries], ignore_index=True)
-    if distinct:
-        fit_frame = fit_frame.drop_duplicates(subset=[c for c in columns if c in fit_frame]
-                                              or None)
-    # the in-memory row order: entity, then (within each partition) time and read order
-    fit_frame = fit_frame.sort_values("entity", kind="stable").reset_index(drop=True)
-    extractor.fit(fit_frame)
+    _fit_extractor(extractor, [s[2] for s in summaries], columns, distinct)
     if not np.any(extractor.is_failure_):
         raise ConfigError(
             f"no failure states are declared; the states are {list(extractor.state_names_)}. "
@@ -775,12 +780,7 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     subs = [x for x in dask.compute(*[dask.delayed(_summary_before)(p, columns, distinct,
                                                                     cuts[0])
                                       for p in parts]) if x is not None]
-    fit_frame = pd.concat([x[2] for x in subs], ignore_index=True)
-    if distinct:
-        fit_frame = fit_frame.drop_duplicates(subset=[c for c in columns if c in fit_frame]
-                                              or None)
-    fit_frame = fit_frame.sort_values("entity", kind="stable").reset_index(drop=True)
-    extractor.fit(fit_frame)
+    _fit_extractor(extractor, [x[2] for x in subs], columns, distinct)
     _check_failure_states(extractor)
     mixes, recent_width = _check_mixes(event_mix, time_kind, recent_window)
 

@@ -215,19 +215,24 @@ def test_group_order_is_lexsort(n_codes):
                                   np.lexsort((time, once)))
 
 
+def read_encoded_batches(source, **kwargs):
+    """The batches read_histories(chunksize=...) yields, and the batches it encoded."""
+    calls = []
+    real = fastread.finish
+    fastread.finish = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        return list(read_histories(source, **kwargs)), calls
+    finally:
+        fastread.finish = real
+
+
 @pytest.mark.parametrize("categorical", [False, True])
 def test_streamed_parquet_batches_read_the_same(tmp_path, general, categorical):
     frames = [messy_export(seed, n=300) for seed in (8, 9)]
     for k, f in enumerate(frames):
         write(f, tmp_path / f"part-{k}.parquet", "parquet")
     kwargs = dict(columns=COLUMNS, chunksize=128, return_report=True)
-    calls = []
-    real = fastread.finish
-    fastread.finish = lambda *a, **k: calls.append(1) or real(*a, **k)
-    try:
-        fast = list(read_histories(str(tmp_path), categorical=categorical, **kwargs))
-    finally:
-        fastread.finish = real
+    fast, calls = read_encoded_batches(str(tmp_path), categorical=categorical, **kwargs)
     assert len(calls) == len(fast)  # every batch went the encoded way
     ref = list(general(str(tmp_path), **kwargs))
     assert len(fast) == len(ref) >= 6  # batches of at most 128 rows (row groups of 97)
@@ -300,13 +305,7 @@ def test_streamed_csv_batches_read_the_same(tmp_path, general, kind):
     for k, f in enumerate(frames):
         write(f, tmp_path / f"part-{k}.csv", "csv")
     kwargs = dict(columns=COLUMNS, chunksize=64, return_report=True)
-    calls = []
-    real = fastread.finish
-    fastread.finish = lambda *a, **k: calls.append(1) or real(*a, **k)
-    try:
-        fast = list(read_histories(str(tmp_path), **kwargs))
-    finally:
-        fastread.finish = real
+    fast, calls = read_encoded_batches(str(tmp_path), **kwargs)
     ref = list(general(str(tmp_path), **kwargs))
     assert len(fast) == len(ref) == 10 and len(calls) == 10  # 5 batches a file, all encoded
     for (f, fr), (r, rr) in zip(fast, ref):
