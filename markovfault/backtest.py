@@ -30,6 +30,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from . import _metrics
+from ._constants import BASELINES, MODEL
 from ._baselines import GradientBoostingBaseline
 from ._history import HistoryChain, _Layout, augment, count_augmented
 from .chain import EventMarkovChain
@@ -38,13 +39,11 @@ from .exceptions import ConfigError, HistoryError, UnknownStatusError
 from .forecast import _check_horizon
 from .trajectories import Trajectories
 
-__all__ = ["backtest", "BacktestResult", "BASELINES"]
+__all__ = ["backtest", "BacktestResult", "BASELINES", "GradientBoostingBaseline"]
 
 logger = logging.getLogger("markovfault.backtest")
 
 #: The baselines that ``backtest`` knows by name.
-BASELINES = ("climatology", "state_frequency", "no_events", "gradient_boosting")
-MODEL = "markov"
 
 
 # --------------------------------------------------------------------- result

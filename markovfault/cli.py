@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._version import __version__
-from .backtest import BASELINES
+from ._constants import BASELINES
 from .exceptions import ConfigError, DataWarning, HistoryError, MarkovFaultError, ModelFileError
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 64, 65, 66, 78

@@ -19,6 +19,11 @@ __all__ = [
     "ConfigError",
     "ModelFileError",
     "NotFittedError",
+    "JobLockedError",
+    "OutputError",
+    "NoInputError",
+    "UsageError",
+    "NewerFormatError",
     "DataWarning",
 ]
 
@@ -72,6 +77,27 @@ class NotFittedError(MarkovFaultError, ValueError, AttributeError):
     Subclasses ``ValueError`` and ``AttributeError`` like scikit-learn's
     :class:`sklearn.exceptions.NotFittedError`.
     """
+
+
+# the scheduled job's errors (each with its exit code in `markovfault forecast`)
+class JobLockedError(MarkovFaultError):
+    """Another run holds the job's lock (exit 75: try again later)."""
+
+
+class OutputError(MarkovFaultError):
+    """The output directory or the model directory cannot be written (exit 73)."""
+
+
+class NoInputError(MarkovFaultError):
+    """The input names no file, or no row lies before the cutoff (exit 66)."""
+
+
+class UsageError(MarkovFaultError, ValueError):
+    """A bad command-line value, such as an unusable ``--as-of`` (exit 64)."""
+
+
+class NewerFormatError(ModelFileError):
+    """A model file or watermark written by a newer markovfault (exit 78)."""
 
 
 class DataWarning(UserWarning):

@@ -89,7 +89,8 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
-from .exceptions import ConfigError, HistoryError, MarkovFaultError, ModelFileError
+from .exceptions import (ConfigError, HistoryError, JobLockedError, MarkovFaultError, ModelFileError,
+                         NewerFormatError, NoInputError, OutputError, UsageError)
 
 __all__ = [
     "JobConfig",
@@ -128,27 +129,6 @@ _RUN_ID_RE = re.compile(rf"^{_RUN_ID}$")
 _CRASH_ENV = "MARKOVFAULT_JOB_CRASH_AT"
 _PAUSE_ENV = "MARKOVFAULT_JOB_PAUSE_AT"
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
-
-
-# ----------------------------------------------------------------------- errors
-class JobLockedError(MarkovFaultError):
-    """Another run holds the job's lock (exit 75: try again later)."""
-
-
-class OutputError(MarkovFaultError):
-    """The output directory or the model directory cannot be written (exit 73)."""
-
-
-class NoInputError(MarkovFaultError):
-    """The input names no file, or no row lies before the cutoff (exit 66)."""
-
-
-class UsageError(MarkovFaultError, ValueError):
-    """A bad command-line value, such as an unusable ``--as-of`` (exit 64)."""
-
-
-class NewerFormatError(ModelFileError):
-    """A model file or watermark written by a newer markovfault (exit 78)."""
 
 
 # ----------------------------------------------------------------------- config

@@ -64,6 +64,7 @@ from .exceptions import (
     NotFittedError,
     UnknownStatusError,
 )
+from ._history import HistorySpec, candidate_specs
 
 __all__ = [
     "StateExtractor",
@@ -75,6 +76,8 @@ __all__ = [
     "extractor_from_config",
     "make_state_extractor",
     "STATE_KINDS",
+    "HistorySpec",
+    "candidate_specs",
 ]
 
 logger = logging.getLogger("markovfault.states")

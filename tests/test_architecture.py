@@ -1,0 +1,156 @@
+"""Guards of the package's layering (see docs/architecture.md).
+
+- no import cycle between markovfault's modules, counting imports inside functions too;
+- no module imports another module's private name (``from .x import _name``) or reaches into another object's
+  private attributes (``model._encode``), except the entries listed here, which may only shrink: an entry that no
+  longer occurs fails the test until it is removed, so the list always says what is left to clean up;
+- the command line parses its arguments without importing numpy, pandas, scikit-learn, scipy or matplotlib.
+"""
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _archscan  # noqa: E402
+
+# import cycles still to be broken (each a set of modules, without the "markovfault." prefix)
+ALLOWED_CYCLES: list[set] = [
+    {"histories", "_fastread"},
+    {"backtest", "persistence", "_dask", "predictor"},
+]
+
+PRIVATE_IMPORTS = {
+    ('_dask', '_history', '_Layout'),
+    ('_dask', 'backtest', '_Run'),
+    ('_dask', 'backtest', '_check_failure_states'),
+    ('_dask', 'backtest', '_check_mixes'),
+    ('_dask', 'backtest', '_cutoffs'),
+    ('_dask', 'backtest', '_recent_slices'),
+    ('_dask', 'backtest', '_resolve_window'),
+    ('_dask', 'backtest', '_transform_states'),
+    ('_dask', 'chain', '_sort_events'),
+    ('_dask', 'histories', '_as_str'),
+    ('_dask', 'predictor', '_forecast_frame'),
+    ('_dask', 'predictor', '_next_true'),
+    ('_dask', 'predictor', '_time_int'),
+    ('_fastread', 'histories', '_as_str'),
+    ('_fastread', 'histories', '_format_counts'),
+    ('_fastread', 'histories', '_needed_columns'),
+    ('_fastread', 'histories', '_open'),
+    ('_fastread', 'histories', '_parse_metric'),
+    ('_fastread', 'histories', '_parse_time'),
+    ('_fastread', 'histories', '_resolve'),
+    ('_history', 'forecast', '_check_horizon'),
+    ('backtest', '_history', '_Layout'),
+    ('backtest', 'forecast', '_check_horizon'),
+    ('backtest', 'predictor', '_is_dask'),
+    ('backtest', 'predictor', '_time_int'),
+    ('job', 'histories', '_format_from_suffix'),
+    ('predictor', '_history', '_Layout'),
+    ('predictor', 'trajectories', '_encode_events'),
+    ('predictor', 'trajectories', '_factorize_sorted'),
+    ('predictor', 'trajectories', '_failure_mask'),
+    ('predictor', 'trajectories', '_run_starts'),
+    ('selection', '_history', '_Layout'),
+    ('selection', 'predictor', '_time_int'),
+}
+
+PRIVATE_ATTRIBUTES = {
+    ('_dask', 'chain._check_params'): 1,
+    ('_dask', 'chain._estimate'): 2,
+    ('_dask', 'ddf._meta'): 1,
+    ('_dask', 'local._encode'): 1,
+    ('_dask', 'local._history_increment'): 1,
+    ('_dask', 'local._prepend_tail'): 1,
+    ('_dask', 'model._add_history_counts'): 1,
+    ('_dask', 'model._column_map'): 4,
+    ('_dask', 'model._encode'): 3,
+    ('_dask', 'model._event_probs'): 1,
+    ('_dask', 'model._history_spec'): 1,
+    ('_dask', 'model._make_extractor'): 1,
+    ('_dask', 'model._prepend_tail'): 1,
+    ('_dask', 'model._shifted_event_probs'): 1,
+    ('_dask', 'model._table'): 1,
+    ('_dask', 'model._tail_length'): 1,
+    ('_dask', 'predictor._column_map'): 1,
+    ('_dask', 'predictor._history_spec'): 1,
+    ('_dask', 'predictor._make_extractor'): 1,
+    ('backtest', 'predictor._history_spec'): 1,
+    ('backtest', 'predictor._make_extractor'): 1,
+    ('backtest', 'predictor._read'): 1,
+    ('chain', '_forecast._check_horizon'): 1,
+    ('persistence', 'model._check_fitted'): 1,
+    ('persistence', 'model._column_map'): 1,
+    ('persistence', 'model._history_spec'): 1,
+    ('selection', 'predictor._make_extractor'): 1,
+    ('selection', 'predictor._read'): 1,
+    ('simulate', 'data._classes'): 1,
+    ('simulate', 'data._states'): 1,
+    ('states', 'extractor._restore'): 1,
+}
+
+def _short(name: str) -> str:
+    return name.removeprefix("markovfault.")
+
+
+def test_no_new_import_cycles():
+    found = [{_short(m) for m in cycle} for cycle in _archscan.cycles()]
+    new = [sorted(c) for c in found if not any(c <= allowed for allowed in ALLOWED_CYCLES)]
+    assert not new, f"import cycles: {new}; import from the lower layer instead (docs/architecture.md)"
+    stale = [sorted(a) for a in ALLOWED_CYCLES if a not in found]
+    assert not stale, f"cycles broken or shrunk, update ALLOWED_CYCLES to {[sorted(c) for c in found]}: {stale}"
+
+
+def test_no_private_imports_across_modules():
+    found = {(_short(i.source), _short(i.target), i.name) for i in _archscan.private_imports()}
+    new = sorted(found - PRIVATE_IMPORTS)
+    assert not new, (f"private names imported across modules: {new}; give the name a public spelling in a "
+                     "private module (the internal API) instead")
+    stale = sorted(PRIVATE_IMPORTS - found)
+    assert not stale, f"no longer imported, remove from PRIVATE_IMPORTS: {stale}"
+
+
+def test_no_private_attributes_of_other_objects():
+    found = Counter((_short(u.source), u.expression) for u in _archscan.private_attribute_uses())
+    grown = sorted((k, n) for k, n in found.items() if n > PRIVATE_ATTRIBUTES.get(k, 0))
+    assert not grown, f"new uses of other objects' private attributes: {grown}"
+    stale = sorted(k for k, n in PRIVATE_ATTRIBUTES.items() if found.get(k, 0) < n)
+    assert not stale, f"fewer uses than listed, lower PRIVATE_ATTRIBUTES: {stale}"
+
+
+def test_scanner_sees_deferred_and_relative_imports(tmp_path, monkeypatch):
+    """The guards are only as good as the scanner: a cycle made by an import inside a function is found."""
+    pkg = tmp_path / "markovfault"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import thing\n_hidden = 1\n")
+    (pkg / "b.py").write_text("def thing():\n    from .a import _hidden\n    return _hidden\n")
+    (pkg / "c.py").write_text("from . import a\n")
+    monkeypatch.setattr(_archscan, "ROOT", pkg)
+    assert _archscan.cycles() == [frozenset({"markovfault.a", "markovfault.b"})]
+    assert [(i.source, i.name, i.deferred) for i in _archscan.private_imports()] == [("markovfault.b", "_hidden", True)]
+    assert _archscan.graph()["markovfault.c"] == {"markovfault.a"}
+
+
+HEAVY = ("numpy", "pandas", "sklearn", "scipy", "matplotlib", "pyarrow", "dask", "joblib")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["forecast", "--help"], ["--version"]])
+def test_command_line_parses_without_numerical_libraries(argv):
+    code = ("import sys\n"
+            "from markovfault.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+            f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_importing_the_package_is_light():
+    code = ("import sys, markovfault\n"
+            f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
