@@ -42,7 +42,7 @@ def backtest_both(hist, model, *, horizon, cutoffs, n_jobs=2, event_mix=("long_r
     aware = mf.backtest(hist, model, horizon=horizon, cutoffs=cutoffs, origins="every_step",
                         baselines=[], event_mix=list(event_mix), recent_window=recent_window,
                         progress=progress)
-    return combine(base, aware, model._history_spec().to_config())
+    return combine(base, aware, mf.HistorySpec.from_config(model.history).to_config())
 
 
 def combine(base, aware, history: dict):

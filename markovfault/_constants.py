@@ -6,3 +6,6 @@ BASELINES = ("climatology", "state_frequency", "no_events", "gradient_boosting")
 
 MODEL = "markov"
 """The name of the fitted chain in backtest results."""
+
+IMPLICIT_EVENT = "step"
+"""The event of every step of a history without an event column."""

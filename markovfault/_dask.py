@@ -36,10 +36,9 @@ Design (exact: counts and forecasts equal the in-memory ones):
 6. **Forecasts.** ``predict`` computes the forecast table once, forecasts each
    partition where it lies and collects the tidy pieces (small) to pandas.
    ``event_mix="recent"`` needs the trailing window of system-wide events:
-   each partition sends its largest time (and, for the default window of the
-   last 1000 steps, its 1000 largest times); the client fixes the window;
-   each partition then counts the arrivals in it by (state, event) and the
-   (S, E) counts are summed.
+   each partition sends its largest time; the client fixes the window; each
+   partition then counts the arrivals in it by (state, event) and the (S, E)
+   counts are summed.
 7. **Backtest.** One counting pass per partition gives the fold counts (by
    time bin, cumulated), the training rates per (state, horizon) and each
    fold's origins with their outcomes (entity, position in the entity, time,
@@ -77,10 +76,24 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from .backtest import _Run
+from ._eventmix import RECENT, check_event_mix, check_event_mixes
+from ._timecodec import parse_max_gap, time_int
+from .backtest._backtest import cutoffs_from, resolve_window, transform_states
+from .backtest._run import Run, recent_slices
+from .chain import make_chain
+from .exceptions import ConfigError, EmptyHistoryError, HistoryError, MissingColumnError, TimeParseError
+from .histories import ReadReport, read_histories
+from .predictor._forecasts import forecast_table
+from .predictor._output import forecast_frame
+from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
+                                  read_input)
+from .predictor._tails import last_steps, merge_last_seen, prepend_tail
+from .predictor._updates import encode_with, install_fit
+from .states import CategoricalStates, ThresholdStates
+from .trajectories import Trajectories, encode_frame
 
-__all__ = ["is_dask_frame", "fit_dask", "partial_fit_dask", "predict_dask", "backtest_run",
-           "compute_frame", "read_paths"]
+__all__ = ["is_dask_frame", "fit", "partial_fit", "predict", "backtest_run", "compute_frame",
+           "read_paths"]
 
 logger = logging.getLogger("markovfault.dask")
 
@@ -133,8 +146,6 @@ def _shuffled(ddf, cmap):
     the client can send each partition what it keeps per entity (the tails of
     ``partial_fit``) without asking which entities it holds.
     """
-    from .exceptions import MissingColumnError
-
     if cmap.entity not in ddf.columns:
         raise MissingColumnError(
             f"the entity column {cmap.entity!r} is missing; the columns are "
@@ -148,8 +159,6 @@ def _shuffled(ddf, cmap):
 
 def _read_part(df: pd.DataFrame, cmap, bucket: int | None = None):
     """Read and validate one partition (all rows of its entities), in read order."""
-    from .histories import read_histories
-
     if df is None or len(df) == 0:
         return None
     if bucket is not None and not (np.asarray(df.index) == bucket).all():
@@ -169,8 +178,6 @@ def _canonical_parts(ddf, cmap):
 
 
 def _merge_reports(reports, n_partitions):
-    from .histories import ReadReport
-
     reports = [r for r in reports if r is not None]
     dropped, filled = {}, {}
     for r in reports:
@@ -180,8 +187,6 @@ def _merge_reports(reports, n_partitions):
             filled[k] = filled.get(k, 0) + int(v)
     kinds = {r.time_kind for r in reports if r.time_kind is not None}
     if len(kinds) > 1:
-        from .exceptions import TimeParseError
-
         raise TimeParseError(
             "partitions disagree on the kind of time (timestamps in some, integers in others); "
             "give the time column one type in every file")
@@ -208,35 +213,14 @@ def _summary(part, columns, distinct):
     return report, events, sub
 
 
-def _tail(traj, tail_length: int) -> pd.DataFrame:
-    """Each entity's last steps (as ``FaultPredictor._remember_tail``)."""
-    from .predictor import _next_true
-
-    n = traj.n_steps
-    idx = np.arange(n)
-    ends = np.r_[traj.entity[1:] != traj.entity[:-1], True] if n else np.zeros(0, bool)
-    keep = _next_true(ends) - idx < tail_length
-    names = np.asarray(traj.entity_names, dtype=object)
-    events = np.asarray(traj.event_names, dtype=object)
-    return pd.DataFrame(
-        {"time": traj.time[keep], "event": events[traj.event[keep]], "state": traj.state[keep]},
-        index=pd.Index(names[traj.entity[keep]], name="entity"))
-
-
-def _count_part(part, model, extractor, events, spec, tail_length):
-    from ._history import _Layout, augment, count_augmented
-    from .counts import count_transitions
-
+def _count_part(part, chain, extractor, events, max_gap):
+    """The counts of one partition (on the global event vocabulary) and its entities' last steps."""
     if part is None:
         return None
     frame, _ = part
-    traj = model._encode(frame, extractor.transform(frame), extractor, event_names=events)
-    if spec is None:
-        counts = count_transitions(traj)
-    else:
-        n_aug = _Layout(spec, traj.n_states, traj.n_events).A
-        counts = count_augmented(augment(traj, spec), traj, n_aug)
-    return counts, _tail(traj, tail_length)
+    traj = encode_frame(frame, extractor.transform(frame), extractor.state_names_, extractor.is_failure_,
+                        events, max_gap)
+    return chain.count(traj), last_steps(traj, chain.tail_length)
 
 
 def _fit_extractor(extractor, pieces, columns, distinct: bool) -> None:
@@ -250,20 +234,14 @@ def _fit_extractor(extractor, pieces, columns, distinct: bool) -> None:
     extractor.fit(fit_frame.sort_values("entity", kind="stable").reset_index(drop=True))
 
 
-def fit_dask(model, ddf):
+def fit(model, ddf):
     """``FaultPredictor.fit`` on a dask DataFrame (see the module docstring)."""
     _require()
     import dask
 
-    from ._history import HistoryChain
-    from .chain import EventMarkovChain
-    from .exceptions import ConfigError, EmptyHistoryError
-    from .states import CategoricalStates, ThresholdStates
-    from .trajectories import parse_max_gap
-
-    cmap = model._column_map()
+    cmap = column_map_of(model.columns)
     parts = _canonical_parts(ddf, cmap)
-    extractor = model._make_extractor()
+    extractor = new_extractor(model.states)
     distinct = isinstance(extractor, (CategoricalStates, ThresholdStates))
     columns = list(extractor.required_columns)
     summaries = [s for s in dask.compute(*[dask.delayed(_summary)(p, columns, distinct)
@@ -273,36 +251,16 @@ def fit_dask(model, ddf):
     report = _merge_reports([s[0] for s in summaries], ddf.npartitions)
     events = sorted(set().union(*[s[1] for s in summaries]))
     _fit_extractor(extractor, [s[2] for s in summaries], columns, distinct)
-    if not np.any(extractor.is_failure_):
-        raise ConfigError(
-            f"no failure states are declared; the states are {list(extractor.state_names_)}. "
-            "Name them, e.g. states={'kind': 'categorical', 'failure': ['down']} or "
-            "failure = [\"down\"] in the [states] table of the config."
-        )
+    check_failure_states(extractor)
     parse_max_gap(model.max_gap, report.time_kind or "integer")
-    spec = model._history_spec()
-    tail_length = 1 if spec is None else spec.tail + 1
+    chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
     results = [r for r in dask.compute(*[
-        dask.delayed(_count_part)(p, model, extractor, events, spec, tail_length)
+        dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap)
         for p in parts]) if r is not None]
     counts = np.sum([r[0] for r in results], axis=0).astype(np.int64)
-    state_names = tuple(str(s) for s in extractor.state_names_)
-    is_failure = np.asarray(extractor.is_failure_, dtype=bool)
-    if spec is None:  # as EventMarkovChain.fit, from the summed counts
-        chain = EventMarkovChain(alpha=model.alpha, beta=model.beta)
-        chain._check_params()
-        chain.state_names_ = list(state_names)
-        chain.is_failure_ = is_failure.copy()
-        chain.event_names_, chain.counts_ = list(events), counts
-        chain._estimate()
-    else:
-        chain = HistoryChain(spec, model.alpha, model.beta).set_counts(
-            counts, state_names, events, is_failure)
-    model.states_ = extractor
-    model.time_kind_ = report.time_kind
-    model.chain_ = chain
-    model.read_report_ = report
-    model.last_seen_ = pd.concat([r[1] for r in results]).sort_index(kind="stable")
+    chain.fit_from_counts(counts, extractor.state_names_, events, extractor.is_failure_, warn=True)
+    install_fit(model, extractor, chain, report.time_kind, report,
+                pd.concat([r[1] for r in results]).sort_index(kind="stable"))
     logger.info("fitted on %d transitions of %d entities over %d dask partitions",
                 chain.n_transitions_, report.n_entities, ddf.npartitions)
     return model
@@ -317,33 +275,26 @@ def _events_part(part):
     return set(frame["event"].astype(str)) if "event" in frame.columns else {"step"}
 
 
-def _partial_part(part, model, tails, events, tail_length):
+def _partial_part(part, model, tails, events):
     """``partial_fit`` of one partition: its entities' remembered tails prepended, the new
     counts (on the global event vocabulary ``events``) and the new tails."""
-    import copy
-
-    from .chain import EventMarkovChain
-    from .counts import count_transitions
-
     if part is None:
         return None
     frame, report = part
+    chain = model.chain_
     codes = model.states_.transform(frame)
-    local = copy.copy(model)
-    local.last_seen_ = tails
-    both, both_codes, n_tail = local._prepend_tail(frame, codes, warn=False)
-    # entities with a tail that _prepend_tail did not carry: steps no later than the
+    both, both_codes, n_tail = prepend_tail(tails, model.time_kind_, frame, codes, warn=False)
+    # entities with a tail that prepend_tail did not carry: steps no later than the
     # last step already counted (they start a new run; the client logs them)
     present = pd.Index(pd.unique(frame["entity"].astype(str).to_numpy(dtype=object)))
     with_tail = present.intersection(pd.Index(tails.index.unique()))
     carried = pd.Index(pd.unique(both["entity"].iloc[:n_tail].astype(str).to_numpy(dtype=object)))
     late = with_tail.difference(carried)  # sorted
-    traj = local._encode(both, both_codes, local.states_, event_names=events)
-    if isinstance(model.chain_, EventMarkovChain):
-        counts = count_transitions(traj)
-    else:
-        counts = local._history_increment(traj, both.iloc[:n_tail], both_codes[:n_tail])
-    return counts, _tail(traj, tail_length), report, len(late), list(late[:3])
+    traj = encode_with(model, both, both_codes, events)
+    counts = chain.count(traj)
+    if n_tail:  # the transitions among the carried tail rows were counted already
+        counts = counts - chain.count(encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], events))
+    return counts, last_steps(traj, chain.tail_length), report, len(late), list(late[:3])
 
 
 def _split_by_bucket(frame: pd.DataFrame, n_buckets: int) -> list:
@@ -354,7 +305,7 @@ def _split_by_bucket(frame: pd.DataFrame, n_buckets: int) -> list:
     return [frame.iloc[order[bounds[b]:bounds[b + 1]]] for b in range(n_buckets)]
 
 
-def partial_fit_dask(model, ddf):
+def partial_fit(model, ddf):
     """``FaultPredictor.partial_fit`` on a dask DataFrame, partition by partition.
 
     The rows are shuffled by entity; each partition receives the remembered tails
@@ -366,11 +317,7 @@ def partial_fit_dask(model, ddf):
     _require()
     import dask
 
-    from .chain import EventMarkovChain, _sort_events
-    from .exceptions import EmptyHistoryError
-
-    cmap = model._column_map()
-    parts = _canonical_parts(ddf, cmap)
+    parts = _canonical_parts(ddf, column_map_of(model.columns))
     seen = [e for e in dask.compute(*[dask.delayed(_events_part)(p) for p in parts])
             if e is not None]
     if not seen:
@@ -381,30 +328,18 @@ def partial_fit_dask(model, ddf):
     shared = _copy_without_tails(model)
     shared = dask.delayed(shared, name=f"markovfault-model-{uuid.uuid4().hex}")
     results = [r for r in dask.compute(*[
-        dask.delayed(_partial_part)(p, shared, t, events, model._tail_length)
+        dask.delayed(_partial_part)(p, shared, t, events)
         for p, t in zip(parts, tails)]) if r is not None]
     n_late = sum(r[3] for r in results)
-    if n_late:  # as FaultPredictor._prepend_tail(warn=True) says it in memory
+    if n_late:  # as prepend_tail(warn=True) says it in memory
         logger.warning(
             "%d entities have steps no later than their last step already counted "
             "(e.g. %s); those steps start a new run and the transition into them is "
             "not counted.", n_late, sorted(e for r in results for e in r[4])[:3])
     new = np.sum([r[0] for r in results], axis=0)
-    base = model.base_chain_
-    if isinstance(model.chain_, EventMarkovChain):  # as EventMarkovChain.partial_fit
-        chain = model.chain_
-        merged = np.zeros((len(events),) + chain.counts_.shape[1:], dtype=np.int64)
-        merged[:len(known)] = chain.counts_
-        merged += new
-        chain.event_names_, chain.counts_ = _sort_events(list(events), merged)
-        chain._estimate()
-    else:
-        model._add_history_counts(new, events, base.state_names_, base.is_failure_)
+    model.chain_ = model.chain_.add_counts(new, events, warn=True)
     model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)
-    fresh = pd.concat([r[1] for r in results])
-    old = model.last_seen_
-    model.last_seen_ = pd.concat([old[~old.index.isin(fresh.index)], fresh]).sort_index(
-        kind="stable")
+    model.last_seen_ = merge_last_seen(model.last_seen_, pd.concat([r[1] for r in results]))
     logger.info("added %d rows of %d entities over %d dask partitions",
                 model.read_report_.n_rows_kept, model.read_report_.n_entities, ddf.npartitions)
     return model
@@ -421,41 +356,29 @@ def _copy_without_tails(model):
 
 # ----------------------------------------------------------------- forecast
 def _predict_part(part, model, table):
-    from ._history import augment
-    from .chain import EventMarkovChain
-    from .predictor import _forecast_frame
-
     if part is None:
         return None
     frame, _ = part
     codes = model.states_.transform(frame)
-    both, codes, _ = model._prepend_tail(frame, codes, warn=False)
+    both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False)
     events = model.base_chain_.event_names_
-    traj = model._encode(both, codes, model.states_, event_names=events)
-    if isinstance(model.chain_, EventMarkovChain):
-        state = traj.state
-    else:
-        state = augment(traj, model.chain_.spec, n_events=len(events))
-    out = _forecast_frame(traj, state, table)
+    traj = encode_with(model, both, codes, events)
+    out = forecast_frame(traj, model.chain_.encode(traj, n_events=len(events)), table)
     out["entity"] = out["entity"].astype(object)
     out["state"] = out["state"].astype(object)
     return out
 
 
-def predict_dask(model, ddf, horizon, scenario, event_mix, recent_window):
+def predict(model, ddf, horizon, scenario, event_mix, recent_window):
     """``FaultPredictor.predict`` on a dask DataFrame: per partition, collected to pandas."""
     _require()
     import dask
 
-    from .exceptions import HistoryError
-
-    parts = _canonical_parts(ddf, model._column_map())
+    mix, _ = check_event_mix(event_mix, model.base_chain_.event_names_, model.time_kind_, recent_window)
+    parts = _canonical_parts(ddf, column_map_of(model.columns))
     shared = dask.delayed(model, name=f"markovfault-model-{uuid.uuid4().hex}")
-    if isinstance(event_mix, str) and event_mix == "recent":
-        probs = _recent_event_probs(model, parts, shared, recent_window)
-    else:
-        probs = model._event_probs(event_mix)
-    table = model._table(horizon, scenario, probs)
+    counts = _recent_counts(model, parts, shared, recent_window) if mix == RECENT else None
+    table = forecast_table(model, horizon, scenario, event_mix, recent_window, counts=counts)
     pieces = [p for p in dask.compute(*[dask.delayed(_predict_part)(p, shared, table)
                                         for p in parts]) if p is not None]
     if not pieces:
@@ -469,9 +392,6 @@ def predict_dask(model, ddf, horizon, scenario, event_mix, recent_window):
     return out
 
 
-_RECENT_STEPS = 1000  # the default trailing window of event_mix="recent": the last 1000 steps
-
-
 def _arrivals_part(part, model):
     """One partition's event arrivals (previous base state, event, time) and step times,
     as ``FaultPredictor._recent_event_probs`` encodes the whole frame."""
@@ -479,8 +399,7 @@ def _arrivals_part(part, model):
         return None
     frame, _ = part
     base = model.base_chain_
-    traj = model._encode(frame, model.states_.transform(frame), model.states_,
-                         event_names=base.event_names_)
+    traj = encode_with(model, frame, model.states_.transform(frame), base.event_names_)
     prev = np.r_[0, traj.state[:-1]]
     ok = ~traj.is_run_start() & (traj.event < base.n_events_)
     return traj.time_kind, traj.time, prev[ok], traj.event[ok], traj.time[ok]
@@ -490,7 +409,7 @@ def _arrivals_summary(arr):
     if arr is None or not len(arr[1]):
         return None
     kind, t = arr[0], arr[1]
-    return kind, len(t), int(t.max()), np.sort(t)[-_RECENT_STEPS:]
+    return kind, len(t), int(t.max())
 
 
 def _arrivals_count(arr, lo, hi, n_states, n_events):
@@ -503,15 +422,11 @@ def _arrivals_count(arr, lo, hi, n_states, n_events):
                        minlength=n_states * n_events).reshape(n_states, n_events)
 
 
-def _recent_event_probs(model, parts, shared, recent_window):
-    """``event_mix="recent"`` over partitions: the global last time (and, by default, the
-    1000th last step time) from each partition's largest times, then the arrival counts
-    of the trailing window per partition, summed. Only (S, E) counts and at most 1000
-    times per partition travel."""
+def _recent_counts(model, parts, shared, recent_window):
+    """``event_mix="recent"`` over partitions: the global last time from each partition's
+    largest time, then the arrival counts (S, E) of the trailing window per partition,
+    summed. Only (S, E) counts and a few numbers per partition travel."""
     import dask
-
-    from .exceptions import HistoryError, TimeParseError
-    from .trajectories import parse_max_gap
 
     arrivals = dask.persist(*[dask.delayed(_arrivals_part)(p, shared) for p in parts])
     summaries = [x for x in dask.compute(*[dask.delayed(_arrivals_summary)(a)
@@ -524,16 +439,11 @@ def _recent_event_probs(model, parts, shared, recent_window):
             "partitions disagree on the kind of time (timestamps in some, integers in "
             "others); give the time column one type in every file")
     t_max = max(x[2] for x in summaries)
-    if recent_window is None:  # as np.sort(t)[max(len(t) - 1000, 0)] over every step
-        top = np.sort(np.concatenate([x[3] for x in summaries]))
-        lo = top[max(len(top) - _RECENT_STEPS, 0)]
-    else:
-        lo = t_max - parse_max_gap(recent_window, kinds.pop())
+    lo = t_max - parse_max_gap(recent_window, kinds.pop())
     base = model.base_chain_
-    counts = np.sum(dask.compute(*[
+    return np.sum(dask.compute(*[
         dask.delayed(_arrivals_count)(a, lo, t_max + 1, base.n_states_, base.n_events_)
         for a in arrivals]), axis=0)
-    return model._shifted_event_probs(counts)
 
 
 # ----------------------------------------------------------------- backtest
@@ -543,12 +453,10 @@ _FETCH_VALUES = 1 << 16  # fetch the candidate times once this few remain
 
 def _scan_part(part):
     """Report, event labels, number of steps and time range of one partition."""
-    from .predictor import _time_int
-
     if part is None:
         return None
     frame, report = part
-    t = _time_int(frame).to_numpy()
+    t = time_int(frame)
     events = set(frame["event"].astype(str)) if "event" in frame.columns else {"step"}
     if not len(t):
         return report, set(), 0, None, None
@@ -556,11 +464,9 @@ def _scan_part(part):
 
 
 def _sorted_times(part):
-    from .predictor import _time_int
-
     if part is None:
         return np.zeros(0, dtype=np.int64)
-    return np.sort(_time_int(part[0]).to_numpy())
+    return np.sort(time_int(part[0]))
 
 
 def _rank_answers(times, asks):
@@ -625,28 +531,22 @@ def _kth_times(sorted_parts, ranks, t_min: int, t_max: int, n: int) -> np.ndarra
 
 def _summary_before(part, columns, distinct, cut):
     """:func:`_summary` of the steps before ``cut`` (the first training window)."""
-    from .predictor import _time_int
-
     if part is None:
         return None
     frame, report = part
-    return _summary((frame.loc[_time_int(frame).to_numpy() < cut], report), columns, distinct)
+    return _summary((frame.loc[time_int(frame) < cut], report), columns, distinct)
 
 
 def _bt_local(part, extractor, events, predictor, cuts, width, horizon, origins, mixes,
               recent_width):
     """The backtest arrays of one partition (all steps of its entities): a local run."""
-    from .backtest import _transform_states
-    from .trajectories import Trajectories
-
     if part is None or not len(part[0]):
         return None
     frame, _ = part
-    codes = _transform_states(extractor, frame)
-    traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
-                                   np.asarray(extractor.is_failure_, dtype=bool),
-                                   event_names=events, max_gap=predictor.max_gap)
-    return _Run(traj, cuts, width, horizon, 0.5, predictor, [], origins, None, False,
+    codes = transform_states(extractor, frame)
+    traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, events,
+                        predictor.max_gap)
+    return Run(traj, cuts, width, horizon, 0.5, predictor, [], origins, None, False,
                 mixes, recent_width)
 
 
@@ -665,7 +565,7 @@ def _bt_gather(run, n_folds):
         ent = tr.entity[org]
         folds.append({
             "ent": ent, "pos": org - run.ent_start[ent], "time": tr.time[org],
-            "state": tr.state[org], "aug": run.aug[org] if run.spec is not None else None,
+            "state": tr.state[org], "code": run.code[org],
             "y": run.labels(org), "d": run.d[org], "d_onset": run.d_onset[org]})
     return (run.fold_counts(), rates, folds, np.asarray(tr.entity_names, dtype=object),
             run.ent_end - run.ent_start)
@@ -688,10 +588,10 @@ def _bt_steps(run):
     return tr.entity, tr.time, tr.event, tr.state, tr.is_run_start()
 
 
-class _GatheredRun(_Run):
+class _GatheredRun(Run):
     """A backtest whose arrays stay in the partitions: every fold reads the summed
     counts and training rates and the gathered origins (see :func:`backtest_run`);
-    scoring is then exactly ``_Run``'s."""
+    scoring is then exactly ``Run``'s."""
 
     def __init__(self, header, cuts, width, horizon, threshold, predictor, base_specs,
                  origins, n_jobs, progress, mixes, recent_width, counts, rates, folds,
@@ -699,7 +599,8 @@ class _GatheredRun(_Run):
         self.traj, self.cuts, self.width, self.H = header, cuts, width, horizon
         self.threshold, self.predictor, self.base_specs = threshold, predictor, base_specs
         self.origins, self.n_jobs, self.progress = origins, n_jobs, progress
-        self.spec = predictor._history_spec()
+        self.chain = make_chain(history_spec_of(predictor.history), alpha=predictor.alpha,
+                                beta=predictor.beta)
         self.event_mixes, self.recent_width = list(mixes), recent_width
         self._counts, self._rates, self._folds = counts, rates, folds
         self._windows, self._gb = windows, gb_run
@@ -716,7 +617,7 @@ class _GatheredRun(_Run):
 
     def fold_origins(self, k):
         f = self._folds[k]
-        return f["step"], f["y"], f["state"], f["aug"]
+        return f["step"], f["y"], f["state"], f["code"]
 
     def gb_inputs(self, k, train):
         tidx, gap = self._gb.train_window(k)
@@ -748,13 +649,7 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     _require()
     import dask
 
-    from .backtest import (_check_failure_states, _check_mixes, _cutoffs, _recent_slices,
-                           _resolve_window)
-    from .exceptions import EmptyHistoryError
-    from .states import CategoricalStates, ThresholdStates
-    from .trajectories import Trajectories
-
-    parts = _canonical_parts(ddf, predictor._column_map())
+    parts = _canonical_parts(ddf, column_map_of(predictor.columns))
     scans = [x for x in dask.compute(*[dask.delayed(_scan_part)(p) for p in parts])
              if x is not None]
     report = _merge_reports([x[0] for x in scans], ddf.npartitions)
@@ -770,19 +665,19 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
         times = dask.persist(*[dask.delayed(_sorted_times)(p) for p in parts])
         return _kth_times(times, ranks, t_min, t_max, n)
 
-    cuts = _cutoffs(cutoffs, time_kind, n, t_min, t_max, kth)
-    width = _resolve_window(window, window_size, time_kind)
+    cuts = cutoffs_from(cutoffs, time_kind, n, t_min, t_max, kth)
+    width = resolve_window(window, window_size, time_kind)
 
     # states learned from the first training window only, as in memory
-    extractor = predictor._make_extractor()
+    extractor = new_extractor(predictor.states)
     distinct = isinstance(extractor, (CategoricalStates, ThresholdStates))
     columns = list(extractor.required_columns)
     subs = [x for x in dask.compute(*[dask.delayed(_summary_before)(p, columns, distinct,
                                                                     cuts[0])
                                       for p in parts]) if x is not None]
     _fit_extractor(extractor, [x[2] for x in subs], columns, distinct)
-    _check_failure_states(extractor)
-    mixes, recent_width = _check_mixes(event_mix, time_kind, recent_window)
+    check_failure_states(extractor, hint=False)
+    mixes, recent_width = check_event_mixes(event_mix, events, time_kind, recent_window)
 
     K = len(cuts)
     runs = dask.persist(*[dask.delayed(_bt_local)(p, extractor, events, predictor, cuts, width,
@@ -796,8 +691,6 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     order = np.argsort(names, kind="stable")
     twice = np.flatnonzero(names[order][1:] == names[order][:-1])
     if len(twice):
-        from .exceptions import HistoryError
-
         raise HistoryError(
             f"entity {names[order][twice[0]]!r} was read in two partitions: its raw values "
             "differ between files (e.g. 7 in one, 7.0 in another) and were routed apart. "
@@ -809,25 +702,24 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
 
     folds = []
     for k in range(K):
-        pieces = {c: [] for c in ("step", "ent", "time", "state", "aug", "y", "d", "d_onset")}
+        pieces = {c: [] for c in ("step", "ent", "time", "state", "code", "y", "d", "d_onset")}
         for (_, g), off in zip(got, offsets):
             f = g[2][k]
             code = off + f["ent"]
             pieces["step"].append(gstart[code] + f["pos"])
             pieces["ent"].append(rank[code])
-            for c in ("time", "state", "aug", "y", "d", "d_onset"):
+            for c in ("time", "state", "code", "y", "d", "d_onset"):
                 pieces[c].append(f[c])
         step = np.concatenate(pieces["step"]).astype(np.int64)
         by_step = np.argsort(step, kind="stable")
-        fold = {c: (None if v[0] is None else np.concatenate(v)[by_step])
-                for c, v in pieces.items()}
+        fold = {c: np.concatenate(v)[by_step] for c, v in pieces.items()}
         folds.append(fold)
     counts = np.sum([g[0] for _, g in got], axis=0).astype(np.int64)
     rates = np.sum([g[1] for _, g in got], axis=0)
 
     windows = [None] * K
-    if recent_width is not None and any(isinstance(m, str) and m == "recent" for m in mixes):
-        starts = [_recent_slices(f["time"], recent_width)[0] for f in folds]
+    if recent_width is not None and any(isinstance(m, str) and m == RECENT for m in mixes):
+        starts = [recent_slices(f["time"], recent_width)[0] for f in folds]
         flat = np.concatenate(starts).astype(np.int64)
         per = [w for w in dask.compute(*[dask.delayed(_bt_recent)(r, flat) for r in runs])
                if w is not None]
@@ -858,7 +750,7 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
                             state_names=state_names, event_names=tuple(events),
                             entity_names=entity_names, is_failure=is_failure.copy(),
                             time_kind=time_kind)
-        gb_run = _Run(full, cuts, width, horizon, threshold, predictor, [], origins, None, False)
+        gb_run = Run(full, cuts, width, horizon, threshold, predictor, [], origins, None, False)
         logger.info("gradient_boosting baseline: collected the %d encoded steps to the client", N)
     run = _GatheredRun(header, cuts, width, horizon, threshold, predictor, base_specs, origins,
                        n_jobs, progress, mixes, recent_width, counts, rates, folds, windows,
@@ -872,9 +764,7 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
 def compute_frame(model, ddf):
     """Collect a dask frame to pandas and read it (``select_states`` only): exact."""
     _require()
-    from .histories import read_histories
-
-    return read_histories(ddf.compute(), columns=model._column_map(), return_report=True)
+    return read_input(ddf.compute(), model.columns)
 
 
 def read_paths(paths):
@@ -884,8 +774,6 @@ def read_paths(paths):
     import os
 
     import dask.dataframe as dd
-
-    from .exceptions import ConfigError
 
     files = []
     for p in paths:

@@ -268,7 +268,7 @@ def _ints(text: str, option: str) -> list:
 
 
 def _cmd_select_states(args) -> int:
-    from ._history import candidate_specs
+    from .states import candidate_specs
     from .config import load_config
     from .predictor import FaultPredictor
     from .selection import select_states

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.utils import check_random_state
+from ._recursion import check_horizon as _check_horizon
+from ._recursion import hitting_probabilities, scenario_hitting_probabilities
 
 __all__ = [
     "failure_probabilities",
@@ -28,14 +29,6 @@ _ATOL = 1e-8
 
 
 # ---------------------------------------------------------------- validation
-def _check_horizon(horizon) -> int:
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-        raise TypeError(f"horizon = {horizon!r} must be an integer >= 1.")
-    if horizon < 1:
-        raise ValueError(f"horizon = {horizon}, must be >= 1.")
-    return int(horizon)
-
-
 def check_transition_matrix(matrix, name: str = "transition matrix", atol: float = _ATOL) -> np.ndarray:
     """Check that ``matrix`` (or a stack of them) is row-stochastic.
 
@@ -129,20 +122,7 @@ def failure_probabilities(transition_matrix, is_failure, horizon: int) -> np.nda
     """
     T = check_transition_matrix(transition_matrix)
     mask = _check_mask(is_failure, T.shape[0])
-    return _failure_probabilities(T, mask, _check_horizon(horizon))
-
-
-def _failure_probabilities(T: np.ndarray, mask: np.ndarray, horizon: int) -> np.ndarray:
-    out = np.empty((T.shape[0], horizon))
-    fail = mask.astype(np.float64)
-    keep = 1.0 - fail
-    f = fail
-    for h in range(horizon):
-        g = T @ f
-        out[:, h] = g
-        f = fail + keep * g
-    np.clip(out, 0.0, 1.0, out=out)
-    return out
+    return hitting_probabilities(T, mask, _check_horizon(horizon))
 
 
 def scenario_failure_probabilities(matrices, is_failure) -> np.ndarray:
@@ -161,9 +141,9 @@ def scenario_failure_probabilities(matrices, is_failure) -> np.ndarray:
 
     Notes
     -----
-    Propagates, from every start state at once, the probability mass that
-    has not failed yet: ``A_0 = I``, ``A_m = (A_{m-1} P_m)`` with the failure
-    columns moved to the absorbed total after each step.
+    Folded from the last event backward, every horizon at once: k products
+    of a matrix with a block of vectors (see
+    :func:`markovfault._recursion.scenario_hitting_probabilities`).
 
     Examples
     --------
@@ -178,21 +158,7 @@ def scenario_failure_probabilities(matrices, is_failure) -> np.ndarray:
     if mats.shape[0] == 0:
         raise ValueError("a scenario needs at least one event")
     mask = _check_mask(is_failure, mats.shape[1])
-    return _scenario_failure_probabilities(mats, mask)
-
-
-def _scenario_failure_probabilities(mats: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    k, S, _ = mats.shape
-    alive = np.eye(S)
-    absorbed = np.zeros(S)
-    out = np.empty((S, k))
-    for m in range(k):
-        alive = alive @ mats[m]
-        absorbed = absorbed + alive[:, mask].sum(axis=1)
-        alive[:, mask] = 0.0
-        out[:, m] = absorbed
-    np.clip(out, 0.0, 1.0, out=out)
-    return out
+    return scenario_hitting_probabilities(mats, mask)
 
 
 def expected_steps_to_failure(transition_matrix, is_failure) -> np.ndarray:
@@ -309,6 +275,8 @@ def simulate_chain(
     """
     P = check_transition_matrix(event_matrices, "event_matrices")
     Q = check_transition_matrix_rect(event_probs, P.shape[1], P.shape[0])
+    from sklearn.utils import check_random_state
+
     rng = check_random_state(random_state)
     cur = np.asarray(start_states, dtype=np.int64).copy()
     n_paths = cur.shape[0]

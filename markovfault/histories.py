@@ -42,7 +42,7 @@ __all__ = ["IMPLICIT_EVENT", "ColumnMap", "ReadReport", "read_histories"]
 logger = logging.getLogger("markovfault.histories")
 
 #: The event every row gets when the input has no event column.
-IMPLICIT_EVENT = "step"
+from ._constants import IMPLICIT_EVENT  # noqa: E402 (re-exported)
 
 # Canonical column names of the frame that read_histories returns.
 _CANONICAL = ("entity", "time", "event", "status", "event_id")
@@ -1185,7 +1185,7 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     # Stable sort by (entity, time): ties keep read order.
     codes, uniques = pd.factorize(frame["entity"], sort=True)
     time_key = frame["time"].astype("int64").to_numpy()
-    from ._fastread import group_order
+    from ._sorting import group_order
 
     order = group_order(codes, time_key, len(uniques))  # np.lexsort((time_key, codes))
     frame = frame.reset_index(drop=True) if order is None else \

@@ -1,6 +1,6 @@
 """Choosing history-aware states from data.
 
-:func:`select_states` compares candidate :class:`~markovfault._history.HistorySpec`
+:func:`select_states` compares candidate :class:`~markovfault.states.HistorySpec`
 settings (orders, failure windows, the entering event) by the log-likelihood
 of held-out transitions and by backtest skill, and returns a table and the
 best choice.
@@ -15,9 +15,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ._history import HistoryChain, HistorySpec, _Layout, augment, candidate_specs, count_augmented
+from ._timecodec import time_int
+from .backtest import backtest
+from .chain import HistoryChain
 from .exceptions import ConfigError, HistoryError
-from .trajectories import Trajectories
+from .predictor._settings import new_extractor, read_input
+from .states import HistorySpec, candidate_specs
+from .states._history import HistoryLayout
+from .trajectories import encode_frame
 
 __all__ = ["select_states", "SelectionResult", "candidate_specs"]
 
@@ -90,8 +95,6 @@ def select_states(
     -------
     SelectionResult
     """
-    from .backtest import backtest
-
     if criterion not in ("heldout_loglik", "bss", "roc_auc"):
         raise ConfigError(f"criterion = {criterion!r}; use heldout_loglik, bss or roc_auc")
     if criterion != "heldout_loglik" and horizon is None:
@@ -103,32 +106,28 @@ def select_states(
     if not specs:
         raise ConfigError("no candidates to compare")
 
-    frame, _ = predictor._read(histories)
-    from .predictor import _time_int
-
-    times = _time_int(frame).to_numpy()
+    frame, _ = read_input(histories, predictor.columns)
+    times = time_int(frame)
     split = np.quantile(times, 1 - holdout, method="higher")
-    extractor = predictor._make_extractor().fit(frame.loc[times < split])
+    extractor = new_extractor(predictor.states).fit(frame.loc[times < split])
     codes = extractor.transform(frame)
-    traj = Trajectories.from_frame(frame, codes, extractor.state_names_,
-                                   np.asarray(extractor.is_failure_, dtype=bool),
-                                   max_gap=predictor.max_gap)
+    traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, None,
+                        predictor.max_gap)
     test_bin = (traj.time >= split).astype(np.int64)
     rows, kept = [], []
     for spec in specs:  # a loop over candidates, each vectorised
         try:
-            layout = _Layout(spec, traj.n_states, traj.n_events)
+            layout = HistoryLayout(spec, traj.n_states, traj.n_events)
         except ConfigError as exc:  # too many states: reported, not fatal
             rows.append({**spec.to_config(), "n_states": np.nan, "heldout_loglik": np.nan,
                          "note": str(exc)})
             kept.append(spec)
             continue
-        both = count_augmented(augment(traj, spec), traj, layout.A, test_bin, 2)
-        train, test = both[0], both[1]
+        chain = HistoryChain(spec, alpha=predictor.alpha, beta=predictor.beta)
+        train, test = chain.count(traj, test_bin, 2)
         if test.sum() == 0 or train.sum() == 0:
             raise HistoryError("the hold-out split leaves no training or no test transitions")
-        chain = HistoryChain(spec, predictor.alpha, predictor.beta).set_counts(
-            train, traj.state_names, traj.event_names, traj.is_failure)
+        chain.fit_from_counts(train, traj.state_names, traj.event_names, traj.is_failure)
         # log P(e | a) + log P(j | a, e) of every held-out transition: the event term
         # matters where the event names the next state (a log key, say)
         nz = test > 0

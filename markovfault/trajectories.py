@@ -14,60 +14,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ._constants import IMPLICIT_EVENT
+from ._sorting import group_order
+from ._timecodec import parse_max_gap, time_values
 from .exceptions import ConfigError, HistoryError
 
 __all__ = ["Trajectories", "parse_max_gap"]
-
-
-def parse_max_gap(max_gap, time_kind: str) -> int | None:
-    """Convert a ``max_gap`` setting to the integer unit of the time column.
-
-    Parameters
-    ----------
-    max_gap : None, int, str or pandas.Timedelta
-        The largest allowed distance between two consecutive steps of one
-        entity. ``None`` keeps every history whole. Strings are parsed by
-        :class:`pandas.Timedelta` (``"30min"``, ``"2h"``).
-    time_kind : {'datetime', 'integer'}
-        What the time column holds.
-
-    Returns
-    -------
-    int or None
-        Nanoseconds for datetime time, sequence units for integer time.
-
-    Examples
-    --------
-    >>> parse_max_gap("1min", "datetime")
-    60000000000
-    >>> parse_max_gap(5, "integer")
-    5
-    """
-    if max_gap is None:
-        return None
-    if time_kind == "datetime":
-        if isinstance(max_gap, (int, np.integer)) and not isinstance(max_gap, bool):
-            raise ConfigError(
-                f"max_gap = {max_gap!r} is a bare number but the time column holds "
-                "timestamps; give a duration such as \"30min\" or \"2h\"."
-            )
-        try:
-            gap = pd.Timedelta(max_gap)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(
-                f"max_gap = {max_gap!r} is not a duration; use e.g. \"30min\" or \"2h\"."
-            ) from exc
-        value = int(gap.value)
-    else:
-        if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)):
-            raise ConfigError(
-                f"max_gap = {max_gap!r} must be an integer when the time column is an "
-                "integer sequence."
-            )
-        value = int(max_gap)
-    if value <= 0:
-        raise ConfigError(f"max_gap = {max_gap!r} must be positive.")
-    return value
 
 
 @dataclass(eq=False)
@@ -170,30 +122,20 @@ class Trajectories:
         n_states = len(state_names)
         if n and (state.min() < 0 or state.max() >= n_states):
             raise ValueError(f"state codes must lie in 0..{n_states - 1}")
-        is_failure = _failure_mask(failure, state_names)
+        is_failure = failure_mask(failure, state_names)
 
-        time_col = frame["time"]
-        if isinstance(time_col.dtype, pd.DatetimeTZDtype) or np.issubdtype(
-            np.asarray(time_col).dtype, np.datetime64
-        ):
-            time_kind = "datetime"
-            if isinstance(time_col.dtype, pd.DatetimeTZDtype):
-                time_col = time_col.dt.tz_convert("UTC").dt.tz_localize(None)
-            time = time_col.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        timed = time_values(frame)
+        if timed is None:
+            time, time_kind = np.asarray(frame["time"], dtype=np.int64), "integer"
         else:
-            time_kind = "integer"
-            time = np.asarray(time_col, dtype=np.int64)
+            time, time_kind = timed
 
-        ent_codes, ent_names = _factorize_sorted(frame["entity"])
+        ent_codes, ent_names = factorize_sorted(frame["entity"])
         if "event" in frame.columns:
             ev = frame["event"]
         else:
-            from .histories import IMPLICIT_EVENT
-
             ev = np.full(n, IMPLICIT_EVENT, dtype=object)
-        ev_codes, ev_vocab = _encode_events(ev, event_names)
-
-        from ._fastread import group_order
+        ev_codes, ev_vocab = encode_events(ev, event_names)
 
         order = group_order(ent_codes, time, len(ent_names))  # stable: entity, then time
         if order is None:  # already sorted (as read_histories returns frames)
@@ -219,7 +161,7 @@ class Trajectories:
             time_kind=time_kind,
             source_row=source_row,
         )
-        traj.run_starts = _run_starts(entity, time, parse_max_gap(max_gap, time_kind))
+        traj.run_starts = run_starts_of(entity, time, parse_max_gap(max_gap, time_kind))
         return traj
 
     @classmethod
@@ -272,8 +214,6 @@ class Trajectories:
         if state_names is None:
             state_names = [str(k) for k in range(int(state.max()) + 1 if n else 1)]
         if event_names is None:
-            from .histories import IMPLICIT_EVENT
-
             event_names = (
                 [IMPLICIT_EVENT] if not n or event.max() == 0
                 else [str(k) for k in range(int(event.max()) + 1)]
@@ -294,7 +234,7 @@ class Trajectories:
             state_names=state_names,
             event_names=tuple(str(e) for e in event_names),
             entity_names=tuple(str(k) for k in range(len(lengths))),
-            is_failure=_failure_mask(failure, state_names),
+            is_failure=failure_mask(failure, state_names),
             time_kind="integer",
         )
 
@@ -344,7 +284,7 @@ class Trajectories:
         )
 
 
-def _failure_mask(failure, state_names: tuple) -> np.ndarray:
+def failure_mask(failure, state_names: tuple) -> np.ndarray:
     arr = np.asarray(failure)
     if arr.dtype == bool:
         if arr.shape != (len(state_names),):
@@ -359,7 +299,7 @@ def _failure_mask(failure, state_names: tuple) -> np.ndarray:
     return np.isin(np.asarray(state_names, dtype=object), names)
 
 
-def _factorize_sorted(values) -> tuple[np.ndarray, np.ndarray]:
+def factorize_sorted(values) -> tuple[np.ndarray, np.ndarray]:
     """``pd.factorize(values.astype(str), sort=True)``, without building strings
     for categorical columns (what ``read_histories(..., categorical=True)`` returns)."""
     if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
@@ -382,9 +322,9 @@ def _factorize_sorted(values) -> tuple[np.ndarray, np.ndarray]:
     return pd.factorize(values.astype(str), sort=True)  # fast on arrow strings
 
 
-def _encode_events(ev, event_names) -> tuple[np.ndarray, list]:
+def encode_events(ev, event_names) -> tuple[np.ndarray, list]:
     """Codes for event labels; a fixed vocabulary keeps its codes, new labels follow."""
-    codes, uniques = _factorize_sorted(ev)
+    codes, uniques = factorize_sorted(ev)
     uniques = [str(u) for u in uniques]
     if event_names is None:
         return codes, uniques
@@ -398,7 +338,7 @@ def _encode_events(ev, event_names) -> tuple[np.ndarray, list]:
     return (remap[codes] if len(codes) else codes), vocab
 
 
-def _run_starts(entity: np.ndarray, time: np.ndarray, max_gap: int | None) -> np.ndarray:
+def run_starts_of(entity: np.ndarray, time: np.ndarray, max_gap: int | None) -> np.ndarray:
     n = entity.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -408,3 +348,144 @@ def _run_starts(entity: np.ndarray, time: np.ndarray, max_gap: int | None) -> np
     if max_gap is not None:
         new[1:] |= (time[1:] - time[:-1]) > max_gap
     return np.flatnonzero(new).astype(np.int64)
+
+
+# ------------------------------------------------------- the one frame encoder
+def entity_blocks(entity: pd.Series):
+    """``(starts, names)`` when the rows are grouped by entity in ascending order.
+
+    ``starts`` (int64) are the positions where each entity's rows begin and
+    ``names`` (a fresh object array of str) their labels: the uniques of
+    ``pd.factorize(entity.astype(str), sort=True)``, found by comparing each
+    row with the next (linear; no hashing, no sorting). Taken only for text
+    columns without missing values (what read_histories returns); ``None``
+    otherwise, and the caller encodes in general.
+    """
+    if isinstance(entity.dtype, pd.CategoricalDtype):  # read_histories(categorical=True)
+        cats = entity.cat.categories
+        codes = entity.cat.codes.to_numpy()
+        n = len(codes)
+        if not n or codes.min() < 0 or np.any(codes[1:] < codes[:-1]) \
+                or not cats.is_monotonic_increasing \
+                or pd.api.types.infer_dtype(cats, skipna=False) != "string":
+            return None
+        names = np.asarray(cats, dtype=object)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        if len(starts) != len(names):  # unused categories
+            return None
+        return starts, names.copy()
+    if isinstance(entity.dtype, pd.StringDtype):
+        values = entity.array
+    elif entity.dtype == object and pd.api.types.infer_dtype(entity, skipna=False) == "string":
+        values = entity.to_numpy()
+    else:
+        return None
+    n = len(values)
+    if n == 0:
+        return None
+    if n == 1:
+        starts = np.zeros(1, dtype=np.int64)
+    else:
+        left, right = values[:-1], values[1:]
+        try:
+            if not np.asarray(left <= right, dtype=bool).all():
+                return None
+            change = np.asarray(left != right, dtype=bool)
+        except (TypeError, ValueError):  # missing values (pd.NA), odd storage
+            return None
+        starts = np.flatnonzero(np.r_[True, change])
+    names = values if len(starts) == n else values.take(starts)
+    return starts, np.array(names, dtype=object)  # a copy: categories never alias the input
+
+
+def sorted_steps(frame: pd.DataFrame):
+    """``(starts, names, time, time_kind)`` when ``frame`` is sorted by (entity, time)
+    with a text entity column (what read_histories returns), else ``None``.
+
+    Sorting such a frame stably by (entity, time) leaves it as it is, so
+    entity codes, run boundaries and each entity's last step (the last row
+    of its block) follow from ``starts`` without factorizing or sorting.
+    """
+    if not {"entity", "time"} <= set(frame.columns) or not len(frame):
+        return None
+    blocks = entity_blocks(frame["entity"])
+    if blocks is None:
+        return None
+    timed = time_values(frame)
+    if timed is None:
+        return None
+    (starts, names), (time, time_kind) = blocks, timed
+    back = np.flatnonzero(time[1:] < time[:-1]) + 1  # time goes back: only where a block starts
+    if len(back) and not np.isin(back, starts).all():
+        return None
+    return starts, names, time, time_kind
+
+
+def encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_names,
+                   max_gap) -> Trajectories | None:
+    """:meth:`Trajectories.from_frame` for a frame already sorted by (entity, time) with
+    a text entity column (read_histories' frames, the remembered tails): the same
+    trajectories without factorizing the entity names again. ``None`` for any
+    other frame (and for invalid input, which from_frame reports)."""
+    n = len(frame)
+    state = np.asarray(state)
+    if state.shape != (n,) or "event" not in frame.columns:
+        return None
+    state_names = tuple(str(s) for s in state_names)
+    if n and (state.min() < 0 or state.max() >= len(state_names)):
+        return None
+    steps = sorted_steps(frame)
+    if steps is None:
+        return None
+    starts, names, time, time_kind = steps
+    failure = failure_mask(is_failure, state_names)
+    gap = parse_max_gap(max_gap, time_kind)
+    entity = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, n]))
+    ev = frame["event"]
+    if not isinstance(ev.dtype, pd.CategoricalDtype):
+        ev = ev.astype(str)
+    ev_codes, ev_vocab = encode_events(ev, event_names)
+    time = np.asarray(time, dtype=np.int64)  # (trajectories never write to their arrays)
+    return Trajectories(
+        entity=entity,
+        time=time,
+        event=np.asarray(ev_codes).astype(np.int64),
+        state=state.astype(np.int64),
+        run_starts=run_starts_of(entity, time, gap),
+        state_names=state_names,
+        event_names=tuple(ev_vocab),
+        entity_names=tuple(names.tolist()),
+        is_failure=failure,
+        time_kind=time_kind,
+        source_row=(np.asarray(frame["_row"], dtype=np.int64) if "_row" in frame.columns
+                    else np.arange(n, dtype=np.int64)),
+    )
+
+
+def entity_codes(entity: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Code of each row and the ascending names they index (object array of str):
+    ``pd.factorize(entity.astype(str), sort=True)``, without hashing for grouped rows."""
+    blocks = entity_blocks(entity)
+    if blocks is not None:
+        starts, names = blocks
+        lengths = np.diff(np.r_[starts, len(entity)])
+        return np.repeat(np.arange(len(names), dtype=np.int64), lengths), names
+    codes, names = pd.factorize(entity.astype(str), sort=True)
+    return codes.astype(np.int64, copy=False), np.asarray(names, dtype=object)
+
+
+def encode_frame(frame: pd.DataFrame, state, state_names, is_failure, event_names=None,
+                 max_gap=None) -> "Trajectories":
+    """A canonical history frame and its state codes as :class:`Trajectories`: the one encoder that
+    fit, partial_fit, predict, the backtest and the Dask back end use.
+
+    Frames sorted by (entity, time) with a text entity column (what read_histories returns, the
+    remembered tails) are encoded without factorizing the names again; any other frame goes through
+    :meth:`Trajectories.from_frame`, which sorts it and words the errors. Both give the same arrays.
+    """
+    traj = encode_sorted(frame, state, state_names, np.asarray(is_failure, dtype=bool), event_names,
+                          max_gap)
+    if traj is not None:
+        return traj
+    return Trajectories.from_frame(frame, state, state_names, np.asarray(is_failure, dtype=bool),
+                                   event_names=event_names, max_gap=max_gap)

@@ -137,13 +137,32 @@ class PrivateUse:
     line: int
 
 
+def _defined_private(tree) -> set[str]:
+    """Private names a module defines itself: functions, classes, class-level names and ``self._x``."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for sub in ast.walk(t):
+                    if isinstance(sub, ast.Attribute):
+                        names.add(sub.attr)
+                    elif isinstance(sub, ast.Name):
+                        names.add(sub.id)
+    return {n for n in names if _is_private(n)}
+
+
 def private_attribute_uses() -> list[PrivateUse]:
-    """Uses of ``obj._name`` where ``obj`` is not ``self``/``cls``: reaching into another object's internals."""
+    """Uses of ``obj._name`` where ``obj`` is not ``self``/``cls`` and ``_name`` is not defined in the same
+    module: reaching into the internals of another module's objects."""
     out = []
     for module, path in module_files().items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        own = _defined_private(tree)
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            if isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr not in own:
                 base = node.value
                 if isinstance(base, ast.Name) and base.id in ("self", "cls"):
                     continue

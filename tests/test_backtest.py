@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from markovfault import FaultPredictor
-from markovfault.backtest import _Run, backtest
+from markovfault.backtest import backtest
+from markovfault.backtest._run import Run as _Run
+from markovfault.predictor._settings import new_extractor, read_input
 from markovfault.exceptions import ConfigError, HistoryError
 from markovfault.simulate import OrderServiceSystem, simulate_histories
 
@@ -69,8 +71,8 @@ def pandas_reference_counts(frame, codes, events, lo, hi):
 def test_fold_counts_equal_counts_before_each_cutoff(window):
     hist = simulate_histories(15, 200, random_state=3, with_metrics=False)
     model = FaultPredictor(states={"failure": FAIL}, columns=COLUMNS)
-    frame, _ = model._read(hist)
-    ext = model._make_extractor().fit(frame)
+    frame, _ = read_input(hist, model.columns)
+    ext = new_extractor(model.states).fit(frame)
     codes = ext.transform(frame)
     from markovfault.trajectories import Trajectories
     traj = Trajectories.from_frame(frame, codes, ext.state_names_, ext.is_failure_)
@@ -249,8 +251,8 @@ def test_classifier_training_labels_exclude_windows_that_cross_the_cutoff():
     # hand history, cutoff 4: c@2 fails at c@3 (before the cutoff), but its 2-step window
     # reaches past the cutoff, so at h = 2 it must be excluded, not kept as a failure
     model = FaultPredictor(states={"failure": ["down"]})
-    frame, _ = model._read(hand_history())
-    ext = model._make_extractor().fit(frame)
+    frame, _ = read_input(hand_history(), model.columns)
+    ext = new_extractor(model.states).fit(frame)
     from markovfault.trajectories import Trajectories
     traj = Trajectories.from_frame(frame, ext.transform(frame), ext.state_names_, ext.is_failure_)
     run = _Run(traj, np.array([4]), None, 2, 0.5, model, [], "cutoff", None, False)
@@ -270,7 +272,7 @@ def test_fold_rates_equal_the_rates_counted_origin_by_origin(horizon):
     """The once-binned training rates of expanding windows equal state_rates over
     every training origin of each fold (the direct count)."""
     from markovfault import FaultPredictor, Trajectories
-    from markovfault.backtest import _Run
+    from markovfault.backtest._run import Run as _Run
 
     rng = np.random.default_rng(horizon)
     lengths = rng.integers(1, 60, 40)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from markovfault._baselines import GradientBoostingBaseline, history_features
+from markovfault.backtest._baselines import GradientBoostingBaseline, history_features
 from markovfault.exceptions import DataWarning, NotFittedError
 from markovfault.trajectories import Trajectories
 

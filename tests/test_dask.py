@@ -136,12 +136,12 @@ def test_predict_recent_equals_in_memory(client, dataset, history):
     frame = pd.read_parquet(dataset)
     ddf = dd.read_parquet(str(dataset))
     model = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL, history=history).fit(frame)
-    for window in (None, "20min"):  # the last 1000 steps; a trailing duration
+    for window in ("20min", "2h"):  # trailing durations
         want = model.predict(frame, horizon=4, event_mix="recent", recent_window=window)
         assert not want["p_fail"].equals(model.predict(frame, horizon=4)["p_fail"])
         pd.testing.assert_frame_equal(
             model.predict(ddf, horizon=4, event_mix="recent", recent_window=window), want)
-    # partitions of more than 1000 steps, and the last 1000 steps all in one of them: the
+    # partitions of more than 1000 steps, and the whole trailing window in one of them: the
     # handlers of the larger bucket (partition, after the shuffle) are moved a day later
     from markovfault._dask import _bucket_of
 
@@ -151,8 +151,34 @@ def test_predict_recent_equals_in_memory(client, dataset, history):
     assert 1000 < late.sum() < len(big) - 400
     big.loc[late, "timestamp"] += pd.Timedelta("1D")
     big_ddf = dd.from_pandas(big.sample(frac=1, random_state=0), npartitions=2, sort=False)
-    want = model.predict(big, horizon=3, event_mix="recent")
-    pd.testing.assert_frame_equal(model.predict(big_ddf, horizon=3, event_mix="recent"), want)
+    want = model.predict(big, horizon=3, event_mix="recent", recent_window="30min")
+    pd.testing.assert_frame_equal(
+        model.predict(big_ddf, horizon=3, event_mix="recent", recent_window="30min"), want)
+
+
+@pytest.mark.parametrize("mix,kw,match", [
+    ({"no_such_event": 1.0}, {}, r"event_mix names unknown events \['no_such_event'\]"),
+    ({"order_created": -1.0}, {}, "event_mix shares must be finite, >= 0 and not all zero"),
+    ("recent", {}, "event_mix='recent' needs recent_window"),
+    ("sideways", {}, "event_mix = 'sideways'; use 'long_run', 'recent'"),
+], ids=["unknown_event", "negative_share", "recent_without_window", "unknown_kind"])
+def test_a_bad_event_mix_is_the_same_error_in_predict_backtest_and_on_dask(client, dataset, mix, kw,
+                                                                            match):
+    """One resolver (markovfault._eventmix) words every event-mix error, whoever asks."""
+    frame = pd.read_parquet(dataset)
+    ddf = dd.read_parquet(str(dataset))
+    model = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL).fit(frame)
+    calls = {
+        "predict": lambda: model.predict(frame, horizon=3, event_mix=mix, **kw),
+        "predict on dask": lambda: model.predict(ddf, horizon=3, event_mix=mix, **kw),
+        "backtest": lambda: mf.backtest(frame, model, horizon=3, cutoffs=2, baselines=[],
+                                        event_mix=mix, progress=False, **kw),
+        "backtest on dask": lambda: mf.backtest(ddf, model, horizon=3, cutoffs=2, baselines=[],
+                                                event_mix=mix, progress=False, **kw),
+    }
+    for where, call in calls.items():
+        with pytest.raises(mf.exceptions.ConfigError, match=match):
+            call()
 
 
 @pytest.mark.parametrize("case", [
@@ -167,7 +193,7 @@ def test_predict_recent_equals_in_memory(client, dataset, history):
 ], ids=["cutoff_origins_recent_gb", "history_sliding_every_step", "given_cutoffs_quantiles"])
 def test_backtest_equals_in_memory(client, dataset, monkeypatch, case):
     from markovfault import _dask
-    from markovfault._baselines import GradientBoostingBaseline
+    from markovfault.backtest._baselines import GradientBoostingBaseline
 
     case = dict(case)
     model = mf.FaultPredictor(columns=case.pop("columns", COLUMNS),
@@ -196,17 +222,18 @@ def test_backtest_equals_in_memory(client, dataset, monkeypatch, case):
 def test_exact_order_statistics_over_partitions(client, dataset, monkeypatch):
     """The histogram rounds find every rank's time exactly (ties and extremes too)."""
     from markovfault import _dask
-    from markovfault.predictor import _time_int
+    from markovfault._timecodec import time_int
+    from markovfault.predictor._settings import column_map_of
 
     import dask
 
     monkeypatch.setattr(_dask, "_HIST_BINS", 3)
     monkeypatch.setattr(_dask, "_FETCH_VALUES", 5)
     ddf = dd.read_parquet(str(dataset))
-    parts = _dask._canonical_parts(ddf, mf.FaultPredictor(columns=COLUMNS)._column_map())
+    parts = _dask._canonical_parts(ddf, column_map_of(COLUMNS))
     times = dask.persist(*[dask.delayed(_dask._sorted_times)(p) for p in parts])
     frame, _ = mf.read_histories(pd.read_parquet(dataset), columns=COLUMNS, return_report=True)
-    every = np.sort(_time_int(frame).to_numpy())
+    every = np.sort(time_int(frame))
     ranks = np.unique(np.r_[0, 1, 7, len(every) // 3, len(every) // 2, len(every) - 2,
                             len(every) - 1])
     got = _dask._kth_times(times, ranks, every[0], every[-1], len(every))

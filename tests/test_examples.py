@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import markovfault as mf
+from markovfault.states import HistorySpec
 from markovfault.backtest import BASELINES
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -97,15 +98,15 @@ def _backtest_both(ex, frame, cutoffs, *, events: bool):
     kwargs = {"event_mix": ("long_run", "recent"), "recent_window": ex.RECENT_WINDOW} if events else {}
     result = ex._common().backtest_both(hist, model, horizon=3, cutoffs=cutoffs, n_jobs=1,
                                         progress=False, **kwargs)
-    assert result.params["history"] == model._history_spec().to_config()
-    assert not model._history_spec().is_plain
+    assert result.params["history"] == HistorySpec.from_config(model.history).to_config()
+    assert not HistorySpec.from_config(model.history).is_plain
     return result
 
 
 def _check_selection(ex, data) -> None:
     """The config's [states.history] is what --select chooses, and it beats the plain chain held out."""
     table, chosen = ex.select(data)
-    assert chosen == ex.predictor()._history_spec().to_config()
+    assert chosen == HistorySpec.from_config(ex.predictor().history).to_config()
     assert len(table) == len(ex.CANDIDATES) and (table["chosen"] == "<-").sum() == 1
     assert table["heldout_loglik"].is_monotonic_decreasing
     plain = table[(table["order"] == 1) & (table["failure_window"] == 0)]["heldout_loglik"].item()

@@ -16,6 +16,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 import markovfault._fastread as fastread
+import markovfault._sorting as sorting
 from markovfault import FaultPredictor, read_histories
 from markovfault.exceptions import MetricTypeError, MixedTimezoneError, TimeParseError
 
@@ -207,7 +208,7 @@ def test_group_order_is_lexsort(n_codes):
         np.testing.assert_array_equal(order, np.lexsort((time, codes)))
     done = np.lexsort((ordered_time, codes))
     assert fastread.group_order(codes[done], ordered_time[done], n_codes) is None
-    np.testing.assert_array_equal(fastread.stable_argsort_codes(codes, n_codes),
+    np.testing.assert_array_equal(sorting.stable_argsort_codes(codes, n_codes),
                                   np.argsort(codes, kind="stable"))
     once = rng.permutation(n)  # one row per entity
     time = rng.integers(0, 1000, n)

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from markovfault import FaultPredictor, load_model
-from markovfault._history import HistorySpec, augment, _Layout
-from markovfault.predictor import mix_event_probs
+from markovfault._eventmix import mix_event_probs
+from markovfault.states._history import HistoryLayout as _Layout
+from markovfault.states._history import HistorySpec, augment
 from markovfault.selection import select_states
 from markovfault.trajectories import Trajectories
 

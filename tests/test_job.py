@@ -354,12 +354,12 @@ def test_compute_table_is_checked_and_only_used_when_there_is_work(tmp_path, ref
 
 
 def test_a_model_of_a_newer_format_exits_78(tmp_path, base, exports, monkeypatch):
-    import markovfault.persistence as persistence
+    import markovfault._modelfile as modelfile  # where model files are written
 
     cfg = copy(base, tmp_path / "job")
     out = tmp_path / "job" / "out"
     model = load_model(out / "model.npz")
-    monkeypatch.setattr(persistence, "FORMAT_VERSION", persistence.FORMAT_VERSION + 1)
+    monkeypatch.setattr(modelfile, "FORMAT_VERSION", modelfile.FORMAT_VERSION + 1)
     model.save(out / f"model.{RUN[1]}.npz")
     shutil.copy2(exports[1], tmp_path / "job" / "in")
     before = snapshot(out)

@@ -16,7 +16,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from markovfault._metrics import (
+from markovfault.backtest._metrics import (
     SCORE_KEYS,
     calibration_table,
     expected_calibration_error,
@@ -364,7 +364,7 @@ def test_lead_times_bad_input():
 
 # ------------------------------------------------- many groups at once
 def test_score_groups_equals_score_forecasts_group_by_group():
-    from markovfault._metrics import lead_times, score_forecasts, score_groups
+    from markovfault.backtest._metrics import lead_times, score_forecasts, score_groups
 
     rng = np.random.RandomState(0)
     n, G = 4000, 12

@@ -13,7 +13,9 @@ import pytest
 from markovfault import FaultPredictor, load_model, read_histories
 from markovfault._version import __version__
 from markovfault.exceptions import ModelFileError
-from markovfault.persistence import FORMAT_NAME, FORMAT_VERSION, _digest, _header_digest, read_header
+from markovfault._modelfile import digest as _digest
+from markovfault._modelfile import header_digest as _header_digest
+from markovfault.persistence import FORMAT_NAME, FORMAT_VERSION, read_header
 from markovfault.simulate import simulate_histories
 
 # the [columns] table of data/orders.toml
@@ -135,7 +137,8 @@ def test_file_is_plain_npz_with_json_header(saved, model):
     assert header["markovfault_version"] == __version__
     assert header["vocabulary"] == {"states": model.state_names_, "events": model.event_names_,
                                     "failure_states": model.failure_states_}
-    assert header["model"] == {"alpha": 1.0, "beta": 1.0, "max_gap": "30min", "history": None}
+    assert header["model"] == {"alpha": 1.0, "beta": 1.0, "max_gap": "30min", "history": None,
+                               "recent_strength": 500.0}
     assert header["states"]["kind"] == "categorical"
     assert header["states"]["failure"] == ["error", "timeout", "down"]
     assert set(header["arrays"]) == set(arrays)

@@ -16,8 +16,15 @@ import pandas as pd
 import pytest
 
 from markovfault import FaultPredictor, Trajectories, read_histories
-from markovfault._history import _Layout
-from markovfault.predictor import _encode_sorted, _time_int, _tidy_to_wide
+from markovfault._timecodec import time_int
+from markovfault.predictor._output import tidy_to_wide as _tidy_to_wide
+from markovfault.predictor._tails import prepend_tail
+from markovfault.states._history import HistoryLayout as _Layout
+from markovfault.trajectories import encode_sorted as _encode_sorted
+
+
+def _time_int(frame):
+    return pd.Series(time_int(frame), index=frame.index)
 
 LABELS = ["down", "ok", "slow"]
 FAILURE = ["down"]
@@ -308,13 +315,14 @@ def test_prepend_tail_matches_string_matching(seed, time_kind, caplog):
     model = make_model({"order": 3}).fit(train)
     for frame in (read_histories(recent), recent.assign(_row=np.arange(len(recent)))):
         codes = model.states_.transform(frame)
-        both, both_codes, n_tail = model._prepend_tail(frame, codes, warn=False)
+        both, both_codes, n_tail = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False)
         ref, ref_codes, ref_tail = _prepend_tail_reference(model, frame, codes)
         pd.testing.assert_frame_equal(both, ref)
         np.testing.assert_array_equal(both_codes, ref_codes)
         assert n_tail == ref_tail
         # interleaved: the same rows, each entity's tail just before its own rows
-        mixed, mixed_codes, _ = model._prepend_tail(frame, codes, warn=False, interleave=True)
+        mixed, mixed_codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False,
+                                              interleave=True)
         key = mixed["entity"].astype(str).to_numpy()
         assert (key[1:] >= key[:-1]).all()
         order = np.argsort(np.concatenate([ref["entity"].astype(str).to_numpy()]), kind="stable")
@@ -326,7 +334,7 @@ def test_prepend_tail_matches_string_matching(seed, time_kind, caplog):
                   <= _time_int(train[train["entity"] == e]).max())
     frame = read_histories(recent)
     with caplog.at_level(logging.WARNING, logger="markovfault.predictor"):
-        model._prepend_tail(frame, model.states_.transform(frame), warn=True)
+        prepend_tail(model.last_seen_, model.time_kind_, frame, model.states_.transform(frame), warn=True)
     if late:
         assert f"{len(late)} entities have steps no later" in caplog.text
         assert f"(e.g. {late[:3]})" in caplog.text

@@ -24,11 +24,12 @@ def test_python_example_runs(tmp_path, monkeypatch, capsys):
 def test_config_example_is_accepted(tmp_path):
     from markovfault import FaultPredictor
     from markovfault.config import load_config
+    from markovfault.predictor._settings import column_map_of
     from markovfault.states import extractor_from_config
 
     (toml,) = blocks("toml")
     path = tmp_path / "job.toml"
     path.write_text(toml)
     config = load_config(path)
-    FaultPredictor.from_config(config)._column_map()
+    column_map_of(FaultPredictor.from_config(config).columns)
     extractor_from_config(config["states"])

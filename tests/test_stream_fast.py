@@ -1,10 +1,10 @@
 """``fit(..., chunksize=N)`` and ``partial_fit`` count on integer codes.
 
-``FaultPredictor._add_codes`` carries each entity's remembered last steps
+``markovfault.predictor._updates.add_codes`` carries each entity's remembered last steps
 (``_Tails``) into the next batch as codes. The references: the in-memory fit
 on all the data (counts, event vocabulary and ``last_seen_`` exactly equal),
-and the general path ``_add_frames`` (the remembered tails prepended as rows
-of a frame and encoded with it: the code before ``_add_codes``, reached here by
+and the general path ``add_frames`` (the remembered tails prepended as rows
+of a frame and encoded with it: the code before ``add_codes``, reached here by
 declining the code path) for reports, warnings, errors and late rows.
 """
 
@@ -18,7 +18,9 @@ import pytest
 
 from markovfault import FaultPredictor, load_model, read_histories
 from markovfault.exceptions import HistoryError
-from markovfault.predictor import _Tails, _union_sorted
+from markovfault.predictor import _updates
+from markovfault.predictor._tails import Tails as _Tails
+from markovfault.predictor._tails import union_sorted as _union_sorted
 
 LABELS = ["down", "error", "ok", "slow"]
 STATES = {"kind": "categorical", "states": LABELS, "failure": ["error", "down"]}
@@ -55,22 +57,22 @@ def export(seed=0, n_entities=24, n_steps=40, datetime=False):
 
 @pytest.fixture
 def on_codes(monkeypatch):
-    """Count the batches ``_add_codes`` took (so no test passes on the general path)."""
+    """Count the batches ``add_codes`` took (so no test passes on the general path)."""
     taken = []
-    real = FaultPredictor._add_codes
+    real = _updates.add_codes
 
-    def spy(self, *args, **kwargs):
-        done = real(self, *args, **kwargs)
+    def spy(model, *args, **kwargs):
+        done = real(model, *args, **kwargs)
         taken.append(done)
         return done
 
-    monkeypatch.setattr(FaultPredictor, "_add_codes", spy)
+    monkeypatch.setattr(_updates, "add_codes", spy)
     return taken
 
 
 def general(monkeypatch):
-    """Decline the code path: every batch is counted by ``_add_frames``."""
-    monkeypatch.setattr(FaultPredictor, "_add_codes", lambda self, *a, **k: False)
+    """Decline the code path: every batch is counted by ``add_frames``."""
+    monkeypatch.setattr(_updates, "add_codes", lambda model, *a, **k: False)
 
 
 def assert_same_model(got, want):
@@ -258,12 +260,12 @@ def test_union_sorted(seed):
 def test_tails_round_trip(spec):
     model = FaultPredictor(states=STATES, history=spec).fit(export(seed=11))
     seen = model.last_seen_
-    tails = _Tails.from_frame(seen, model._tail_length)
+    tails = _Tails.from_frame(seen, model.chain_.tail_length)
     pd.testing.assert_frame_equal(tails.to_frame(), seen)
     codes = pd.factorize(seen.index)[0]  # the entities shuffled, each one's steps in order
     shuffled = seen.iloc[np.argsort(np.random.default_rng(0).permutation(codes.max() + 1)[codes],
                                     kind="stable")]
     assert not shuffled.index.is_monotonic_increasing
-    pd.testing.assert_frame_equal(_Tails.from_frame(shuffled, model._tail_length).to_frame(),
+    pd.testing.assert_frame_equal(_Tails.from_frame(shuffled, model.chain_.tail_length).to_frame(),
                                   seen)
     assert _Tails.from_frame(None, 1) is None

@@ -137,7 +137,7 @@ def run(data_dir, out, *, max_drives=None, horizon=HORIZON, cutoffs=CUTOFFS, n_j
     print(report)
     print("failures:", int(hist["failure"].sum()), "| events:",
           hist["event"].value_counts().to_dict())
-    print("history-aware states:", model._history_spec())
+    print("history-aware states:", mf.HistorySpec.from_config(model.history))
     t1 = time.perf_counter()
     # the plain chain with every baseline, then the history-aware chain (long-run and recent event
     # mix), on the same origins

@@ -145,7 +145,7 @@ def run(data_dir, out, *, max_sessions=None, horizon=HORIZON, n_jobs=2, recent_w
     hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
     print(report)
     print("failure steps:", int(hist["status"].isin(ERROR_KEYS).sum()))
-    print("history-aware states:", model._history_spec())
+    print("history-aware states:", mf.HistorySpec.from_config(model.history))
     t1 = time.perf_counter()
     # the plain chain with every baseline, then the history-aware chain (long-run and recent event
     # mix), on the same origins

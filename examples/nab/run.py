@@ -166,7 +166,7 @@ def run(data_dir, out, *, horizon=HORIZON, n_jobs=2):
     print(report)
     print("label points:", int(frame["label_point"].sum()), "| rows in windows:", int(frame["in_window"].sum()),
           "| anomaly rows:", int(frame["anomaly"].sum()))
-    print("history-aware states:", model._history_spec())
+    print("history-aware states:", mf.HistorySpec.from_config(model.history))
     t1 = time.perf_counter()
     # the plain chain with every baseline, then the history-aware chain, on the same origins
     result = _common().backtest_both(hist, model, horizon=horizon, cutoffs=cutoffs(), n_jobs=n_jobs)

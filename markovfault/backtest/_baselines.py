@@ -21,8 +21,8 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils import check_random_state, check_scalar
 
-from .exceptions import DataWarning, NotFittedError
-from .trajectories import Trajectories
+from ..exceptions import DataWarning, NotFittedError
+from ..trajectories import Trajectories
 
 __all__ = ["history_features", "GradientBoostingBaseline"]
 

@@ -32,17 +32,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
-import scipy.sparse as sp
 
-from .chain import EventMarkovChain
-from .exceptions import ConfigError, NotFittedError
-from .forecast import _check_horizon
-from .trajectories import Trajectories
+from ..exceptions import ConfigError
+from ..trajectories import Trajectories
 
-__all__ = ["HistorySpec", "HistoryChain", "augment", "count_augmented"]
+__all__ = ["HistorySpec", "HistoryLayout", "augment", "count_augmented", "candidate_specs",
+           "MAX_AUGMENTED_STATES"]
 
 MAX_AUGMENTED_STATES = 200_000
 
@@ -100,8 +98,16 @@ class HistorySpec:
             raise ConfigError(f"history backoff = {b!r} must be a number >= 0")
 
     @classmethod
-    def from_config(cls, table: Mapping) -> "HistorySpec":
-        """From a ``[states.history]`` table; unknown keys are errors."""
+    def from_config(cls, table) -> "HistorySpec":
+        """From a ``[states.history]`` table (a spec is returned as it is); unknown keys are errors.
+
+        Examples
+        --------
+        >>> HistorySpec.from_config({"order": 2}) == HistorySpec.from_config(HistorySpec(order=2))
+        True
+        """
+        if isinstance(table, HistorySpec):
+            return table
         known = {"order", "failure_window", "failure_count", "entering_event", "backoff"}
         unknown = sorted(set(table) - known)
         if unknown:
@@ -125,7 +131,7 @@ class HistorySpec:
         return max(self.order - 1, self.failure_window * (self.failure_count + 1), 1)
 
 
-class _Layout:
+class HistoryLayout:
     """Mixed-radix codes of augmented states: base, lags, since-failure, entering event."""
 
     def __init__(self, spec: HistorySpec, n_states: int, n_events: int):
@@ -219,12 +225,12 @@ def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) 
     --------
     >>> traj = Trajectories.from_codes([0, 1, 1, 0], state_names=["ok", "down"],
     ...                                failure=["down"])
-    >>> layout = _Layout(HistorySpec(order=2), 2, 1)
+    >>> layout = HistoryLayout(HistorySpec(order=2), 2, 1)
     >>> [layout.names(["ok", "down"], ["step"])[a] for a in augment(traj, HistorySpec(order=2))]
     ['ok|prev=-', 'down|prev=ok', 'down|prev=down', 'ok|prev=down']
     """
     E = traj.n_events if n_events is None else n_events
-    layout = _Layout(spec, traj.n_states, E)
+    layout = HistoryLayout(spec, traj.n_states, E)
     n = traj.n_steps
     idx = np.arange(n)
     run_id = np.zeros(n, dtype=np.int64)
@@ -279,131 +285,6 @@ def count_augmented(aug: np.ndarray, traj: Trajectories, n_aug: int,
     return np.bincount(idx, minlength=total + 1)[:total].reshape(shape).astype(np.int64)
 
 
-class HistoryChain:
-    """Event-conditioned chain over history-aware states, backed off to the base chain.
-
-    Built from the counts ``N[e, a, j]`` (see :func:`count_augmented`); the
-    base chain's counts are their sums over augmented states of each base
-    state, so one counting pass serves both.
-
-    Attributes
-    ----------
-    base_ : EventMarkovChain
-        The chain over base states.
-    n_aug_ : int
-        Number of augmented states.
-    state_names_ : list of str
-        Names of the augmented states.
-    is_failure_ : ndarray of bool, shape (n_aug_,)
-        Failure defined on the base state.
-    """
-
-    def __init__(self, spec: HistorySpec, alpha: float = 1.0, beta: float = 1.0):
-        self.spec, self.alpha, self.beta = spec, alpha, beta
-
-    def set_counts(self, counts: np.ndarray, state_names, event_names, is_failure) -> "HistoryChain":
-        counts = np.asarray(counts, dtype=np.int64)
-        S, E = len(state_names), len(event_names)
-        self.layout_ = _Layout(self.spec, S, E)
-        if counts.shape != (E, self.layout_.A, S):
-            raise ValueError(f"counts have shape {counts.shape}, expected {(E, self.layout_.A, S)}")
-        self.counts_ = counts
-        base_of = np.arange(self.layout_.A) % S
-        base_counts = np.zeros((E, S, S), dtype=np.int64)
-        np.add.at(base_counts, (slice(None), base_of), counts)
-        self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).set_counts(
-            base_counts, state_names, event_names, is_failure)
-        gamma = float(self.spec.backoff)
-        P_base = self.base_.event_matrices_[:, base_of, :]  # (E, A, S)
-        rows = counts.sum(axis=2, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            P = (counts + gamma * P_base) / (rows + gamma)
-        P = np.where(rows + gamma > 0, P, P_base)
-        M = counts.sum(axis=2).T  # (A, E)
-        Q_base = self.base_.event_probs_[base_of]
-        mrow = M.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            Q = (M + gamma * Q_base) / (mrow + gamma)
-        Q = np.where(mrow + gamma > 0, Q, Q_base)
-        self.next_probs_ = P  # P(j | a, e), (E, A, S)
-        self.event_probs_ = Q  # (A, E)
-        self.is_failure_ = np.asarray(is_failure, bool)[base_of]
-        self.base_state_ = base_of
-        self.successor_ = self.layout_.successor(np.asarray(is_failure, bool))  # (A, E, S)
-        self.state_names_ = self.layout_.names(state_names, event_names)
-        self.n_aug_ = self.layout_.A
-        self.n_transitions_ = int(counts.sum())
-        self._pattern = None
-        return self
-
-    # ----------------------------------------------------------- matrices
-    def _matrix(self, weights: np.ndarray) -> sp.csr_matrix:
-        """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j].
-
-        The sparsity pattern never changes, so it is built once: later calls
-        are one ``bincount`` over the weights (forecasts under many event
-        mixes stay cheap).
-        """
-        A = self.n_aug_
-        if getattr(self, "_pattern", None) is None:
-            rows = np.broadcast_to(np.arange(A)[:, None, None], self.successor_.shape).ravel()
-            keys = rows.astype(np.int64) * A + self.successor_.ravel()
-            uniq, inverse = np.unique(keys, return_inverse=True)
-            indptr = np.searchsorted(uniq // A, np.arange(A + 1), side="left")
-            self._pattern = (inverse, (uniq % A).astype(np.int64), indptr, len(uniq))
-        inverse, indices, indptr, nnz = self._pattern
-        data = np.bincount(inverse, weights=np.ravel(weights), minlength=nnz)
-        return sp.csr_matrix((data, indices, indptr), shape=(A, A))
-
-    def transition_matrix(self, event_probs: np.ndarray | None = None) -> sp.csr_matrix:
-        Q = self.event_probs_ if event_probs is None else event_probs
-        w = Q[:, :, None] * np.transpose(self.next_probs_, (1, 0, 2))  # (A, E, S)
-        return self._matrix(w)
-
-    def event_matrix(self, e: int) -> sp.csr_matrix:
-        w = np.zeros((self.n_aug_,) + self.successor_.shape[1:])
-        w[:, e, :] = self.next_probs_[e]
-        return self._matrix(w)
-
-    def pooled_matrix(self) -> sp.csr_matrix:
-        """For an event never seen in training: the event-marginal row."""
-        return self.transition_matrix()
-
-    # ----------------------------------------------------------- forecasts
-    def failure_probabilities(self, horizon: int, scenario: Sequence[int] | None = None,
-                              event_probs: np.ndarray | None = None) -> np.ndarray:
-        """P(fail within h | augmented state), (A, horizon); scenario as event codes (-1 unknown)."""
-        horizon = _check_horizon(horizon)
-        fail = self.is_failure_.astype(np.float64)
-        keep = 1.0 - fail
-        if scenario is None:
-            T = self.transition_matrix(event_probs)
-            out = np.empty((self.n_aug_, horizon))
-            f = fail
-            for h in range(horizon):
-                g = T @ f
-                out[:, h] = g
-                f = fail + keep * g
-            return np.clip(out, 0.0, 1.0)
-        codes = list(scenario)[:horizon]
-        mats = [self.event_matrix(c) if c >= 0 else self.pooled_matrix() for c in codes]
-        out = np.empty((self.n_aug_, len(codes)))
-        for h in range(1, len(codes) + 1):  # fold each horizon from its last event backward
-            f = fail
-            for m in range(h - 1, -1, -1):
-                g = mats[m] @ f
-                f = fail + keep * g if m else g
-            out[:, h - 1] = f
-        return np.clip(out, 0.0, 1.0)
-
-    def log_likelihood(self, aug: np.ndarray, traj: Trajectories) -> float:
-        """Sum over transitions of log P(j | a, e) (events scored with their codes)."""
-        N = count_augmented(aug, traj, self.n_aug_)
-        nz = N > 0
-        with np.errstate(divide="ignore"):
-            return float((N[nz] * np.log(self.next_probs_[nz])).sum())
-
-
 def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
                     backoff=5.0, failure_counts=(0,)) -> list:
     """Every valid combination, as :class:`HistorySpec` (a grid for :func:`select_states`)."""
@@ -412,8 +293,3 @@ def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False
             for o, w, c, e in itertools.product(orders, failure_windows, failure_counts,
                                                 entering_event)
             if not (c and not w)]
-
-
-def check_fitted(obj) -> None:
-    if not hasattr(obj, "counts_"):
-        raise NotFittedError("history chain not fitted")

@@ -1,11 +1,4 @@
-"""The event-conditioned Markov chain estimator.
-
-:class:`EventMarkovChain` turns transition counts into smoothed estimates of
-how each kind of event moves an entity between states, ``P(S_n | S_{n-1},
-E_n)``, of which events arrive in which state, ``P(E_n | S_{n-1})``, and of the
-marginal chain for unknown future events. The numerics live in pure functions
-(:func:`estimate_tensors`); the estimator stores counts and calls them.
-"""
+"""The event-conditioned Markov chain over plain states (see :mod:`markovfault.chain`)."""
 
 from __future__ import annotations
 
@@ -16,10 +9,11 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import forecast as _forecast
-from .counts import count_transitions, event_arrival_counts
-from .exceptions import ConfigError, DataWarning, NotFittedError
-from .trajectories import Trajectories
+from .. import forecast as _forecast
+from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
+from ..counts import count_codes_by_bin, count_transitions, event_arrival_counts
+from ..exceptions import ConfigError, DataWarning, NotFittedError
+from ..trajectories import Trajectories
 
 __all__ = ["EventMarkovChain", "estimate_tensors"]
 
@@ -192,11 +186,8 @@ class EventMarkovChain(BaseEstimator):
         """
         self._check_params()
         _check_trajectories(X)
-        self.state_names_ = list(X.state_names)
-        self.is_failure_ = np.asarray(X.is_failure, dtype=bool).copy()
-        self.event_names_, self.counts_ = _sort_events(list(X.event_names), count_transitions(X))
-        self._estimate()
-        return self
+        names, counts = sort_events(list(X.event_names), self.count(X))
+        return self.fit_from_counts(counts, X.state_names, names, X.is_failure, warn=True)
 
     def partial_fit(self, X: Trajectories, y=None) -> "EventMarkovChain":
         """Add the transitions of ``X`` to the counts and re-estimate.
@@ -219,31 +210,42 @@ class EventMarkovChain(BaseEstimator):
                 f"partial_fit got states {list(X.state_names)}, but the model was fitted on "
                 f"{self.state_names_}; encode new histories with the fitted state extractor."
             )
-        new_counts = count_transitions(X)
-        names = list(self.event_names_)
-        index = {n: k for k, n in enumerate(names)}
-        for name in X.event_names:
-            if name not in index:
-                index[name] = len(names)
-                names.append(name)
-        merged = np.zeros((len(names),) + self.counts_.shape[1:], dtype=np.int64)
-        merged[: self.counts_.shape[0]] = self.counts_
-        np.add.at(merged, np.array([index[n] for n in X.event_names], dtype=np.int64), new_counts)
-        self.event_names_, self.counts_ = _sort_events(names, merged)
-        self._estimate()
-        return self
+        return self.add_counts(self.count(X), X.event_names, warn=True)
 
-    def set_counts(
+    def fit_from_counts(
         self,
         counts: np.ndarray,
         state_names: Sequence[str],
         event_names: Sequence[str],
         is_failure: Sequence[bool],
+        *,
+        warn: bool = False,
     ) -> "EventMarkovChain":
-        """Set the sufficient statistics directly and estimate the chain.
+        """Set the sufficient statistics and estimate the chain: the one entry every fit ends in.
 
-        Used when counts were computed elsewhere (a saved model, another
-        process) and to rebuild a model from a file.
+        ``fit``, ``partial_fit``, the Dask back end, :func:`markovfault.load_model` and the backtest's
+        folds all count first and then call this (deeptime's ``fit_from_counts``).
+
+        Parameters
+        ----------
+        counts : ndarray of int of shape (n_events, n_states, n_states)
+            ``counts[e, i, j]`` = #(state i, event e, next state j).
+        state_names, event_names : sequence of str
+        is_failure : sequence of bool of shape (n_states,)
+        warn : bool, default=False
+            Warn (:class:`~markovfault.exceptions.DataWarning`) about states never left.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> chain = EventMarkovChain(alpha=0, beta=0).fit_from_counts(
+        ...     np.array([[[3, 1], [2, 0]]]), ["ok", "down"], ["step"], [False, True])
+        >>> chain.transition_matrix_
+        array([[0.75, 0.25],
+               [1.  , 0.  ]])
         """
         self._check_params()
         counts = np.asarray(counts)
@@ -260,8 +262,71 @@ class EventMarkovChain(BaseEstimator):
         self.state_names_ = [str(s) for s in state_names]
         self.event_names_ = [str(e) for e in event_names]
         self.is_failure_ = np.asarray(is_failure, dtype=bool).copy()
-        self._estimate(warn=False)
+        self._estimate(warn=warn)
         return self
+
+    def set_counts(self, counts, state_names, event_names, is_failure) -> "EventMarkovChain":
+        """Alias of :meth:`fit_from_counts` (kept for existing callers)."""
+        return self.fit_from_counts(counts, state_names, event_names, is_failure)
+
+    # ------------------------------------------------- the chain interface
+    # (the same methods as HistoryChain, so that no caller branches on the chain's type)
+    spec = None  # no history-aware states
+
+    @property
+    def base_(self) -> "EventMarkovChain":
+        """The chain over base states: this chain itself."""
+        return self
+
+    @property
+    def base_state_(self) -> np.ndarray:
+        """The base state of each of the chain's states: the identity."""
+        return np.arange(len(self.state_names_))
+
+    @property
+    def tail_length(self) -> int:
+        """How many last steps of each entity a later batch or forecast needs: one."""
+        return 1
+
+    def encode(self, X: Trajectories, n_events: int | None = None) -> np.ndarray:
+        """The chain's state at every step of ``X``: the base state itself."""
+        return np.asarray(X.state, dtype=np.int64)
+
+    def count(self, X: Trajectories, bins: np.ndarray | None = None, n_bins: int = 1) -> np.ndarray:
+        """Transition counts of ``X`` on its own vocabularies, (E, S, S); with ``bins`` (a bin per step)
+        (n_bins, E, S, S). Works on an unfitted chain."""
+        if bins is None:
+            return count_transitions(X)
+        return count_codes_by_bin(X.state, X.event, X.run_starts, bins, n_bins, X.n_states, X.n_events)
+
+    def add_counts(self, counts: np.ndarray, event_names: Sequence[str], *,
+                   warn: bool = False) -> "EventMarkovChain":
+        """Add counts ``(E', S, S)`` on the events ``event_names`` (new events extend the vocabulary,
+        kept sorted) and re-estimate."""
+        names = list(self.event_names_)
+        index = {n: k for k, n in enumerate(names)}
+        for name in event_names:
+            if str(name) not in index:
+                index[str(name)] = len(names)
+                names.append(str(name))
+        merged = np.zeros((len(names),) + self.counts_.shape[1:], dtype=np.int64)
+        merged[: self.counts_.shape[0]] = self.counts_
+        np.add.at(merged, np.array([index[str(n)] for n in event_names], dtype=np.int64),
+                  np.asarray(counts, dtype=np.int64))
+        names, merged = sort_events(names, merged)
+        return self.fit_from_counts(merged, self.state_names_, names, self.is_failure_, warn=warn)
+
+    def transition_matrix(self, event_probs: np.ndarray | None = None) -> np.ndarray:
+        """The marginal chain ``T = sum_e Q[i, e] P[e, i, j]``, under other arrival probabilities if given."""
+        self._check_fitted()
+        if event_probs is None:
+            return self.transition_matrix_
+        return np.einsum("ie,eij->ij", np.asarray(event_probs, float), self.event_matrices_)
+
+    def event_matrix(self, code: int) -> np.ndarray:
+        """``P[e]`` of event code ``code``; the pooled matrix for ``-1`` (an event never seen)."""
+        self._check_fitted()
+        return self.pooled_matrix_ if code < 0 else self.event_matrices_[code]
 
     def _check_params(self) -> None:
         for name in ("alpha", "beta"):
@@ -356,22 +421,10 @@ class EventMarkovChain(BaseEstimator):
         """
         self._check_fitted()
         if scenario is None:
-            T = self.transition_matrix_
-            if event_probs is not None:
-                T = np.einsum("ie,eij->ij", np.asarray(event_probs, float), self.event_matrices_)
-            return _forecast.failure_probabilities(T, self.is_failure_, horizon)
-        scenario = list(scenario)
-        if horizon is None:
-            horizon = len(scenario)
-        horizon = _forecast._check_horizon(horizon)
-        if horizon > len(scenario):
-            raise ValueError(
-                f"horizon = {horizon} exceeds the scenario's {len(scenario)} events; "
-                "give at least as many events as steps."
-            )
-        return _forecast.scenario_failure_probabilities(
-            self.scenario_matrices(scenario[:horizon]), self.is_failure_
-        )
+            return hitting_probabilities(self.transition_matrix(event_probs), self.is_failure_,
+                                         check_horizon(horizon))
+        codes = scenario_codes(self, scenario, horizon)
+        return scenario_hitting_probabilities([self.event_matrix(c) for c in codes], self.is_failure_)
 
     def predict_proba(
         self, states, horizon: int, scenario: Sequence[str] | None = None
@@ -456,7 +509,22 @@ class EventMarkovChain(BaseEstimator):
         return hasattr(self, "counts_")
 
 
-def _sort_events(names: list, counts: np.ndarray) -> tuple[list, np.ndarray]:
+def scenario_codes(chain, scenario, horizon) -> np.ndarray:
+    """Event codes of the first ``horizon`` events of a what-if ``scenario`` (names, or one
+    comma-separated string), -1 for events never seen (with a warning)."""
+    if isinstance(scenario, str):
+        scenario = [s.strip() for s in scenario.split(",") if s.strip()]
+    scenario = list(scenario)
+    horizon = len(scenario) if horizon is None else check_horizon(horizon)
+    if horizon > len(scenario):
+        raise ValueError(
+            f"horizon = {horizon} exceeds the scenario's {len(scenario)} events; "
+            "give at least as many events as steps."
+        )
+    return chain.base_.event_codes(scenario[:horizon])
+
+
+def sort_events(names: list, counts: np.ndarray) -> tuple[list, np.ndarray]:
     """Events sorted by name, so that the vocabulary (and the codes) do not
     depend on the order in which data arrived."""
     order = np.argsort(np.asarray(names, dtype=object), kind="stable")

@@ -1,0 +1,254 @@
+"""Rolling-origin backtests: how far can the failure probabilities be trusted?
+
+At each cutoff ``c`` the model is fitted on what happened before ``c`` only
+(all of it, or a sliding window), forecasts P(fail within h) for every
+entity from its state at ``c`` (or from every step until the next cutoff),
+and is scored against what happened next, side by side with baselines on the
+same origins.
+
+Counts are additive, so the folds cost one counting pass: every transition is
+labelled with the time slice it arrives in, the slices are counted at once,
+and a cumulative sum gives the counts before each cutoff.
+
+Outcomes, for an origin at step ``o`` and horizon ``h``: ``y = 1`` if any of
+the next ``h`` steps of the entity is a failure; ``y = 0`` if ``h`` steps
+were observed and none failed; *censored* (excluded and counted) otherwise.
+Base rates and baseline training labels use only origins whose whole
+``h``-step window lies before the cutoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from .._backends import backend_for
+from .._constants import BASELINES
+from .._eventmix import check_event_mixes
+from .._recursion import check_horizon
+from .._timecodec import parse_max_gap, time_int, time_kind_of, to_time_int
+from ..exceptions import ConfigError, HistoryError, UnknownStatusError
+from ..predictor import FaultPredictor
+from ..predictor._settings import check_failure_states, new_extractor, read_input
+from ..trajectories import encode_frame
+from ._baselines import GradientBoostingBaseline
+from ._result import BacktestResult
+from ._run import Run, fmt_time
+
+__all__ = ["backtest", "transform_states", "check_baselines", "resolve_cutoffs", "cutoffs_from",
+           "resolve_window"]
+
+logger = logging.getLogger("markovfault.backtest")
+
+
+def backtest(
+    histories,
+    predictor,
+    *,
+    horizon: int = 10,
+    cutoffs: int | Sequence = 5,
+    window: str = "expanding",
+    window_size=None,
+    origins: str = "cutoff",
+    baselines: Sequence = BASELINES,
+    threshold: float = 0.5,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
+    event_mix="long_run",
+    recent_window=None,
+) -> BacktestResult:
+    """Rolling-origin backtest of a :class:`~markovfault.FaultPredictor` against baselines.
+
+    Parameters
+    ----------
+    histories : DataFrame, path, or list of them
+        Exported histories, read as by :func:`markovfault.read_histories`
+        with the predictor's columns.
+    predictor : FaultPredictor
+        Unfitted (or fitted: only its settings are used): states, alpha,
+        beta, columns, max_gap.
+    horizon : int, default=10
+        Forecasts and outcomes for h = 1..horizon.
+    cutoffs : int or sequence of times, default=5
+        ``N`` cutoffs at the ``k/(N+1)`` quantiles of the step times, or the
+        cutoff times themselves (timestamps or integers, as the time column).
+    window : {'expanding', 'sliding'}, default='expanding'
+        Train on everything before the cutoff, or on ``window_size`` before it.
+    window_size : duration or int, optional
+        Length of the sliding window (``"7D"`` for timestamps, an integer for
+        sequence numbers). Required with ``window='sliding'``.
+    origins : {'cutoff', 'every_step'}, default='cutoff'
+        Forecast from each entity's state at the cutoff, or from every step
+        between this cutoff and the next (with the model of this fold).
+    baselines : sequence, default=all of :data:`BASELINES`
+        Names from :data:`BASELINES`, or a :class:`GradientBoostingBaseline`
+        instance (scored as ``"gradient_boosting"``).
+    threshold : float, default=0.5
+        Alert threshold for precision, recall, F1 and lead time.
+    n_jobs : int, optional
+        Folds of the gradient-boosting baseline in parallel (joblib).
+    progress : bool, optional
+        Show a progress line on stderr; default: when stderr is a terminal.
+    event_mix : str, dict, or a list of them, default='long_run'
+        The Markov model's expected event mix (see
+        :meth:`FaultPredictor.predict`); a list scores one model per mix:
+        ``markov`` (long run), ``markov_recent`` (the mix of the
+        ``recent_window`` before each origin), ``markov_mix`` (given shares).
+    recent_window : duration or int, optional
+        The trailing window of ``'recent'``.
+
+    Returns
+    -------
+    BacktestResult
+
+    Notes
+    -----
+    The state extractor is fitted on the steps before the *first* cutoff and
+    used for every fold, so no fold's states depend on its future.
+
+    ``histories`` may be a ``dask.dataframe.DataFrame`` (``markovfault[dask]``):
+    the result is the same, exactly. Each partition (all the rows of its
+    entities) is read, encoded and counted where it lies; only the fold count
+    tensors, the per-state training rates, each entity's name and number of
+    steps, and the origins' rows (state, history code, time, outcome per
+    horizon) travel to the client. Integer ``cutoffs`` are exact quantiles
+    found by a few rounds of per-partition histograms of the step times. The
+    ``gradient_boosting`` baseline is the exception: it trains one classifier
+    per fold on the features of every training step, so with it the *encoded*
+    steps (entity, time, event and state codes; not the frame) are collected
+    to the client. Leave it out of ``baselines`` (it is in the default) to keep
+    the data where it lies.
+    """
+    if not isinstance(predictor, FaultPredictor):
+        raise TypeError(f"predictor must be a FaultPredictor, got {type(predictor).__name__}")
+    horizon = check_horizon(horizon)
+    if window not in ("expanding", "sliding"):
+        raise ConfigError(f"window = {window!r}; use 'expanding' or 'sliding'.")
+    if origins not in ("cutoff", "every_step"):
+        raise ConfigError(f"origins = {origins!r}; use 'cutoff' or 'every_step'.")
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise ConfigError(f"threshold = {threshold!r} must lie in [0, 1].")
+    base_specs = check_baselines(baselines)
+
+    backend = backend_for(histories)
+    if backend is not None:  # counted partition by partition where the data lie
+        run, report = backend.backtest_run(
+            histories, predictor, horizon=horizon, cutoffs=cutoffs, window=window,
+            window_size=window_size, origins=origins, base_specs=base_specs,
+            threshold=float(threshold), n_jobs=n_jobs, progress=progress,
+            event_mix=event_mix, recent_window=recent_window)
+    else:
+        frame, report = read_input(histories, predictor.columns, categorical=True)
+        times = time_int(frame)
+        time_kind = time_kind_of(frame)
+        cuts = resolve_cutoffs(cutoffs, times, time_kind)
+        width = resolve_window(window, window_size, time_kind)
+
+        # states learned from the first training window only
+        extractor = new_extractor(predictor.states)
+        extractor.fit(frame.loc[times < cuts[0]])
+        codes = transform_states(extractor, frame)
+        check_failure_states(extractor, hint=False)
+        traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, None,
+                            predictor.max_gap)
+        mixes, recent_width = check_event_mixes(event_mix, traj.event_names, time_kind, recent_window)
+        run = Run(traj, cuts, width, horizon, float(threshold), predictor, base_specs, origins,
+                  n_jobs, progress, mixes, recent_width)
+    result = run.execute()
+    tr = run.traj
+    result.params.update(
+        horizon=horizon, n_folds=len(run.cuts), window=window, window_size=window_size,
+        origins=origins, threshold=float(threshold), time_kind=tr.time_kind,
+        cutoffs=list(run.cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
+        failure_states=[n for n, f in zip(tr.state_names, tr.is_failure) if f],
+    )
+    return result
+
+
+def transform_states(extractor, frame) -> np.ndarray:
+    """State codes of ``frame`` with the extractor fitted before the first cutoff."""
+    try:
+        return extractor.transform(frame)
+    except UnknownStatusError as exc:
+        raise UnknownStatusError(
+            f"{exc} (the states are learned from the steps before the first cutoff; list every "
+            "state in [states].states, or set [states].unknown, when labels first appear later)"
+        ) from exc
+
+
+def check_baselines(baselines) -> list:
+    specs = []
+    for b in baselines:
+        if isinstance(b, GradientBoostingBaseline):
+            specs.append(("gradient_boosting", b))
+        elif isinstance(b, str) and b in BASELINES:
+            specs.append((b, GradientBoostingBaseline() if b == "gradient_boosting" else None))
+        else:
+            raise ConfigError(f"unknown baseline {b!r}; the baselines are {list(BASELINES)}.")
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"baselines {names} name one baseline twice")
+    return specs
+
+
+def _higher_ranks(n: int, q: np.ndarray) -> np.ndarray:
+    """0-based ranks of the ``'higher'`` quantiles ``q`` of ``n`` values (as numpy 2 does)."""
+    return np.clip(np.ceil((n - 1) * np.asarray(q, dtype=np.float64)), 0, n - 1).astype(np.int64)
+
+
+def resolve_cutoffs(cutoffs, times: np.ndarray, time_kind: str) -> np.ndarray:
+    times = np.asarray(times, dtype=np.int64)
+
+    def kth(ranks):  # the values at these ranks of the sorted times
+        return np.partition(times, ranks)[ranks]
+
+    return cutoffs_from(cutoffs, time_kind, len(times), times.min(), times.max(), kth)
+
+
+def cutoffs_from(cutoffs, time_kind: str, n: int, t_min, t_max, kth) -> np.ndarray:
+    """The cutoff times; ``kth(ranks)`` gives the sorted step times at (unique, sorted)
+    0-based ranks, so quantile cutoffs need no sorted copy of every time in one place."""
+    if isinstance(cutoffs, (int, np.integer)) and not isinstance(cutoffs, bool):
+        if cutoffs < 1:
+            raise ConfigError(f"cutoffs = {cutoffs}, must be >= 1.")
+        q = np.arange(1, cutoffs + 1) / (cutoffs + 1)
+        ranks = np.unique(_higher_ranks(n, q))
+        cuts = np.unique(np.asarray(kth(ranks)).astype(np.int64))
+        cuts = cuts[cuts > t_min]
+        if len(cuts) < cutoffs:
+            raise HistoryError(
+                f"the histories have too few distinct times for {cutoffs} cutoffs "
+                f"(found {len(cuts)} usable); ask for fewer."
+            )
+        return cuts
+    cuts = np.sort(to_time_int(cutoffs, time_kind))
+    if len(cuts) == 0:
+        raise ConfigError("cutoffs is empty")
+    if cuts[0] <= t_min:
+        raise HistoryError(
+            f"cutoff {fmt_time(cuts[0], time_kind)} leaves no training data: the first step is at "
+            f"{fmt_time(t_min, time_kind)}; choose cutoffs after it."
+        )
+    if cuts[-1] > t_max:
+        raise HistoryError(
+            f"cutoff {fmt_time(cuts[-1], time_kind)} lies after the last step "
+            f"({fmt_time(t_max, time_kind)}): nothing to forecast; choose cutoffs inside the data."
+        )
+    if len(np.unique(cuts)) != len(cuts):
+        raise ConfigError("cutoffs must be distinct")
+    return cuts
+
+
+def resolve_window(window, window_size, time_kind):
+    if window == "expanding":
+        if window_size is not None:
+            raise ConfigError("window_size is only used with window='sliding'")
+        return None
+    if window_size is None:
+        raise ConfigError("window='sliding' needs a window_size (e.g. \"7D\" or 1000)")
+    try:
+        return parse_max_gap(window_size, time_kind)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("max_gap", "window_size")) from exc

@@ -1,0 +1,88 @@
+"""Forecasts of a fitted predictor (internal API): the table of P(fail within h) per chain state under a
+scenario or an event mix, and the frame of each entity's forecast from its last steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._eventmix import RECENT, check_event_mix, event_probs_for, recent_arrivals
+from .._timecodec import parse_max_gap
+from ..exceptions import ConfigError
+from ..trajectories import sorted_steps
+from ._output import forecast_frame, forecast_output
+from ._settings import read_input
+from ._tails import prepend_tail
+from ._updates import encode_with
+
+__all__ = ["forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+
+
+def recent_counts(model, frame: pd.DataFrame, width: int) -> np.ndarray:
+    """Arrivals (S, E) per base state in the trailing ``width`` of ``frame`` (time units)."""
+    base = model.chain_.base_
+    traj = encode_with(model, frame, model.states_.transform(frame), base.event_names_)
+    t = traj.time
+    if not len(t):
+        return np.zeros((traj.n_states, base.n_events_))
+    return recent_arrivals(traj.state, traj.event, t, traj.is_run_start(), traj.n_states, base.n_events_,
+                           t.max() - width, t.max() + 1)
+
+
+def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_window=None,
+                   frame: pd.DataFrame | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+    """P(fail within h) for every state of the chain, (n_chain_states, horizon).
+
+    ``"recent"`` takes the arrivals of the trailing ``recent_window`` of ``frame`` (or the given ``counts``,
+    summed over partitions by the Dask back end).
+    """
+    chain = model.chain_
+    mix, width = check_event_mix(event_mix, chain.base_.event_names_, model.time_kind_, recent_window)
+    if mix == RECENT and counts is None:
+        if frame is None:
+            raise ConfigError("event_mix='recent' needs the recent histories: use predict(histories, ...)")
+        counts = recent_counts(model, frame, width)
+    probs = event_probs_for(chain, mix, counts, strength=model.recent_strength, warn=True)
+    return chain.failure_probabilities(horizon, scenario, event_probs=probs)
+
+
+def last_seen_frame(model) -> tuple[pd.DataFrame, np.ndarray]:
+    """The remembered last steps as a canonical frame and their state codes (``predict()`` without data)."""
+    both = model.last_seen_.reset_index()
+    both["time"] = (pd.to_datetime(both["time"].to_numpy(), utc=True)
+                    if model.time_kind_ == "datetime" else both["time"])
+    codes = both.pop("state").to_numpy(np.int64)
+    both["_row"] = -1
+    return both, codes
+
+
+def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_window, layout):
+    """``FaultPredictor.predict`` on in-memory input (a frame, files, or the remembered steps)."""
+    chain = model.chain_
+    if histories is None:
+        frame = None
+        both, codes = last_seen_frame(model)
+    else:
+        # files: read as codes (categorical); a frame of last steps is read faster as text
+        frame, _ = read_input(histories, model.columns, categorical=not isinstance(histories, pd.DataFrame))
+        codes = model.states_.transform(frame)
+        # a chain that needs only the last step: a remembered tail row is never an entity's last
+        # (it is carried only when older than all of that entity's steps in frame)
+        if chain.tail_length == 1:
+            both = frame
+        else:
+            both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False,
+                                          interleave=True)
+    table = forecast_table(model, horizon, scenario, event_mix, recent_window, frame)
+    if chain.tail_length == 1:
+        steps = sorted_steps(both)
+        if steps is not None:  # sorted by (entity, time): the last row of each block
+            starts, names, time, time_kind = steps
+            parse_max_gap(model.max_gap, time_kind)  # the check encoding makes
+            last = np.append(starts[1:] - 1, len(both) - 1)
+            base = np.asarray(codes, dtype=np.int64)[last]
+            return forecast_output(names, time[last], time_kind, base, model.states_.state_names_,
+                                   table[base], layout)
+    events = chain.base_.event_names_
+    traj = encode_with(model, both, codes, events)
+    return forecast_frame(traj, chain.encode(traj, n_events=len(events)), table, layout)

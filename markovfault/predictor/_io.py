@@ -1,0 +1,67 @@
+"""Writing a fitted predictor to a model file (internal API; loading is :func:`markovfault.load_model`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._modelfile import jsonable, write_model_file
+from ._settings import column_map_of
+
+__all__ = ["save_model"]
+
+
+def save_model(model, path) -> Path:
+    """Write a fitted :class:`~markovfault.FaultPredictor` to ``path``.
+
+    The file is written to a temporary name in the same directory and then
+    renamed, so a reader never sees half a file.
+
+    Parameters
+    ----------
+    model : FaultPredictor
+        A fitted predictor.
+    path : str or PathLike
+        Destination; ``.npz`` is the customary suffix.
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    chain = model.base_chain_  # NotFittedError when the model is not fitted
+    history = model.chain_.spec
+    state_params, state_arrays = model.states_.get_config()
+    cols = column_map_of(model.columns)
+    arrays: dict[str, np.ndarray] = {"counts": np.asarray(model.chain_.counts_, dtype=np.int64)}
+    for name, arr in state_arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype == object:
+            arr = arr.astype(str)
+        arrays[f"states/{name}"] = arr
+    seen = model.last_seen_
+    arrays["last_seen/entity"] = np.asarray(seen.index.astype(str), dtype=str)
+    arrays["last_seen/time"] = seen["time"].to_numpy(np.int64)
+    arrays["last_seen/state"] = seen["state"].to_numpy(np.int64)
+    arrays["last_seen/event"] = np.asarray(seen["event"].astype(str), dtype=str)
+
+    header = {
+        "model": {
+            "alpha": float(chain.alpha),
+            "beta": float(chain.beta),
+            "max_gap": jsonable(model.max_gap),
+            "history": None if history is None else history.to_config(),
+            "recent_strength": float(model.recent_strength),
+        },
+        "columns": jsonable(cols.to_config() if hasattr(cols, "to_config") else vars(cols)),
+        "states": jsonable(state_params),
+        "vocabulary": {
+            "states": list(chain.state_names_),
+            "events": list(chain.event_names_),
+            "failure_states": [s for s, f in zip(chain.state_names_, chain.is_failure_) if f],
+        },
+        "time_kind": model.time_kind_,
+        "n_transitions": int(chain.n_transitions_),
+    }
+    return write_model_file(path, header, arrays)

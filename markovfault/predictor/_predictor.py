@@ -1,0 +1,381 @@
+"""The estimator users fit: :class:`FaultPredictor` (see :mod:`markovfault.predictor`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from .._backends import backend_for
+from .._eventmix import DEFAULT_RECENT_STRENGTH
+from ..chain import EventMarkovChain
+from ..exceptions import NotFittedError
+from ..histories import ColumnMap
+from ..states import HistorySpec, StateExtractor
+from ._forecasts import forecast_table, predict_in_memory
+from ._output import check_layout, tidy_to_wide
+from ._settings import read_input
+from ._updates import add_frame, fit_frame, fit_stream
+
+__all__ = ["FaultPredictor"]
+
+
+class FaultPredictor(BaseEstimator):
+    """Fit an event-conditioned chain on histories and forecast failures.
+
+    Parameters
+    ----------
+    states : StateExtractor or dict, default=None
+        How statuses or metrics become states: an extractor from
+        :mod:`markovfault.states`, or a ``[states]`` config table such as
+        ``{"kind": "categorical", "failure": ["down"]}``. ``None`` maps each
+        status label to a state of its own, with no failure states (which
+        :meth:`fit` refuses: name them).
+    alpha : float, default=1.0
+        Dirichlet prior mass on each pooled transition row.
+    beta : float, default=1.0
+        Shrinkage of event-conditioned rows toward the pooled row.
+    columns : ColumnMap or dict, default=None
+        Column names of the exported histories (see
+        :class:`~markovfault.histories.ColumnMap`); ``None`` uses the names of
+        the input contract (entity, time, event, status, event_id).
+    max_gap : None, int or duration string, default=None
+        Split an entity's history where two steps are further apart than this
+        (``"30min"`` for timestamps, an integer for sequence numbers).
+    history : HistorySpec or dict, default=None
+        History-aware states (the ``[states.history]`` table): ``order``
+        (previous states), ``failure_window`` (steps since the last failure,
+        capped), ``entering_event`` and ``backoff`` (pseudo-counts toward the
+        base chain). ``None`` is the plain first-order chain. See
+        :class:`markovfault.states.HistorySpec`.
+    recent_strength : float, default=500.0
+        Pseudo-counts of the prior that pulls the recent event mix of
+        ``event_mix='recent'`` toward each state's long-run mix (a prior like
+        ``alpha`` and ``beta``): states seldom visited lately keep a sensible mix.
+
+    Attributes
+    ----------
+    states_ : StateExtractor
+        The fitted state extractor.
+    chain_ : EventMarkovChain or HistoryChain
+        The fitted chain (over history-aware states when ``history`` is set);
+        both answer the same interface (see :mod:`markovfault.chain`).
+    read_report_ : ReadReport
+        What the last ``fit``/``partial_fit`` read and dropped.
+    state_names_, event_names_ : list of str
+    failure_states_ : list of str
+    n_transitions_ : int
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> hist = pd.DataFrame({
+    ...     "entity": ["a"] * 4 + ["b"] * 4,
+    ...     "time": [1, 2, 3, 4] * 2,
+    ...     "event": ["tick", "spike", "tick", "spike"] * 2,
+    ...     "status": ["ok", "down", "ok", "down", "ok", "ok", "ok", "ok"]})
+    >>> model = FaultPredictor(states={"kind": "categorical", "failure": ["down"]},
+    ...                        alpha=0.0, beta=0.0).fit(hist)
+    >>> model.state_names_, model.event_names_, model.n_transitions_
+    (['down', 'ok'], ['spike', 'tick'], 6)
+
+    From ``ok``, 2 of 5 steps went ``down``, so within two steps:
+    0.4 + 0.6 * 0.4 = 0.64. Handler ``a`` is down now and always recovered.
+
+    >>> model.predict(hist, horizon=2)
+      entity  as_of state  horizon  p_fail
+    0      a      4  down        1    0.00
+    1      a      4  down        2    0.40
+    2      b      4    ok        1    0.40
+    3      b      4    ok        2    0.64
+
+    What if the next two events are spikes? From ``ok``, half the spikes
+    led to ``down``: 0.5, then 0.5 + 0.5 * 0.5.
+
+    >>> model.predict(hist, horizon=2, scenario=["spike", "spike"])["p_fail"].tolist()
+    [0.0, 0.5, 0.5, 0.75]
+    """
+
+    def __init__(
+        self,
+        *,
+        states: StateExtractor | Mapping | None = None,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        columns: ColumnMap | Mapping | None = None,
+        max_gap=None,
+        history: HistorySpec | Mapping | None = None,
+        recent_strength: float = DEFAULT_RECENT_STRENGTH,
+    ):
+        self.states = states
+        self.alpha = alpha
+        self.beta = beta
+        self.columns = columns
+        self.max_gap = max_gap
+        self.history = history
+        self.recent_strength = recent_strength
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "FaultPredictor":
+        """Build an unfitted predictor from a parsed config (see :mod:`markovfault.config`).
+
+        Examples
+        --------
+        >>> FaultPredictor.from_config({"states": {"kind": "categorical", "failure": ["down"]},
+        ...                             "model": {"alpha": 0.5}}).get_params()["alpha"]
+        0.5
+        """
+        model = dict(config.get("model", {}))
+        states = dict(config["states"]) if "states" in config else None
+        history = states.pop("history", None) if states else None
+        return cls(
+            states=states,
+            alpha=model.get("alpha", 1.0),
+            beta=model.get("beta", 1.0),
+            columns=dict(config["columns"]) if "columns" in config else None,
+            max_gap=model.get("max_gap"),
+            history=dict(history) if history is not None else None,
+            recent_strength=model.get("recent_strength", DEFAULT_RECENT_STRENGTH),
+        )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, histories, y=None, *, chunksize: int | None = None) -> "FaultPredictor":
+        """Read ``histories``, fit the state extractor and the chain.
+
+        Parameters
+        ----------
+        histories : DataFrame, path, or list of them
+            Exported histories in the input contract (CSV, Parquet, JSON lines
+            files or a directory of them; see :func:`markovfault.read_histories`).
+        y : ignored
+        chunksize : int, optional
+            Stream the histories in batches of at most this many rows
+            (``read_histories(..., chunksize=N)``) instead of reading them
+            whole: memory stays bounded by the batch, the entities and the
+            counts. The counts equal the in-memory fit's exactly provided
+            that each entity's rows arrive in time order across batches (as
+            in exports written in time order; within a batch, order does not
+            matter). A batch row older than that entity's last step already
+            counted raises :class:`~markovfault.exceptions.HistoryError`.
+            The state extractor is fitted on the *first batch* only: list the
+            states (``[states] states = [...]``) or make the first batch
+            representative when quantile or cluster states are used.
+
+        Returns
+        -------
+        self
+        """
+        if chunksize is not None:
+            return fit_stream(self, histories, chunksize)
+        backend = backend_for(histories)
+        if backend is not None:  # counted partition by partition where the data lie
+            return backend.fit(self, histories)
+        frame, report = read_input(histories, self.columns, categorical=True)
+        fit_frame(self, frame, report)
+        return self
+
+    def partial_fit(self, histories, y=None) -> "FaultPredictor":
+        """Add new histories to the counts (the state extractor stays as fitted).
+
+        Each entity's last steps seen so far are carried over, so the
+        transition into its first new step is counted (and, with
+        history-aware states, its history is known): fitting on A and then
+        ``partial_fit`` on B equals fitting on A and B together whenever B
+        holds only steps later than A's (chronological batches), and whenever
+        A and B hold different entities. Steps of an entity older than what
+        was already seen start a new run (with a warning): they cannot be
+        spliced into history that was already counted.
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "chain_"):
+            return self.fit(histories)
+        backend = backend_for(histories)
+        if backend is not None:
+            return backend.partial_fit(self, histories)
+        # files: read as codes (categorical), as fit reads them; a frame is read as text
+        # (no faster as codes for the few rows per entity of an incremental batch)
+        frame, report = read_input(histories, self.columns,
+                                   categorical=not isinstance(histories, pd.DataFrame))
+        add_frame(self, frame, self.states_.transform(frame), warn=True, stream=False)
+        self.read_report_ = report
+        return self
+
+    # ----------------------------------------------------------------- forecast
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "chain_"):
+            raise NotFittedError(
+                "This FaultPredictor is not fitted yet; call fit(histories) or load a model "
+                "with markovfault.load_model(path)."
+            )
+
+    @property
+    def base_chain_(self) -> EventMarkovChain:
+        """The chain over base states (the model itself without history-aware states)."""
+        self._check_fitted()
+        return self.chain_.base_
+
+    def failure_probabilities(
+        self, horizon: int, scenario: Sequence[str] | None = None, *, event_mix=None
+    ) -> pd.DataFrame:
+        """P(fail within h) for every state, as a DataFrame (states x horizons).
+
+        With history-aware states the rows are the augmented states.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> hist = pd.DataFrame({"entity": ["a"] * 3, "time": [1, 2, 3],
+        ...                      "status": ["ok", "down", "ok"]})
+        >>> FaultPredictor(states={"kind": "categorical", "failure": ["down"]},
+        ...                alpha=0, beta=0).fit(hist).failure_probabilities(2)
+        horizon    1    2
+        state
+        down     0.0  1.0
+        ok       1.0  1.0
+        """
+        self._check_fitted()
+        table = forecast_table(self, horizon, scenario, event_mix)
+        return pd.DataFrame(
+            table,
+            index=pd.Index(self.chain_.state_names_, name="state"),
+            columns=pd.Index(np.arange(1, table.shape[1] + 1), name="horizon"),
+        )
+
+    def predict(
+        self,
+        histories=None,
+        horizon: int = 10,
+        scenario: Sequence[str] | str | None = None,
+        *,
+        event_mix="long_run",
+        recent_window=None,
+        layout: str = "tidy",
+    ) -> pd.DataFrame:
+        """Forecast P(fail within h), h = 1..horizon, from each entity's last state.
+
+        Parameters
+        ----------
+        histories : DataFrame, path, list of them, or None
+            Recent histories. Each entity's last step gives its state; with
+            history-aware states its earlier steps (and the steps remembered
+            from training) give its history. ``None`` forecasts every entity
+            the model has seen, from the last steps counted by
+            ``fit``/``partial_fit`` (what a scheduled job that updates the
+            model incrementally wants).
+        horizon : int, default=10
+        scenario : sequence of str or comma-separated str, optional
+            The next events, in order (a what-if). Events never seen in
+            training use the pooled transitions, with a warning.
+        event_mix : {'long_run', 'recent'} or dict, default='long_run'
+            What the coming events will look like: the fitted arrival
+            probabilities; the mix of the last ``recent_window`` of
+            ``histories`` (each state's fitted mix reweighted by how much more
+            or less often each event arrives lately); or given shares
+            ``{event: share}`` for every state.
+        recent_window : duration string or int, optional
+            The trailing window of ``event_mix='recent'`` (required with it):
+            a duration for timestamps (``"1h"``), a number of time units for
+            integer time. A window without transitions leaves the long-run mix,
+            with a warning.
+        layout : {'tidy', 'wide'}, default='tidy'
+            ``'tidy'``: one row per entity and horizon (below). ``'wide'``: one
+            row per entity, columns ``entity, as_of, state, p_fail_1, ...,
+            p_fail_<horizon>``; the same numbers as the tidy frame pivoted, in
+            a fraction of the memory and time (the probabilities are one
+            float64 block, entities x horizons, built without copies).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``entity, as_of, state, horizon, p_fail``: one row per
+            entity and horizon, sorted by entity then horizon. ``state`` is
+            the base state. Types: ``entity`` categorical (the entities as
+            categories, in ascending order), ``state`` categorical (the
+            model's states as categories), ``as_of`` datetime64[ns, UTC] (or
+            int64 for integer time), ``horizon`` int64, ``p_fail`` float64.
+            The columns are not consolidated into 2-D blocks (which would copy
+            them); pandas does that later if an operation needs it.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> hist = pd.DataFrame({"entity": ["a"] * 4 + ["b"] * 4, "time": [1, 2, 3, 4] * 2,
+        ...                      "status": ["ok", "down", "ok", "ok", "ok", "ok", "ok", "down"]})
+        >>> model = FaultPredictor(states={"failure": ["down"]}, alpha=0, beta=0).fit(hist)
+        >>> model.predict(hist, horizon=2, layout="wide")
+          entity  as_of state  p_fail_1  p_fail_2
+        0      a      4    ok       0.4      0.64
+        1      b      4  down       0.0      0.40
+        """
+        self._check_fitted()
+        layout = check_layout(layout)
+        backend = backend_for(histories)
+        if backend is not None:  # forecast partition by partition
+            out = backend.predict(self, histories, horizon, scenario, event_mix, recent_window)
+            return out if layout == "tidy" else tidy_to_wide(out)
+        return predict_in_memory(self, histories, horizon, scenario, event_mix, recent_window, layout)
+
+    # -------------------------------------------------------------- accessors
+    @property
+    def state_names_(self) -> list:
+        """The base states (without history)."""
+        return list(self.base_chain_.state_names_)
+
+    @property
+    def event_names_(self) -> list:
+        return list(self.base_chain_.event_names_)
+
+    @property
+    def failure_states_(self) -> list:
+        base = self.base_chain_
+        return [s for s, f in zip(base.state_names_, base.is_failure_) if f]
+
+    @property
+    def n_transitions_(self) -> int:
+        self._check_fitted()
+        return self.chain_.n_transitions_
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (a safe ``.npz`` file; see
+        :func:`markovfault.load_model`)."""
+        from ._io import save_model
+
+        save_model(self, path)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "chain_")
+
+    def _repr_html_(self) -> str:
+        """A table for notebooks: per state, failure mark, transitions seen and
+        P(fail within 1, 5, 10); with the events and the number of transitions.
+        Unfitted, scikit-learn's estimator diagram."""
+        from html import escape
+
+        from sklearn.utils import estimator_html_repr
+
+        if not hasattr(self, "chain_"):
+            return estimator_html_repr(self)
+        chain = self.chain_
+        table = self.failure_probabilities(10)[[1, 5, 10]].round(3)
+        table.columns = [f"P(fail within {h})" for h in (1, 5, 10)]
+        table.insert(0, "failure", np.where(chain.is_failure_, "✕", ""))
+        table.insert(1, "transitions out", np.asarray(chain.counts_).sum(axis=(0, 2)))
+        more = f"<p>... and {len(table) - 30} more states</p>" if len(table) > 30 else ""
+        return (f"<p><b>FaultPredictor</b>, fitted on {self.n_transitions_:,} transitions; "
+                f"{len(table)} states ({int(np.sum(chain.is_failure_))} failure, ✕); "
+                f"events: {escape(', '.join(map(str, self.event_names_)))}</p>"
+                + table.head(30).to_html() + more)
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """What Jupyter shows: scikit-learn's bundle, with the table of
+        :meth:`_repr_html_` once fitted."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if hasattr(self, "chain_"):
+            bundle["text/html"] = self._repr_html_()
+        return bundle

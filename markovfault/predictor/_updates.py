@@ -1,0 +1,229 @@
+"""Counting histories into a predictor's chain (internal API): the first fit, later batches, streams.
+
+Every path ends in the chain interface (:mod:`markovfault.chain`): ``chain.count(traj)`` gives the counts of a
+batch on its own vocabularies, ``chain.add_counts`` merges them and ``chain.fit_from_counts`` estimates. Each
+entity's remembered last steps (``last_seen_``) are put before its new steps, so the transition into its first
+new step is counted and history-aware states know their history; the transitions among those carried steps
+were counted already and are subtracted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .._timecodec import parse_max_gap, time_kind_of
+from ..chain import make_chain
+from ..exceptions import HistoryError
+from ..histories import read_histories
+from ..trajectories import Trajectories, encode_frame, run_starts_of
+from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
+from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
+
+__all__ = ["fit_frame", "fit_stream", "add_frame", "add_codes", "add_frames", "encode_with", "install_fit"]
+
+logger = logging.getLogger("markovfault.predictor")
+
+
+def encode_with(model, frame: pd.DataFrame, codes: np.ndarray, event_names=None) -> Trajectories:
+    """``frame`` and its state codes encoded with the fitted extractor's states and ``model.max_gap``."""
+    extractor = model.states_
+    return encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, event_names,
+                        model.max_gap)
+
+
+def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.DataFrame) -> None:
+    """Set a predictor's fitted attributes (every fit path ends here)."""
+    model.states_ = extractor
+    model.chain_ = chain
+    model.time_kind_ = time_kind
+    model.read_report_ = report
+    model.last_seen_ = last_seen
+
+
+def fit_frame(model, frame: pd.DataFrame, report) -> None:
+    """Fit the extractor and the chain on one canonical frame."""
+    extractor = new_extractor(model.states)
+    codes = extractor.fit_transform(frame)
+    check_failure_states(extractor)
+    parse_max_gap(model.max_gap, time_kind_of(frame))
+    traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, None, model.max_gap)
+    chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
+    chain.fit_from_counts(chain.count(traj), traj.state_names, traj.event_names, traj.is_failure,
+                          warn=True)
+    install_fit(model, extractor, chain, traj.time_kind, report, last_steps(traj, chain.tail_length))
+    logger.info("fitted on %d transitions of %d entities (%d states, %d events)",
+                chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)
+
+
+def add_frame(model, frame: pd.DataFrame, codes: np.ndarray, warn: bool, stream: bool) -> None:
+    """Count one batch into a fitted model: on integer codes when ``frame`` is a canonical batch of the
+    model's time kind (the usual case), else the general way through a frame of tails and batch."""
+    tails = Tails.from_frame(model.last_seen_, model.chain_.tail_length)
+    if tails is not None and add_codes(model, frame, codes, tails, warn, stream):
+        model.last_seen_ = tails.to_frame()
+    else:
+        add_frames(model, frame, codes, warn, stream)
+
+
+def fit_stream(model, histories, chunksize: int):
+    """``fit(histories, chunksize=N)``: fit on the first batch, then add the others with each entity's last
+    steps carried across batch boundaries (as integer arrays between batches)."""
+    if is_canonical(histories):
+        n = len(histories)
+        batches = ((histories.iloc[k:k + chunksize], None) for k in range(0, n, chunksize))
+    else:
+        batches = read_histories(histories, columns=column_map_of(model.columns), chunksize=chunksize,
+                                 return_report=True, categorical=True)
+    total = None
+    tails = None  # the remembered last steps, as codes between batches
+    try:
+        for frame, report in batches:
+            if not len(frame):
+                continue
+            if total is None:
+                model.fit(frame)
+                total = model.read_report_ if report is None else report
+                tails = Tails.from_frame(model.last_seen_, model.chain_.tail_length)
+                continue
+            codes = model.states_.transform(frame)
+            if tails is None or not add_codes(model, frame, codes, tails, warn=False, stream=True):
+                if tails is not None:
+                    model.last_seen_ = tails.to_frame()
+                add_frames(model, frame, codes, warn=False, stream=True)
+                tails = Tails.from_frame(model.last_seen_, model.chain_.tail_length)
+            if report is not None:
+                _add_report(total, report)
+    finally:
+        if tails is not None:
+            model.last_seen_ = tails.to_frame()
+    if total is None:
+        raise HistoryError("the histories hold no usable row to fit on")
+    total.n_entities = int(model.last_seen_.index.nunique())
+    model.read_report_ = total
+    return model
+
+
+def _add_report(total, report) -> None:
+    for key in ("n_sources", "n_rows_read", "n_rows_kept"):
+        setattr(total, key, getattr(total, key) + getattr(report, key))
+    for name in ("dropped", "filled"):
+        for k, v in getattr(report, name).items():
+            getattr(total, name)[k] = getattr(total, name).get(k, 0) + v
+    total.per_source = total.per_source + report.per_source
+
+
+def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
+    """Count one batch the general way: the remembered tails prepended as rows of a frame, encoded with it
+    (any frame; see :func:`add_codes` for the usual one)."""
+    chain = model.chain_
+    both, both_codes, n_tail = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=warn,
+                                            stream=stream)
+    traj = encode_with(model, both, both_codes, chain.base_.event_names_)
+    new = chain.count(traj)
+    if n_tail:  # the transitions among the carried tail rows were counted already
+        tail = encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], list(traj.event_names))
+        new = new - chain.count(tail)
+    model.chain_ = chain.add_counts(new, traj.event_names, warn=True)
+    model.last_seen_ = last_steps(traj, chain.tail_length, model.last_seen_)
+
+
+def add_codes(model, frame, codes, tails: Tails, warn: bool, stream: bool) -> bool:
+    """Count one batch on integer codes: what :func:`add_frames` counts, without building a frame of
+    tails and batch or a string per row.
+
+    The batch's entities are found among the remembered ones (``tails``) by merging the two sorted name
+    lists; each entity's carried tail rows go right before its own rows (the batch is sorted by (entity,
+    time), and a carried tail is never later than the entity's first new step), so the trajectories are
+    assembled by scattering codes. ``tails`` is updated in place. ``False`` (nothing changed) when ``frame``
+    is not a canonical batch of the model's time kind: the caller then counts it with :func:`add_frames`.
+    """
+    chain = model.chain_
+    batch = sorted_batch(frame, codes, len(model.states_.state_names_))
+    if batch is None or batch.time_kind != model.time_kind_:
+        return False
+    vocab = [str(e) for e in chain.base_.event_names_]
+    v_index = {e: k for k, e in enumerate(vocab)}
+    if any(e not in v_index for e in tails.events):  # tails of events the model lacks
+        return False
+    for e in batch.ev_names:  # as encode_events: new events follow, sorted
+        if e not in v_index:
+            v_index[e] = len(vocab)
+            vocab.append(e)
+    gap = parse_max_gap(model.max_gap, batch.time_kind)
+    names, starts, n = batch.names, batch.starts, len(batch.ent)
+    row = tails.lookup(names)
+    have = tails.count[row]
+    first_time = batch.time[starts]
+    last_time = tails.time[row, np.maximum(have - 1, 0)]
+    if stream:  # fit(..., chunksize=N): ties keep read order; older rows are an error
+        older = (have > 0) & (first_time < last_time)
+        if older.any():
+            raise older_error(names, older)
+        late = older
+    else:
+        late = (have > 0) & (first_time <= last_time)
+    if late.any() and warn:
+        warn_late(names, late)
+    carry = np.where(late, 0, have)
+    ev_map = np.array([v_index[e] for e in batch.ev_names], dtype=np.int64)
+    event = ev_map[batch.ev]
+    length = np.diff(np.r_[starts, n]) + carry  # steps of each entity, tails included
+    block = np.cumsum(length) - length  # where each entity's steps begin
+    n_carry = int(carry.sum())
+    if n_carry:
+        total = n + n_carry
+        at_batch = np.arange(n) + np.repeat(block + carry - starts, length - carry)
+        k = np.repeat(np.arange(len(names)), carry)
+        r = np.arange(n_carry) - np.repeat(np.cumsum(carry) - carry, carry)
+        at_tail = block[k] + r
+        entity = np.repeat(np.arange(len(names), dtype=np.int64), length)
+        t2v = np.array([v_index[e] for e in tails.events], dtype=np.int64)
+        arrays = []
+        for new, old in ((batch.time, tails.time[row[k], r]),
+                         (event, t2v[tails.event[row[k], r]]),
+                         (batch.state, tails.state[row[k], r]),
+                         (batch.row, -1)):
+            a = np.empty(total, dtype=np.int64)
+            a[at_batch] = new
+            a[at_tail] = old
+            arrays.append(a)
+        time, event, state, source_row = arrays
+    else:
+        entity, time, state, source_row = batch.ent, batch.time, batch.state, batch.row
+    traj = Trajectories(
+        entity=entity, time=time, event=event, state=state,
+        run_starts=run_starts_of(entity, time, gap),
+        state_names=tuple(str(s) for s in model.states_.state_names_),
+        event_names=tuple(vocab), entity_names=tuple(names.tolist()),
+        is_failure=np.asarray(model.states_.is_failure_, dtype=bool).copy(),
+        time_kind=batch.time_kind, source_row=source_row,
+    )
+    new = chain.count(traj)
+    if n_carry:  # the transitions among the carried tail rows were counted already
+        tail = Trajectories(
+            entity=entity[at_tail], time=time[at_tail], event=event[at_tail],
+            state=state[at_tail], run_starts=run_starts_of(entity[at_tail], time[at_tail], gap),
+            state_names=traj.state_names, event_names=traj.event_names,
+            entity_names=traj.entity_names, is_failure=traj.is_failure,
+            time_kind=traj.time_kind, source_row=source_row[at_tail])
+        new = new - chain.count(tail)
+    model.chain_ = chain.add_counts(new, vocab, warn=True)
+    # each entity's last steps (tails included) replace what was remembered
+    t_index = {e: k for k, e in enumerate(tails.events)}
+    for e in vocab:
+        if e not in t_index:
+            t_index[e] = len(tails.events)
+            tails.events.append(e)
+    v2t = np.array([t_index[e] for e in vocab], dtype=np.int64)
+    keep = np.minimum(length, chain.tail_length)
+    k = np.repeat(row, keep)
+    r = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
+    src = np.repeat(block + length - keep, keep) + r
+    tails.time[k, r] = time[src]
+    tails.event[k, r] = v2t[event[src]]
+    tails.state[k, r] = state[src]
+    tails.count[row] = keep
+    return True
