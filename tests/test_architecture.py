@@ -49,7 +49,6 @@ PRIVATE_IMPORTS = {
     ('backtest', 'forecast', '_check_horizon'),
     ('backtest', 'predictor', '_is_dask'),
     ('backtest', 'predictor', '_time_int'),
-    ('job', 'histories', '_format_from_suffix'),
     ('predictor', '_history', '_Layout'),
     ('predictor', 'trajectories', '_encode_events'),
     ('predictor', 'trajectories', '_factorize_sorted'),

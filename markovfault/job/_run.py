@@ -1,67 +1,5 @@
-"""The scheduled forecasting job: ``markovfault forecast --config JOB.toml``.
-
-Run it every hour from cron, a systemd timer or a Kubernetes CronJob. Each
-run takes a lock, reads only the history rows that are new since the last
-successful run, adds them to the model's counts (``partial_fit``; or fits
-from scratch with ``refit``), writes a new model version and one forecast
-partition, and only then commits the *watermark* that says what has been
-counted. A run killed at any instant leaves the previous state intact, and
-the next run writes exactly what an uninterrupted run would have.
-
-On disk (``[job] output = "out"``, ``[job] model`` left at its default)::
-
-    out/
-      .lock                          the lock (flock); holds the holder's pid while held
-      watermark.json                 the commit record: cutoff, model version, files read, runs
-      latest -> runs/20260101T020000Z
-      runs/20260101T020000Z/forecast.parquet   one partition per run, named by its --as-of
-      runs/20260101T020000Z/forecast.csv
-      model.npz -> model.20260101T020000Z.npz  the pointer to the current model version
-      model.20260101T020000Z.npz               one model version per run
-
-What is new
------------
-The watermark is in *event time*: a run with ``as_of = T`` counts exactly the
-rows with ``previous cutoff <= time < T`` and moves the cutoff to ``T``. Each
-row is therefore counted at most once, whatever happens to the files. The
-list of files (path relative to the input directory, size, mtime, SHA-256,
-and the earliest row not yet counted) only decides which files must be parsed
-again: new files, files whose size or mtime changed (unless their content
-hash is unchanged), and files holding rows at or after the previous cutoff.
-
-* Rows older than the previous cutoff that show up later (a late file, or a
-  file that changed after it was read) are not counted, and the log says how
-  many; ``--refit`` counts them. Exporters should write each file under a
-  hidden or temporary name and rename it when complete.
-* A file that cannot be parsed is logged and skipped (not recorded, so it is
-  tried again next run); the run still forecasts from the rest and exits 65.
-
-On a Dask cluster
------------------
-With ``[compute] scheduler = "tcp://host:8786"`` (``markovfault[dask]``), a run
-that has files to read connects to that scheduler: each due file is hashed,
-read and cut to its new rows by a worker (the input must be readable from the
-workers), only what happened to each file travels back for the log and the
-watermark, and the rows are counted where they lie (``fit``/``partial_fit`` on
-a dask DataFrame, one partition per file in file order). The partitions, model
-versions and watermark are those of a run without a scheduler; the forecast
-itself, from the model's remembered last steps, runs in the job's process. A
-run with nothing new contacts no cluster; an unreachable scheduler exits 74.
-
-Exit codes (sysexits): 0 ok (also "nothing new"), 64 bad command line,
-65 bad data (some input skipped, or a damaged model or watermark), 66 no
-input, 70 internal error, 73 output cannot be written, 74 other I/O error,
-75 another run holds the lock (try again later), 78 bad config or a model of
-a newer format.
-
-For tests only, two environment variables stop a run at a named point:
-``MARKOVFAULT_JOB_CRASH_AT=<point>`` makes the process SIGKILL itself there,
-``MARKOVFAULT_JOB_PAUSE_AT=<point>:<dir>`` touches ``<dir>/paused.<pid>`` and
-waits (at most a minute) until ``<dir>/release`` exists. The points are
-``locked``, ``reading`` (after the first file is read), ``fitted``,
-``model_written``, ``output`` (half of the partition written),
-``outputs_written`` and ``committed``.
-"""
+"""The scheduled job in one module, as it was before being split by responsibility: config, storage and lock,
+watermark, inputs, the run, the forecast partition, logging, the model report and the command."""
 
 from __future__ import annotations
 
@@ -88,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._version import __version__
-from .exceptions import (ConfigError, HistoryError, JobLockedError, MarkovFaultError, ModelFileError,
+from .._version import __version__
+from ..exceptions import (ConfigError, HistoryError, JobLockedError, MarkovFaultError, ModelFileError,
                          NewerFormatError, NoInputError, OutputError, UsageError)
 
 __all__ = [
@@ -184,7 +122,7 @@ class JobConfig:
     @classmethod
     def from_config(cls, config: Mapping, base_dir=".", source: str = "config") -> "JobConfig":
         """Check the ``[job]`` table of a parsed config and resolve its paths."""
-        from .config import check_config
+        from ..config import check_config
 
         config = check_config(config, source=source)
         if "job" not in config:
@@ -242,8 +180,8 @@ class JobConfig:
                 raise ConfigError(f"{source}: [job] max_silence = {silence!r} must be a "
                                   "duration such as \"7d\" (or an integer for integer time).")
         # check [columns] and [states] now: a bad config fails before any work
-        from .histories import ColumnMap
-        from .states import extractor_from_config
+        from ..histories import ColumnMap
+        from ..states import extractor_from_config
 
         ColumnMap.from_config(config.get("columns"))
         extractor_from_config({k: v for k, v in config["states"].items() if k != "history"})
@@ -270,7 +208,7 @@ class JobConfig:
 
 def load_job_config(path) -> JobConfig:
     """Read a job config file (TOML); relative paths are relative to its directory."""
-    from .config import load_config
+    from ..config import load_config
 
     path = Path(path)
     return JobConfig.from_config(load_config(path), base_dir=path.resolve().parent,
@@ -294,7 +232,7 @@ def parse_as_of(value):
     >>> parse_as_of("yesterday")
     Traceback (most recent call last):
     ...
-    markovfault.job.UsageError: --as-of 'yesterday' is neither an ISO 8601 time (2026-01-01T10:00:00Z) nor an integer.
+    markovfault.exceptions.UsageError: --as-of 'yesterday' is neither an ISO 8601 time (2026-01-01T10:00:00Z) nor an integer.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
@@ -521,7 +459,7 @@ def _read_watermark(job: JobConfig) -> dict | None:
 
 
 def _load_version(job: JobConfig, name: str):
-    from .persistence import FORMAT_VERSION, load_model
+    from ..persistence import FORMAT_VERSION, load_model
 
     path = job.model_dir / name
     if not path.exists():
@@ -596,11 +534,11 @@ def _input_root(pattern: str) -> Path:
 
 def _list_inputs(pattern: str) -> list[tuple[str, Path, os.stat_result]]:
     """(key, path, stat) of every input file, sorted by key."""
-    from .histories import _format_from_suffix  # the suffixes read_histories reads
+    from ..histories import format_from_suffix  # the suffixes read_histories reads
 
     if os.path.isdir(pattern):
         paths = [p for p in Path(pattern).iterdir()
-                 if not p.name.startswith(".") and _format_from_suffix(p.name) is not None]
+                 if not p.name.startswith(".") and format_from_suffix(p.name) is not None]
     elif glob.has_magic(pattern):
         paths = [Path(p) for p in glob.glob(pattern, recursive=True)]
     elif os.path.exists(pattern):
@@ -614,7 +552,7 @@ def _list_inputs(pattern: str) -> list[tuple[str, Path, os.stat_result]]:
             st = p.stat()
         except OSError:  # vanished since the listing
             continue
-        if not p.is_file() or _format_from_suffix(p.name) is None:
+        if not p.is_file() or format_from_suffix(p.name) is None:
             continue
         out.append((os.path.relpath(p, root), p, st))
     if not out:
@@ -711,7 +649,7 @@ def run_job(job: JobConfig, *, as_of=None, refit: bool = False) -> JobResult:
 
 
 def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
-    from .histories import ColumnMap
+    from ..histories import ColumnMap
 
     timer = _Timer()
     t0 = time.perf_counter()
@@ -791,7 +729,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
             return JobResult("nothing_new", code, files_read=read, files_skipped=skipped,
                              timings=dict(timer))
 
-        from .predictor import FaultPredictor
+        from ..predictor import FaultPredictor
 
         with timer("fit"):  # on the cluster, partition by partition, with a dask window
             frame = _export_frame(window, cols) if cluster is None else window
@@ -878,7 +816,7 @@ def _read_files(due, known, records, cols, kind, model, prev, tick):
 def _read_one(key, path, st, reason, old, cols, kind, states, prev, tick):
     """Read one due file (here, or on a dask worker): (its rows to count or None, what
     happened, for :func:`_note_file` to log and record)."""
-    from .histories import read_histories
+    from ..histories import read_histories
 
     info = {"key": key, "reason": reason, "touched": None}
     try:
@@ -1194,7 +1132,7 @@ def describe_model(model, horizons=(1, 5, 10)) -> dict:
 
 def format_model_report(path, horizons=(1, 5, 10)) -> str:
     """The text that ``markovfault inspect MODEL`` prints."""
-    from .persistence import load_model, read_header
+    from ..persistence import load_model, read_header
 
     path = Path(path)
     header = read_header(path)
