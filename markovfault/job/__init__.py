@@ -63,9 +63,13 @@ waits (at most a minute) until ``<dir>/release`` exists. The points are
 ``outputs_written`` and ``committed``.
 """
 
-from ._run import (JobConfig, JobLockedError, JobResult, JsonFormatter, NewerFormatError, NoInputError, OutputError,
-                   UsageError, describe_model, forecast_command, format_model_report, format_run_id, load_job_config,
-                   parse_as_of, run_job)
+from ..exceptions import JobLockedError, NewerFormatError, NoInputError, OutputError, UsageError
+from ._asof import format_run_id, parse_as_of
+from ._command import forecast_command
+from ._config import JobConfig, load_job_config
+from ._logging import JsonFormatter
+from ._report import describe_model, format_model_report
+from ._run import JobResult, run_job
 
 __all__ = [
     "JobConfig",
