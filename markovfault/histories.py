@@ -363,7 +363,8 @@ def _read_text(path: str | None) -> str:
         return handle.read()
 
 
-def _format_from_suffix(path: str) -> str | None:
+def format_from_suffix(path: str) -> str | None:
+    """The format that :func:`read_histories` reads a file name as (``csv``, ``parquet``, ``jsonl``), or None."""
     name = path.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -384,7 +385,7 @@ def _normalise_format(format: str | None) -> str | None:
 
 
 def _file_source(path: str, format: str | None) -> _Source:
-    fmt = format or _format_from_suffix(path)
+    fmt = format or format_from_suffix(path)
     if fmt is None:
         raise ConfigError(
             f"cannot tell the format of '{path}' from its name. Supported: .csv, .csv.gz, "
@@ -405,7 +406,7 @@ def _expand(source: Any, format: str | None, n_frames: list[int]) -> list[_Sourc
             files = sorted(
                 (p for p in Path(path).iterdir()
                  if p.is_file() and not p.name.startswith(".")
-                 and _format_from_suffix(p.name) is not None),
+                 and format_from_suffix(p.name) is not None),
                 key=lambda p: p.name,
             )
             if not files:

@@ -31,7 +31,6 @@ PRIVATE_IMPORTS = {
     ('_fastread', 'histories', '_parse_metric'),
     ('_fastread', 'histories', '_parse_time'),
     ('_fastread', 'histories', '_resolve'),
-    ('job', 'histories', '_format_from_suffix'),
 }
 
 # ``ddf._meta`` is dask's own (documented) way to read a collection's empty frame

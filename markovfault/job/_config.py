@@ -1,0 +1,158 @@
+"""The job's config: the ``[job]`` table of a TOML config, checked and with its paths resolved
+(:class:`JobConfig`), and :func:`load_job_config`, which reads it from a file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The ``[job]`` table of a config, resolved, plus the whole config.
+
+    Relative paths are taken relative to the directory of the config file.
+
+    Parameters
+    ----------
+    input : str
+        A directory (its CSV, Parquet and JSON-lines files, not recursive,
+        hidden files skipped) or a glob pattern (``**`` allowed).
+    output : Path
+        The output directory (watermark, lock, ``runs/``).
+    model : Path
+        The model pointer, a ``.npz`` path; versions are written next to it
+        as ``<stem>.<run_id>.npz``. Default ``<output>/model.npz``.
+    horizons : tuple of int, default=(1, 5, 10)
+    threshold : float, default=0.5
+        ``alert = p_fail >= threshold``.
+    retention : int, default=168
+        Runs (partitions) to keep; a week of hourly runs.
+    keep_models : int, default=24
+        Model versions to keep (those of the newest runs).
+    max_silence : str or int, default=None
+        Leave out of the forecast the entities whose last step is older than
+        this before the cutoff (``"7d"``; an integer for integer time).
+    config : dict
+        The whole config: ``[columns]``, ``[states]``, ``[model]``.
+
+    Examples
+    --------
+    >>> job = JobConfig.from_config(
+    ...     {"states": {"kind": "categorical", "failure": ["down"]},
+    ...      "job": {"input": "exports/*.csv", "output": "out", "horizons": [1, 6]}},
+    ...     base_dir="/srv/job")
+    >>> job.input, str(job.model), job.horizons, job.threshold
+    ('/srv/job/exports/*.csv', '/srv/job/out/model.npz', (1, 6), 0.5)
+    """
+
+    input: str
+    output: Path
+    model: Path
+    horizons: tuple = (1, 5, 10)
+    threshold: float = 0.5
+    retention: int = 168
+    keep_models: int = 24
+    max_silence: object = None
+    config: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_config(cls, config: Mapping, base_dir=".", source: str = "config") -> "JobConfig":
+        """Check the ``[job]`` table of a parsed config and resolve its paths."""
+        from ..config import check_config
+
+        config = check_config(config, source=source)
+        if "job" not in config:
+            raise ConfigError(
+                f"{source}: a [job] table is needed for `markovfault forecast` "
+                "(input, output, horizons, threshold, retention)."
+            )
+        if "states" not in config:
+            raise ConfigError(f"{source}: a [states] table is needed (kind, failure)")
+        table = config["job"]
+        base = Path(base_dir)
+
+        def path(key, required=True):
+            value = table.get(key)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{source}: [job] {key} must be a path (a non-empty string), "
+                                  f"got {value!r}.")
+            return os.path.join(base, os.path.expanduser(value))
+
+        def integer(key, default, low=1):
+            value = table.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{source}: [job] {key} = {value!r} must be an integer >= {low}.")
+            return value
+
+        output = Path(os.path.abspath(path("output")))
+        model = path("model", required=False)
+        model = Path(os.path.abspath(model)) if model else output / "model.npz"
+        if model.suffix != ".npz":
+            raise ConfigError(f"{source}: [job] model = {table.get('model')!r} must end in .npz "
+                              "(it is the pointer to the current model version).")
+        horizons = table.get("horizons", [1, 5, 10])
+        if isinstance(horizons, int) and not isinstance(horizons, bool):
+            horizons = [horizons]
+        if (not isinstance(horizons, list) or not horizons
+                or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in horizons)):
+            raise ConfigError(f"{source}: [job] horizons = {horizons!r} must be a list of "
+                              "integers >= 1, e.g. [1, 5, 10].")
+        threshold = table.get("threshold", 0.5)
+        if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                or not 0 <= threshold <= 1):
+            raise ConfigError(f"{source}: [job] threshold = {threshold!r} must be a number "
+                              "in [0, 1].")
+        silence = table.get("max_silence")
+        if silence is not None:
+            if isinstance(silence, str):
+                try:
+                    pd.Timedelta(silence)
+                except ValueError:
+                    raise ConfigError(f"{source}: [job] max_silence = {silence!r} is not a "
+                                      "duration; use e.g. \"7d\" or \"12h\".") from None
+            elif isinstance(silence, bool) or not isinstance(silence, int) or silence < 0:
+                raise ConfigError(f"{source}: [job] max_silence = {silence!r} must be a "
+                                  "duration such as \"7d\" (or an integer for integer time).")
+        # check [columns] and [states] now: a bad config fails before any work
+        from ..histories import ColumnMap
+        from ..states import extractor_from_config
+
+        ColumnMap.from_config(config.get("columns"))
+        extractor_from_config({k: v for k, v in config["states"].items() if k != "history"})
+        return cls(
+            input=path("input"),
+            output=output,
+            model=model,
+            horizons=tuple(sorted(set(horizons))),
+            threshold=float(threshold),
+            retention=integer("retention", 168),
+            keep_models=integer("keep_models", 24),
+            max_silence=silence,
+            config=config,
+        )
+
+    @property
+    def model_dir(self) -> Path:
+        return self.model.parent
+
+    def version_name(self, run_id: str) -> str:
+        """The file name of the model version a run writes."""
+        return f"{self.model.stem}.{run_id}.npz"
+
+
+def load_job_config(path) -> JobConfig:
+    """Read a job config file (TOML); relative paths are relative to its directory."""
+    from ..config import load_config
+
+    path = Path(path)
+    return JobConfig.from_config(load_config(path), base_dir=path.resolve().parent,
+                                 source=str(path))

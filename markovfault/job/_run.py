@@ -1,0 +1,288 @@
+"""One run of the job: :func:`run_job` takes the lock, reads the watermark, reads the due files (here or on the
+dask cluster of ``[compute] scheduler``), counts their new rows, writes the model version and the partition and
+commits the watermark, or, for an as-of already committed, rewrites that run's partition; :class:`JobResult`
+says what it did."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..exceptions import ConfigError, HistoryError, NoInputError, UsageError
+from ._asof import format_run_id, now_as_of, parse_as_of, show_tick, to_tick, utcnow_iso
+from ._checkpoint import checkpoint
+from ._config import JobConfig
+from ._constants import EX_DATAERR, EX_OK, LOCK, RUNS, WATERMARK
+from ._inputs import due_files, export_frame, list_inputs, read_files, read_files_dask
+from ._lock import Lock
+from ._logging import current_run
+from ._partition import forecast_table, write_partition
+from ._storage import apply_retention, remove_temporaries, repair_pointers, writing
+from ._watermark import load_version, new_watermark, read_watermark, write_watermark
+
+logger = logging.getLogger("markovfault.job")
+
+
+@dataclass
+class JobResult:
+    """What a run did.
+
+    ``status`` is ``"ok"`` (a new partition), ``"rerun"`` (a committed
+    as-of again: its partition rewritten from its model version) or
+    ``"nothing_new"``; ``exit_code`` is 65 when input files were skipped.
+    ``timings`` holds seconds per phase (``read`` covers listing, hashing and
+    parsing the files read).
+    """
+
+    status: str
+    exit_code: int = EX_OK
+    run_id: str | None = None
+    partition: Path | None = None
+    model_version: str | None = None
+    n_entities: int = 0
+    n_alerts: int = 0
+    rows_counted: int = 0
+    files_read: list = field(default_factory=list)
+    files_skipped: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+class _Timer(dict):
+    @contextmanager
+    def __call__(self, name):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t0
+
+
+def run_job(job: JobConfig, *, as_of=None, refit: bool = False) -> JobResult:
+    """Run the job once (see :mod:`markovfault.job`).
+
+    Parameters
+    ----------
+    job : JobConfig
+    as_of : str, Timestamp, int or None
+        The data cutoff: rows at or after it are not used. Default: now, to
+        the second. Running again with the as-of of a committed run rewrites
+        that run's partition with identical content.
+    refit : bool, default=False
+        Fit from scratch on every input row before ``as_of`` (new state
+        vocabulary, late rows counted), instead of adding the new rows.
+
+    Returns
+    -------
+    JobResult
+
+    Raises
+    ------
+    JobLockedError, OutputError, NoInputError, UsageError, NewerFormatError,
+    ConfigError, ModelFileError, HistoryError
+        Mapped to exit codes by :func:`~markovfault.job.forecast_command`.
+    """
+    as_of = now_as_of() if as_of is None else parse_as_of(as_of)
+    run_id = format_run_id(as_of)
+    token = current_run.set(run_id)
+    try:
+        return _run(job, as_of, run_id, refit)
+    finally:
+        current_run.reset(token)
+
+
+def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
+    from ..histories import ColumnMap
+
+    timer = _Timer()
+    t0 = time.perf_counter()
+    kind = "integer" if isinstance(as_of, int) else "datetime"
+    tick = to_tick(as_of)
+    shown = show_tick(tick, kind)
+    for where in (job.output, job.output / RUNS, job.model_dir):
+        with writing(where):
+            where.mkdir(parents=True, exist_ok=True)
+    logger.info("run started: as-of %s%s", shown, " (refit)" if refit else "",
+                extra={"event": "run_started", "as_of": shown, "refit": refit,
+                       "input": job.input, "output": str(job.output), "pid": os.getpid()})
+    with Lock(job.output / LOCK, shown), contextlib.ExitStack() as stack:
+        checkpoint("locked")
+        remove_temporaries(job)
+        wm = read_watermark(job)
+        if wm is not None:
+            if wm.get("time_kind", "datetime") != kind:
+                raise UsageError(
+                    f"the watermark's times are {wm.get('time_kind')} but --as-of {shown} is "
+                    f"{'an integer' if kind == 'integer' else 'a timestamp'}."
+                )
+            repair_pointers(job, wm)
+        elif not refit and os.path.lexists(job.model):
+            raise ConfigError(
+                f"[job] model {job.model} exists but {job.output} has no {WATERMARK}, so the job "
+                "cannot tell which rows that model has counted. Remove it (the first run trains "
+                "a model from every input file), point [job] model elsewhere, or run with --refit."
+            )
+        if wm is not None and not refit and tick <= int(wm["cutoff"]):
+            return _rerun(job, wm, as_of, tick, run_id, timer, t0)
+
+        with timer("load_model"):
+            model = load_version(job, wm["model"]) if wm is not None and not refit else None
+        prev = int(wm["cutoff"]) if model is not None else None
+        known = wm["files"] if model is not None else {}
+        cols = ColumnMap.from_config(job.config.get("columns"))
+        with timer("read"):
+            listing = list_inputs(job.input)
+            due = due_files(listing, known, tick)
+            records = {key: known[key] for key, _, _ in listing if key in known}
+            if not due:
+                logger.info(
+                    "nothing new since the cutoff %s: no new or changed file and no row left "
+                    "before %s; nothing written", show_tick(prev, kind), shown,
+                    extra={"event": "nothing_new", "files": len(listing),
+                           "duration_s": round(time.perf_counter() - t0, 3)})
+                return JobResult("nothing_new", timings=dict(timer))
+            cluster = stack.enter_context(_compute(job))  # [compute] scheduler, or None
+            if cluster is None:
+                pieces, read, skipped, stats = read_files(due, known, records, cols, kind,
+                                                          model, prev, tick)
+                window = pd.concat(pieces, ignore_index=True) if pieces else None
+                n_window = 0 if window is None else len(window)
+            else:  # the rows stay on the workers: a dask DataFrame in the configured names
+                window, n_window, read, skipped, stats = read_files_dask(
+                    due, known, records, cols, kind, model, prev, tick)
+        code = EX_DATAERR if skipped else EX_OK
+        if not n_window:
+            if model is None:
+                if skipped and not read:
+                    raise HistoryError(f"every input file was skipped ({len(skipped)}); see "
+                                       "the errors above. Nothing to train on.")
+                raise NoInputError(f"no input row lies before --as-of {shown}; nothing to "
+                                   "train on yet.")
+            logger.info("no row to count before %s in the files read; nothing written", shown,
+                        extra={"event": "nothing_new", "files_read": read,
+                               "files_skipped": skipped})
+            return JobResult("nothing_new", code, files_read=read, files_skipped=skipped,
+                             timings=dict(timer))
+
+        from ..predictor import FaultPredictor
+
+        with timer("fit"):  # on the cluster, partition by partition, with a dask window
+            frame = export_frame(window, cols) if cluster is None else window
+            if model is None:
+                model = FaultPredictor.from_config(job.config).fit(frame)
+                logger.info("trained a new model on %d transitions", model.n_transitions_,
+                            extra={"event": "model_trained", "refit": refit})
+            else:
+                model.partial_fit(frame)
+        cross = getattr(model, "read_report_", None)
+        for reason, n in (cross.dropped.items() if cross is not None else ()):
+            stats["dropped"][reason] = stats["dropped"].get(reason, 0) + n
+        checkpoint("fitted")
+        version = job.version_name(run_id)
+        with timer("save_model"), writing(job.model_dir / version):
+            model.save(job.model_dir / version)
+        checkpoint("model_written")
+        with timer("forecast"):
+            table = forecast_table(model, job, as_of, run_id, version)
+        with timer("write"):
+            partition = write_partition(job, run_id, table)
+        checkpoint("outputs_written")
+
+        n_alerts = int(table.loc[table["alert"], "entity"].nunique())
+        n_entities = int(table["entity"].nunique())
+        for key, rec in stats["records"].items():
+            records[key] = rec
+        run = {"run_id": run_id, "as_of": tick, "data_cutoff": shown, "model": version,
+               "refit": refit, "rows_counted": int(n_window), "entities": n_entities,
+               "alerts": n_alerts, "started_at": _iso_from_perf(t0),
+               "finished_at": utcnow_iso()}
+        runs = [r for r in (wm["runs"] if wm else []) if r["as_of"] < tick]
+        runs = sorted(runs + [run], key=lambda r: r["as_of"])[-job.retention:]
+        new_wm = new_watermark(job, kind=kind, tick=tick, shown=shown, version=version,
+                               records=records, runs=runs)
+        with timer("commit"):
+            write_watermark(job, new_wm)
+        checkpoint("committed")
+        repair_pointers(job, new_wm)
+        apply_retention(job, new_wm)
+        duration = time.perf_counter() - t0
+        level = logging.WARNING if skipped else logging.INFO
+        logger.log(
+            level, "run finished: %d rows counted from %d files, %d entities forecast, %d "
+            "alerting, %d files skipped", n_window, len(read), n_entities, n_alerts,
+            len(skipped),
+            extra={"event": "run_finished", "exit_code": code, "data_cutoff": shown,
+                   "files_read": read, "files_skipped": skipped,
+                   "rows_read": stats["rows_read"], "rows_counted": int(n_window),
+                   "rows_dropped": stats["dropped"], "rows_late": stats["late"],
+                   "rows_after_cutoff": stats["after"], "entities": n_entities,
+                   "alerts": n_alerts, "alerts_by_horizon": {
+                       int(h): int(n) for h, n in table.groupby("horizon")["alert"].sum().items()},
+                   "model_version": version, "partition": str(partition),
+                   "duration_s": round(duration, 3),
+                   "timings_s": {k: round(v, 4) for k, v in timer.items()}})
+        return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
+                         int(n_window), read, skipped, dict(timer))
+
+
+def _iso_from_perf(t0: float) -> str:
+    start = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=time.perf_counter() - t0)
+    return start.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextmanager
+def _compute(job: JobConfig):
+    """A ``distributed.Client`` on ``[compute] scheduler`` (reading and counting then run
+    on that cluster), or None: everything in this process."""
+    address = job.config.get("compute", {}).get("scheduler")
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError('[compute] scheduler needs the dask extra: '
+                          'pip install "markovfault[dask]"') from None
+    with Client(address, timeout="20s") as client:
+        logger.info("reading and counting on the dask cluster at %s", address,
+                    extra={"event": "cluster", "scheduler": address,
+                           "workers": len(client.scheduler_info().get("workers", {}))})
+        yield client
+
+
+def _rerun(job, wm, as_of, tick, run_id, timer, t0) -> JobResult:
+    """A committed as-of again: rewrite its partition from its own model version."""
+    run = next((r for r in wm["runs"] if r["as_of"] == tick), None)
+    kind = wm.get("time_kind", "datetime")
+    if run is None:
+        raise UsageError(
+            f"--as-of {show_tick(tick, kind)} is not after the last cutoff "
+            f"{wm['data_cutoff']} and no kept run has that as-of. Give a later --as-of, or "
+            "--refit to rebuild the model as of then (runs after it are dropped)."
+        )
+    if not (job.model_dir / run["model"]).exists():
+        raise UsageError(
+            f"the model version {run['model']} of run {run_id} is no longer kept "
+            f"(keep_models = {job.keep_models}); its partition cannot be rebuilt as it was. "
+            "--refit rebuilds the model as of then (runs after it are dropped)."
+        )
+    with timer("load_model"):
+        model = load_version(job, run["model"])
+    with timer("forecast"):
+        table = forecast_table(model, job, as_of, run_id, run["model"])
+    with timer("write"):
+        partition = write_partition(job, run_id, table)
+    logger.info("as-of %s was already committed: rewrote its partition from model version %s",
+                run["data_cutoff"], run["model"],
+                extra={"event": "rerun", "partition": str(partition),
+                       "duration_s": round(time.perf_counter() - t0, 3)})
+    return JobResult("rerun", EX_OK, run_id, partition, run["model"],
+                     int(table["entity"].nunique()), int(table.loc[table["alert"], "entity"].nunique()),
+                     timings=dict(timer))
