@@ -115,7 +115,7 @@ def _bucket_of(keys, n_buckets: int) -> np.ndarray:
 
 def _add_pos(df: pd.DataFrame, entity: str, n_buckets: int = 1,
              partition_info=None) -> pd.DataFrame:
-    from .histories import _as_str  # the reader's own normalisation of the entity
+    from .histories._contract import as_str as _as_str  # the reader's own normalisation of the entity
 
     number = 0 if partition_info is None else int(partition_info["number"])
     out = df.copy()

@@ -596,7 +596,7 @@ def _input_root(pattern: str) -> Path:
 
 def _list_inputs(pattern: str) -> list[tuple[str, Path, os.stat_result]]:
     """(key, path, stat) of every input file, sorted by key."""
-    from .histories import _format_from_suffix  # the suffixes read_histories reads
+    from .histories._sources import format_from_suffix as _format_from_suffix  # the suffixes read_histories reads
 
     if os.path.isdir(pattern):
         paths = [p for p in Path(pattern).iterdir()

@@ -193,7 +193,7 @@ class Trajectories:
             ev = np.full(n, IMPLICIT_EVENT, dtype=object)
         ev_codes, ev_vocab = _encode_events(ev, event_names)
 
-        from ._fastread import group_order
+        from .histories._fast import group_order
 
         order = group_order(ent_codes, time, len(ent_names))  # stable: entity, then time
         if order is None:  # already sorted (as read_histories returns frames)

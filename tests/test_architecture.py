@@ -19,7 +19,6 @@ import _archscan  # noqa: E402
 
 # import cycles still to be broken (each a set of modules, without the "markovfault." prefix)
 ALLOWED_CYCLES: list[set] = [
-    {"histories", "_fastread"},
     {"backtest", "persistence", "_dask", "predictor"},
 ]
 
@@ -33,23 +32,14 @@ PRIVATE_IMPORTS = {
     ('_dask', 'backtest', '_resolve_window'),
     ('_dask', 'backtest', '_transform_states'),
     ('_dask', 'chain', '_sort_events'),
-    ('_dask', 'histories', '_as_str'),
     ('_dask', 'predictor', '_forecast_frame'),
     ('_dask', 'predictor', '_next_true'),
     ('_dask', 'predictor', '_time_int'),
-    ('_fastread', 'histories', '_as_str'),
-    ('_fastread', 'histories', '_format_counts'),
-    ('_fastread', 'histories', '_needed_columns'),
-    ('_fastread', 'histories', '_open'),
-    ('_fastread', 'histories', '_parse_metric'),
-    ('_fastread', 'histories', '_parse_time'),
-    ('_fastread', 'histories', '_resolve'),
     ('_history', 'forecast', '_check_horizon'),
     ('backtest', '_history', '_Layout'),
     ('backtest', 'forecast', '_check_horizon'),
     ('backtest', 'predictor', '_is_dask'),
     ('backtest', 'predictor', '_time_int'),
-    ('job', 'histories', '_format_from_suffix'),
     ('predictor', '_history', '_Layout'),
     ('predictor', 'trajectories', '_encode_events'),
     ('predictor', 'trajectories', '_factorize_sorted'),
