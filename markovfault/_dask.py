@@ -82,7 +82,8 @@ from .backtest._backtest import cutoffs_from, resolve_window, transform_states
 from .backtest._run import Run, recent_slices
 from .chain import make_chain
 from .exceptions import ConfigError, EmptyHistoryError, HistoryError, MissingColumnError, TimeParseError
-from .histories import ReadReport, read_histories
+from .histories import ReadReport
+from .histories._read import read_frame
 from .predictor._forecasts import forecast_table
 from .predictor._output import forecast_frame
 from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
@@ -128,7 +129,7 @@ def _bucket_of(keys, n_buckets: int) -> np.ndarray:
 
 def _add_pos(df: pd.DataFrame, entity: str, n_buckets: int = 1,
              partition_info=None) -> pd.DataFrame:
-    from .histories import _as_str  # the reader's own normalisation of the entity
+    from .histories._contract import as_str as _as_str  # the reader's own normalisation of the entity
 
     number = 0 if partition_info is None else int(partition_info["number"])
     out = df.copy()
@@ -164,7 +165,7 @@ def _read_part(df: pd.DataFrame, cmap, bucket: int | None = None):
     if bucket is not None and not (np.asarray(df.index) == bucket).all():
         raise RuntimeError(f"dask placed rows of other buckets in partition {bucket}")
     df = df.sort_values(_POS, kind="stable").drop(columns=[_POS, _KEY]).reset_index(drop=True)
-    return read_histories(df, columns=cmap, return_report=True)
+    return read_frame(df, columns=cmap)
 
 
 def _canonical_parts(ddf, cmap):

@@ -18,20 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _archscan  # noqa: E402
 
 # import cycles still to be broken (each a set of modules, without the "markovfault." prefix)
-ALLOWED_CYCLES: list[set] = [
-    {"histories", "_fastread"},
-]
+ALLOWED_CYCLES: list[set] = []
 
-PRIVATE_IMPORTS = {
-    ('_dask', 'histories', '_as_str'),
-    ('_fastread', 'histories', '_as_str'),
-    ('_fastread', 'histories', '_format_counts'),
-    ('_fastread', 'histories', '_needed_columns'),
-    ('_fastread', 'histories', '_open'),
-    ('_fastread', 'histories', '_parse_metric'),
-    ('_fastread', 'histories', '_parse_time'),
-    ('_fastread', 'histories', '_resolve'),
-}
+PRIVATE_IMPORTS: set = set()
 
 # ``ddf._meta`` is dask's own (documented) way to read a collection's empty frame
 PRIVATE_ATTRIBUTES = {

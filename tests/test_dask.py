@@ -232,7 +232,7 @@ def test_exact_order_statistics_over_partitions(client, dataset, monkeypatch):
     ddf = dd.read_parquet(str(dataset))
     parts = _dask._canonical_parts(ddf, column_map_of(COLUMNS))
     times = dask.persist(*[dask.delayed(_dask._sorted_times)(p) for p in parts])
-    frame, _ = mf.read_histories(pd.read_parquet(dataset), columns=COLUMNS, return_report=True)
+    frame = mf.read_histories(pd.read_parquet(dataset), columns=COLUMNS)
     every = np.sort(time_int(frame))
     ranks = np.unique(np.r_[0, 1, 7, len(every) // 3, len(every) // 2, len(every) - 2,
                             len(every) - 1])

@@ -119,7 +119,8 @@ def test_backblaze_example():
     ex = _example("backblaze")
     frame = ex.load(data)
     model = ex.predictor()
-    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
+    hist = mf.read_histories(frame, columns=model.columns)
+    report = hist.attrs["read_report"]
 
     # LOAD.md: 868,524 drive-days, 22,892 drives, 40 days, 120 failures on 2,610 drive-days of failed drives
     assert report.n_rows_read == report.n_rows_kept == 868_524
@@ -154,7 +155,8 @@ def test_hdfs_example():
     ex = _example("hdfs")
     frame = ex.load(data)
     model = ex.predictor()
-    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
+    hist = mf.read_histories(frame, columns=model.columns)
+    report = hist.attrs["read_report"]
 
     # LOAD.md: 21,693 sessions (4,855 normal + 16,838 anomalous), 379,943 steps, 5,709 exception steps;
     # 5,231 anomalous and no normal sessions hold an exception
@@ -187,7 +189,8 @@ def test_nab_example():
     ex = _example("nab")
     frame = ex.load(data)
     model = ex.predictor()
-    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
+    hist = mf.read_histories(frame, columns=model.columns)
+    report = hist.attrs["read_report"]
 
     # LOAD.md: 137,301 rows, 24 series, 51 label points, 12,906 rows inside windows
     assert report.n_rows_read == 137_301

@@ -1,6 +1,6 @@
 """The dictionary-encoded reader of Parquet and CSV files against the general reader.
 
-``read_histories`` reads Parquet and CSV files dictionary-encoded (markovfault._fastread)
+``read_histories`` reads Parquet and CSV files dictionary-encoded (markovfault.histories._fast)
 and falls back to the general, row-by-row reader for anything that path does not
 handle. The reference here is the general reader itself, forced by making the fast
 path decline: both must give the same frame, the same report and the same fit.
@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-import markovfault._fastread as fastread
 import markovfault._sorting as sorting
+import markovfault.histories._fast as fastread
 from markovfault import FaultPredictor, read_histories
+from markovfault.histories._read import iter_frames, read_frame
 from markovfault.exceptions import MetricTypeError, MixedTimezoneError, TimeParseError
 
 STATES = {"kind": "categorical", "failure": ["down"]}
@@ -25,15 +26,19 @@ STATES = {"kind": "categorical", "failure": ["down"]}
 
 @pytest.fixture
 def general(monkeypatch):
-    """A function that reads with the general reader only."""
+    """A function that reads with the general reader only: ``(frame, report)`` as
+    ``read_frame`` returns them, or with ``chunksize`` the list of ``iter_frames``' batches
+    (only ``read_encoded`` declines, as before: batches are still encoded where they can be)."""
 
-    def read(*args, **kwargs):
+    def read(source, chunksize=None, **kwargs):
         with monkeypatch.context() as m:
             def decline(*a, **k):
                 raise fastread.Fallback("test: the general reader")
 
             m.setattr(fastread, "read_encoded", decline)
-            return read_histories(*args, **kwargs)
+            if chunksize is None:
+                return read_frame(source, **kwargs)
+            return list(iter_frames(source, chunksize, **kwargs))
 
     return read
 
@@ -89,19 +94,20 @@ def check_same(read_general, source, fast_path=True, **kwargs):
 
     fastread.read_encoded = spy
     try:
-        fast, fast_report = read_histories(source, return_report=True, **kwargs)
+        fast, fast_report = read_frame(source, **kwargs)  # with the source rows (_row)
     finally:
         fastread.read_encoded = real
     assert bool(used) == fast_path  # the path under test really ran (or declined)
-    ref, ref_report = read_general(source, return_report=True, **kwargs)
+    ref, ref_report = read_general(source, **kwargs)
     assert_frame_equal(fast, ref)
     assert fast_report == ref_report
     cat = read_histories(source, categorical=True, **kwargs)
+    assert cat.attrs["read_report"] == ref_report
     for name in ("entity", "event", "status", "event_id"):
         if name in cat:
             assert isinstance(cat[name].dtype, pd.CategoricalDtype)
             cat[name] = cat[name].astype("str")
-    assert_frame_equal(cat, ref)
+    assert_frame_equal(cat, ref.drop(columns="_row"))
     return fast, fast_report
 
 
@@ -190,7 +196,7 @@ def test_fit_from_files_equals_fit_from_the_general_reader(tmp_path, general, fm
     })
     path = write(frame, tmp_path / f"x.{fmt}", fmt)
     fast = FaultPredictor(states=STATES, history={"order": 2}).fit(path)
-    ref = FaultPredictor(states=STATES, history={"order": 2}).fit(general(path))
+    ref = FaultPredictor(states=STATES, history={"order": 2}).fit(general(path)[0])
     np.testing.assert_array_equal(fast.chain_.counts_, ref.chain_.counts_)
     assert fast.chain_.base_.event_names_ == ref.chain_.base_.event_names_
     assert_frame_equal(fast.last_seen_, ref.last_seen_)
@@ -217,12 +223,12 @@ def test_group_order_is_lexsort(n_codes):
 
 
 def read_encoded_batches(source, **kwargs):
-    """The batches read_histories(chunksize=...) yields, and the batches it encoded."""
+    """The batches iter_frames yields (those of iter_histories, with _row), and the batches it encoded."""
     calls = []
     real = fastread.finish
     fastread.finish = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
-        return list(read_histories(source, **kwargs)), calls
+        return list(iter_frames(source, **kwargs)), calls
     finally:
         fastread.finish = real
 
@@ -232,10 +238,10 @@ def test_streamed_parquet_batches_read_the_same(tmp_path, general, categorical):
     frames = [messy_export(seed, n=300) for seed in (8, 9)]
     for k, f in enumerate(frames):
         write(f, tmp_path / f"part-{k}.parquet", "parquet")
-    kwargs = dict(columns=COLUMNS, chunksize=128, return_report=True)
+    kwargs = dict(columns=COLUMNS, chunksize=128)
     fast, calls = read_encoded_batches(str(tmp_path), categorical=categorical, **kwargs)
     assert len(calls) == len(fast)  # every batch went the encoded way
-    ref = list(general(str(tmp_path), **kwargs))
+    ref = general(str(tmp_path), **kwargs)
     assert len(fast) == len(ref) >= 6  # batches of at most 128 rows (row groups of 97)
     for (f, fr), (r, rr) in zip(fast, ref):
         if categorical:
@@ -305,9 +311,9 @@ def test_streamed_csv_batches_read_the_same(tmp_path, general, kind):
     frames = [messy_export(seed, n=300, kind=kind) for seed in (14, 15)]
     for k, f in enumerate(frames):
         write(f, tmp_path / f"part-{k}.csv", "csv")
-    kwargs = dict(columns=COLUMNS, chunksize=64, return_report=True)
+    kwargs = dict(columns=COLUMNS, chunksize=64)
     fast, calls = read_encoded_batches(str(tmp_path), **kwargs)
-    ref = list(general(str(tmp_path), **kwargs))
+    ref = general(str(tmp_path), **kwargs)
     assert len(fast) == len(ref) == 10 and len(calls) == 10  # 5 batches a file, all encoded
     for (f, fr), (r, rr) in zip(fast, ref):
         assert_frame_equal(f, r)
@@ -320,9 +326,9 @@ def test_streamed_csv_where_pyarrow_stops_pandas_goes_on(tmp_path, general):
     rows[25] = "h1,25,ok"
     (tmp_path / "short.csv").write_text("entity,time,status,event\n" + "\n".join(rows) + "\n")
     path = str(tmp_path / "short.csv")
-    kwargs = dict(chunksize=8, return_report=True)
-    fast = list(read_histories(path, **kwargs))
-    ref = list(general(path, **kwargs))
+    kwargs = dict(chunksize=8)
+    fast = list(iter_frames(path, **kwargs))
+    ref = general(path, **kwargs)
     assert len(fast) == len(ref) == 5
     for (f, fr), (r, rr) in zip(fast, ref):
         assert_frame_equal(f, r)

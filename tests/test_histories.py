@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,8 @@ from markovfault.exceptions import (
     MixedTimezoneError,
     TimeParseError,
 )
-from markovfault.histories import IMPLICIT_EVENT, ColumnMap, ReadReport, read_histories
+from markovfault.histories import IMPLICIT_EVENT, ColumnMap, ReadReport, iter_histories, read_histories
+from markovfault.histories._read import iter_frames, read_frame
 
 CSV = (
     "entity,time,event,status,event_id\n"
@@ -43,7 +45,8 @@ def check_canonical(frame: pd.DataFrame) -> None:
     assert isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
     assert frame["entity"].dtype == "str"
     assert frame["event"].dtype == "str"
-    assert frame["_row"].dtype == np.int64
+    assert "_row" not in frame  # internal: read_frame keeps it
+    assert isinstance(frame.attrs["read_report"], ReadReport)
     assert frame["time"].dtype in (np.dtype("int64"), pd.DatetimeTZDtype("ns", "UTC"))
     assert list(frame.columns[:3]) == ["entity", "time", "event"]
 
@@ -52,14 +55,16 @@ def check_canonical(frame: pd.DataFrame) -> None:
 
 
 def test_csv(tmp_path):
-    frame, report = read_histories(write(tmp_path / "a.csv", CSV), return_report=True)
+    frame = read_histories(write(tmp_path / "a.csv", CSV))
+    report = frame.attrs["read_report"]
     check_canonical(frame)
-    assert list(frame.columns) == ["entity", "time", "event", "status", "event_id", "_row"]
+    assert list(frame.columns) == ["entity", "time", "event", "status", "event_id"]
     assert frame["entity"].tolist() == ["h1", "h1", "h2"]
     assert frame["time"].tolist() == utc("2024-05-01 10:00", "2024-05-01 10:01",
                                          "2024-05-01 10:00")
     assert frame["status"].tolist() == ["slow", "ok", "ok"]
-    assert frame["_row"].tolist() == [2, 1, 0]
+    rows, _ = read_frame(tmp_path / "a.csv")  # the internal frame keeps the source rows
+    assert rows["_row"].dtype == np.int64 and rows["_row"].tolist() == [2, 1, 0]
     assert report.time_kind == "datetime"
     assert report.per_source == [(str(tmp_path / "a.csv"), 3)]
     assert (report.n_sources, report.n_rows_read, report.n_rows_kept) == (1, 3, 3)
@@ -121,8 +126,8 @@ def test_jsonl_cloudevents(tmp_path):
     ]
     lines = [json.dumps(e) for e in events]
     path = write(tmp_path / "events.jsonl", "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]))
-    frame, report = read_histories(path, columns={"metrics": ["latency_ms"]},
-                                   return_report=True)
+    frame = read_histories(path, columns={"metrics": ["latency_ms"]})
+    report = frame.attrs["read_report"]
     check_canonical(frame)
     # entity: subject where the row has one, else source
     assert frame["entity"].tolist() == ["/payments", "h1", "h1"]
@@ -157,8 +162,7 @@ def test_several_files_directory_and_glob(tmp_path):
     write(tmp_path / "b.csv", "entity,time,status,event_id\nh1,2,ok,x2\nh1,1,ok,x1\n")
     write(tmp_path / "a.csv", "entity,time,status,event_id\nh1,3,down,x3\nh1,2,ok,x2\n")
     write(tmp_path / "notes.txt", "not an export\n")
-    frame, report = read_histories([tmp_path / "b.csv", tmp_path / "a.csv"],
-                                   return_report=True)
+    frame, report = read_frame([tmp_path / "b.csv", tmp_path / "a.csv"])
     # read order b then a: _row counts across both; the duplicate x2 (a, row 1) goes
     assert frame["_row"].tolist() == [1, 0, 2]
     assert frame["time"].tolist() == [1, 2, 3]
@@ -167,13 +171,14 @@ def test_several_files_directory_and_glob(tmp_path):
 
     # a directory is read sorted by name: a (rows 0, 1) then b (rows 2, 3);
     # now b's x2 (row 2) is the duplicate; notes.txt is skipped
-    frame, report = read_histories(tmp_path, return_report=True)
+    frame, report = read_frame(tmp_path)
     assert report.n_sources == 2
     assert frame["_row"].tolist() == [3, 1, 0]
     assert frame["time"].tolist() == [1, 2, 3]
 
     by_glob = read_histories(str(tmp_path / "*.csv"))
-    pd.testing.assert_frame_equal(by_glob, frame)
+    pd.testing.assert_frame_equal(by_glob, frame.drop(columns="_row"))
+    assert by_glob.attrs["read_report"] == report
 
 
 def test_mixed_sources_frame_and_file(tmp_path):
@@ -206,7 +211,7 @@ def test_configurable_column_names(tmp_path):
     config = {"entity": "handler", "time": "ts", "event": "kind", "status": "state",
               "event_id": "id", "metrics": ["lat"]}
     frame = read_histories(path, columns=config)
-    assert list(frame.columns) == ["entity", "time", "event", "status", "event_id", "lat", "_row"]
+    assert list(frame.columns) == ["entity", "time", "event", "status", "event_id", "lat"]
     assert frame["event"].tolist() == ["y", "x"]
     pd.testing.assert_frame_equal(read_histories(path, columns=ColumnMap(**config)), frame)
 
@@ -228,7 +233,8 @@ def test_column_map_from_config():
 
 def test_status_optional_when_metrics_given():
     raw = pd.DataFrame({"entity": ["a", "a"], "time": [1, 2], "lat": ["1.5", ""]})
-    frame, report = read_histories(raw, columns={"metrics": ["lat"]}, return_report=True)
+    frame = read_histories(raw, columns={"metrics": ["lat"]})
+    report = frame.attrs["read_report"]
     assert "status" not in frame and "event_id" not in frame
     assert frame["lat"].tolist() == [1.5]
     assert report.dropped == {"missing_status": 1}
@@ -237,7 +243,8 @@ def test_status_optional_when_metrics_given():
 def test_missing_event_values_are_filled_and_counted():
     raw = pd.DataFrame({"entity": ["a", "a", "a"], "time": [1, 2, 3],
                         "event": ["x", None, "  "], "status": ["ok"] * 3})
-    frame, report = read_histories(raw, return_report=True)
+    frame = read_histories(raw)
+    report = frame.attrs["read_report"]
     assert frame["event"].tolist() == ["x", IMPLICIT_EVENT, IMPLICIT_EVENT]
     assert report.filled == {"missing_event_filled": 2}
     assert report.n_dropped == 0
@@ -252,7 +259,7 @@ def test_stable_sort_of_unsorted_input():
         "time": [3, 2, 1, 2, 1, 3],
         "status": ["s0", "s1", "s2", "s3", "s4", "s5"],
     })
-    frame = read_histories(raw)
+    frame, _ = read_frame(raw)
     # by hand: a@1 (row 4), a@2 (rows 1, 3 in read order), b@1 (row 2), b@3 (rows 0, 5)
     expected = pd.DataFrame({
         "entity": pd.array(["a", "a", "a", "b", "b", "b"], dtype="str"),
@@ -262,6 +269,7 @@ def test_stable_sort_of_unsorted_input():
         "_row": np.array([4, 1, 3, 2, 0, 5], dtype="int64"),
     })
     pd.testing.assert_frame_equal(frame, expected)
+    pd.testing.assert_frame_equal(read_histories(raw), expected.drop(columns="_row"))
 
 
 def test_timezones_converted_to_utc(tmp_path):
@@ -269,7 +277,7 @@ def test_timezones_converted_to_utc(tmp_path):
                                      "a,2024-05-01T12:00:00+02:00,ok\n"
                                      "a,2024-05-01T10:30:00Z,ok\n"
                                      "a,2024-05-01T05:00:00-0500,ok\n")
-    frame = read_histories(path)
+    frame, _ = read_frame(path)
     assert frame["time"].dtype == pd.DatetimeTZDtype("ns", "UTC")
     assert frame["time"].tolist() == utc("2024-05-01 10:00", "2024-05-01 10:00",
                                          "2024-05-01 10:30")
@@ -285,7 +293,8 @@ def test_naive_timestamps_are_utc():
 
 def test_integer_time(tmp_path):
     path = write(tmp_path / "a.csv", "entity,time,status\na,10,ok\na,-3,ok\n")
-    frame, report = read_histories(path, return_report=True)
+    frame = read_histories(path)
+    report = frame.attrs["read_report"]
     assert frame["time"].dtype == np.int64
     assert frame["time"].tolist() == [-3, 10]
     assert report.time_kind == "integer"
@@ -306,8 +315,7 @@ def test_dedupe_missing_status_single_rows_and_counts(tmp_path, caplog):
                                      "c,2,ok,,1\n"
                                      ",3,ok,e9,1\n")    # no entity
     with caplog.at_level(logging.INFO, logger="markovfault.histories"):
-        frame, report = read_histories(path, columns={"metrics": ["lat"]},
-                                       return_report=True)
+        frame, report = read_frame(path, columns={"metrics": ["lat"]})
     assert report.dropped == {"missing_entity": 1, "duplicate_event_id": 1,
                               "missing_status": 2}
     assert report.n_rows_read == 9
@@ -438,3 +446,194 @@ def test_bad_sources(tmp_path):
         read_histories(42)
     with pytest.raises(ConfigError, match="format='xml'"):
         read_histories(pd.DataFrame(), format="xml")
+
+
+# ---------------------------------------------------- the return shape (one frame, report in attrs)
+
+RAW_COLUMNS = {"entity": "handler", "time": "ts", "event": "kind", "metrics": ["lat"]}
+
+
+def raw_export() -> pd.DataFrame:
+    """Unsorted rows under other names, with a duplicate id, a row without status, a missing event."""
+    return pd.DataFrame({
+        "handler": ["b", "a", "a", "b", "a", "b", "a", "c"],
+        "ts": [3, 1, 2, 1, 1, 2, 3, 1],
+        "kind": ["x", "y", None, "x", "y", "y", "x", "x"],
+        "status": ["ok", "ok", "slow", "down", "ok", None, "ok", "ok"],
+        "event_id": ["e1", "e2", "e3", "e4", "e2", "e5", "e6", "e7"],
+        "lat": [1.0, 2.0, 3.0, 4.0, 2.0, 5.0, 6.0, 7.0],
+    })
+
+
+@pytest.fixture(params=["frame", "csv", "jsonl", "files"])
+def source(request, tmp_path):
+    """The same export as a frame (read encoded), a CSV file (encoded), JSON lines (row by row) and a
+    list of a file and a frame."""
+    raw = raw_export()
+    if request.param == "frame":
+        return raw
+    if request.param == "csv":
+        raw.to_csv(tmp_path / "a.csv", index=False)
+        return tmp_path / "a.csv"
+    if request.param == "jsonl":
+        raw.to_json(tmp_path / "a.jsonl", orient="records", lines=True)
+        return tmp_path / "a.jsonl"
+    raw.iloc[:5].to_csv(tmp_path / "a.csv", index=False)
+    return [tmp_path / "a.csv", raw.iloc[5:]]
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_read_histories_returns_one_frame_with_its_report_attached(source, categorical):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new shape warns of nothing
+        frame = read_histories(source, columns=RAW_COLUMNS, categorical=categorical)
+    assert isinstance(frame, pd.DataFrame)
+    assert "_row" not in frame.columns
+    report = frame.attrs["read_report"]
+    assert isinstance(report, ReadReport)
+    assert report.dropped == {"duplicate_event_id": 1, "missing_status": 1}
+    assert report.filled == {"missing_event_filled": 1}
+    assert report.n_rows_kept == len(frame) == 6
+    internal, internal_report = read_frame(source, columns=RAW_COLUMNS, categorical=categorical)
+    assert list(internal.columns) == [*frame.columns, "_row"] and not internal.attrs
+    pd.testing.assert_frame_equal(frame, internal.drop(columns="_row"))
+    assert report == internal_report
+
+
+def test_old_call_shapes_map_to_the_new_api(source):
+    """return_report=True and chunksize=N return what they returned before (frames with the internal
+    ``_row``, as read_frame and iter_frames give them), with a DeprecationWarning at the caller."""
+    kwargs = dict(columns=RAW_COLUMNS, categorical=True)
+    ref_frame, ref_report = read_frame(source, **kwargs)
+    ref_batches = list(iter_frames(source, 3, **kwargs))
+    assert len(ref_batches) >= 3
+
+    with pytest.warns(DeprecationWarning, match=r"frame\.attrs\['read_report'\]") as caught:
+        frame, report = read_histories(source, return_report=True, **kwargs)
+    assert caught[0].filename == __file__  # points at the caller
+    pd.testing.assert_frame_equal(frame, ref_frame)
+    assert report == ref_report
+
+    with pytest.warns(DeprecationWarning, match=r"iter_histories\(source, chunksize=N\)") as caught:
+        frames = read_histories(source, chunksize=3, **kwargs)
+    assert caught[0].filename == __file__
+    frames = list(frames)
+    assert len(frames) == len(ref_batches)
+    for got, (ref, _) in zip(frames, ref_batches):
+        pd.testing.assert_frame_equal(got, ref)
+
+    with pytest.warns(DeprecationWarning, match="iter_histories"):
+        pairs = list(read_histories(source, chunksize=3, return_report=True, **kwargs))
+    assert len(pairs) == len(ref_batches)
+    for (got, got_report), (ref, ref_batch_report) in zip(pairs, ref_batches):
+        pd.testing.assert_frame_equal(got, ref)
+        assert got_report == ref_batch_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = read_histories(source, **kwargs)
+        batches = list(iter_histories(source, chunksize=3, **kwargs))
+    pd.testing.assert_frame_equal(frame, ref_frame.drop(columns="_row"))
+    assert frame.attrs["read_report"] == ref_report
+    # iter_histories: the old chunked batches without _row, each with its report (also in attrs)
+    assert len(batches) == len(ref_batches)
+    for (got, got_report), (ref, ref_batch_report) in zip(batches, ref_batches):
+        assert "_row" not in got.columns
+        pd.testing.assert_frame_equal(got, ref.drop(columns="_row"))
+        assert got_report == ref_batch_report and got.attrs["read_report"] is got_report
+
+
+def test_iter_histories_checks_at_the_call_and_reads_lazily(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        iter_histories(tmp_path / "nope.csv", chunksize=2)
+    with pytest.raises(ConfigError, match=r"chunksize = 0 must be a positive integer"):
+        iter_histories(raw_export(), chunksize=0, columns=RAW_COLUMNS)
+    path = write(tmp_path / "a.csv", "entity,time,status\na,1,ok\na,x,ok\n")
+    batches = iter_histories(path, chunksize=1)  # nothing read yet
+    frame, report = next(batches)
+    assert frame["time"].tolist() == [1] and report.per_source == [(str(path), 1)]
+    with pytest.raises(TimeParseError, match="'x'"):  # when the second batch is taken
+        next(batches)
+
+
+def assert_same_values(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    """Equal frames, categorical columns compared by their values and categories: the row-by-row
+    reader's categories are of dtype str, the encoded reader's of dtype object (as before)."""
+    for frame in (left, right):
+        for name in frame.columns:
+            if isinstance(frame[name].dtype, pd.CategoricalDtype):
+                assert list(left[name].cat.categories) == list(right[name].cat.categories)
+    pd.testing.assert_frame_equal(left, right, check_categorical=False)
+    pd.testing.assert_frame_equal(left.astype("str"), right.astype("str"))
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_reading_its_own_output_gives_the_same_frame(source, categorical):
+    once = read_histories(source, columns=RAW_COLUMNS, categorical=categorical)
+    same = assert_same_values if categorical else pd.testing.assert_frame_equal
+    # its columns now have the canonical names: read by them, whatever columns says
+    for columns in (RAW_COLUMNS, {"metrics": ["lat"]}):
+        twice = read_histories(once, columns=columns, categorical=categorical)
+        same(twice, once)
+        report = twice.attrs["read_report"]
+        assert report.n_rows_read == report.n_rows_kept == len(once) and not report.dropped
+        assert not report.filled
+    # what pandas keeps attrs through reads the same way (here rows in another order)
+    backwards = once.iloc[::-1]
+    assert backwards.attrs["read_report"] == once.attrs["read_report"]
+    same(read_histories(backwards, columns=RAW_COLUMNS, categorical=categorical), once)
+    # each batch of iter_histories too
+    for frame, _ in iter_histories(source, chunksize=3, columns=RAW_COLUMNS, categorical=categorical):
+        same(read_histories(frame, columns=RAW_COLUMNS, categorical=categorical), frame)
+    # without its report it is a frame like any other, read by the columns given
+    bare = once.copy()
+    bare.attrs.clear()
+    with pytest.raises(MissingColumnError, match="'handler'"):
+        read_histories(bare, columns=RAW_COLUMNS)
+
+
+SIM_COLUMNS = {"entity": "handler", "time": "timestamp", "event": "event_type", "metrics": ["latency_ms"]}
+
+
+def assert_same_model(left, right) -> None:
+    np.testing.assert_array_equal(left.chain_.counts_, right.chain_.counts_)
+    assert left.state_names_ == right.state_names_
+    assert list(left.event_names_) == list(right.event_names_)
+    assert left.time_kind_ == right.time_kind_
+    pd.testing.assert_frame_equal(left.last_seen_, right.last_seen_)
+    pd.testing.assert_frame_equal(left.predict(horizon=4), right.predict(horizon=4))
+
+
+@pytest.mark.filterwarnings("ignore::markovfault.exceptions.DataWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # predictor.py still reads the old shapes
+def test_fit_on_read_histories_output_equals_fit_on_the_source():
+    from markovfault import FaultPredictor
+    from markovfault.simulate import simulate_histories
+
+    sim = simulate_histories(n_handlers=12, n_steps=80, duplicate_rate=0.05, shuffle=True,
+                             random_state=3)
+    train, recent = sim.iloc[: len(sim) * 3 // 4], sim.iloc[len(sim) * 3 // 4:]
+    canonical = sim.rename(columns={v: k for k, v in SIM_COLUMNS.items() if k != "metrics"})
+
+    states = {"kind": "categorical", "failure": ["error", "timeout", "down"]}
+
+    # the default columns, on an export with the canonical names
+    hist = read_histories(canonical)
+    assert "_row" not in hist
+    assert_same_model(FaultPredictor(states=states).fit(hist), FaultPredictor(states=states).fit(canonical))
+
+    # other column names, history-aware states: fit, predict, partial_fit, the streamed fit
+    spec = {"order": 2, "failure_window": 2}
+
+    def model():
+        return FaultPredictor(states=states, columns=SIM_COLUMNS, history=spec)
+
+    train_hist, recent_hist = (read_histories(x, columns=SIM_COLUMNS) for x in (train, recent))
+    assert train_hist.attrs["read_report"].dropped  # the duplicates were there
+    direct, via = model().fit(train), model().fit(train_hist)
+    assert_same_model(via, direct)
+    pd.testing.assert_frame_equal(via.predict(recent_hist, horizon=3), direct.predict(recent, horizon=3))
+    assert_same_model(model().fit(train_hist).partial_fit(recent_hist),
+                      model().fit(train).partial_fit(recent))
+    ordered = read_histories(sim, columns=SIM_COLUMNS)
+    assert_same_model(model().fit(ordered, chunksize=97), model().fit(ordered))

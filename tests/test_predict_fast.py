@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from markovfault import FaultPredictor, Trajectories, read_histories
+from markovfault.histories._read import read_frame
 from markovfault._timecodec import time_int
 from markovfault.predictor._output import tidy_to_wide as _tidy_to_wide
 from markovfault.predictor._tails import prepend_tail
@@ -214,9 +215,9 @@ def test_rows_in_any_order_and_unsorted_canonical_frames_give_the_same(spec):
     recent = recent.drop_duplicates(["entity", "time"])  # ties keep read order: none here
     model = make_model(spec).fit(train)
     ref = model.predict(recent, horizon=3)
-    canonical = read_histories(recent)
-    shuffled = canonical.iloc[np.random.default_rng(0).permutation(len(canonical))]
-    pd.testing.assert_frame_equal(model.predict(shuffled, horizon=3), ref)
+    for canonical in (read_histories(recent), read_frame(recent)[0]):  # public, and with _row
+        shuffled = canonical.iloc[np.random.default_rng(0).permutation(len(canonical))]
+        pd.testing.assert_frame_equal(model.predict(shuffled, horizon=3), ref)
     pd.testing.assert_frame_equal(model.predict(recent.iloc[::-1], horizon=3), ref)
 
 
@@ -313,7 +314,7 @@ def _prepend_tail_reference(model, frame, codes):
 def test_prepend_tail_matches_string_matching(seed, time_kind, caplog):
     train, recent = make_data(seed, time_kind)
     model = make_model({"order": 3}).fit(train)
-    for frame in (read_histories(recent), recent.assign(_row=np.arange(len(recent)))):
+    for frame in (read_frame(recent)[0], recent.assign(_row=np.arange(len(recent)))):
         codes = model.states_.transform(frame)
         both, both_codes, n_tail = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False)
         ref, ref_codes, ref_tail = _prepend_tail_reference(model, frame, codes)
@@ -332,7 +333,7 @@ def test_prepend_tail_matches_string_matching(seed, time_kind, caplog):
     late = sorted(e for e in set(recent["entity"]) & set(train["entity"])
                   if _time_int(recent[recent["entity"] == e]).min()
                   <= _time_int(train[train["entity"] == e]).max())
-    frame = read_histories(recent)
+    frame, _ = read_frame(recent)
     with caplog.at_level(logging.WARNING, logger="markovfault.predictor"):
         prepend_tail(model.last_seen_, model.time_kind_, frame, model.states_.transform(frame), warn=True)
     if late:

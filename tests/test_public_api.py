@@ -25,7 +25,7 @@ PUBLIC = {
                                "TimeParseError", "UnknownStatusError", "UsageError"],
     "markovfault.forecast": ["check_transition_matrix", "expected_steps_to_failure", "failure_probabilities",
                              "monte_carlo_failure_probabilities", "scenario_failure_probabilities", "simulate_chain"],
-    "markovfault.histories": ["ColumnMap", "IMPLICIT_EVENT", "ReadReport", "read_histories"],
+    "markovfault.histories": ["ColumnMap", "IMPLICIT_EVENT", "ReadReport", "iter_histories", "read_histories"],
     "markovfault.job": ["JobConfig", "JobLockedError", "JobResult", "JsonFormatter", "NewerFormatError",
                         "NoInputError", "OutputError", "UsageError", "describe_model", "forecast_command",
                         "format_model_report", "format_run_id", "load_job_config", "parse_as_of", "run_job"],

@@ -18,6 +18,7 @@ import pytest
 
 from markovfault import FaultPredictor, load_model, read_histories
 from markovfault.exceptions import HistoryError
+from markovfault.histories._read import read_frame
 from markovfault.predictor import _updates
 from markovfault.predictor._tails import Tails as _Tails
 from markovfault.predictor._tails import union_sorted as _union_sorted
@@ -140,7 +141,7 @@ def test_canonical_frames_grouped_or_in_time_order(on_codes, spec):
     whole = FaultPredictor(states=STATES, history=spec).fit(hist)
     grouped = read_histories(hist)  # sorted by (entity, time): entities span batch ends
     in_time_order = hist.assign(_row=np.arange(len(hist)))  # batches sorted here
-    for frame in (grouped, in_time_order):
+    for frame in (grouped, read_frame(hist)[0], in_time_order):  # read_frame's keeps _row
         on_codes.clear()
         streamed = FaultPredictor(states=STATES, history=spec).fit(frame, chunksize=45)
         assert len(on_codes) == (len(hist) - 1) // 45 and all(on_codes)

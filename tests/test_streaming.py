@@ -1,5 +1,5 @@
 """Streaming fit (histories larger than memory): ``fit(..., chunksize=N)`` and
-``read_histories(..., chunksize=N)`` equal the in-memory fit exactly."""
+``iter_histories(..., chunksize=N)`` equal the in-memory fit exactly."""
 
 import numpy as np
 import pandas as pd
@@ -9,6 +9,8 @@ import pytest
 
 from markovfault import FaultPredictor, read_histories
 from markovfault.exceptions import HistoryError
+from markovfault.histories import iter_histories
+from markovfault.histories._read import iter_frames, read_frame
 
 STATUSES = np.array(["ok", "slow", "error", "down"], dtype=object)
 STATES = {"kind": "categorical", "failure": ["error", "down"]}
@@ -80,25 +82,31 @@ def test_max_gap_and_canonical_frame(tmp_path):
     whole = FaultPredictor(states=STATES, max_gap=1).fit(hist)
     streamed = FaultPredictor(states=STATES, max_gap=1).fit(hist, chunksize=50)
     assert_same_model(streamed, whole, hist)
-    canonical = read_histories(hist)
-    streamed = FaultPredictor(states=STATES, max_gap=1).fit(canonical, chunksize=50)
-    np.testing.assert_array_equal(streamed.chain_.counts_, whole.chain_.counts_)
+    for canonical in (read_histories(hist), read_frame(hist)[0]):  # public, and with _row
+        streamed = FaultPredictor(states=STATES, max_gap=1).fit(canonical, chunksize=50)
+        np.testing.assert_array_equal(streamed.chain_.counts_, whole.chain_.counts_)
 
 
-def test_read_histories_chunks(tmp_path):
+def test_iter_histories_chunks(tmp_path):
     hist = export(n_entities=5, n_steps=20)
     path = tmp_path / "export.csv"
     hist.to_csv(path, index=False)
-    chunks = list(read_histories(path, chunksize=30, return_report=True))
+    chunks = list(iter_frames(path, 30))  # the internal batches keep the source rows
     assert [len(f) for f, _ in chunks] == [30, 30, 30, 10]
     rows = np.concatenate([f["_row"].to_numpy() for f, _ in chunks])
     np.testing.assert_array_equal(np.sort(rows), np.arange(100))
-    whole = read_histories(path)
+    whole, _ = read_frame(path)
     joined = pd.concat([f for f, _ in chunks]).sort_values(["entity", "_row"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(joined, whole.sort_values(["entity", "_row"]).reset_index(drop=True))
     for frame, _ in chunks:  # each batch sorted by (entity, time)
         assert frame.equals(frame.sort_values(["entity", "time"], kind="stable")
                             .reset_index(drop=True))
+    public = list(iter_histories(path, chunksize=30))  # the same batches without _row
+    assert len(public) == len(chunks)
+    for (frame, report), (ref, ref_report) in zip(public, chunks):
+        assert "_row" not in frame and frame.attrs["read_report"] is report
+        pd.testing.assert_frame_equal(frame, ref.drop(columns="_row"))
+        assert report == ref_report
 
 
 def test_out_of_order_rows_raise_naming_the_entity(tmp_path):
@@ -116,5 +124,9 @@ def test_out_of_order_rows_raise_naming_the_entity(tmp_path):
 def test_bad_chunksize(tmp_path):
     from markovfault.exceptions import ConfigError
 
-    with pytest.raises(ConfigError, match="chunksize"):
+    for bad in (0, -3, 2.5, True, "10"):
+        with pytest.raises(ConfigError, match="chunksize"):
+            iter_histories(export(), chunksize=bad)  # at the call, before a batch is taken
+    with pytest.warns(DeprecationWarning, match="iter_histories"), \
+            pytest.raises(ConfigError, match="chunksize"):
         read_histories(export(), chunksize=0)

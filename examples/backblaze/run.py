@@ -133,8 +133,8 @@ def run(data_dir, out, *, max_drives=None, horizon=HORIZON, cutoffs=CUTOFFS, n_j
     t0 = time.perf_counter()
     frame = load(data_dir, max_drives=max_drives)
     model = predictor()
-    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
-    print(report)
+    hist = mf.read_histories(frame, columns=model.columns)
+    print(hist.attrs["read_report"])
     print("failures:", int(hist["failure"].sum()), "| events:",
           hist["event"].value_counts().to_dict())
     print("history-aware states:", mf.HistorySpec.from_config(model.history))

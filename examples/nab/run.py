@@ -162,8 +162,8 @@ def run(data_dir, out, *, horizon=HORIZON, n_jobs=2):
     t0 = time.perf_counter()
     frame = load(data_dir)
     model = predictor()
-    hist, report = mf.read_histories(frame, columns=model.columns, return_report=True)
-    print(report)
+    hist = mf.read_histories(frame, columns=model.columns)
+    print(hist.attrs["read_report"])
     print("label points:", int(frame["label_point"].sum()), "| rows in windows:", int(frame["in_window"].sum()),
           "| anomaly rows:", int(frame["anomaly"].sum()))
     print("history-aware states:", mf.HistorySpec.from_config(model.history))

@@ -34,7 +34,7 @@ def _input_root(pattern: str) -> Path:
 
 def list_inputs(pattern: str) -> list[tuple[str, Path, os.stat_result]]:
     """(key, path, stat) of every input file, sorted by key."""
-    from ..histories import format_from_suffix  # the suffixes read_histories reads
+    from ..histories._sources import format_from_suffix  # the suffixes read_histories reads
 
     if os.path.isdir(pattern):
         paths = [p for p in Path(pattern).iterdir()
@@ -112,7 +112,7 @@ def read_files(due, known, records, cols, kind, model, prev, tick):
 def _read_one(key, path, st, reason, old, cols, kind, states, prev, tick):
     """Read one due file (here, or on a dask worker): (its rows to count or None, what
     happened, for :func:`_note_file` to log and record)."""
-    from ..histories import read_histories
+    from ..histories._read import read_frame
 
     info = {"key": key, "reason": reason, "touched": None}
     try:
@@ -125,7 +125,7 @@ def _read_one(key, path, st, reason, old, cols, kind, states, prev, tick):
                 info["outcome"] = "touched"
                 return None, info
             reason = info["reason"] = "pending"
-        frame, report = read_histories(path, columns=cols, return_report=True)
+        frame, report = read_frame(path, columns=cols)
         if report.time_kind != kind:
             raise HistoryError(
                 f"its time column holds {report.time_kind} values but the job's as-of is "

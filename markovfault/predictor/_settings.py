@@ -16,7 +16,8 @@ from sklearn.base import clone
 
 from .._timecodec import time_kind_of
 from ..exceptions import ConfigError
-from ..histories import ColumnMap, ReadReport, read_histories
+from ..histories import ColumnMap, ReadReport
+from ..histories._read import read_frame
 from ..states import CategoricalStates, HistorySpec, StateExtractor, extractor_from_config
 
 __all__ = ["new_extractor", "column_map_of", "history_spec_of", "read_input", "is_canonical",
@@ -84,5 +85,4 @@ def read_input(histories, columns, categorical: bool = False) -> tuple[pd.DataFr
             single_row_entities=int((histories["entity"].value_counts() == 1).sum()),
             time_kind=time_kind_of(histories),
             per_source=[("<canonical frame>", len(histories))])
-    return read_histories(histories, columns=column_map_of(columns), return_report=True,
-                          categorical=categorical)
+    return read_frame(histories, column_map_of(columns), categorical=categorical)

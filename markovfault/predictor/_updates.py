@@ -17,7 +17,7 @@ import pandas as pd
 from .._timecodec import parse_max_gap, time_kind_of
 from ..chain import make_chain
 from ..exceptions import HistoryError
-from ..histories import read_histories
+from ..histories._read import iter_frames
 from ..trajectories import Trajectories, encode_frame, run_starts_of
 from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
@@ -75,8 +75,7 @@ def fit_stream(model, histories, chunksize: int):
         n = len(histories)
         batches = ((histories.iloc[k:k + chunksize], None) for k in range(0, n, chunksize))
     else:
-        batches = read_histories(histories, columns=column_map_of(model.columns), chunksize=chunksize,
-                                 return_report=True, categorical=True)
+        batches = iter_frames(histories, chunksize, column_map_of(model.columns), categorical=True)
     total = None
     tails = None  # the remembered last steps, as codes between batches
     try:

@@ -1,4 +1,4 @@
-"""Dictionary-encoded reading of Parquet and CSV files (the fast path of read_histories).
+"""Dictionary-encoded reading of Parquet and CSV files and of frames (the fast path of read_histories).
 
 Exported histories repeat a few thousand entity names and a handful of event
 and status labels millions of times. Reading them as one Python string per
@@ -6,7 +6,7 @@ row, cleaning every string and then turning the strings into codes is what
 used to dominate a fit from files. This module reads the text columns
 dictionary-encoded instead (Parquet stores them so; pyarrow's CSV reader
 builds the dictionaries while parsing), cleans only the *distinct* values with
-the very function the row-by-row reader uses (``_as_str``), and works on
+the very function the row-by-row reader uses (``_contract.as_str``), and works on
 integer codes from there on: dropping, de-duplicating and sorting are array
 operations on codes.
 
@@ -17,6 +17,9 @@ reader does (JSON lines, frames, CloudEvents entity fallbacks, time written as
 text, unparseable values, columns missing from some files, ...) raises
 :class:`Fallback`, and the general reader runs instead and raises its usual
 errors. Tests check the two paths give identical frames and reports.
+
+Part of the internal API of :mod:`markovfault.histories` (see its ``__init__``); the stable sort by entity and
+time it uses lives in :mod:`markovfault._sorting`, which the model layers use too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,18 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ._sorting import group_order
+from ._contract import (
+    IMPLICIT_EVENT,
+    ReadReport,
+    as_str,
+    format_counts,
+    needed_columns,
+    parse_metric,
+    parse_time,
+    resolve_columns,
+)
+from .._sorting import group_order
+from ._sources import open_source
 
 logger = logging.getLogger("markovfault.histories")
 
@@ -71,8 +85,6 @@ def _text(column) -> _Text:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .histories import _as_str
-
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     column = column.unify_dictionaries()
@@ -85,7 +97,7 @@ def _text(column) -> _Text:
              .to_numpy().astype(np.int32, copy=False) for chunk in column.chunks]
     raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
     # the general reader's cleaning, applied to each distinct value once
-    cleaned = _as_str(dictionary.to_pandas())
+    cleaned = as_str(dictionary.to_pandas())
     local, names = pd.factorize(cleaned)  # missing (NaN) -> -1
     names = np.asarray(names, dtype=object)
     if np.array_equal(local, np.arange(len(local))):  # nothing merged or blanked
@@ -167,15 +179,13 @@ def _read_table(src, needed: list, text_columns: list):
 
 def plan(src, cols) -> tuple[dict, list, list]:
     """Where each field is in ``src``, the columns to read, and the text columns."""
-    from .histories import _needed_columns, _open, _resolve
-
     if src.kind not in ("parquet", "csv"):
         raise Fallback(f"{src.kind} source")
-    names, _ = _open(src)  # the general reader's errors for empty files
-    where = _resolve(src, names, cols)  # ... and for missing columns
+    names, _ = open_source(src)  # the general reader's errors for empty files
+    where = resolve_columns(src, names, cols)  # ... and for missing columns
     if isinstance(where["entity"], tuple):
         raise Fallback("CloudEvents entity")
-    needed = _needed_columns(where)
+    needed = needed_columns(where)
     if len(set(needed)) != len(needed) or len(set(names)) != len(names):
         raise Fallback("repeated column names")
     return where, needed, [where[f] for f in _TEXT if where.get(f) is not None]
@@ -200,8 +210,6 @@ def _pandas_text(values: pd.Series) -> _Text:
     and booleans. (An object column mixing 1, 1.0 and True would hash them
     as one value where the rows read "1", "1.0" and "True".)
     """
-    from .histories import _as_str
-
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         cats = dtype.categories
@@ -219,7 +227,7 @@ def _pandas_text(values: pd.Series) -> _Text:
         raw, uniques = pd.factorize(values)  # missing -> -1
         raw = raw.astype(np.int32, copy=False)
         distinct = pd.Series(uniques)
-    cleaned = _as_str(distinct)
+    cleaned = as_str(distinct)
     if len(cleaned) > 1000 and cleaned.notna().all() and \
             bool(np.asarray(cleaned.eq(distinct.astype(cleaned.dtype)), dtype=bool).all()):
         # nothing to strip or blank: the distinct values stay distinct (many names)
@@ -231,14 +239,12 @@ def _pandas_text(values: pd.Series) -> _Text:
 
 def _frame_part(src, cols) -> _Part:
     """Encode a DataFrame source (its columns are read in place, not copied)."""
-    from .histories import _needed_columns, _parse_metric, _parse_time, _resolve
-
     raw = src.frame
     names = list(raw.columns)
-    where = _resolve(src, names, cols)
+    where = resolve_columns(src, names, cols)
     if isinstance(where["entity"], tuple):
         raise Fallback("CloudEvents entity")
-    needed = _needed_columns(where)
+    needed = needed_columns(where)
     if not raw.columns.is_unique or len(set(needed)) != len(needed):
         raise Fallback("repeated column names")
     n = len(raw)
@@ -250,13 +256,13 @@ def _frame_part(src, cols) -> _Part:
         np.random.default_rng(0).integers(0, n, min(n, 20_000))]
     if n > 20_000 and sample.nunique() > 0.9 * len(sample):
         raise Fallback("nearly one row per entity")
-    time, kind = _parse_time(raw[where["time"]], where["time"], src, raw)
+    time, kind = parse_time(raw[where["time"]], where["time"], src, raw)
     if kind == "datetime":
         time = time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     else:
         time = time.to_numpy(dtype=np.int64)
     text = {f: _pandas_text(raw[where[f]]) for f in _TEXT if where.get(f) is not None}
-    metrics = {m: _parse_metric(raw[where[m]], where[m], src, raw) for m in cols.metrics}
+    metrics = {m: parse_metric(raw[where[m]], where[m], src, raw) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=src.name)
 
 
@@ -380,12 +386,10 @@ def read_encoded(sources: Sequence[Any], cols, categorical: bool):
 
 def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
            offset: int = 0):
-    """Drop, fill, sort and report encoded parts, as ``histories._finish`` does.
+    """Drop, fill, sort and report encoded parts, as ``_read._finish`` does.
 
     ``offset`` is the read position (``_row``) of the first row of ``parts``.
     """
-    from .histories import IMPLICIT_EVENT, ReadReport, _format_counts
-
     first = parts[0]
     for p in parts[1:]:  # sources that disagree: the general reader explains
         if p.kind != first.kind or set(p.text) != set(first.text):
@@ -495,9 +499,9 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
     if dropped or filled:
         pieces = []
         if dropped:
-            pieces.append(f"dropped {report.n_dropped} of {n_read} rows: " + _format_counts(dropped))
+            pieces.append(f"dropped {report.n_dropped} of {n_read} rows: " + format_counts(dropped))
         if filled:
-            pieces.append("filled: " + _format_counts(filled))
+            pieces.append("filled: " + format_counts(filled))
         logger.warning("read_histories %s", "; ".join(pieces))
     logger.info("read_histories %s", report.summary())
     return frame, report

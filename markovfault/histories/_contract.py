@@ -1,0 +1,514 @@
+"""The input contract: which columns hold what (:class:`ColumnMap`), what a read did (:class:`ReadReport`),
+and the vectorised checks and casts that both readers apply to every column.
+
+Part of the internal API of :mod:`markovfault.histories` (see its ``__init__``). The dictionary-encoded reader
+(``_fast``) and the row-by-row reader (``_read``) resolve columns with :func:`resolve_columns` and clean them with
+:func:`as_str`, :func:`parse_time` and :func:`parse_metric`, so that both give the same frames and the same errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import ConfigError, MetricTypeError, MissingColumnError, MixedTimezoneError, TimeParseError
+
+if TYPE_CHECKING:  # annotations only
+    from ._sources import Source
+
+logger = logging.getLogger("markovfault.histories")
+
+#: The event every row gets when the input has no event column.
+from .._constants import IMPLICIT_EVENT  # noqa: E402  (one spelling for the whole package)
+
+# Canonical column names of the frame that read_histories returns.
+_CANONICAL = ("entity", "time", "event", "status", "event_id")
+ROW = "_row"  # the source row of each row, kept by the internal readers (read_frame) only
+
+#: Where :func:`read_histories` attaches the :class:`ReadReport` of the frame it returns.
+REPORT_ATTR = "read_report"
+
+# A time of day followed by a UTC offset: "...10:00Z", "...10:00:00.5+02:00",
+# "...10:00:00-0500", "...10:00+02", "...10:00:00 UTC".
+# [0-9] and [ \t] rather than \d and \s keep pandas on pyarrow's fast regex engine.
+_AWARE_PATTERN = (
+    r"[0-9]:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?[ \t]*"
+    r"(?:[Zz]|UTC|GMT|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+)
+_INTEGER_PATTERN = r"[+-]?[0-9]+"
+_NA_TOKENS = ("", "nan", "na", "n/a", "null", "none", "<na>")
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which columns of an export hold the fields of the input contract.
+
+    Parameters
+    ----------
+    entity : str, default="entity"
+        The column naming the handler (service, consumer) of each row.
+    time : str, default="time"
+        The column holding timestamps or an integer sequence.
+    event : str or None, default="event"
+        The column holding the event type. ``None`` (or ``""``) means there
+        is none and every row gets :data:`IMPLICIT_EVENT`. When left at the
+        default and the column is absent, the same happens.
+    status : str or None, default="status"
+        The column holding the status label. ``None`` (or ``""``) when states
+        come from ``metrics`` only. When left at the default, the column may
+        be absent if ``metrics`` are given.
+    event_id : str or None, default="event_id"
+        The column holding a unique id per step, used to drop duplicates.
+        Optional when left at the default.
+    metrics : tuple of str, default=()
+        Numeric columns that state extraction reads (``latency_ms``, ...).
+        Always required when listed.
+
+    Raises
+    ------
+    ConfigError
+        If ``entity`` or ``time`` is empty, a name is not a string, two fields
+        name the same column, a metric is named like a canonical column, or
+        there is neither a status column nor a metric.
+
+    Notes
+    -----
+    A field counts as *explicit* when it differs from its default. An
+    explicit column that is absent from the input is an error; a default one
+    may be absent where the input contract allows it.
+
+    Examples
+    --------
+    >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
+    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',))
+    """
+
+    entity: str = "entity"
+    time: str = "time"
+    event: str | None = "event"
+    status: str | None = "status"
+    event_id: str | None = "event_id"
+    metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("entity", "time"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(
+                    f"[columns] {name} = {value!r}: must be a non-empty column name. "
+                    f"Fix: set [columns] {name} = \"<column>\"."
+                )
+        for name in ("event", "status", "event_id"):
+            value = getattr(self, name)
+            if value == "":
+                object.__setattr__(self, name, None)
+            elif value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"[columns] {name} = {value!r}: must be a column name or \"\" for none."
+                )
+        metrics = self.metrics
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        try:
+            metrics = tuple(metrics)
+        except TypeError:
+            raise ConfigError(
+                f"[columns] metrics = {self.metrics!r}: must be a list of column names."
+            ) from None
+        bad = [m for m in metrics if not isinstance(m, str) or not m]
+        if bad:
+            raise ConfigError(
+                f"[columns] metrics = {list(metrics)!r}: {bad[0]!r} is not a column name."
+            )
+        object.__setattr__(self, "metrics", metrics)
+        clash = sorted(set(metrics) & set(_CANONICAL + (ROW,)))
+        if clash:
+            raise ConfigError(
+                f"[columns] metrics: {clash[0]!r} is a canonical column name and cannot be a "
+                "metric. Fix: rename that column before reading."
+            )
+        used: dict[str, str] = {}
+        pairs = [(name, getattr(self, name)) for name in _CANONICAL]
+        pairs += [(f"metrics[{i}]", m) for i, m in enumerate(metrics)]
+        for name, value in pairs:
+            if value is None:
+                continue
+            if value in used:
+                raise ConfigError(
+                    f"[columns] {used[value]} and {name} both name the column {value!r}. "
+                    f"Fix: give each field its own column, or set an unused optional field "
+                    f"to \"\" (none)."
+                )
+            used[value] = name
+        if self.status is None and not metrics:
+            raise ConfigError(
+                "[columns] status is \"\" and no metrics are listed: nothing to read states "
+                "from. Fix: set [columns] status = \"<column>\" or metrics = [\"<column>\", ...]."
+            )
+
+    @classmethod
+    def from_config(cls, table: Mapping[str, Any] | None) -> ColumnMap:
+        """Build a column map from the ``[columns]`` table of a TOML config.
+
+        Parameters
+        ----------
+        table : mapping or None
+            Keys among ``entity``, ``time``, ``event``, ``status``,
+            ``event_id`` and ``metrics``; missing keys keep their defaults and
+            ``""`` means "no such column".
+
+        Returns
+        -------
+        ColumnMap
+
+        Raises
+        ------
+        ConfigError
+            If a key is unknown or a value has the wrong type.
+        """
+        if table is None:
+            return cls()
+        if isinstance(table, ColumnMap):
+            return table
+        if not isinstance(table, Mapping):
+            raise ConfigError(
+                f"[columns] must be a table (mapping), got {type(table).__name__}."
+            )
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in table:
+            if key not in known:
+                raise ConfigError(
+                    f"[columns] has an unknown key {key!r}. Known keys: {', '.join(known)}."
+                )
+        return cls(**dict(table))
+
+    def is_explicit(self, name: str) -> bool:
+        """Whether field ``name`` differs from its default (set by the user)."""
+        return getattr(self, name) != getattr(_DEFAULT_COLUMNS, name)
+
+
+_DEFAULT_COLUMNS = ColumnMap()
+
+
+# --------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ReadReport:
+    """What :func:`read_histories` read, kept, dropped and filled.
+
+    Attributes
+    ----------
+    n_sources : int
+        Number of files and frames read.
+    n_rows_read : int
+        Rows in all sources together.
+    n_rows_kept : int
+        Rows in the returned frame; ``n_rows_read == n_rows_kept + n_dropped``.
+    n_entities : int
+        Distinct entities in the returned frame.
+    dropped : dict of str to int
+        Rows dropped, by reason: ``"missing_entity"``, ``"duplicate_event_id"``,
+        ``"missing_status"``. Reasons with no drops are left out.
+    filled : dict of str to int
+        Values filled in kept rows, by reason: ``"missing_event_filled"``
+        (a missing event became :data:`IMPLICIT_EVENT`).
+    single_row_entities : int
+        Entities with one row only. They are kept but have no transition.
+    time_kind : {"datetime", "integer"} or None
+        Whether ``time`` holds UTC timestamps or an integer sequence.
+    per_source : list of (str, int)
+        Each source's name and number of rows, in read order.
+
+    Notes
+    -----
+    :func:`read_histories` attaches the report to the frame it returns, as
+    ``frame.attrs["read_report"]``; :func:`iter_histories` yields it next to
+    each batch (and attaches it there too).
+    """
+
+    n_sources: int = 0
+    n_rows_read: int = 0
+    n_rows_kept: int = 0
+    n_entities: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)
+    single_row_entities: int = 0
+    time_kind: Literal["datetime", "integer"] | None = None
+    per_source: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def n_dropped(self) -> int:
+        """Total number of rows dropped, for every reason."""
+        return int(sum(self.dropped.values()))
+
+    def summary(self) -> str:
+        """One line: what was read and kept."""
+        return (
+            f"read {self.n_rows_read} rows from {self.n_sources} source(s); kept "
+            f"{self.n_rows_kept} rows of {self.n_entities} entities "
+            f"({self.single_row_entities} with a single row), time: {self.time_kind}"
+        )
+
+    def __str__(self) -> str:
+        lines = ["ReadReport: " + self.summary()]
+        if self.dropped:
+            lines.append(f"  dropped {self.n_dropped}: " + format_counts(self.dropped))
+        else:
+            lines.append("  dropped 0")
+        if self.filled:
+            lines.append("  filled: " + format_counts(self.filled))
+        shown = self.per_source[:10]
+        more = len(self.per_source) - len(shown)
+        sources = ", ".join(f"{name} ({rows} rows)" for name, rows in shown)
+        lines.append("  sources: " + sources + (f", ... and {more} more" if more else ""))
+        return "\n".join(lines)
+
+
+def format_counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in counts.items())
+
+
+# --------------------------------------------------------------------------
+# Column resolution
+# --------------------------------------------------------------------------
+
+
+def _missing_column(src: Source, field_name: str, column: str, names: list[Any],
+                    why: str = "") -> MissingColumnError:
+    shown = [str(n) for n in names[:20]]
+    more = f", ... and {len(names) - 20} more" if len(names) > 20 else ""
+    return MissingColumnError(
+        f"column {column!r} ({field_name}) is not in '{src.name}'{why}. Columns there: "
+        f"{shown}{more}. Fix: set [columns] {field_name} = \"<column>\" in the config, "
+        f"or pass columns={{'{field_name}': '<column>'}} to read_histories."
+    )
+
+
+def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str, Any]:
+    """Map each canonical field to the column(s) of ``src`` that hold it.
+
+    Values are a column name, a tuple ``(subject, source)`` for the
+    CloudEvents entity, or ``None`` (absent).
+    """
+    have = set(names)
+    cloud = src.kind == "jsonl" or "specversion" in have
+
+    def find(name: str) -> str | None:
+        if name in have:
+            return name
+        if cloud and f"data.{name}" in have:
+            return f"data.{name}"
+        return None
+
+    out: dict[str, Any] = {}
+    # entity
+    if cols.entity in have:
+        out["entity"] = cols.entity
+    elif cloud and not cols.is_explicit("entity") and ({"subject", "source"} & have):
+        out["entity"] = ("subject" if "subject" in have else None,
+                         "source" if "source" in have else None)
+    else:
+        raise _missing_column(src, "entity", cols.entity, names)
+    # time
+    if cols.time in have:
+        out["time"] = cols.time
+    else:
+        raise _missing_column(src, "time", cols.time, names)
+    # event
+    out["event"] = None
+    if cols.event is not None:
+        if cols.event in have:
+            out["event"] = cols.event
+        elif cols.is_explicit("event"):
+            raise _missing_column(src, "event", cols.event, names)
+        elif cloud and "type" in have:
+            out["event"] = "type"
+    # status
+    out["status"] = None
+    if cols.status is not None:
+        found = find(cols.status)
+        if found is not None:
+            out["status"] = found
+        elif cols.is_explicit("status") or not cols.metrics:
+            why = "" if cols.is_explicit("status") else " and no metrics are configured"
+            raise _missing_column(src, "status", cols.status, names, why)
+    # event_id
+    out["event_id"] = None
+    if cols.event_id is not None:
+        if cols.event_id in have:
+            out["event_id"] = cols.event_id
+        elif cols.is_explicit("event_id"):
+            raise _missing_column(src, "event_id", cols.event_id, names)
+        elif cloud and "id" in have:
+            out["event_id"] = "id"
+    # metrics
+    for metric in cols.metrics:
+        found = find(metric)
+        if found is None:
+            raise _missing_column(src, "metrics", metric, names)
+        out[metric] = found
+    return out
+
+
+# --------------------------------------------------------------------------
+# Column parsers (vectorised)
+# --------------------------------------------------------------------------
+
+
+def _first(mask: Any) -> int:
+    return int(np.flatnonzero(np.asarray(mask, dtype=bool))[0])
+
+
+def _is_textual(values: pd.Series) -> bool:
+    return values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+
+
+def as_str(values: pd.Series) -> pd.Series:
+    """Cast to str, strip whitespace; empty and missing become NaN."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        finite = values.dropna()
+        if len(finite) and np.all(np.mod(finite.to_numpy(dtype="float64"), 1) == 0):
+            values = values.astype("Int64")  # 7.0 -> "7", not "7.0"
+    out = values.astype("str").str.strip()
+    return out.mask(out == "")
+
+
+def parse_time(values: pd.Series, column: str, src: Source,
+                raw: pd.DataFrame) -> tuple[pd.Series, Literal["datetime", "integer"]]:
+    """Validate the time column: int64 sequence or datetime64[ns, UTC]."""
+    fix = ("Fix: write timestamps in ISO 8601 (e.g. 2024-05-01T12:00:00Z) or integers, "
+           "or parse the column yourself and pass a DataFrame.")
+    textual = _is_textual(values)
+    text = values.astype("str").str.strip() if textual else None
+    missing = values.isna().to_numpy()
+    if text is not None:
+        missing = missing | (text == "").to_numpy(dtype=bool)
+    if missing.any():
+        pos = _first(missing)
+        raise TimeParseError(
+            f"time column {column!r} has no value at {src.where(raw, pos)}. Time orders each "
+            f"handler's steps, so it cannot be missing. Fix: fill or remove those rows."
+        )
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise TimeParseError(
+            f"time column {column!r} holds booleans (first at {src.where(raw, 0)}). {fix}"
+        )
+    if pd.api.types.is_integer_dtype(dtype):
+        return values.astype("int64"), "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        arr = values.to_numpy(dtype="float64")
+        bad = ~np.isfinite(arr) | (np.mod(arr, 1) != 0)
+        if bad.any():
+            pos = _first(bad)
+            raise TimeParseError(
+                f"time column {column!r} holds the non-integer number {arr[pos]!r} at "
+                f"{src.where(raw, pos)}. {fix}"
+            )
+        return values.astype("int64"), "integer"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            parsed = values.dt.tz_convert("UTC")
+        else:
+            parsed = values.dt.tz_localize("UTC")
+        return _to_ns(parsed, values, column, src, raw, fix), "datetime"
+
+    # Text or Python objects: look at their string form.
+    if text is None:
+        text = values.astype("str").str.strip()
+    is_int = text.str.fullmatch(_INTEGER_PATTERN).to_numpy(dtype=bool)
+    if is_int.all():
+        try:
+            return text.astype("int64"), "integer"
+        except (OverflowError, ValueError):
+            raise TimeParseError(
+                f"time column {column!r} holds integers that do not fit in int64. {fix}"
+            ) from None
+    if is_int.any():
+        pos = _first(is_int != is_int[0])
+        raise TimeParseError(
+            f"time column {column!r} mixes integers and timestamps: {src.where(raw, pos)} has "
+            f"{text.iloc[pos]!r} but {src.where(raw, 0)} has {text.iloc[0]!r}; a time column "
+            f"holds either integers or timestamps. {fix}"
+        )
+    iso = text.str.replace(r"[ \t]*(?:UTC|GMT)$", "Z", regex=True)
+    parsed = pd.to_datetime(iso, utc=True, format="ISO8601", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        pos = _first(bad)
+        raise TimeParseError(
+            f"time column {column!r} has a value that is not a timestamp at "
+            f"{src.where(raw, pos)}: {text.iloc[pos]!r}. {fix}"
+        )
+    # Parsing succeeded; now refuse to guess between naive and aware values.
+    aware = text.str.contains(_AWARE_PATTERN, regex=True).to_numpy(dtype=bool)
+    if aware.any() and not aware.all():
+        pos = _first(aware != aware[0])
+        state = ("has no UTC offset", "has one") if aware[0] else ("has a UTC offset", "has none")
+        raise MixedTimezoneError(
+            f"time column {column!r} mixes time-zone-aware and naive timestamps: "
+            f"{src.where(raw, pos)} ({text.iloc[pos]!r}) {state[0]} while "
+            f"{src.where(raw, 0)} ({text.iloc[0]!r}) {state[1]}. Fix: give every timestamp an "
+            f"offset, e.g. 2024-05-01T12:00:00Z or ...+02:00, or none (naive is taken as UTC)."
+        )
+    return _to_ns(parsed, values, column, src, raw, fix), "datetime"
+
+
+def _to_ns(parsed: pd.Series, values: pd.Series, column: str, src: Source,
+           raw: pd.DataFrame, fix: str) -> pd.Series:
+    try:
+        return parsed.dt.as_unit("ns")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+        lo = pd.Timestamp.min.tz_localize("UTC")
+        hi = pd.Timestamp.max.tz_localize("UTC")
+        bad = ((parsed < lo) | (parsed > hi)).to_numpy(dtype=bool)
+        pos = _first(bad) if bad.any() else 0
+        raise TimeParseError(
+            f"time column {column!r} has a timestamp outside 1677-2262 at "
+            f"{src.where(raw, pos)}: {values.iloc[pos]!r}. {fix}"
+        ) from None
+
+
+def parse_metric(values: pd.Series, column: str, src: Source,
+                  raw: pd.DataFrame) -> np.ndarray:
+    """Validate a metric column as float64 (missing -> NaN)."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    number = pd.to_numeric(values, errors="coerce")
+    number = number.to_numpy(dtype="float64", na_value=np.nan)
+    text = values.astype("str").str.strip().str.lower()
+    blank = values.isna().to_numpy() | text.isin(_NA_TOKENS).to_numpy(dtype=bool)
+    bad = np.isnan(number) & ~blank
+    if bad.any():
+        pos = _first(bad)
+        raise MetricTypeError(
+            f"metric column {column!r} holds {values.iloc[pos]!r} at {src.where(raw, pos)}, "
+            f"which is not a number. Fix: clean that column so it holds only numbers (empty "
+            f"for missing), or remove it from [columns] metrics."
+        )
+    return number
+
+
+def needed_columns(where: dict[str, Any]) -> list[Any]:
+    """The columns to load for ``where`` (what :func:`resolve_columns` found), each once, in field order."""
+    needed: list[Any] = []
+    for value in where.values():
+        for name in (value if isinstance(value, tuple) else (value,)):
+            if name is not None and name not in needed:
+                needed.append(name)
+    return needed
