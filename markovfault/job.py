@@ -294,7 +294,7 @@ def parse_as_of(value):
     >>> parse_as_of("yesterday")
     Traceback (most recent call last):
     ...
-    markovfault.job.UsageError: --as-of 'yesterday' is neither an ISO 8601 time (2026-01-01T10:00:00Z) nor an integer.
+    markovfault.exceptions.UsageError: --as-of 'yesterday' is neither an ISO 8601 time (2026-01-01T10:00:00Z) nor an integer.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
