@@ -4,7 +4,9 @@ Run ``python benchmarks/startup.py`` (``--rows 1000000`` for a smaller file).
 Every figure is the median of ``--repeat`` runs of a fresh process, interpreter
 start-up and imports included, after one untimed warm-up run of each command;
 the commands take turns, and the ratios matter, not the seconds, since shared
-machines are noisy.
+machines are noisy. Compare train with the reader on a quiet machine: pyarrow
+reads on a thread pool, so other load slows the reader more than training and
+the ratio then flatters training (3.1x quiet, 1.4x-2x loaded, on 2 cores).
 
 What it measures
 ----------------
