@@ -18,7 +18,6 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils import check_random_state, check_scalar
 
 from ..exceptions import DataWarning, NotFittedError
@@ -331,6 +330,8 @@ class GradientBoostingBaseline(BaseEstimator):
         DataWarning
             When every label of a horizon is censored (its forecast is NaN).
         """
+        from sklearn.ensemble import HistGradientBoostingClassifier  # not at import: ~0.1 s
+
         self._check_params()
         if not isinstance(traj, Trajectories):
             raise TypeError(f"traj must be a Trajectories, got {type(traj).__name__}.")
