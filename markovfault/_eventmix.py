@@ -10,7 +10,7 @@ A forecast without a what-if scenario assumes the coming events follow some mix.
 :func:`check_event_mix` validates a mix once, with one set of errors (:class:`ConfigError`) whoever asks;
 :func:`event_probs_for` turns a checked mix into arrival probabilities for a fitted chain. The recent mix is
 estimated with ``recent_strength`` pseudo-counts (a prior, like ``alpha``/``beta``; see
-:func:`shift_event_probs`).
+:mod:`markovfault._priors`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._priors import DEFAULT_RECENT_STRENGTH, check_prior, shift_event_probs
 from ._timecodec import parse_max_gap
 from .exceptions import ConfigError
 
@@ -30,7 +31,6 @@ __all__ = ["LONG_RUN", "RECENT", "DEFAULT_RECENT_STRENGTH", "mix_name", "check_e
 logger = logging.getLogger("markovfault.eventmix")
 
 LONG_RUN, RECENT = "long_run", "recent"
-DEFAULT_RECENT_STRENGTH = 500.0
 _USE = "use 'long_run', 'recent' (with recent_window) or {event: share}"
 
 
@@ -121,7 +121,7 @@ def event_probs_for(chain, mix, recent_counts=None, *, strength: float = DEFAULT
             logger.warning("the recent window holds no transition; the long-run event mix is used")
         return None
     return shift_event_probs(chain.event_probs_, chain.base_state_, chain.base_.event_probs_, counts,
-                             strength)
+                             check_prior("recent_strength", strength))
 
 
 def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.ndarray) -> np.ndarray:
@@ -141,51 +141,6 @@ def mix_event_probs(event_probs: np.ndarray, long_run: np.ndarray, recent: np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(long_run > 0, recent / long_run, 0.0)
     w = event_probs * ratio[None, :]
-    sums = w.sum(axis=1, keepdims=True)
-    return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
-
-
-def shift_event_probs(event_probs: np.ndarray, base_of: np.ndarray, base_event_probs: np.ndarray,
-                      recent_counts: np.ndarray, strength: float = DEFAULT_RECENT_STRENGTH) -> np.ndarray:
-    """Event-arrival probabilities under the recent event mix, state by state.
-
-    ``recent_counts[s, e]`` counts the events that arrived lately in base
-    state ``s``. Each base state's recent mix is estimated with ``strength``
-    pseudo-counts toward its long-run mix reweighted by how the overall mix
-    has shifted (``base_event_probs[s, e] * r_e``, with ``r_e`` the recent
-    over the long-run share of ``e`` among all arrivals), so that states
-    seldom visited lately still get a sensible mix. Every (augmented)
-    state's arrival row is then reweighted by its base state's ratio of
-    recent to long-run mix:
-
-    ``Q'[a, e] ∝ Q[a, e] * recent[s(a), e] / long_run[s(a), e]``.
-
-    When the recent counts follow the long-run mix exactly, ``Q' = Q``.
-
-    Examples
-    --------
-    >>> Q = np.array([[0.8, 0.2], [0.5, 0.5]])
-    >>> same = shift_event_probs(Q, np.array([0, 1]), Q, np.array([[80, 20], [50, 50]]), 0.0)
-    >>> bool(np.allclose(same, Q))
-    True
-    >>> shift_event_probs(Q, np.array([0, 1]), Q, np.array([[50, 50], [50, 50]]), 0.0)[0]
-    array([0.5, 0.5])
-    """
-    Qb = np.asarray(base_event_probs, dtype=np.float64)
-    recent_counts = np.asarray(recent_counts, dtype=np.float64)
-    rows = recent_counts.sum(axis=1, keepdims=True)
-    # the overall shift, measured against what the long-run mix predicts for these visits
-    expected = (rows * Qb).sum(axis=0)
-    observed = recent_counts.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(expected > 0, observed / expected, 1.0)
-        target = Qb * r[None, :]
-        target = target / np.where(target.sum(axis=1, keepdims=True) > 0,
-                                   target.sum(axis=1, keepdims=True), 1.0)
-        recent = (recent_counts + strength * target) / (rows + strength)
-        recent = np.where(rows + strength > 0, recent, target)
-        ratio = np.where(Qb > 0, recent / Qb, 0.0)
-    w = event_probs * ratio[base_of]
     sums = w.sum(axis=1, keepdims=True)
     return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
 

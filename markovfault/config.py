@@ -58,7 +58,7 @@ __all__ = ["load_config", "check_config"]
 
 _TABLES = {"columns", "states", "model", "job", "compute"}
 _COMPUTE_KEYS = {"scheduler"}  # [compute] scheduler = "tcp://host:8786": run on a Dask cluster
-_MODEL_KEYS = {"alpha", "beta", "max_gap"}
+_MODEL_KEYS = {"alpha", "beta", "max_gap", "recent_strength"}
 _JOB_KEYS = {"input", "output", "model", "horizons", "threshold", "retention", "keep_models",
              "max_silence"}
 
@@ -102,7 +102,7 @@ def check_config(config: Mapping, source: str = "config") -> dict:
     >>> check_config({"model": {"alpah": 1}})
     Traceback (most recent call last):
     ...
-    markovfault.exceptions.ConfigError: config: unknown key 'alpah' in [model]; the keys are alpha, beta, max_gap.
+    markovfault.exceptions.ConfigError: config: unknown key 'alpah' in [model]; the keys are alpha, beta, max_gap, recent_strength.
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"{source}: a config must be a table, got {type(config).__name__}")

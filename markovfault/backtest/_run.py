@@ -11,6 +11,7 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 
 from .._eventmix import RECENT, event_probs_for, mix_name, recent_arrivals
+from .._priors import pseudo_origin_rates
 from ..chain import EventMarkovChain, make_chain
 from ..exceptions import HistoryError
 from ..predictor._settings import history_spec_of
@@ -267,9 +268,7 @@ class Run:
                 if name == "climatology":
                     probs[name] = np.broadcast_to(np.nan_to_num(base, nan=0.0), (len(origins), H))
                 elif name == "state_frequency":
-                    # one pseudo-origin at the training base rate keeps rare states sane
-                    b = np.nan_to_num(base, nan=0.0)[None, :]
-                    probs[name] = ((n_pos + b) / (n_orig + 1.0))[st]
+                    probs[name] = pseudo_origin_rates(n_pos, n_orig, base)[st]
                 elif name == "no_events":
                     flat = base_counts.sum(axis=0, keepdims=True)
                     plain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).fit_from_counts(

@@ -3,8 +3,11 @@
 :class:`EventMarkovChain` turns transition counts into smoothed estimates of
 how each kind of event moves an entity between states, ``P(S_n | S_{n-1},
 E_n)``, of which events arrive in which state, ``P(E_n | S_{n-1})``, and of the
-marginal chain for unknown future events. The numerics live in pure functions
-(:func:`estimate_tensors`); the estimator stores counts and calls them.
+marginal chain for unknown future events; :class:`HistoryChain` does the same
+over history-aware states (:class:`markovfault.states.HistorySpec`), backed off
+to the base chain. The numerics live in pure functions (every prior in
+:mod:`markovfault._priors`, the k-step recursion in
+:mod:`markovfault._recursion`); the estimators store counts and call them.
 """
 
 from __future__ import annotations

@@ -11,102 +11,14 @@ from sklearn.base import BaseEstimator
 
 from .. import forecast as _forecast
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
-from ..counts import count_codes_by_bin, count_transitions, event_arrival_counts
-from ..exceptions import ConfigError, DataWarning, NotFittedError
+from .._priors import check_prior, estimate_tensors
+from ..counts import count_codes_by_bin, count_transitions
+from ..exceptions import DataWarning, NotFittedError
 from ..trajectories import Trajectories
 
-__all__ = ["EventMarkovChain", "estimate_tensors"]
+__all__ = ["EventMarkovChain", "estimate_tensors"]  # estimate_tensors: see markovfault._priors
 
 logger = logging.getLogger("markovfault.chain")
-
-
-def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) -> dict:
-    """Smoothed chain tensors from event-conditioned counts.
-
-    Parameters
-    ----------
-    counts : ndarray of shape (n_events, n_states, n_states)
-        ``counts[e, i, j]`` = #(state i, event e, next state j).
-    alpha : float, default=1.0
-        Total mass of the uniform Dirichlet prior on each pooled row.
-    beta : float, default=1.0
-        Pseudo-counts that shrink each event-conditioned row toward the pooled
-        row, and each event-arrival row toward the global event frequencies.
-
-    Returns
-    -------
-    dict with keys
-        ``pooled`` (S, S), ``event_matrices`` (E, S, S), ``event_probs`` (S, E),
-        ``transition_matrix`` (S, S), ``unvisited`` (S,) bool: states never left.
-
-    Notes
-    -----
-    With :math:`C_{eij}` the counts, :math:`S` states and :math:`E` events,
-
-    .. math::
-
-        \\bar P_{ij} = \\frac{\\sum_e C_{eij} + \\alpha/S}{\\sum_{e,j} C_{eij} + \\alpha},\\qquad
-        P_{eij} = \\frac{C_{eij} + \\beta \\bar P_{ij}}{\\sum_j C_{eij} + \\beta},
-
-    .. math::
-
-        Q_{ie} = \\frac{N_{ie} + \\beta g_e}{\\sum_e N_{ie} + \\beta},\\qquad
-        T_{ij} = \\sum_e Q_{ie} P_{eij},
-
-    where :math:`N_{ie} = \\sum_j C_{eij}` and :math:`g` are the global event
-    frequencies. A row with no data at all (zero counts and zero prior mass)
-    falls back to the uniform row for :math:`\\bar P`, to :math:`\\bar P` for
-    :math:`P`, and to :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
-    every row observed, :math:`T = \\bar P` exactly.
-
-    Examples
-    --------
-    >>> C = np.array([[[3, 1], [0, 0]], [[0, 0], [2, 2]]])
-    >>> est = estimate_tensors(C, alpha=0.0, beta=0.0)
-    >>> est["pooled"]
-    array([[0.75, 0.25],
-           [0.5 , 0.5 ]])
-    >>> est["event_probs"]
-    array([[1., 0.],
-           [0., 1.]])
-    >>> bool(np.allclose(est["transition_matrix"], est["pooled"]))
-    True
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    n_events, n_states, _ = counts.shape
-    pooled_counts = counts.sum(axis=0)  # (S, S)
-    pooled_rows = pooled_counts.sum(axis=1)  # (S,)
-    unvisited = pooled_rows == 0
-
-    denom = pooled_rows + alpha
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = (pooled_counts + alpha / n_states) / denom[:, None]
-    pooled[denom == 0] = 1.0 / n_states
-
-    row = counts.sum(axis=2)  # (E, S)
-    denom = row + beta
-    with np.errstate(invalid="ignore", divide="ignore"):
-        event_matrices = (counts + beta * pooled[None]) / denom[:, :, None]
-    empty = denom == 0
-    if empty.any():
-        event_matrices[empty] = np.broadcast_to(pooled, event_matrices.shape)[empty]
-
-    arrivals = event_arrival_counts(counts)  # (S, E)
-    total = arrivals.sum()
-    glob = arrivals.sum(axis=0) / total if total > 0 else np.full(n_events, 1.0 / n_events)
-    denom = arrivals.sum(axis=1) + beta
-    with np.errstate(invalid="ignore", divide="ignore"):
-        event_probs = (arrivals + beta * glob[None]) / denom[:, None]
-    event_probs[denom == 0] = glob
-
-    transition = np.einsum("ie,eij->ij", event_probs, event_matrices)
-    return {
-        "pooled": pooled,
-        "event_matrices": event_matrices,
-        "event_probs": event_probs,
-        "transition_matrix": transition,
-        "unvisited": unvisited,
-    }
 
 
 class EventMarkovChain(BaseEstimator):
@@ -330,11 +242,7 @@ class EventMarkovChain(BaseEstimator):
 
     def _check_params(self) -> None:
         for name in ("alpha", "beta"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise ConfigError(f"{name} = {value!r} must be a number >= 0.")
-            if not np.isfinite(value) or value < 0:
-                raise ConfigError(f"{name} = {value!r} must be a finite number >= 0.")
+            check_prior(name, getattr(self, name))
 
     def _estimate(self, warn: bool = True) -> None:
         est = estimate_tensors(self.counts_, float(self.alpha), float(self.beta))

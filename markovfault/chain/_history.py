@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from ..states._history import HistoryLayout, HistorySpec, augment, count_augmented
+from .._priors import back_off
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..exceptions import NotFittedError
 from ..trajectories import Trajectories
@@ -66,18 +67,8 @@ class HistoryChain(BaseEstimator):
         np.add.at(base_counts, (slice(None), base_of), counts)
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
             base_counts, state_names, event_names, is_failure, warn=warn)
-        gamma = float(self.spec.backoff)
-        P_base = self.base_.event_matrices_[:, base_of, :]  # (E, A, S)
-        rows = counts.sum(axis=2, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            P = (counts + gamma * P_base) / (rows + gamma)
-        P = np.where(rows + gamma > 0, P, P_base)
-        M = counts.sum(axis=2).T  # (A, E)
-        Q_base = self.base_.event_probs_[base_of]
-        mrow = M.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            Q = (M + gamma * Q_base) / (mrow + gamma)
-        Q = np.where(mrow + gamma > 0, Q, Q_base)
+        P, Q = back_off(counts, self.base_.event_matrices_[:, base_of, :],
+                        self.base_.event_probs_[base_of], float(self.spec.backoff))
         self.next_probs_ = P  # P(j | a, e), (E, A, S)
         self.event_probs_ = Q  # (A, E)
         self.is_failure_ = np.asarray(is_failure, bool)[base_of]

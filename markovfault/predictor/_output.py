@@ -12,7 +12,7 @@ import pandas as pd
 from ..exceptions import HistoryError
 from ..trajectories import Trajectories
 
-__all__ = ["LAYOUTS", "check_layout", "forecast_frame", "forecast_output", "tidy_to_wide"]
+__all__ = ["LAYOUTS", "check_layout", "forecast_frame", "forecast_output", "tidy_to_wide", "html_summary"]
 
 LAYOUTS = ("tidy", "wide")
 
@@ -135,3 +135,25 @@ def _from_codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
     except TypeError:  # pandas < 2.1: no validate argument
         return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def html_summary(model) -> str:
+    """A table for notebooks: per state, failure mark, transitions seen and
+    P(fail within 1, 5, 10); with the events and the number of transitions.
+    Unfitted, scikit-learn's estimator diagram."""
+    from html import escape
+
+    from sklearn.utils import estimator_html_repr
+
+    if not hasattr(model, "chain_"):
+        return estimator_html_repr(model)
+    chain = model.chain_
+    table = model.failure_probabilities(10)[[1, 5, 10]].round(3)
+    table.columns = [f"P(fail within {h})" for h in (1, 5, 10)]
+    table.insert(0, "failure", np.where(chain.is_failure_, "✕", ""))
+    table.insert(1, "transitions out", np.asarray(chain.counts_).sum(axis=(0, 2)))
+    more = f"<p>... and {len(table) - 30} more states</p>" if len(table) > 30 else ""
+    return (f"<p><b>FaultPredictor</b>, fitted on {model.n_transitions_:,} transitions; "
+            f"{len(table)} states ({int(np.sum(chain.is_failure_))} failure, ✕); "
+            f"events: {escape(', '.join(map(str, model.event_names_)))}</p>"
+            + table.head(30).to_html() + more)

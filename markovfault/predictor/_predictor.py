@@ -16,7 +16,7 @@ from ..exceptions import NotFittedError
 from ..histories import ColumnMap
 from ..states import HistorySpec, StateExtractor
 from ._forecasts import forecast_table, predict_in_memory
-from ._output import check_layout, tidy_to_wide
+from ._output import check_layout, html_summary, tidy_to_wide
 from ._settings import read_input
 from ._updates import add_frame, fit_frame, fit_stream
 
@@ -286,21 +286,17 @@ class FaultPredictor(BaseEstimator):
         layout : {'tidy', 'wide'}, default='tidy'
             ``'tidy'``: one row per entity and horizon (below). ``'wide'``: one
             row per entity, columns ``entity, as_of, state, p_fail_1, ...,
-            p_fail_<horizon>``; the same numbers as the tidy frame pivoted, in
-            a fraction of the memory and time (the probabilities are one
-            float64 block, entities x horizons, built without copies).
+            p_fail_<horizon>``: the tidy frame pivoted, in a fraction of the
+            memory and time.
 
         Returns
         -------
         DataFrame
-            Columns ``entity, as_of, state, horizon, p_fail``: one row per
-            entity and horizon, sorted by entity then horizon. ``state`` is
-            the base state. Types: ``entity`` categorical (the entities as
-            categories, in ascending order), ``state`` categorical (the
-            model's states as categories), ``as_of`` datetime64[ns, UTC] (or
-            int64 for integer time), ``horizon`` int64, ``p_fail`` float64.
-            The columns are not consolidated into 2-D blocks (which would copy
-            them); pandas does that later if an operation needs it.
+            Columns ``entity`` (categorical, ascending), ``as_of``
+            (datetime64[ns, UTC], or int64 for integer time), ``state`` (the
+            base state, categorical), ``horizon`` (int64), ``p_fail``
+            (float64): one row per entity and horizon, sorted by entity then
+            horizon.
 
         Examples
         --------
@@ -352,25 +348,8 @@ class FaultPredictor(BaseEstimator):
         return hasattr(self, "chain_")
 
     def _repr_html_(self) -> str:
-        """A table for notebooks: per state, failure mark, transitions seen and
-        P(fail within 1, 5, 10); with the events and the number of transitions.
-        Unfitted, scikit-learn's estimator diagram."""
-        from html import escape
-
-        from sklearn.utils import estimator_html_repr
-
-        if not hasattr(self, "chain_"):
-            return estimator_html_repr(self)
-        chain = self.chain_
-        table = self.failure_probabilities(10)[[1, 5, 10]].round(3)
-        table.columns = [f"P(fail within {h})" for h in (1, 5, 10)]
-        table.insert(0, "failure", np.where(chain.is_failure_, "✕", ""))
-        table.insert(1, "transitions out", np.asarray(chain.counts_).sum(axis=(0, 2)))
-        more = f"<p>... and {len(table) - 30} more states</p>" if len(table) > 30 else ""
-        return (f"<p><b>FaultPredictor</b>, fitted on {self.n_transitions_:,} transitions; "
-                f"{len(table)} states ({int(np.sum(chain.is_failure_))} failure, ✕); "
-                f"events: {escape(', '.join(map(str, self.event_names_)))}</p>"
-                + table.head(30).to_html() + more)
+        """A table for notebooks (see :func:`markovfault.predictor._output.html_summary`)."""
+        return html_summary(self)
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         """What Jupyter shows: scikit-learn's bundle, with the table of

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .._priors import check_prior
 from .._timecodec import parse_max_gap, time_kind_of
 from ..chain import make_chain
 from ..exceptions import HistoryError
@@ -45,6 +46,7 @@ def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.D
 
 def fit_frame(model, frame: pd.DataFrame, report) -> None:
     """Fit the extractor and the chain on one canonical frame."""
+    check_prior("recent_strength", model.recent_strength)
     extractor = new_extractor(model.states)
     codes = extractor.fit_transform(frame)
     check_failure_states(extractor)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._priors import check_prior
 from ..exceptions import ConfigError
 from ..trajectories import Trajectories
 
@@ -92,9 +93,7 @@ class HistorySpec:
                 "steps in a row without failure")
         if not isinstance(self.entering_event, (bool, np.bool_)):
             raise ConfigError(f"history entering_event = {self.entering_event!r} must be true or false")
-        b = self.backoff
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not np.isfinite(b) or b < 0:
-            raise ConfigError(f"history backoff = {b!r} must be a number >= 0")
+        check_prior("history backoff", self.backoff)
 
     @classmethod
     def from_config(cls, table) -> "HistorySpec":
