@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from ._estimator import clone
 
 from ._timecodec import time_int
 from .backtest import backtest

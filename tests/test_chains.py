@@ -125,3 +125,23 @@ def test_hand_counted_two_step_scenario():
     got = scenario_hitting_probabilities([P1, P2], np.array([False, False, True]))
     # P(fail within 2 | ok) = .3 + .5 * .6 + .2 * .5 = .7
     np.testing.assert_allclose(got[0], [0.3, 0.7])
+
+
+def test_estimators_keep_scikit_learns_conventions_without_deriving_from_it():
+    """clone, get_params/set_params, the repr and check_is_fitted work as on a scikit-learn estimator."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+    from sklearn.utils.validation import check_is_fitted
+
+    model = FaultPredictor(states={"kind": "categorical", "failure": ["down"]}, alpha=0.25)
+    twin = clone(model)
+    assert twin is not model and twin.get_params() == model.get_params()
+    assert twin.get_params()["states"] is not model.get_params()["states"]  # parameters cloned too
+    assert repr(model) == "FaultPredictor(alpha=0.25, states={'kind': 'categorical', 'failure': ['down']})"
+    assert repr(twin.set_params(alpha=1.0)) == "FaultPredictor(states={'kind': 'categorical', 'failure': ['down']})"
+    with pytest.raises(ValueError, match="Invalid parameter 'gamma'"):
+        model.set_params(gamma=1)
+    with pytest.raises(SkNotFitted):
+        check_is_fitted(model)
+    chain = make_chain(HistorySpec(order=2), alpha=0.5)
+    assert clone(chain).get_params(deep=False) == {"alpha": 0.5, "beta": 1.0, "spec": HistorySpec(order=2)}

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import clone
+from .._estimator import clone
 
 from .._eventmix import RECENT, event_probs_for, mix_name, recent_arrivals
 from .._priors import pseudo_origin_rates

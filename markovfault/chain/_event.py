@@ -7,7 +7,7 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from .._estimator import Estimator
 
 from .. import forecast as _forecast
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
@@ -21,7 +21,7 @@ __all__ = ["EventMarkovChain", "estimate_tensors"]  # estimate_tensors: see mark
 logger = logging.getLogger("markovfault.chain")
 
 
-class EventMarkovChain(BaseEstimator):
+class EventMarkovChain(Estimator):
     """Event-conditioned Markov chain with Dirichlet smoothing and shrinkage.
 
     Learns ``P(S_n = j | S_{n-1} = i, E_n = e)`` for every event type ``e``,

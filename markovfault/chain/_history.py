@@ -14,21 +14,25 @@ defined on the base state.
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from typing import TYPE_CHECKING
 
-from ..states._history import HistoryLayout, HistorySpec, augment, count_augmented
+import numpy as np
+
+from .._estimator import Estimator
 from .._priors import back_off
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..exceptions import NotFittedError
+from ..states._history import HistoryLayout, HistorySpec, augment, count_augmented
 from ..trajectories import Trajectories
 from ._event import EventMarkovChain, scenario_codes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scipy.sparse import csr_matrix
 
 __all__ = ["HistoryChain", "relayout"]
 
 
-class HistoryChain(BaseEstimator):
+class HistoryChain(Estimator):
     """Event-conditioned chain over history-aware states, backed off to the base chain.
 
     Built from the counts ``N[e, a, j]`` (see :func:`count_augmented`); the
@@ -126,7 +130,7 @@ class HistoryChain(BaseEstimator):
         return hasattr(self, "counts_")
 
     # ----------------------------------------------------------- matrices
-    def _matrix(self, weights: np.ndarray) -> sp.csr_matrix:
+    def _matrix(self, weights: np.ndarray) -> csr_matrix:
         """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j].
 
         The sparsity pattern never changes, so it is built once: later calls
@@ -142,19 +146,21 @@ class HistoryChain(BaseEstimator):
             self._pattern = (inverse, (uniq % A).astype(np.int64), indptr, len(uniq))
         inverse, indices, indptr, nnz = self._pattern
         data = np.bincount(inverse, weights=np.ravel(weights), minlength=nnz)
-        return sp.csr_matrix((data, indices, indptr), shape=(A, A))
+        import scipy.sparse  # only history-aware chains need it: not loaded for plain ones
 
-    def transition_matrix(self, event_probs: np.ndarray | None = None) -> sp.csr_matrix:
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(A, A))
+
+    def transition_matrix(self, event_probs: np.ndarray | None = None) -> csr_matrix:
         Q = self.event_probs_ if event_probs is None else event_probs
         w = Q[:, :, None] * np.transpose(self.next_probs_, (1, 0, 2))  # (A, E, S)
         return self._matrix(w)
 
-    def event_matrix(self, e: int) -> sp.csr_matrix:
+    def event_matrix(self, e: int) -> csr_matrix:
         w = np.zeros((self.n_aug_,) + self.successor_.shape[1:])
         w[:, e, :] = self.next_probs_[e]
         return self._matrix(w)
 
-    def pooled_matrix(self) -> sp.csr_matrix:
+    def pooled_matrix(self) -> csr_matrix:
         """For an event never seen in training: the event-marginal row."""
         return self.transition_matrix()
 

@@ -15,7 +15,13 @@ from ._settings import read_input
 from ._tails import prepend_tail
 from ._updates import encode_with
 
-__all__ = ["forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+__all__ = ["table_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+
+
+def table_frame(chain, table: np.ndarray) -> pd.DataFrame:
+    """A table of P(fail within h) as a frame: the chain's states by horizon."""
+    return pd.DataFrame(table, index=pd.Index(chain.state_names_, name="state"),
+                        columns=pd.Index(np.arange(1, table.shape[1] + 1), name="horizon"))
 
 
 def recent_counts(model, frame: pd.DataFrame, width: int) -> np.ndarray:

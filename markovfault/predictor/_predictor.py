@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from .._estimator import Estimator
 
 from .._backends import backend_for
 from .._eventmix import DEFAULT_RECENT_STRENGTH
@@ -15,15 +14,15 @@ from ..chain import EventMarkovChain
 from ..exceptions import NotFittedError
 from ..histories import ColumnMap
 from ..states import HistorySpec, StateExtractor
-from ._forecasts import forecast_table, predict_in_memory
+from ._forecasts import forecast_table, predict_in_memory, table_frame
 from ._output import check_layout, html_summary, tidy_to_wide
-from ._settings import read_input
+from ._settings import params_from_config, read_input
 from ._updates import add_frame, fit_frame, fit_stream
 
 __all__ = ["FaultPredictor"]
 
 
-class FaultPredictor(BaseEstimator):
+class FaultPredictor(Estimator):
     """Fit an event-conditioned chain on histories and forecast failures.
 
     Parameters
@@ -99,17 +98,10 @@ class FaultPredictor(BaseEstimator):
     [0.0, 0.5, 0.5, 0.75]
     """
 
-    def __init__(
-        self,
-        *,
-        states: StateExtractor | Mapping | None = None,
-        alpha: float = 1.0,
-        beta: float = 1.0,
-        columns: ColumnMap | Mapping | None = None,
-        max_gap=None,
-        history: HistorySpec | Mapping | None = None,
-        recent_strength: float = DEFAULT_RECENT_STRENGTH,
-    ):
+    def __init__(self, *, states: StateExtractor | Mapping | None = None, alpha: float = 1.0,
+                 beta: float = 1.0, columns: ColumnMap | Mapping | None = None, max_gap=None,
+                 history: HistorySpec | Mapping | None = None,
+                 recent_strength: float = DEFAULT_RECENT_STRENGTH):
         self.states = states
         self.alpha = alpha
         self.beta = beta
@@ -128,18 +120,7 @@ class FaultPredictor(BaseEstimator):
         ...                             "model": {"alpha": 0.5}}).get_params()["alpha"]
         0.5
         """
-        model = dict(config.get("model", {}))
-        states = dict(config["states"]) if "states" in config else None
-        history = states.pop("history", None) if states else None
-        return cls(
-            states=states,
-            alpha=model.get("alpha", 1.0),
-            beta=model.get("beta", 1.0),
-            columns=dict(config["columns"]) if "columns" in config else None,
-            max_gap=model.get("max_gap"),
-            history=dict(history) if history is not None else None,
-            recent_strength=model.get("recent_strength", DEFAULT_RECENT_STRENGTH),
-        )
+        return cls(**params_from_config(config))
 
     # ------------------------------------------------------------------ fitting
     def fit(self, histories, y=None, *, chunksize: int | None = None) -> "FaultPredictor":
@@ -153,16 +134,13 @@ class FaultPredictor(BaseEstimator):
         y : ignored
         chunksize : int, optional
             Stream the histories in batches of at most this many rows
-            (``read_histories(..., chunksize=N)``) instead of reading them
-            whole: memory stays bounded by the batch, the entities and the
-            counts. The counts equal the in-memory fit's exactly provided
-            that each entity's rows arrive in time order across batches (as
-            in exports written in time order; within a batch, order does not
-            matter). A batch row older than that entity's last step already
-            counted raises :class:`~markovfault.exceptions.HistoryError`.
-            The state extractor is fitted on the *first batch* only: list the
-            states (``[states] states = [...]``) or make the first batch
-            representative when quantile or cluster states are used.
+            (:func:`markovfault.histories.iter_histories`): memory stays bounded
+            by the batch, the entities and the counts, and the counts equal the
+            in-memory fit's when each entity's rows arrive in time order across
+            batches (an older row raises
+            :class:`~markovfault.exceptions.HistoryError`). The state extractor
+            is fitted on the first batch: list the states for quantile or
+            cluster states.
 
         Returns
         -------
@@ -180,14 +158,10 @@ class FaultPredictor(BaseEstimator):
     def partial_fit(self, histories, y=None) -> "FaultPredictor":
         """Add new histories to the counts (the state extractor stays as fitted).
 
-        Each entity's last steps seen so far are carried over, so the
-        transition into its first new step is counted (and, with
-        history-aware states, its history is known): fitting on A and then
-        ``partial_fit`` on B equals fitting on A and B together whenever B
-        holds only steps later than A's (chronological batches), and whenever
-        A and B hold different entities. Steps of an entity older than what
-        was already seen start a new run (with a warning): they cannot be
-        spliced into history that was already counted.
+        Each entity's last steps are carried over, so fitting on A and then
+        ``partial_fit`` on B equals fitting on A and B together when B holds
+        only later steps than A, or other entities. Steps older than what was
+        seen start a new run, with a warning.
 
         Returns
         -------
@@ -209,10 +183,8 @@ class FaultPredictor(BaseEstimator):
     # ----------------------------------------------------------------- forecast
     def _check_fitted(self) -> None:
         if not hasattr(self, "chain_"):
-            raise NotFittedError(
-                "This FaultPredictor is not fitted yet; call fit(histories) or load a model "
-                "with markovfault.load_model(path)."
-            )
+            raise NotFittedError("This FaultPredictor is not fitted yet; call fit(histories) or load a "
+                                 "model with markovfault.load_model(path).")
 
     @property
     def base_chain_(self) -> EventMarkovChain:
@@ -240,12 +212,7 @@ class FaultPredictor(BaseEstimator):
         ok       1.0  1.0
         """
         self._check_fitted()
-        table = forecast_table(self, horizon, scenario, event_mix)
-        return pd.DataFrame(
-            table,
-            index=pd.Index(self.chain_.state_names_, name="state"),
-            columns=pd.Index(np.arange(1, table.shape[1] + 1), name="horizon"),
-        )
+        return table_frame(self.chain_, forecast_table(self, horizon, scenario, event_mix))
 
     def predict(
         self,
@@ -348,13 +315,6 @@ class FaultPredictor(BaseEstimator):
         return hasattr(self, "chain_")
 
     def _repr_html_(self) -> str:
-        """A table for notebooks (see :func:`markovfault.predictor._output.html_summary`)."""
+        """For notebooks: per state, P(fail within 1, 5, 10) and the transitions seen (unfitted, the
+        estimator diagram); Jupyter shows it in the mime bundle too."""
         return html_summary(self)
-
-    def _repr_mimebundle_(self, **kwargs) -> dict:
-        """What Jupyter shows: scikit-learn's bundle, with the table of
-        :meth:`_repr_html_` once fitted."""
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if hasattr(self, "chain_"):
-            bundle["text/html"] = self._repr_html_()
-        return bundle

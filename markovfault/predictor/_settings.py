@@ -12,16 +12,33 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from .._estimator import clone
 
+from .._priors import DEFAULT_RECENT_STRENGTH
 from .._timecodec import time_kind_of
 from ..exceptions import ConfigError
 from ..histories import ColumnMap, ReadReport
 from ..histories._read import read_frame
 from ..states import CategoricalStates, HistorySpec, StateExtractor, extractor_from_config
 
-__all__ = ["new_extractor", "column_map_of", "history_spec_of", "read_input", "is_canonical",
+__all__ = ["params_from_config", "new_extractor", "column_map_of", "history_spec_of", "read_input", "is_canonical",
            "check_failure_states"]
+
+
+def params_from_config(config: Mapping) -> dict:
+    """The constructor arguments of a predictor from a parsed config (see :mod:`markovfault.config`)."""
+    model = dict(config.get("model", {}))
+    states = dict(config["states"]) if "states" in config else None
+    history = states.pop("history", None) if states else None
+    return {
+        "states": states,
+        "alpha": model.get("alpha", 1.0),
+        "beta": model.get("beta", 1.0),
+        "columns": dict(config["columns"]) if "columns" in config else None,
+        "max_gap": model.get("max_gap"),
+        "history": dict(history) if history is not None else None,
+        "recent_strength": model.get("recent_strength", DEFAULT_RECENT_STRENGTH),
+    }
 
 
 def new_extractor(states) -> StateExtractor:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from .._estimator import Estimator, TransformerMixin
 
 from ..exceptions import (
     ConfigError,
@@ -309,7 +309,7 @@ def _array(arrays: Mapping[str, Any], key: str, cls_name: str) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-class StateExtractor(TransformerMixin, BaseEstimator):
+class StateExtractor(TransformerMixin, Estimator):
     """Base class of the state extractors.
 
     Subclasses define the base states (from the ``status`` column or from
