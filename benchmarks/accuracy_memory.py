@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from markovfault import FaultPredictor, backtest
-from markovfault._metrics import score_groups
+from markovfault.backtest._metrics import score_groups
 from markovfault.simulate import simulate_histories
 
 warnings.simplefilter("ignore")

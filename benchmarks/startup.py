@@ -64,7 +64,7 @@ failure = ["error", "down"]
 READER = "import sys, pyarrow.parquet as pq; pq.read_table(sys.argv[1]).to_pandas()"
 # what `markovfault train` imports before it reads a row
 TRAIN_IMPORTS = ("import markovfault.cli, markovfault.config, markovfault.predictor, "
-                 "markovfault.persistence, markovfault._fastread, pyarrow.parquet, pyarrow.dataset")
+                 "markovfault.persistence, markovfault.histories._fast, pyarrow.parquet, pyarrow.dataset")
 
 
 def make_parquet(path: Path, n_rows: int, n_entities: int = 2_000, seed: int = 0) -> Path:

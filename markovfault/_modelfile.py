@@ -1,15 +1,9 @@
 """The model file format (internal API): numpy arrays in a ``.npz`` archive plus a JSON header.
 
-Safe model files: numpy arrays in a ``.npz`` archive plus a JSON header.
-
-A model file is something an operator downloads, copies between machines and
-feeds to a scheduled job, so loading one must never run code. The archive is
-read with ``allow_pickle=False``; the header is plain JSON (stored in the
-archive as UTF-8 bytes) with the format version, the package version, the
-vocabularies, the parameters, the state-extraction settings, a SHA-256
-digest of every array and one of the header itself (``header_sha256``). A
-truncated, tampered-with or newer-format file fails with
-:class:`~markovfault.exceptions.ModelFileError`.
+Written atomically and read without pickle (``allow_pickle=False``; the header is JSON with the format
+version, the package version and a SHA-256 digest of every array and of the header itself), so loading a file
+can fail with :class:`~markovfault.exceptions.ModelFileError` but never run code. What goes into the header
+and the arrays is the predictor's business (``markovfault.predictor._io``, :func:`markovfault.load_model`).
 """
 
 from __future__ import annotations

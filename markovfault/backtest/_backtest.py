@@ -1,21 +1,5 @@
-"""Rolling-origin backtests: how far can the failure probabilities be trusted?
-
-At each cutoff ``c`` the model is fitted on what happened before ``c`` only
-(all of it, or a sliding window), forecasts P(fail within h) for every
-entity from its state at ``c`` (or from every step until the next cutoff),
-and is scored against what happened next, side by side with baselines on the
-same origins.
-
-Counts are additive, so the folds cost one counting pass: every transition is
-labelled with the time slice it arrives in, the slices are counted at once,
-and a cumulative sum gives the counts before each cutoff.
-
-Outcomes, for an origin at step ``o`` and horizon ``h``: ``y = 1`` if any of
-the next ``h`` steps of the entity is a failure; ``y = 0`` if ``h`` steps
-were observed and none failed; *censored* (excluded and counted) otherwise.
-Base rates and baseline training labels use only origins whose whole
-``h``-step window lies before the cutoff.
-"""
+"""The ``backtest`` function (see :mod:`markovfault.backtest`): checks, cutoffs and windows, then a
+:class:`~markovfault.backtest._run.Run` scores the folds."""
 
 from __future__ import annotations
 
