@@ -43,10 +43,10 @@ def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_wi
     summed over partitions by the Dask back end).
     """
     chain = model.chain_
+    if isinstance(event_mix, str) and event_mix == RECENT and frame is None and counts is None:
+        raise ConfigError("event_mix='recent' needs the recent histories: use predict(histories, ...)")
     mix, width = check_event_mix(event_mix, chain.base_.event_names_, model.time_kind_, recent_window)
     if mix == RECENT and counts is None:
-        if frame is None:
-            raise ConfigError("event_mix='recent' needs the recent histories: use predict(histories, ...)")
         counts = recent_counts(model, frame, width)
     probs = event_probs_for(chain, mix, counts, strength=model.recent_strength, warn=True)
     return chain.failure_probabilities(horizon, scenario, event_probs=probs)
