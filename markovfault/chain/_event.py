@@ -7,11 +7,11 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from .._estimator import Estimator
 
 from .. import forecast as _forecast
-from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
+from .._estimator import Estimator
 from .._priors import check_prior, estimate_tensors
+from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..counts import count_codes_by_bin, count_transitions
 from ..exceptions import DataWarning, NotFittedError
 from ..trajectories import Trajectories

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Sequence
 
 import pandas as pd
-from .._estimator import Estimator
 
 from .._backends import backend_for
+from .._estimator import Estimator
 from .._eventmix import DEFAULT_RECENT_STRENGTH
 from ..chain import EventMarkovChain
 from ..exceptions import NotFittedError

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import inspect
+import itertools
 import logging
 import numbers
 import operator
@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from .._estimator import Estimator, TransformerMixin
 
+from .._estimator import Estimator, TransformerMixin
 from ..exceptions import (
     ConfigError,
     DataWarning,
