@@ -33,12 +33,13 @@ def test_hand_counted_outcomes_censoring_and_base_rates():
     assert folds["n_origins"].tolist() == [3, 3]
     assert folds["n_scored"].tolist() == [2, 2]
     assert folds["n_censored"].tolist() == [1, 1]
-    # training origins whose whole h-window lies before the cutoff:
-    # h=1: a@1, a@2, b@1, b@2, c@1, c@2 -> only c@2 (next: down) fails: 1/6
-    # h=2: a@1, b@1, c@1 -> c@1 fails (down at 3): 1/3.  c@2 failed early too, but its
-    #      second step lies after the cutoff; counting it would give 2/4.
+    # training origins labelled like test origins, from what lies before the cutoff:
+    # h=1: a@1, a@2, b@1, b@2, c@1, c@2 scored -> only c@2 (next: down) fails: 1/6
+    # h=2: a@1, b@1, c@1 (two steps seen) and c@2 (its failure at 3 is seen before the
+    #      cutoff, although its second step is not) -> c@1 and c@2 fail: 2/4. a@2 fails at 4,
+    #      after the cutoff: censored, as a test origin with one step left would be.
     assert folds.loc[1, "train_base_rate"] == pytest.approx(1 / 6)
-    assert folds.loc[2, "train_base_rate"] == pytest.approx(1 / 3)
+    assert folds.loc[2, "train_base_rate"] == pytest.approx(2 / 4)
     pred = res.predictions.set_index(["model", "entity", "horizon"])
     assert pred.loc[("markov", "a", 1), "y"] == 1 and pred.loc[("markov", "a", 2), "y"] == 1
     assert pred.loc[("markov", "b", 2), "y"] == 0
@@ -46,9 +47,9 @@ def test_hand_counted_outcomes_censoring_and_base_rates():
     # transitions before the cutoff: ok->ok five times, ok->down once
     assert pred.loc[("markov", "a", 1), "p"] == pytest.approx(1 / 6)
     assert pred.loc[("markov", "a", 2), "p"] == pytest.approx(1 / 6 + 5 / 6 * 1 / 6)
-    assert pred.loc[("climatology", "b", 2), "p"] == pytest.approx(1 / 3)
-    # state frequency, one pseudo-origin at the base rate: h=2, 3 ok origins, 1 failed
-    assert pred.loc[("state_frequency", "b", 2), "p"] == pytest.approx((1 + 1 / 3) / 4)
+    assert pred.loc[("climatology", "b", 2), "p"] == pytest.approx(2 / 4)
+    # state frequency, one pseudo-origin at the base rate: h=2, 4 ok origins, 2 failed
+    assert pred.loc[("state_frequency", "b", 2), "p"] == pytest.approx((2 + 2 / 4) / 5)
     # one failure ahead (a's down at 4); markov's 1/6 stays under the 0.5 threshold
     row = res.metrics.set_index(["fold", "horizon", "model"]).loc[("0", 1, "markov")]
     assert (row["n_failures"], row["n_caught"], row["n"], row["n_pos"]) == (1, 0, 2, 1)
@@ -247,9 +248,10 @@ def test_lead_times_count_failure_onsets_only():
     assert lt["target_step"].tolist() == [4]  # the global step index of a's t=5
 
 
-def test_classifier_training_labels_exclude_windows_that_cross_the_cutoff():
-    # hand history, cutoff 4: c@2 fails at c@3 (before the cutoff), but its 2-step window
-    # reaches past the cutoff, so at h = 2 it must be excluded, not kept as a failure
+def test_classifier_training_labels_are_built_like_test_labels():
+    # hand history, cutoff 4: c@2 fails at c@3, before the cutoff, so it is a positive at
+    # h = 2 although its second step is not seen (a test origin would be a positive too);
+    # a@2 fails at a@4, after the cutoff: censored at h = 2
     model = FaultPredictor(states={"failure": ["down"]})
     frame, _ = read_input(hand_history(), model.columns)
     ext = new_extractor(model.states).fit(frame)
@@ -261,8 +263,9 @@ def test_classifier_training_labels_exclude_windows_that_cross_the_cutoff():
     names = np.asarray(traj.entity_names)[traj.entity[idx]]
     times = traj.time[idx]
     got = {(e, int(t)): tuple(r) for e, t, r in zip(names, times, y.tolist())}
-    assert got[("c", 2)] == (1, -1)
+    assert got[("c", 2)] == (1, 1)
     assert got[("c", 1)] == (0, 1)
+    assert got[("a", 2)] == (0, -1)
     assert got[("a", 3)] == (-1, -1)  # its next step lies after the cutoff
     assert got[("b", 1)] == (0, 0)
 
@@ -291,3 +294,68 @@ def test_fold_rates_equal_the_rates_counted_origin_by_origin(horizon):
         np.testing.assert_array_equal(fast[0], direct[0])
         np.testing.assert_array_equal(fast[1], direct[1])
         assert direct[1].sum() > 0
+
+
+def _pandas_labels(frame, horizon, failing):
+    """Outcomes (n, H) of every row of ``frame`` from the rows that follow it, by pandas shifts."""
+    frame = frame.sort_values(["handler", "timestamp"], kind="stable")
+    g = frame.groupby("handler", sort=False)["status"]
+    out, seen_fail = [], np.zeros(len(frame), dtype=bool)
+    for h in range(1, horizon + 1):
+        nxt = g.shift(-h)
+        seen_fail |= nxt.isin(failing).to_numpy()
+        out.append(np.where(seen_fail, 1, np.where(nxt.notna().to_numpy(), 0, -1)))
+    return frame, np.stack(out, axis=1)
+
+
+@quiet
+@pytest.mark.parametrize("origins", ["cutoff", "every_step"])
+def test_labels_and_censoring_rebuilt_from_the_raw_frame(origins):
+    """Test labels, censoring counts and training base rates equal an independent pandas
+    rebuild: test outcomes from every later row, training outcomes from the rows before
+    the cutoff only (labelled the same way)."""
+    H = 4
+    hist = simulate_histories(12, 60, random_state=8, with_metrics=False, with_event_ids=False)
+    # entities of uneven lengths, some ending early with a failure
+    rng = np.random.default_rng(2)
+    keep = np.zeros(len(hist), dtype=bool)
+    for name, idx in hist.groupby("handler").indices.items():
+        keep[idx[: rng.integers(5, len(idx) + 1)]] = True
+    hist = hist[keep].reset_index(drop=True)
+    model = FaultPredictor(states={"failure": FAIL, "states": ["ok", "slow", *FAIL]},
+                           columns=COLUMNS)
+    res = backtest(hist, model, horizon=H, cutoffs=3, origins=origins, baselines=["climatology"])
+    cuts = np.asarray(res.params["cutoffs"], dtype=np.int64)  # UTC nanoseconds
+    frame, y_all = _pandas_labels(hist, H, FAIL)
+    t = pd.to_datetime(frame["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
+    t = t.astype("datetime64[ns]").astype(np.int64)
+    pred = res.predictions[res.predictions["model"] == "markov"]
+    for k, c in enumerate(cuts):
+        before = t < c
+        nxt = cuts[k + 1] if k + 1 < len(cuts) else None
+        if origins == "cutoff":
+            pos = pd.Series(np.flatnonzero(before)).groupby(
+                frame["handler"].to_numpy()[before]).max().to_numpy()
+        else:
+            pos = np.flatnonzero(~before & ((t < nxt) if nxt is not None else True))
+        y = y_all[pos]
+        folds = res.folds[res.folds["fold"] == k].set_index("horizon")
+        assert folds["n_origins"].tolist() == [len(pos)] * H
+        assert folds["n_censored"].tolist() == (y < 0).sum(axis=0).tolist()
+        got = pred[pred["fold"] == k]
+        expect = pd.DataFrame({"entity": np.repeat(frame["handler"].to_numpy()[pos], H),
+                               "origin_time": np.repeat(t[pos], H),
+                               "horizon": np.tile(np.arange(1, H + 1), len(pos)),
+                               "y": y.ravel()})
+        expect = expect[expect["y"] >= 0]
+        key = ["entity", "origin_time", "horizon"]
+        left = got[key + ["y"]].astype({"entity": str}).sort_values(key).reset_index(drop=True)
+        left["origin_time"] = left["origin_time"].dt.tz_localize(None).astype(
+            "datetime64[ns]").astype(np.int64)
+        right = expect.sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(left, right, check_dtype=False)
+        # training outcomes: the same rule on the rows before the cutoff
+        _, y_train = _pandas_labels(frame[before], H, FAIL)
+        rate = np.array([(y_train[:, h] == 1).sum() / (y_train[:, h] >= 0).sum()
+                         for h in range(H)])
+        np.testing.assert_allclose(folds["train_base_rate"].to_numpy(), rate, rtol=1e-12)

@@ -215,26 +215,33 @@ class Run:
         return tr.entity[step], tr.time[step], tr.state[step], self.d[step], self.d_onset[step]
 
     def train_labels(self, idx, gap) -> np.ndarray:
-        """Training labels (n, H): only origins whose whole h-window lies before the cutoff;
-        -1 elsewhere, even when the origin failed early (that would inflate the rate)."""
+        """Training labels (n, H), built exactly like test labels but from what lies before the
+        cutoff: 1 when a failure is seen within h steps before the cutoff, 0 when h steps
+        without failure are seen before it, -1 (censored) otherwise. ``gap`` counts the
+        origin's later steps that lie before the cutoff."""
         h = np.arange(1, self.H + 1)[None, :]
-        y = np.where(self.d[idx][:, None] <= h, 1, 0).astype(np.int8)
-        y[gap[:, None] < h] = -1
-        return y
+        d, g = self.d[idx][:, None], gap[:, None]
+        return np.where((d <= h) & (d <= g), 1, np.where(g >= h, 0, -1)).astype(np.int8)
 
     def state_rates(self, idx, gap):
-        """Training (positives, origins) per (state, horizon) by difference arrays."""
+        """Training (positives, origins) per (state, horizon), labelled as :meth:`train_labels`
+        labels them, by difference arrays.
+
+        With ``g = min(gap, H)``: an origin whose next failure lies before the cutoff
+        (``d <= g``) is scored at every horizon and positive from ``h = d`` on; any other
+        origin is a negative for ``h <= g`` and censored beyond.
+        """
         S, H = self.traj.n_states, self.H
         st = self.traj.state[idx]
-        g = np.minimum(gap, H)  # origin counts for h = 1..g
-        n_sh = np.bincount(st * (H + 2) + g, minlength=S * (H + 2)).reshape(S, H + 2)
-        # origins with gap >= h: reverse cumulative over g
-        n_orig = np.cumsum(n_sh[:, ::-1], axis=1)[:, ::-1][:, 1:H + 1]
+        g = np.minimum(gap, H)
         d = self.d[idx]
-        pos = d <= g  # positive for h in [d, g]
+        pos = d <= g
+        # origins scored for h = 1..last, last = H for the positives, g for the others
+        last = np.where(pos, H, g)
+        n_sh = np.bincount(st * (H + 2) + last, minlength=S * (H + 2)).reshape(S, H + 2)
+        n_orig = np.cumsum(n_sh[:, ::-1], axis=1)[:, ::-1][:, 1:H + 1]  # origins with last >= h
         add = np.bincount(st[pos] * (H + 2) + d[pos], minlength=S * (H + 2)).reshape(S, H + 2)
-        sub = np.bincount(st[pos] * (H + 2) + g[pos] + 1, minlength=S * (H + 2)).reshape(S, H + 2)
-        n_pos = np.cumsum(add - sub, axis=1)[:, 1:H + 1]
+        n_pos = np.cumsum(add, axis=1)[:, 1:H + 1]  # positive for h >= d
         return n_pos, n_orig
 
     # ------------------------------------------------------------- the folds
