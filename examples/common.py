@@ -66,14 +66,6 @@ def combine(base, aware, history: dict):
 
     names = [PLAIN, *(rename[m] for m in aware.models),
              *(m for m in base.models if m != PLAIN)]
-    metrics = pd.concat([base.metrics, aware.metrics.replace({"model": rename})], ignore_index=True)
-    order = {m: k for k, m in enumerate(names)}
-    # fold rows first (in fold order), then the pooled ones, as backtest writes them
-    metrics = metrics.assign(_pooled=metrics["fold"] == "all", _fold=pd.to_numeric(
-        metrics["fold"], errors="coerce"), _model=metrics["model"].map(order))
-    metrics = metrics.sort_values(["_pooled", "_fold", "horizon", "_model"], kind="stable").drop(
-        columns=["_pooled", "_fold", "_model"]).reset_index(drop=True)
-
     # the models' categories renamed and unified (no copy of the other columns before the concat)
     parts = [frame.assign(model=pd.Categorical(
         frame["model"].cat.rename_categories(lambda m: mapping.get(m, m)), categories=names))
@@ -81,7 +73,9 @@ def combine(base, aware, history: dict):
     pred = pd.concat(parts, ignore_index=True)
     params = {**base.params, "history": dict(history),
               "event_mix": ["long_run", *(["recent"] if HISTORY_RECENT in names else [])]}
-    return mf.BacktestResult(metrics=metrics, predictions=pred, folds=base.folds, params=params)
+    # scored again as one run: per-fold means, intervals and every model-vs-model difference
+    return mf.BacktestResult(metrics=base.metrics, predictions=pred, folds=base.folds,
+                             params=params).rescore()
 
 
 def select(hist, model, candidates, first_cutoff, *, events: bool = True):
@@ -127,7 +121,7 @@ def print_selection(table, chosen) -> None:
 
 
 def print_result(result) -> None:
-    """What ``run.py`` prints: the pooled summary and the verdicts of both chains."""
+    """What ``run.py`` prints: the per-fold means with intervals and the verdicts of both chains."""
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.summary().drop(columns=["note"]).round(4).to_string(index=False))
     print()

@@ -89,9 +89,9 @@ from .predictor._output import forecast_frame
 from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
                                   read_input)
 from .predictor._tails import last_steps, merge_last_seen, prepend_tail
-from .predictor._updates import encode_with, install_fit
+from .predictor._updates import encode_with, install_fit, with_ends
 from .states import CategoricalStates, ThresholdStates
-from .trajectories import Trajectories, encode_frame
+from .trajectories import Trajectories, encode_frame, mark_ends
 
 __all__ = ["is_dask_frame", "fit", "partial_fit", "predict", "backtest_run", "compute_frame",
            "read_paths"]
@@ -221,6 +221,7 @@ def _count_part(part, chain, extractor, events, max_gap):
     frame, _ = part
     traj = encode_frame(frame, extractor.transform(frame), extractor.state_names_, extractor.is_failure_,
                         events, max_gap)
+    traj = mark_ends(traj, extractor.is_end_)
     return chain.count(traj), last_steps(traj, chain.tail_length)
 
 
@@ -235,6 +236,14 @@ def _fit_extractor(extractor, pieces, columns, distinct: bool) -> None:
     extractor.fit(fit_frame.sort_values("entity", kind="stable").reset_index(drop=True))
 
 
+def _no_end_after(extractor) -> None:
+    if getattr(extractor, "end_after", None) is not None:
+        raise ConfigError(
+            "end_after (histories that stop count as ended) needs every entity's last time and the "
+            "data end in one place: it is not supported on a dask DataFrame; use end statuses "
+            "([states] end), or compute() the frame first.")
+
+
 def fit(model, ddf):
     """``FaultPredictor.fit`` on a dask DataFrame (see the module docstring)."""
     _require()
@@ -243,6 +252,7 @@ def fit(model, ddf):
     cmap = column_map_of(model.columns)
     parts = _canonical_parts(ddf, cmap)
     extractor = new_extractor(model.states)
+    _no_end_after(extractor)
     distinct = isinstance(extractor, (CategoricalStates, ThresholdStates))
     columns = list(extractor.required_columns)
     summaries = [s for s in dask.compute(*[dask.delayed(_summary)(p, columns, distinct)
@@ -259,7 +269,8 @@ def fit(model, ddf):
         dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap)
         for p in parts]) if r is not None]
     counts = np.sum([r[0] for r in results], axis=0).astype(np.int64)
-    chain.fit_from_counts(counts, extractor.state_names_, events, extractor.is_failure_, warn=True)
+    chain.fit_from_counts(counts, extractor.state_names_, events, extractor.is_failure_, warn=True,
+                          is_end=extractor.is_end_)
     install_fit(model, extractor, chain, report.time_kind, report,
                 pd.concat([r[1] for r in results]).sort_index(kind="stable"))
     logger.info("fitted on %d transitions of %d entities over %d dask partitions",
@@ -539,7 +550,7 @@ def _summary_before(part, columns, distinct, cut):
 
 
 def _bt_local(part, extractor, events, predictor, cuts, width, horizon, origins, mixes,
-              recent_width):
+              recent_width, data_end=None):
     """The backtest arrays of one partition (all steps of its entities): a local run."""
     if part is None or not len(part[0]):
         return None
@@ -547,6 +558,7 @@ def _bt_local(part, extractor, events, predictor, cuts, width, horizon, origins,
     codes = transform_states(extractor, frame)
     traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, events,
                         predictor.max_gap)
+    traj = with_ends(traj, extractor, data_end)  # the data end of every partition
     return Run(traj, cuts, width, horizon, 0.5, predictor, [], origins, None, False,
                 mixes, recent_width)
 
@@ -682,7 +694,8 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
 
     K = len(cuts)
     runs = dask.persist(*[dask.delayed(_bt_local)(p, extractor, events, predictor, cuts, width,
-                                                  horizon, origins, mixes, recent_width)
+                                                  horizon, origins, mixes, recent_width,
+                                                  t_max)
                           for p in parts])
     got = [(i, g) for i, g in enumerate(dask.compute(*[dask.delayed(_bt_gather)(r, K)
                                                        for r in runs])) if g is not None]

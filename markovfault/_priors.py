@@ -29,7 +29,7 @@ from .exceptions import ConfigError
 
 __all__ = ["PRIORS", "check_prior", "estimate_tensors", "back_off", "shift_event_probs",
            "pseudo_origin_rates", "DEFAULT_RECENT_STRENGTH", "AUTO", "dirichlet_log_evidence",
-           "dirichlet_strength"]
+           "dirichlet_strength", "absorb_ends"]
 
 PRIORS = ("alpha", "beta", "backoff", "recent_strength")
 DEFAULT_RECENT_STRENGTH = 500.0
@@ -147,6 +147,35 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) 
         "transition_matrix": transition,
         "unvisited": unvisited,
     }
+
+
+def absorb_ends(est: dict, is_end) -> dict:
+    """The tensors of :func:`estimate_tensors` with every end state absorbing.
+
+    An end state (a finished order, a session that closed) is left by no event: its pooled row,
+    its row under every event and its marginal row become the unit row on itself, whatever was
+    counted (a history that goes on after an end status does not move the end state). Its
+    arrival row is kept. ``is_end`` None or all False leaves the tensors as they are.
+
+    Examples
+    --------
+    >>> est = absorb_ends(estimate_tensors(np.array([[[3, 1], [2, 2]]]), 1.0, 1.0), [False, True])
+    >>> est["transition_matrix"][1].tolist()
+    [0.0, 1.0]
+    """
+    if is_end is None or not np.any(is_end):
+        return est
+    end = np.flatnonzero(np.asarray(is_end, dtype=bool))
+    S = est["pooled"].shape[0]
+    unit = np.eye(S)[end]
+    out = dict(est)
+    for key in ("pooled", "transition_matrix"):
+        out[key] = est[key].copy()
+        out[key][end] = unit
+    out["event_matrices"] = est["event_matrices"].copy()
+    out["event_matrices"][:, end, :] = unit[None]
+    out["unvisited"] = est["unvisited"] & ~np.asarray(is_end, dtype=bool)
+    return out
 
 
 def back_off(counts: np.ndarray, base_next: np.ndarray, base_arrivals: np.ndarray,

@@ -87,7 +87,8 @@ def load_model(path):
             )
         is_failure = np.isin(np.asarray(vocab["states"], dtype=object), vocab["failure_states"])
         chain = make_chain(history_spec_of(model.history), alpha=params["alpha"], beta=params["beta"])
-        chain.fit_from_counts(arrays["counts"], vocab["states"], vocab["events"], is_failure)
+        chain.fit_from_counts(arrays["counts"], vocab["states"], vocab["events"], is_failure,
+                              is_end=getattr(extractor, "is_end_", None))
         last_seen = pd.DataFrame(
             {"time": arrays["last_seen/time"],
              "event": arrays["last_seen/event"].astype(str).astype(object),

@@ -18,8 +18,8 @@ already expose: the model figures read ``chain_.transition_matrix_``,
 figures draw what a :class:`~markovfault.backtest.BacktestResult` holds,
 the reliability tables from :meth:`BacktestResult.calibration`, the curves
 from :meth:`BacktestResult.curves`, the lead times from
-:meth:`BacktestResult.lead_times`, and the pooled scores from the rows of
-:attr:`BacktestResult.metrics` with ``fold == "all"``.
+:meth:`BacktestResult.lead_times`, and the scores from the rows of
+:attr:`BacktestResult.metrics` with ``fold == "mean"`` (per-fold means).
 
 matplotlib is imported inside each function, so ``import
 markovfault.plotting`` works without it; a plot without it raises an
@@ -120,7 +120,7 @@ def _check_models(result, models) -> list:
 
 
 def _check_horizon(result, horizon) -> int:
-    pooled = _pooled(result)
+    pooled = _means(result)
     horizons = sorted(int(h) for h in pooled["horizon"].unique())
     if isinstance(horizon, bool) or not hasattr(horizon, "__index__"):
         raise TypeError(f"horizon = {horizon!r} must be an integer; horizons: {horizons}")
@@ -144,13 +144,13 @@ def _style(result, model) -> dict:
     }
 
 
-def _pooled(result):
+def _means(result):
     metrics = result.metrics
-    return metrics[metrics["fold"].astype(str) == "all"]
+    return metrics[metrics["fold"].astype(str) == "mean"]
 
 
-def _pooled_value(result, model, horizon, metric) -> float:
-    pooled = _pooled(result)
+def _mean_value(result, model, horizon, metric) -> float:
+    pooled = _means(result)
     row = pooled[(pooled["model"] == model) & (pooled["horizon"] == horizon)]
     return float(row[metric].iloc[0]) if len(row) else float("nan")
 
@@ -220,7 +220,7 @@ def plot_reliability(result, horizon: int = 1, models=None, n_bins: int = 10, ax
 
 
 def plot_roc(result, horizon: int = 1, models=None, ax=None):
-    """ROC curves, one per model, with the pooled AUC in the legend.
+    """ROC curves, one per model, with the per-fold mean AUC in the legend.
 
     Parameters
     ----------
@@ -239,10 +239,10 @@ def plot_roc(result, horizon: int = 1, models=None, ax=None):
 
     Notes
     -----
-    The curves come from :meth:`BacktestResult.curves` and the AUC from the
-    pooled row (``fold == "all"``) of ``result.metrics``. When the pooled
-    forecasts hold only one class the curve is empty and the AUC reads
-    "undefined".
+    The curves come from :meth:`BacktestResult.curves` (the forecasts of
+    every fold together) and the AUC in the legend from the per-fold mean row
+    (``fold == "mean"``) of ``result.metrics``. When the forecasts hold only
+    one class the curve is empty and the AUC reads "undefined".
     """
     ax = _axes(ax)
     models = _check_models(result, models)
@@ -250,7 +250,7 @@ def plot_roc(result, horizon: int = 1, models=None, ax=None):
     ax.plot([0, 1], [0, 1], label="no skill", **_REFERENCE)
     for i, model in enumerate(models):
         curve = result.curves(model, horizon)
-        auc = _pooled_value(result, model, horizon, "roc_auc")
+        auc = _mean_value(result, model, horizon, "roc_auc")
         ax.plot(curve["fpr"], curve["tpr"], label=f"{model} (AUC {_fmt(auc)})",
                 markevery=_stagger(i, len(models)), clip_on=False, **_style(result, model))
     _unit_square(ax)
@@ -262,11 +262,11 @@ def plot_roc(result, horizon: int = 1, models=None, ax=None):
 
 
 def plot_precision_recall(result, horizon: int = 1, models=None, ax=None):
-    """Precision-recall curves, one per model, with the pooled average precision.
+    """Precision-recall curves, one per model, with the per-fold mean average precision.
 
     A horizontal line marks the precision of a forecast without skill: the
     fraction of failures among the scored origins (``n_pos / n`` of the
-    pooled metrics row, the same origins for every model).
+    per-fold mean row, counts summed over folds: the same origins for every model).
 
     Parameters
     ----------
@@ -286,14 +286,14 @@ def plot_precision_recall(result, horizon: int = 1, models=None, ax=None):
     ax = _axes(ax)
     models = _check_models(result, models)
     horizon = _check_horizon(result, horizon)
-    n = _pooled_value(result, models[0], horizon, "n")
-    n_pos = _pooled_value(result, models[0], horizon, "n_pos")
+    n = _mean_value(result, models[0], horizon, "n")
+    n_pos = _mean_value(result, models[0], horizon, "n_pos")
     if n > 0:
         prevalence = n_pos / n
         ax.axhline(prevalence, label=f"no skill (failure rate {prevalence:.3f})", **_REFERENCE)
     for i, model in enumerate(models):
         curve = result.curves(model, horizon)
-        ap = _pooled_value(result, model, horizon, "average_precision")
+        ap = _mean_value(result, model, horizon, "average_precision")
         ax.plot(curve["recall"], curve["precision"], drawstyle="steps-post",
                 label=f"{model} (AP {_fmt(ap)})", markevery=_stagger(i, len(models)),
                 clip_on=False, **_style(result, model))
@@ -306,7 +306,7 @@ def plot_precision_recall(result, horizon: int = 1, models=None, ax=None):
 
 
 def plot_skill_by_horizon(result, metric: str = "bss", models=None, ax=None):
-    """A pooled score against the horizon, one line per model.
+    """A score (its per-fold mean) against the horizon, one line per model.
 
     Parameters
     ----------
@@ -334,7 +334,7 @@ def plot_skill_by_horizon(result, metric: str = "bss", models=None, ax=None):
     from matplotlib.ticker import MaxNLocator
 
     models = _check_models(result, models)
-    pooled = _pooled(result)
+    pooled = _means(result)
     numeric = [c for c in pooled.columns
                if c not in ("fold", "horizon", "model") and pooled[c].dtype.kind in "biuf"]
     if metric not in numeric:
@@ -355,7 +355,7 @@ def plot_skill_by_horizon(result, metric: str = "bss", models=None, ax=None):
     ax.grid(True, linewidth=0.4, alpha=0.5)
     ax.set_xlabel("horizon h (steps)")
     ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
-    ax.set_title(f"{metric} by horizon, pooled over folds")
+    ax.set_title(f"{metric} by horizon, mean over folds")
     ax.legend(fontsize="small")
     return ax
 

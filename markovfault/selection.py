@@ -38,7 +38,7 @@ class SelectionResult:
         ``heldout_loglik`` (mean log-likelihood per held-out transition, of
         the event and the next state given the history), ``note`` (why a
         candidate was not scored, e.g. too many states),
-        and, when a backtest ran, pooled ``bss`` and ``roc_auc`` averaged over
+        and, when a backtest ran, per-fold mean ``bss`` and ``roc_auc`` averaged over
         horizons. Sorted best first.
     best : HistorySpec
         The winner by ``criterion``.
@@ -127,7 +127,8 @@ def select_states(
         train, test = chain.count(traj, test_bin, 2)
         if test.sum() == 0 or train.sum() == 0:
             raise HistoryError("the hold-out split leaves no training or no test transitions")
-        chain.fit_from_counts(train, traj.state_names, traj.event_names, traj.is_failure)
+        chain.fit_from_counts(train, traj.state_names, traj.event_names, traj.is_failure,
+                              is_end=traj.is_end)
         # log P(e | a) + log P(j | a, e) of every held-out transition: the event term
         # matters where the event names the next state (a log key, say)
         nz = test > 0
@@ -141,10 +142,10 @@ def select_states(
         if horizon is not None:
             model = clone(predictor).set_params(history=spec)
             res = backtest(frame, model, horizon=horizon, cutoffs=cutoffs,
-                           baselines=[], progress=False)
-            pooled = res.metrics[res.metrics["fold"] == "all"]
-            row["bss"] = float(pooled["bss"].mean())
-            row["roc_auc"] = float(pooled["roc_auc"].mean())
+                           baselines=[], progress=False, n_boot=0)
+            mean = res.metrics[res.metrics["fold"] == "mean"]  # per-fold means, by horizon
+            row["bss"] = float(mean["bss"].mean())
+            row["roc_auc"] = float(mean["roc_auc"].mean())
         rows.append(row)
         kept.append(spec)
     table = pd.DataFrame(rows).sort_values(criterion, ascending=False, kind="stable",

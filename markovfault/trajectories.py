@@ -8,7 +8,7 @@ nothing above it loops over rows in Python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +48,11 @@ class Trajectories:
     is_failure : ndarray of shape (n_states,), bool
         Which states are failures.
     time_kind : {'datetime', 'integer'}
+    source_row : ndarray of shape (n_steps,), int64, optional
+        The row of the input each step came from (-1 for a step added by
+        :func:`mark_ends`).
+    is_end : ndarray of shape (n_states,), bool, optional
+        Which states are end states (see :func:`mark_ends`).
 
     Examples
     --------
@@ -74,6 +79,8 @@ class Trajectories:
     is_failure: np.ndarray
     time_kind: str = "integer"
     source_row: np.ndarray | None = field(default=None, repr=False)
+    #: which states are end states (absorbing, never failures); None: no end states
+    is_end: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -489,3 +496,73 @@ def encode_frame(frame: pd.DataFrame, state, state_names, is_failure, event_name
         return traj
     return Trajectories.from_frame(frame, state, state_names, np.asarray(is_failure, dtype=bool),
                                    event_names=event_names, max_gap=max_gap)
+
+
+def end_mask(traj: "Trajectories") -> np.ndarray:
+    """Which states of ``traj`` are end states (all False without any)."""
+    if traj.is_end is None:
+        return np.zeros(traj.n_states, dtype=bool)
+    return np.asarray(traj.is_end, dtype=bool)
+
+
+def mark_ends(traj: "Trajectories", is_end, end_after: int | None = None,
+              data_end: int | None = None, end_state: str = "<end>",
+              end_event: str = "<end>") -> "Trajectories":
+    """``traj`` with its end states marked and, with ``end_after``, the ends of silent histories added.
+
+    An entity whose last step lies at least ``end_after`` (in the units of the time column) before
+    ``data_end`` (default: the last time of ``traj``) gets one more step, at its last time plus
+    ``end_after``, into ``end_state`` by ``end_event`` (appended to the event vocabulary when
+    absent), in its last run; an entity already in an end state gets none. ``end_state`` must be
+    one of the states.
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([0, 0, 1, 0], lengths=[3, 1], state_names=["ok", "down"],
+    ...                                failure=["down"])
+    >>> traj = Trajectories(**{**traj.__dict__, "state_names": ("ok", "down", "<end>"),
+    ...                        "time": np.array([0, 1, 9, 2])})
+    >>> ended = mark_ends(traj, [False, False, True], end_after=5)
+    >>> ended.state.tolist(), ended.time.tolist(), ended.event_names
+    ([0, 0, 1, 0, 2], [0, 1, 9, 2, 7], ('step', '<end>'))
+    """
+    is_end = np.asarray(is_end, dtype=bool)
+    if is_end.shape != (traj.n_states,):
+        raise ValueError(f"is_end has shape {is_end.shape}, expected ({traj.n_states},)")
+    if end_after is None or traj.n_steps == 0:
+        return replace(traj, is_end=is_end)
+    names = list(traj.state_names)
+    if end_state not in names:
+        raise ValueError(f"end_after needs the state {end_state!r} among the states")
+    end_code = names.index(end_state)
+    last = traj.last_index()
+    horizon_end = int(traj.time.max()) if data_end is None else int(data_end)
+    add = (traj.time[last] + int(end_after) <= horizon_end) & ~is_end[traj.state[last]]
+    at = last[add] + 1  # insert after these positions
+    events = list(traj.event_names)
+    if end_event not in events:
+        events.append(end_event)
+    ev_code = events.index(end_event)
+    n_add = len(at)
+    # positions of the old steps in the new arrays: each shifts by the insertions before it
+    shift = np.searchsorted(at, np.arange(traj.n_steps), side="right")
+    new_pos = np.arange(traj.n_steps) + shift
+    n = traj.n_steps + n_add
+    new_at = at + np.arange(n_add)  # where the added steps land
+
+    def spread(old, fill):
+        out = np.empty(n, dtype=np.asarray(old).dtype)
+        out[new_pos] = old
+        out[new_at] = fill
+        return out
+
+    entity = spread(traj.entity, traj.entity[last[add]])
+    time = spread(traj.time, traj.time[last[add]] + int(end_after))
+    event = spread(traj.event, ev_code)
+    state = spread(traj.state, end_code)
+    rows = traj.source_row if traj.source_row is not None else np.arange(traj.n_steps)
+    source_row = spread(np.asarray(rows, dtype=np.int64), -1)
+    run_starts = new_pos[traj.run_starts] if traj.n_runs else traj.run_starts
+    return replace(traj, entity=entity, time=time, event=event, state=state,
+                   run_starts=np.asarray(run_starts, dtype=np.int64), event_names=tuple(events),
+                   source_row=source_row, is_end=is_end)

@@ -147,7 +147,8 @@ def test_brier_within_5_percent_of_truth_and_calibrated(truth_backtest):
     pred = res.predictions
     p_true = true_table[np.asarray(order)[pred["state"].cat.codes.to_numpy()],
                         pred["horizon"].to_numpy() - 1]
-    pooled = res.metrics[(res.metrics["fold"] == "all") & (res.metrics["model"] == "markov")]
+    pooled = res.pooled()  # pooled on purpose: the truth's Brier below is pooled too
+    pooled = pooled[pooled["model"] == "markov"]
     for h in range(1, 11):
         sel = (pred["horizon"] == h).to_numpy()
         brier_true = np.mean((p_true[sel] - pred["y"].to_numpy()[sel]) ** 2)
@@ -187,9 +188,12 @@ def test_no_failures_gives_nan_with_reasons():
                          "status": "ok"})
     model = FaultPredictor(states={"states": ["ok", "down"], "failure": ["down"]})
     res = backtest(hist, model, horizon=2, cutoffs=2, baselines=["climatology"])
-    pooled = res.metrics[res.metrics["fold"] == "all"]
-    assert pooled["roc_auc"].isna().all()
-    assert pooled["note"].str.contains("no failures").all()
+    per_fold = res.metrics[res.metrics["fold"] != "mean"]
+    assert per_fold["roc_auc"].isna().all()
+    assert per_fold["note"].str.contains("no failures").all()
+    assert res.metrics.loc[res.metrics["fold"] == "mean", "roc_auc"].isna().all()
+    assert res.intervals.loc[res.intervals["metric"] == "roc_auc", ["lo", "hi"]].isna().all().all()
+    assert "undefined at every horizon" in res.verdict("roc_auc")
 
 
 @quiet
@@ -214,21 +218,34 @@ def test_bad_input_errors():
         backtest(hist, model, horizon=2, cutoffs=[4], origins="sometimes")
 
 
-def test_verdict_names_wins_ties_and_losses():
+def test_verdict_reads_the_intervals_of_the_differences():
     from markovfault.backtest import BacktestResult
 
-    m = pd.DataFrame({"fold": ["all"] * 6, "horizon": [1, 1, 1, 2, 2, 2],
-                      "model": ["markov", "a", "b"] * 2,
-                      "bss": [0.5, 0.5, 0.4, 0.3, 0.5, 0.3],
-                      "ece": [0.01, 0.02, 0.01, 0.05, 0.01, 0.05]})
-    res = BacktestResult(metrics=m, predictions=pd.DataFrame(), folds=pd.DataFrame())
+    # markov vs a: interval above zero at h=1, covering zero at h=2; vs b: below zero at h=1
+    comp = pd.DataFrame({
+        "horizon": [1, 2, 1, 2, 1, 2, 1, 2], "model": "markov",
+        "other": ["a", "a", "b", "b", "a", "a", "b", "b"],
+        "metric": ["bss"] * 4 + ["ece"] * 4,
+        "difference": [0.1, 0.02, -0.2, -0.1, -0.01, 0.03, 0.0, 0.0],
+        "lo": [0.03, -0.01, -0.3, -0.2, -0.02, 0.01, -0.01, -0.01],
+        "hi": [0.2, 0.05, -0.1, -0.01, -0.005, 0.05, 0.01, 0.01],
+    })
+    comp["verdict"] = np.where(comp["lo"] > 0, "beats", np.where(comp["hi"] < 0, "loses",
+                                                                  "ties"))
+    comp.loc[comp["metric"] == "ece", "verdict"] = ["beats", "loses", "ties", "ties"]
+    m = pd.DataFrame({"fold": ["mean"] * 3, "horizon": 1, "model": ["markov", "a", "b"]})
+    res = BacktestResult(metrics=m, predictions=pd.DataFrame(), folds=pd.DataFrame(),
+                         params={"confidence": 0.9}, comparisons=comp)
     assert res.verdict().splitlines() == [
-        "markov ties with a at horizon 1; loses to a at horizon 2 on bss",
-        "markov beats b at horizon 1; ties with b at horizon 2 on bss",
+        "markov beats a at horizon 1; ties with a at horizon 2 on bss (per-fold means, 90% "
+        "interval of the difference)",
+        "markov loses to b at every horizon on bss (per-fold means, 90% interval of the "
+        "difference)",
     ]
-    # lower is better for ECE
-    assert res.verdict("ece").splitlines()[0] == (
+    assert res.verdict("ece").splitlines()[0].startswith(
         "markov beats a at horizon 1; loses to a at horizon 2 on ece")
+    with pytest.raises(ValueError, match="no comparisons"):
+        res.verdict("nonsense")
 
 
 @quiet
@@ -241,7 +258,7 @@ def test_lead_times_count_failure_onsets_only():
     model = FaultPredictor(states={"failure": ["down"]})
     res = backtest(hist, model, horizon=1, cutoffs=[4], origins="every_step", baselines=[],
                    threshold=0.0)
-    row = res.metrics.set_index(["fold", "horizon", "model"]).loc[("all", 1, "markov")]
+    row = res.metrics.set_index(["fold", "horizon", "model"]).loc[("mean", 1, "markov")]
     assert row["n_pos"] == 2  # a@4 and a@5 both see a failure next
     assert (row["n_failures"], row["n_caught"], row["mean_lead_time"]) == (1, 1, 1.0)
     lt = res.lead_times("markov", 1)

@@ -54,11 +54,11 @@ def _check_backtest(result, horizon: int, expected: list) -> None:
     """Every model scored at every horizon on the same origins, probabilities in [0, 1], metrics finite
     where defined, and the history-aware chain a different model from the plain one."""
     assert result.models == expected
-    pooled = result.metrics[result.metrics["fold"] == "all"]
+    pooled = result.metrics[result.metrics["fold"] == "mean"]
     assert sorted(map(tuple, pooled[["model", "horizon"]].to_numpy().tolist())) == sorted(
         (m, h) for m in expected for h in range(1, horizon + 1))
     # one row per (fold, horizon, model) too, for every fold
-    per_fold = result.metrics[result.metrics["fold"] != "all"]
+    per_fold = result.metrics[result.metrics["fold"] != "mean"]
     assert per_fold.groupby(["fold", "horizon"])["model"].apply(
         lambda m: sorted(m) == sorted(expected)).all()
     pred = result.predictions

@@ -56,7 +56,7 @@ def one_class_result(y_value=0, threshold=0.5):
         "steps_to_failure": 1 if y_value else 2, "base_rate": 0.25,
     })
     metrics = pd.DataFrame({
-        "fold": ["0", "all"], "horizon": 1, "model": "markov", "n": 4, "n_pos": 4 * y_value,
+        "fold": ["0", "mean"], "horizon": 1, "model": "markov", "n": 4, "n_pos": 4 * y_value,
         "base_rate": 0.25, "brier": 0.1, "bss": np.nan, "roc_auc": np.nan,
         "average_precision": np.nan, "ece": 0.1, "precision": np.nan, "recall": np.nan,
         "f1": np.nan, "n_failures": 4 * y_value, "n_caught": 0, "mean_lead_time": np.nan,
@@ -73,7 +73,7 @@ def legend_texts(ax):
 
 def pooled(result, model, horizon, metric):
     m = result.metrics
-    row = m[(m["fold"] == "all") & (m["model"] == model) & (m["horizon"] == horizon)]
+    row = m[(m["fold"] == "mean") & (m["model"] == model) & (m["horizon"] == horizon)]
     return row[metric].item()
 
 
@@ -179,7 +179,7 @@ def test_precision_recall_axes(result, ax):
     assert ax.get_title() == "precision-recall, horizon h = 1"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("recall", "precision")
     assert len(ax.get_lines()) == len(MODELS) + 1  # + the no-skill line
-    # no skill = the failure rate of the scored origins, n_pos / n of the pooled row
+    # no skill = the failure rate of the scored origins, n_pos / n of the mean row
     rate = pooled(result, "markov", 1, "n_pos") / pooled(result, "markov", 1, "n")
     assert ax.get_lines()[0].get_ydata()[0] == pytest.approx(rate)
     texts = legend_texts(ax)
@@ -202,7 +202,7 @@ def test_one_class_curves_are_empty_and_say_undefined(ax):
 # ------------------------------------------------------------------ skill by horizon
 def test_skill_by_horizon_axes(result, ax):
     plot_skill_by_horizon(result, ax=ax)
-    assert ax.get_title() == "bss by horizon, pooled over folds"
+    assert ax.get_title() == "bss by horizon, mean over folds"
     assert ax.get_xlabel() == "horizon h (steps)"
     assert "Brier skill score" in ax.get_ylabel()
     assert len(ax.get_lines()) == len(MODELS) + 1  # + the zero line

@@ -624,6 +624,8 @@ def test_get_config_params_shape():
         "failure": ["bin2"],
         "failure_when": [],
         "failure_state": None,
+        "end": [],
+        "end_after": None,
     }
     assert arrays["state_names"].tolist() == ["bin0", "bin1", "bin2"]
     assert arrays["is_failure"].tolist() == [False, False, True]

@@ -16,6 +16,7 @@ from .._timecodec import parse_max_gap, time_int, time_kind_of, to_time_int
 from ..exceptions import ConfigError, HistoryError, UnknownStatusError
 from ..predictor import FaultPredictor
 from ..predictor._settings import check_failure_states, new_extractor, read_input
+from ..predictor._updates import with_ends
 from ..trajectories import encode_frame
 from ._baselines import GradientBoostingBaseline
 from ._result import BacktestResult
@@ -42,6 +43,9 @@ def backtest(
     progress: bool | None = None,
     event_mix="long_run",
     recent_window=None,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    random_state=0,
 ) -> BacktestResult:
     """Rolling-origin backtest of a :class:`~markovfault.FaultPredictor` against baselines.
 
@@ -82,13 +86,34 @@ def backtest(
         ``recent_window`` before each origin), ``markov_mix`` (given shares).
     recent_window : duration or int, optional
         The trailing window of ``'recent'``.
+    n_boot : int, default=200
+        Bootstrap replicates of the intervals (0: estimates only). Each
+        replicate resamples the scored *entities* with replacement, so the
+        forecasts of one entity, which share its history, stay together.
+    confidence : float, default=0.95
+        Coverage of the percentile intervals.
+    random_state : int, optional, default=0
+        Seeds the bootstrap (the same intervals every run).
 
     Returns
     -------
     BacktestResult
+        Every score per fold, and per (horizon, model) the mean over folds
+        weighted by their scored origins, with intervals
+        (:attr:`BacktestResult.intervals`) and the differences between the
+        Markov model and every other model with theirs
+        (:attr:`BacktestResult.comparisons`). Scores of all folds pooled into
+        one set (which mixes folds of different base rates: a constant forecast
+        gets a pooled AUC below 0.5) only by :meth:`BacktestResult.pooled`.
 
     Notes
     -----
+    Training outcomes (of every baseline, and the base rate Brier skill is
+    measured against) are built exactly like test outcomes, from what lies
+    before the cutoff: positive when a failure is seen within h steps before
+    the cutoff, negative when h steps without failure are seen before it,
+    censored otherwise.
+
     The state extractor is fitted on the steps before the *first* cutoff and
     used for every fold, so no fold's states depend on its future.
 
@@ -115,6 +140,11 @@ def backtest(
     if not (0.0 <= float(threshold) <= 1.0):
         raise ConfigError(f"threshold = {threshold!r} must lie in [0, 1].")
     base_specs = check_baselines(baselines)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ConfigError(f"n_boot = {n_boot!r} must be an integer >= 0 (0: no intervals).")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)) \
+            or not 0.0 < float(confidence) < 1.0:
+        raise ConfigError(f"confidence = {confidence!r} must lie strictly between 0 and 1.")
 
     backend = backend_for(histories)
     if backend is not None:  # counted partition by partition where the data lie
@@ -137,16 +167,19 @@ def backtest(
         check_failure_states(extractor, hint=False)
         traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, None,
                             predictor.max_gap)
+        traj = with_ends(traj, extractor)
         mixes, recent_width = check_event_mixes(event_mix, traj.event_names, time_kind, recent_window)
         run = Run(traj, cuts, width, horizon, float(threshold), predictor, base_specs, origins,
                   n_jobs, progress, mixes, recent_width)
-    result = run.execute()
+    result = run.execute(n_boot=int(n_boot), confidence=float(confidence),
+                         random_state=random_state)
     tr = run.traj
     result.params.update(
         horizon=horizon, n_folds=len(run.cuts), window=window, window_size=window_size,
         origins=origins, threshold=float(threshold), time_kind=tr.time_kind,
         cutoffs=list(run.cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
         failure_states=[n for n, f in zip(tr.state_names, tr.is_failure) if f],
+        n_boot=int(n_boot), confidence=float(confidence),
     )
     return result
 

@@ -22,10 +22,12 @@ class BacktestResult:
     Attributes
     ----------
     metrics : DataFrame
-        One row per (fold, horizon, model), plus pooled rows with
-        ``fold == "all"``: n, n_pos, base_rate, brier, log_loss, roc_auc,
-        average_precision, bss, ece, precision, recall, f1, n_failures,
-        n_caught, mean_lead_time, and ``note`` (why a metric is NaN).
+        One row per (fold, horizon, model), plus per (horizon, model) a row
+        with ``fold == "mean"``: the mean of the folds' scores weighted by
+        their scored origins (counts summed). Columns n, n_pos, base_rate,
+        brier, log_loss, roc_auc, average_precision, bss, ece, precision,
+        recall, f1, n_failures, n_caught, mean_lead_time, and ``note`` (why a
+        metric is NaN).
     predictions : DataFrame
         One row per scored forecast: fold, cutoff, entity, origin_time, the
         origin's state, horizon, model, p, y (and the bookkeeping columns
@@ -35,19 +37,30 @@ class BacktestResult:
         train_base_rate, n_origins, n_scored, n_censored.
     params : dict
         The settings of the run.
+    intervals : DataFrame
+        Per (horizon, model, metric): the per-fold mean (``estimate``) and
+        its bootstrap interval ``lo``..``hi`` (entities resampled).
+    comparisons : DataFrame
+        Per (horizon, model, other, metric): the difference of the per-fold
+        means (model minus other), its bootstrap interval, and the verdict:
+        ``beats`` or ``loses`` when the interval excludes zero, ``ties`` when
+        it covers zero.
     """
 
     metrics: pd.DataFrame
     predictions: pd.DataFrame
     folds: pd.DataFrame
     params: dict = field(default_factory=dict)
+    intervals: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def models(self) -> list:
         return list(dict.fromkeys(self.metrics["model"]))
 
-    def summary(self) -> pd.DataFrame:
-        """Pooled metrics, one row per (model, horizon).
+    def summary(self, intervals: bool = True) -> pd.DataFrame:
+        """Per-fold means, one row per (model, horizon), with the intervals of Brier skill and
+        ROC AUC (``bss_lo``, ``bss_hi``, ``roc_auc_lo``, ``roc_auc_hi``).
 
         Examples
         --------
@@ -57,55 +70,120 @@ class BacktestResult:
         >>> model = FaultPredictor(states={"failure": ["error", "timeout", "down"]},
         ...     columns={"entity": "handler", "time": "timestamp", "event": "event_type"})
         >>> result = backtest(hist, model, horizon=3, cutoffs=3, baselines=["climatology"])
-        >>> result.summary()[["model", "horizon"]].drop_duplicates().shape
+        >>> table = result.summary()
+        >>> table[["model", "horizon"]].drop_duplicates().shape
         (6, 2)
+        >>> bool((table["bss_lo"] <= table["bss"]).all() and (table["bss"] <= table["bss_hi"]).all())
+        True
         """
-        pooled = self.metrics[self.metrics["fold"] == "all"]
+        mean = self.metrics[self.metrics["fold"] == "mean"]
         cols = ["model", "horizon", "n", "n_pos", "brier", "bss", "roc_auc",
                 "average_precision", "ece", "log_loss", "precision", "recall", "f1",
                 "mean_lead_time", "note"]
-        return pooled[cols].reset_index(drop=True)
+        table = mean[cols].reset_index(drop=True)
+        if intervals and len(self.intervals):
+            iv = self.intervals[self.intervals["metric"].isin(["bss", "roc_auc"])]
+            wide = iv.pivot_table(index=["model", "horizon"], columns="metric",
+                                  values=["lo", "hi"], dropna=False)
+            wide.columns = [f"{m}_{b}" for b, m in wide.columns]
+            table = table.merge(wide.reset_index(), on=["model", "horizon"], how="left")
+            table = table[[c for c in table.columns if c != "note"] + ["note"]]
+        return table
 
-    def verdict(self, metric: str = "bss", tol: float = 1e-3, model: str | None = None) -> str:
+    def rescore(self, *, n_boot: int | None = None, confidence: float | None = None,
+                random_state=0) -> "BacktestResult":
+        """A result scored again from :attr:`predictions` (after concatenating the
+        predictions of runs on the same origins, say), with new bootstrap settings.
+
+        The metrics, intervals and comparisons are recomputed; the predictions,
+        folds and params are kept (``n_boot`` and ``confidence`` updated).
+        """
+        from ._bootstrap import score_predictions
+
+        p = self.params
+        n_boot = int(p.get("n_boot", 200) if n_boot is None else n_boot)
+        confidence = float(p.get("confidence", 0.95) if confidence is None else confidence)
+        pred = self.predictions
+        H = int(p["horizon"])
+        failing = pred["state"].isin(p.get("failure_states", [])).to_numpy()
+        d_onset = np.where(failing, H + 1, pred["steps_to_failure"].to_numpy())
+        names = [str(m) for m in pred["model"].cat.categories]
+        metrics, intervals, comparisons = score_predictions(
+            pred["fold"].to_numpy(np.int64), pred["horizon"].to_numpy(np.int64),
+            pred["model"].cat.codes.to_numpy().astype(np.int64), pred["p"].to_numpy(),
+            pred["y"].to_numpy(), pred["base_rate"].to_numpy(), pred["entity_code"].to_numpy(),
+            pred["origin_step"].to_numpy(np.int64), d_onset, names,
+            n_folds=int(p["n_folds"]), horizon=H, threshold=float(p["threshold"]),
+            n_boot=n_boot, confidence=confidence, random_state=random_state)
+        return BacktestResult(metrics=metrics, predictions=pred, folds=self.folds,
+                              params={**p, "n_boot": n_boot, "confidence": confidence},
+                              intervals=intervals, comparisons=comparisons)
+
+    def pooled(self) -> pd.DataFrame:
+        """Scores of every fold's forecasts pooled into one set, per (model, horizon).
+
+        Pooling mixes folds with different base rates, so ranking scores
+        mislead: a constant forecast (climatology) has a pooled ROC AUC below
+        0.5 wherever the base rate falls over time, although its AUC is 0.5 in
+        every fold. Use :meth:`summary` (per-fold means) to compare models.
+        """
+        pred = self.predictions
+        names = self.models
+        H = int(self.params["horizon"])
+        code = (pred["horizon"].to_numpy() - 1) * len(names) + \
+            pred["model"].cat.codes.to_numpy().astype(np.int64)
+        scores = _metrics.score_groups(
+            code, pred["p"].to_numpy(), pred["y"].to_numpy(),
+            base_rate=np.nan_to_num(pred["base_rate"].to_numpy(), nan=0.0),
+            threshold=self.params["threshold"], n_groups=H * len(names))
+        g = np.arange(H * len(names))
+        head = pd.DataFrame({"model": np.asarray(list(pred["model"].cat.categories),
+                                                 dtype=object)[g % len(names)],
+                             "horizon": g // len(names) + 1})
+        out = pd.concat([head, scores.reset_index(drop=True)], axis=1)
+        return out[out["n"] > 0].reset_index(drop=True)
+
+    def verdict(self, metric: str = "bss", model: str | None = None) -> str:
         """A plain sentence per baseline: does the Markov model beat it?
 
-        Compares the pooled ``metric`` (higher is better for ``bss``,
-        ``roc_auc``, ``average_precision``, ``precision``, ``recall`` and
-        ``f1``; lower for ``brier``, ``ece`` and ``log_loss``) at every
-        horizon. Differences smaller than ``tol`` count as ties. ``model``
-        defaults to the first Markov model scored.
+        Compares the per-fold means of ``metric`` at every horizon through the
+        bootstrap interval of their difference (:attr:`comparisons`): the
+        model *beats* (or *loses to*) a baseline where the interval lies on
+        one side of zero, and *ties with* it where the interval covers zero.
+        Higher is better for ``bss``, ``roc_auc``, ``average_precision``,
+        ``precision``, ``recall`` and ``f1``; lower for ``brier``, ``ece`` and
+        ``log_loss``. ``model`` defaults to the first Markov model scored.
         """
-        higher = metric in ("bss", "roc_auc", "average_precision", "f1", "precision", "recall")
-        pooled = self.metrics[self.metrics["fold"] == "all"].pivot(
-            index="horizon", columns="model", values=metric
-        )
+        comp = self.comparisons
         if model is None:
             model = next((m for m in self.models if m.startswith(MODEL)), None)
-        if model is None or model not in pooled:
+        if model is None or comp.empty or model not in set(comp["model"]):
             return "the Markov model was not scored"
+        if metric not in set(comp["metric"]):
+            raise ValueError(f"metric {metric!r} has no comparisons; the metrics are "
+                             f"{sorted(set(comp['metric']))}")
+        level = int(round(100 * self.params.get("confidence", 0.95)))
         lines = []
-        for base in pooled.columns:
-            if base == model:
-                continue
-            diff = (pooled[model] - pooled[base]).dropna()
-            if not higher:
-                diff = -diff
-            if diff.empty:
+        sel = comp[(comp["model"] == model) & (comp["metric"] == metric)]
+        for base, rows in sel.groupby("other", sort=False):
+            defined = rows[rows["verdict"] != "undefined"]
+            if defined.empty:
                 lines.append(f"{model} vs {base}: {metric} undefined at every horizon")
                 continue
             parts = []
-            for word, sel in (("beats", diff >= tol), ("ties with", diff.abs() < tol),
-                              ("loses to", diff <= -tol)):
-                if sel.any():
-                    hs = diff.index[sel]
-                    where = ("at every horizon" if sel.all() else
+            for word, key in (("beats", "beats"), ("ties with", "ties"),
+                              ("loses to", "loses")):
+                hs = defined["horizon"][defined["verdict"] == key]
+                if len(hs):
+                    where = ("at every horizon" if len(hs) == len(rows) else
                              f"at horizon{'s' if len(hs) > 1 else ''} {_ranges(hs)}")
                     parts.append(f"{word} {base} {where}")
-            lines.append(f"{model} " + "; ".join(parts) + f" on {metric}")
+            lines.append(f"{model} " + "; ".join(parts) + f" on {metric} (per-fold means, "
+                         f"{level}% interval of the difference)")
         return "\n".join(lines)
 
     def calibration(self, model: str = MODEL, horizon: int = 1, n_bins: int = 10) -> pd.DataFrame:
-        """Reliability table of one model at one horizon, pooled over folds."""
+        """Reliability table of one model at one horizon, over the forecasts of every fold."""
         sel = self._select(model, horizon)
         return _metrics.calibration_table(sel["p"].to_numpy(), sel["y"].to_numpy(), n_bins=n_bins)
 
@@ -149,12 +227,15 @@ class BacktestResult:
         return sel
 
     def to_dir(self, path) -> Path:
-        """Write metrics.csv, folds.csv, predictions.parquet, report.md and PNG figures."""
+        """Write metrics.csv, intervals.csv, comparisons.csv, folds.csv, predictions.parquet,
+        report.md and PNG figures."""
         from .. import plotting
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.metrics.to_csv(path / "metrics.csv", index=False)
+        self.intervals.to_csv(path / "intervals.csv", index=False)
+        self.comparisons.to_csv(path / "comparisons.csv", index=False)
         self.folds.to_csv(path / "folds.csv", index=False)
         self.predictions.to_parquet(path / "predictions.parquet", index=False)
         figures = plotting.save_backtest_figures(self, path)
@@ -180,7 +261,8 @@ class BacktestResult:
             *[f"- {line}" for line in self.verdict().splitlines()],
             *[f"- {line}" for line in self.verdict("roc_auc").splitlines()],
             "",
-            "## Pooled metrics",
+            "## Per-fold means (weighted by scored origins; 95% bootstrap intervals over entities)"
+            .replace("95", str(int(round(100 * p.get("confidence", 0.95))))),
             "",
             _markdown(self.summary().drop(columns=["note"])),
             "",
@@ -208,7 +290,7 @@ class BacktestResult:
         lines = self.verdict().splitlines() + self.verdict("roc_auc").splitlines()
         return (f"<p><b>{escape(repr(self))}</b></p><ul>"
                 + "".join(f"<li>{escape(line)}</li>" for line in lines)
-                + f"</ul><p>pooled over folds, horizons {' and '.join(map(str, ends))} "
+                + f"</ul><p>per-fold means, horizons {' and '.join(map(str, ends))} "
                 "(all horizons: <code>result.summary()</code>)</p>"
                 + table.to_html(index=False, na_rep=""))
 

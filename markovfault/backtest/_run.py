@@ -8,14 +8,15 @@ import sys
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from .._estimator import clone
 
+from .._estimator import clone
 from .._eventmix import RECENT, event_probs_for, mix_name, recent_arrivals
 from .._priors import pseudo_origin_rates
 from ..chain import EventMarkovChain, make_chain
 from ..exceptions import HistoryError
 from ..predictor._settings import history_spec_of
-from . import _metrics
+from ..trajectories import end_mask
+from . import _bootstrap
 from ._baselines import GradientBoostingBaseline
 from ._result import BacktestResult
 
@@ -71,7 +72,19 @@ class Run:
         d = nxt - np.arange(n)
         d[nxt >= self.end_of] = horizon + 1  # the entity's next failure, if any, is beyond
         self.d = np.minimum(d, horizon + 1)  # steps to the next failure, capped at H+1
-        self.observed = self.end_of - 1 - np.arange(n)  # steps observed after each step
+        # end states (a finished order, a closed session): an entity that reached one has
+        # ended without failure, so after its end every horizon is observed. END steps are no
+        # origins (nothing can happen from them).
+        self.is_end_step = end_mask(traj)[traj.state]
+        pos = np.where(self.is_end_step, np.arange(n), n)
+        first_end = np.minimum.reduceat(pos, starts) if n else np.zeros(0, np.int64)
+        self.ended = first_end < self.ent_end  # per entity: it reaches an end state
+        self.end_time = np.where(self.ended, traj.time[np.minimum(first_end, max(n - 1, 0))],
+                                 np.iinfo(np.int64).max) if n else np.zeros(0, np.int64)
+        before_end = self.ended[ent] & (np.arange(n) < first_end[ent]) if n else \
+            np.zeros(0, bool)
+        self.first_end = first_end
+        self.observed = np.where(before_end, horizon + 1, self.end_of - 1 - np.arange(n))
         # lead times count failure onsets: from an origin that is failing already, the next
         # failure step may just be the same failure going on, so it is no target
         self.d_onset = np.where(fail, horizon + 1, self.d)
@@ -119,9 +132,10 @@ class Run:
     def test_origins(self, k: int) -> np.ndarray:
         if self.origins == "cutoff":
             last = self.last_before(self.cuts[k])
-            return last[last >= 0]
+            last = last[last >= 0]
+            return last[~self.is_end_step[last]]
         fold_of = np.searchsorted(self.cuts, self.traj.time, side="right") - 1
-        return np.flatnonzero(fold_of == k)
+        return np.flatnonzero((fold_of == k) & ~self.is_end_step)
 
     def labels(self, idx: np.ndarray) -> np.ndarray:
         """Outcomes (n, H): 1 fail within h, 0 h steps seen without failure, -1 censored."""
@@ -136,10 +150,17 @@ class Run:
         lo = self.ent_start if self.width is None else self.first_at_or_after(c - self.width)
         ent = self.traj.entity
         steps = np.arange(self.traj.n_steps)
-        mask = (steps <= last[ent]) & (steps >= lo[ent])
+        mask = (steps <= last[ent]) & (steps >= lo[ent]) & ~self.is_end_step
         idx = np.flatnonzero(mask)
         gap = last[ent[idx]] - idx  # future steps of the origin that lie before c
-        return idx, gap
+        return idx, self.ended_gap(idx, gap, c)
+
+    def ended_gap(self, idx, gap, c):
+        """``gap`` where an origin's entity ended (reached an end state) before ``c``: every
+        horizon is seen, so the gap is the full horizon."""
+        done = (self.end_time[self.traj.entity[idx]] < c) & (idx < self.first_end[
+            self.traj.entity[idx]])
+        return np.where(done, np.maximum(gap, self.H), gap)
 
     # ----------------------------------------------- what each fold reads
     # (the dask back end, markovfault._dask._GatheredRun, answers these from per-partition
@@ -174,6 +195,11 @@ class Run:
             has = later < self.end_of
             t_far = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
             t_far[has] = tr.time[later[has]]
+            # before an entity's end, every horizon is seen from the fold its end is seen in
+            ent = tr.entity
+            pre_end = self.ended[ent] & (np.arange(n) < self.first_end[ent])
+            t_far = np.where(pre_end, np.minimum(t_far, self.end_time[ent]), t_far)
+            t_far[self.is_end_step] = np.iinfo(np.int64).max  # no origins
             fold_of = np.searchsorted(self.cuts, t_far, side="right")  # far from this fold on
             cell = (fold_of * S + tr.state) * (H + 2) + self.d
             per = np.bincount(cell, minlength=(K + 1) * S * (H + 2)).reshape(K + 1, S, H + 2)
@@ -182,6 +208,10 @@ class Run:
         last = self.last_before(self.cuts[k])
         rows = last[:, None] - np.arange(H)[None, :]  # the near origins: gap 0..H-1
         near = (last[:, None] >= 0) & (rows >= self.ent_start[:, None])
+        near_rows = np.where(near, rows, 0)
+        far_already = (self.end_time[:, None] < self.cuts[k]) & \
+            (near_rows < self.first_end[:, None])  # counted with the far origins
+        near &= ~self.is_end_step[near_rows] & ~far_already
         n_pos, n_orig = self.state_rates(rows[near], (last[:, None] - rows)[near])
         n_pos = n_pos + np.cumsum(far, axis=1)[:, 1:H + 1]  # positive for h >= d
         n_orig = n_orig + far.sum(axis=1)[:, None]  # an origin for every h
@@ -245,7 +275,9 @@ class Run:
         return n_pos, n_orig
 
     # ------------------------------------------------------------- the folds
-    def execute(self) -> BacktestResult:
+    def execute(self, *, n_boot: int = 200, confidence: float = 0.95,
+                random_state=0) -> BacktestResult:
+        self.n_boot, self.confidence, self.random_state = n_boot, confidence, random_state
         tr, H, K = self.traj, self.H, len(self.cuts)
         counts = self.fold_counts()
         pred = self.predictor
@@ -266,7 +298,7 @@ class Run:
             origins, y, st, row = self.fold_origins(k)
             probs = {}
             chain = clone(self.chain).fit_from_counts(counts[k], tr.state_names, tr.event_names,
-                                                      tr.is_failure)
+                                                      tr.is_failure, is_end=tr.is_end)
             base_counts = chain.base_.counts_
             for mix in self.event_mixes:
                 probs[mix_name(mix)] = self._mix_forecast(chain, base_counts, mix, origins, row,
@@ -279,7 +311,7 @@ class Run:
                 elif name == "no_events":
                     flat = base_counts.sum(axis=0, keepdims=True)
                     plain = EventMarkovChain(alpha=pred.alpha, beta=pred.beta).fit_from_counts(
-                        flat, tr.state_names, ["step"], tr.is_failure)
+                        flat, tr.state_names, ["step"], tr.is_failure, is_end=tr.is_end)
                     probs[name] = plain.failure_probabilities(H)[st]
                 elif name == "gradient_boosting":
                     gb_jobs.append((k, spec, *self.gb_inputs(k, train), origins))
@@ -351,7 +383,8 @@ class Run:
         fold, hor, model = a["fold"].astype(np.int64), a["horizon"].astype(np.int64), \
             a["model"].astype(np.int64)
         ent, time, state, d, d_onset = self.step_attrs(step)
-        metrics = self._metrics(a, step, fold, hor, model, names, ent, d_onset)
+        metrics, intervals, comparisons = self._metrics(a, step, fold, hor, model, names, ent,
+                                                        d_onset)
         cut = self.cuts[fold]
         if tr.time_kind == "datetime":
             time, cut = pd.to_datetime(time, utc=True), pd.to_datetime(cut, utc=True)
@@ -375,39 +408,15 @@ class Run:
         folds = pd.DataFrame(fold_rows)
         if tr.time_kind == "datetime":
             folds["cutoff"] = pd.to_datetime(folds["cutoff"].to_numpy(), utc=True)
-        return BacktestResult(metrics=metrics, predictions=pred, folds=folds, params={})
+        return BacktestResult(metrics=metrics, predictions=pred, folds=folds, params={},
+                              intervals=intervals, comparisons=comparisons)
 
-    def _metrics(self, a, step, fold, hor, model, names, ent, d_onset) -> pd.DataFrame:
-        """Scores per (fold, horizon, model) and pooled per (horizon, model), vectorised."""
-        H, M, K = self.H, len(names), len(self.cuts)
-        tables = []
-        for per_fold in (True, False):
-            # group codes by arithmetic: fold-major, then horizon, then model
-            code = (hor - 1) * M + model
-            if per_fold:
-                code = fold * (H * M) + code
-            n_groups = (K if per_fold else 1) * H * M
-            scores = _metrics.score_groups(
-                code, a["p"], a["y"], base_rate=np.nan_to_num(a["base_rate"], nan=0.0),
-                threshold=self.threshold, entity_code=ent, origin_step=step,
-                steps_to_failure=d_onset, horizon=hor, n_groups=n_groups,
-            )
-            with np.errstate(invalid="ignore"):
-                base = np.bincount(code, weights=a["base_rate"], minlength=n_groups) / \
-                    np.bincount(code, minlength=n_groups)
-            g = np.arange(n_groups)
-            head = pd.DataFrame({
-                "fold": (g // (H * M)).astype(str) if per_fold else "all",
-                "horizon": (g // M) % H + 1,
-                "model": np.asarray(names, dtype=object)[g % M],
-                "base_rate": base,
-            })
-            table = pd.concat([head, scores.reset_index(drop=True)], axis=1)
-            tables.append(table[table["n"] > 0])  # a model scored nowhere in a fold: no row
-        out = pd.concat(tables, ignore_index=True)
-        cols = ["fold", "horizon", "model", "base_rate", *_metrics.SCORE_KEYS,
-                "n_failures", "n_caught", "mean_lead_time"]
-        return out[cols]
+    def _metrics(self, a, step, fold, hor, model, names, ent, d_onset):
+        """Scores per fold, per-fold means with intervals, and model-vs-model differences."""
+        return _bootstrap.score_predictions(
+            fold, hor, model, a["p"], a["y"], a["base_rate"], ent, step, d_onset, names,
+            n_folds=len(self.cuts), horizon=self.H, threshold=self.threshold,
+            n_boot=self.n_boot, confidence=self.confidence, random_state=self.random_state)
 
 
 def recent_slices(t: np.ndarray, width: int):

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import forecast as _forecast
 from .._estimator import Estimator
-from .._priors import check_prior, estimate_tensors
+from .._priors import absorb_ends, check_prior, estimate_tensors
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..counts import count_codes_by_bin, count_transitions
 from ..exceptions import DataWarning, NotFittedError
@@ -132,6 +132,7 @@ class EventMarkovChain(Estimator):
         is_failure: Sequence[bool],
         *,
         warn: bool = False,
+        is_end: Sequence[bool] | None = None,
     ) -> "EventMarkovChain":
         """Set the sufficient statistics and estimate the chain: the one entry every fit ends in.
 
@@ -146,6 +147,9 @@ class EventMarkovChain(Estimator):
         is_failure : sequence of bool of shape (n_states,)
         warn : bool, default=False
             Warn (:class:`~markovfault.exceptions.DataWarning`) about states never left.
+        is_end : sequence of bool of shape (n_states,), optional
+            End states: absorbing (every row of theirs stays put, whatever was counted), never
+            failures (see :func:`markovfault._priors.absorb_ends`).
 
         Returns
         -------
@@ -174,6 +178,10 @@ class EventMarkovChain(Estimator):
         self.state_names_ = [str(s) for s in state_names]
         self.event_names_ = [str(e) for e in event_names]
         self.is_failure_ = np.asarray(is_failure, dtype=bool).copy()
+        self.is_end_ = (np.zeros(len(self.state_names_), dtype=bool) if is_end is None
+                        else np.asarray(is_end, dtype=bool).copy())
+        if self.is_end_.shape != self.is_failure_.shape or (self.is_end_ & self.is_failure_).any():
+            raise ValueError("is_end must mark states that are not failures, one flag per state")
         self._estimate(warn=warn)
         return self
 
@@ -226,7 +234,8 @@ class EventMarkovChain(Estimator):
         np.add.at(merged, np.array([index[str(n)] for n in event_names], dtype=np.int64),
                   np.asarray(counts, dtype=np.int64))
         names, merged = sort_events(names, merged)
-        return self.fit_from_counts(merged, self.state_names_, names, self.is_failure_, warn=warn)
+        return self.fit_from_counts(merged, self.state_names_, names, self.is_failure_, warn=warn,
+                                    is_end=getattr(self, "is_end_", None))
 
     def transition_matrix(self, event_probs: np.ndarray | None = None) -> np.ndarray:
         """The marginal chain ``T = sum_e Q[i, e] P[e, i, j]``, under other arrival probabilities if given."""
@@ -245,7 +254,8 @@ class EventMarkovChain(Estimator):
             check_prior(name, getattr(self, name))
 
     def _estimate(self, warn: bool = True) -> None:
-        est = estimate_tensors(self.counts_, float(self.alpha), float(self.beta))
+        est = absorb_ends(estimate_tensors(self.counts_, float(self.alpha), float(self.beta)),
+                          getattr(self, "is_end_", None))
         self.pooled_matrix_ = est["pooled"]
         self.event_matrices_ = est["event_matrices"]
         self.event_probs_ = est["event_probs"]

@@ -55,7 +55,7 @@ class HistoryChain(Estimator):
         self.spec, self.alpha, self.beta = spec, alpha, beta
 
     def fit_from_counts(self, counts: np.ndarray, state_names, event_names, is_failure, *,
-                        warn: bool = False) -> "HistoryChain":
+                        warn: bool = False, is_end=None) -> "HistoryChain":
         """Set the counts ``N[e, a, j]`` (see :meth:`count`) and estimate the chain and its base chain.
 
         The same entry as :meth:`EventMarkovChain.fit_from_counts`; ``state_names`` are the base states.
@@ -70,9 +70,12 @@ class HistoryChain(Estimator):
         base_counts = np.zeros((E, S, S), dtype=np.int64)
         np.add.at(base_counts, (slice(None), base_of), counts)
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
-            base_counts, state_names, event_names, is_failure, warn=warn)
+            base_counts, state_names, event_names, is_failure, warn=warn, is_end=is_end)
         P, Q = back_off(counts, self.base_.event_matrices_[:, base_of, :],
                         self.base_.event_probs_[base_of], float(self.spec.backoff))
+        ends = self.base_.is_end_[base_of]
+        if ends.any():  # an end state stays put under every event, whatever its history
+            P[:, ends, :] = self.base_.event_matrices_[:, base_of[ends], :]
         self.next_probs_ = P  # P(j | a, e), (E, A, S)
         self.event_probs_ = Q  # (A, E)
         self.is_failure_ = np.asarray(is_failure, bool)[base_of]
@@ -116,7 +119,8 @@ class HistoryChain(Estimator):
         merged = relayout(old + np.asarray(counts, dtype=np.int64), self.spec, names, sorted_names,
                           n_states)
         return self.fit_from_counts(merged, self.base_.state_names_, sorted_names,
-                                    self.base_.is_failure_, warn=warn)
+                                    self.base_.is_failure_, warn=warn,
+                                    is_end=self.base_.is_end_)
 
     @property
     def event_names_(self) -> list:

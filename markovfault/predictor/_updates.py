@@ -17,13 +17,14 @@ import pandas as pd
 from .._priors import check_prior
 from .._timecodec import parse_max_gap, time_kind_of
 from ..chain import make_chain
-from ..exceptions import HistoryError
+from ..exceptions import ConfigError, HistoryError
 from ..histories._read import iter_frames
-from ..trajectories import Trajectories, encode_frame, run_starts_of
+from ..trajectories import Trajectories, encode_frame, mark_ends, run_starts_of
 from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
 
-__all__ = ["fit_frame", "fit_stream", "add_frame", "add_codes", "add_frames", "encode_with", "install_fit"]
+__all__ = ["fit_frame", "fit_stream", "add_frame", "add_codes", "add_frames", "encode_with", "install_fit",
+           "with_ends"]
 
 logger = logging.getLogger("markovfault.predictor")
 
@@ -33,6 +34,19 @@ def encode_with(model, frame: pd.DataFrame, codes: np.ndarray, event_names=None)
     extractor = model.states_
     return encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, event_names,
                         model.max_gap)
+
+
+def with_ends(traj: Trajectories, extractor, data_end: int | None = None) -> Trajectories:
+    """``traj`` with the extractor's end states marked and, with ``end_after``, an end step after
+    every history that stopped at least that long before ``data_end`` (default: its last time)."""
+    after = getattr(extractor, "end_after", None)
+    try:
+        width = None if after is None else parse_max_gap(after, traj.time_kind)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("max_gap", "end_after")) from exc
+    if width is not None:
+        logger.debug("histories silent for %s before the data end have ended", after)
+    return mark_ends(traj, extractor.is_end_, width, data_end)
 
 
 def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.DataFrame) -> None:
@@ -52,9 +66,10 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
     check_failure_states(extractor)
     parse_max_gap(model.max_gap, time_kind_of(frame))
     traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, None, model.max_gap)
+    traj = with_ends(traj, extractor)
     chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
     chain.fit_from_counts(chain.count(traj), traj.state_names, traj.event_names, traj.is_failure,
-                          warn=True)
+                          warn=True, is_end=traj.is_end)
     install_fit(model, extractor, chain, traj.time_kind, report, last_steps(traj, chain.tail_length))
     logger.info("fitted on %d transitions of %d entities (%d states, %d events)",
                 chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)

@@ -40,6 +40,8 @@ __all__ = [
     "extractor_from_config",
     "make_state_extractor",
     "STATE_KINDS",
+    "END_STATE",
+    "END_EVENT",
 ]
 
 logger = logging.getLogger("markovfault.states")
@@ -50,6 +52,9 @@ FloatArray = npt.NDArray[np.float64]
 
 #: The status column of the canonical history frame.
 STATUS_COLUMN = "status"
+#: The state and the event of the step added after a history that stopped (``end_after``).
+END_STATE = "<end>"
+END_EVENT = "<end>"
 
 # --------------------------------------------------------------------------
 # failure rules
@@ -328,6 +333,9 @@ class StateExtractor(TransformerMixin, Estimator):
         Which states are failure states.
     failure_states_ : list of str
         The names of the failure states, in code order.
+    is_end_ : ndarray of shape (n_states_,), bool
+        Which states are end states (``end``, and ``"<end>"`` with
+        ``end_after``).
     rules_ : list of Rule
         The parsed ``failure_when`` rules.
     """
@@ -549,6 +557,15 @@ class StateExtractor(TransformerMixin, Estimator):
                 f"failure state {unknown[0]!r} is not a state of {type(self).__name__}; "
                 f"the states are: {', '.join(map(repr, names))}"
             )
+        if getattr(self, "end_after", None) is not None and END_STATE not in names:
+            names.append(END_STATE)
+        end = _name_list(getattr(self, "end", ()), "end")
+        missing = [e for e in end if e not in names]
+        if missing:
+            raise ConfigError(
+                f"end state {missing[0]!r} is not a state of {type(self).__name__}; "
+                f"the states are: {', '.join(map(repr, names))}"
+            )
         is_failure = np.isin(np.asarray(names, dtype=object), failure)
         extra = self._extra_failure(len(base_names))
         if extra is not None:
@@ -565,6 +582,15 @@ class StateExtractor(TransformerMixin, Estimator):
         else:
             self.rule_state_code_ = -1
         self.failure_states_ = [n for n, f in zip(self.state_names_, self.is_failure_) if f]
+        end = set(_name_list(getattr(self, "end", ()), "end"))
+        if getattr(self, "end_after", None) is not None:
+            end.add(END_STATE)
+        self.is_end_ = np.isin(np.asarray(self.state_names_, dtype=object), sorted(end))
+        both = [n for n, f, e in zip(self.state_names_, self.is_failure_, self.is_end_) if f and e]
+        if both:
+            raise ConfigError(
+                f"state {both[0]!r} is both a failure and an end state; an end is an end "
+                "without failure: remove it from one of the lists")
 
     def _restore(self, arrays: Mapping[str, Any]) -> StateExtractor:
         """Make this (unfitted) extractor fitted from the arrays of get_config."""
@@ -662,6 +688,16 @@ class CategoricalStates(StateExtractor):
         Failure rules; see the module docstring.
     failure_state : str, default=None
         State of rule-matched rows; see the module docstring.
+    end : list of str, default=()
+        Terminal states (a status such as ``finished``): an entity in one has
+        ended without failure. They are absorbing, never failures, and an
+        origin whose entity ends within ``h`` steps without failing is a
+        negative (see :func:`markovfault.backtest`).
+    end_after : duration or int, default=None
+        An entity whose history stops more than this long before the data
+        end has ended: it gets one more step, into the state ``"<end>"``
+        (added to the states) by the event ``"<end>"``, so the chain learns
+        P(end | state) like any other transition.
     unknown : str, default="raise"
         What to do with a label that the mapping does not cover (at
         transform, and at fit when ``states`` is given): ``"raise"`` raises
@@ -714,12 +750,16 @@ class CategoricalStates(StateExtractor):
         failure_when: Sequence[str] = (),
         failure_state: str | None = None,
         unknown: str = "raise",
+        end: Sequence[str] = (),
+        end_after: str | int | None = None,
     ) -> None:
         self.mapping = mapping
         self.states = states
         self.failure = failure
         self.failure_when = failure_when
         self.failure_state = failure_state
+        self.end = end
+        self.end_after = end_after
         self.unknown = unknown
 
     def _base_columns(self) -> list[str]:
@@ -834,6 +874,9 @@ class ThresholdStates(StateExtractor):
         ``"bin{len(edges)}"``.
     failure, failure_when, failure_state
         See the module docstring.
+    end, end_after
+        End states, and the silence after which a history has ended; see
+        :class:`CategoricalStates`.
 
     Attributes
     ----------
@@ -871,6 +914,8 @@ class ThresholdStates(StateExtractor):
         failure: Sequence[str] = (),
         failure_when: Sequence[str] = (),
         failure_state: str | None = None,
+        end: Sequence[str] = (),
+        end_after: str | int | None = None,
     ) -> None:
         self.column = column
         self.edges = edges
@@ -878,6 +923,8 @@ class ThresholdStates(StateExtractor):
         self.failure = failure
         self.failure_when = failure_when
         self.failure_state = failure_state
+        self.end = end
+        self.end_after = end_after
 
     def _base_columns(self) -> list[str]:
         return [self.column]
@@ -950,6 +997,9 @@ class QuantileStates(StateExtractor):
         the highest is a failure state (in addition to ``failure``).
     failure_when, failure_state
         See the module docstring.
+    end, end_after
+        End states, and the silence after which a history has ended; see
+        :class:`CategoricalStates`.
 
     Attributes
     ----------
@@ -992,6 +1042,8 @@ class QuantileStates(StateExtractor):
         failure_top: str | None = None,
         failure_when: Sequence[str] = (),
         failure_state: str | None = None,
+        end: Sequence[str] = (),
+        end_after: str | int | None = None,
     ) -> None:
         self.columns = columns
         self.n_bins = n_bins
@@ -999,6 +1051,8 @@ class QuantileStates(StateExtractor):
         self.failure_top = failure_top
         self.failure_when = failure_when
         self.failure_state = failure_state
+        self.end = end
+        self.end_after = end_after
 
     def _base_columns(self) -> list[str]:
         return _check_columns(self.columns, "columns")
@@ -1120,6 +1174,9 @@ class ClusterStates(StateExtractor):
         Seed of KMeans.
     failure, failure_when, failure_state
         See the module docstring.
+    end, end_after
+        End states, and the silence after which a history has ended; see
+        :class:`CategoricalStates`.
 
     Attributes
     ----------
@@ -1166,6 +1223,8 @@ class ClusterStates(StateExtractor):
         failure: Sequence[str] = (),
         failure_when: Sequence[str] = (),
         failure_state: str | None = None,
+        end: Sequence[str] = (),
+        end_after: str | int | None = None,
     ) -> None:
         self.columns = columns
         self.n_clusters = n_clusters
@@ -1175,6 +1234,8 @@ class ClusterStates(StateExtractor):
         self.failure = failure
         self.failure_when = failure_when
         self.failure_state = failure_state
+        self.end = end
+        self.end_after = end_after
 
     def _base_columns(self) -> list[str]:
         return _check_columns(self.columns, "columns")
