@@ -124,3 +124,12 @@ def test_model_file_keeps_the_end_state_absorbing(tmp_path):
     back = load_model(path)
     np.testing.assert_allclose(back.chain_.transition_matrix_, model.chain_.transition_matrix_)
     assert back.states_.is_end_.tolist() == model.states_.is_end_.tolist()
+
+
+def test_batch_paths_refuse_end_after():
+    hist = orders()
+    model = FaultPredictor(states={**STATES, "end_after": 3}).fit(hist)
+    with pytest.raises(ConfigError, match="partial_fit cannot use end_after"):
+        model.partial_fit(hist)
+    with pytest.raises(ConfigError, match="chunksize"):
+        FaultPredictor(states={**STATES, "end_after": 3}).fit(hist, chunksize=5)

@@ -75,9 +75,20 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
                 chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)
 
 
+def no_end_after(extractor, what: str) -> None:
+    """A :class:`ConfigError` for ``what`` (a batch-wise path) when histories end by silence: whether
+    one stopped is only known with all of it."""
+    if getattr(extractor, "end_after", None) is not None:
+        raise ConfigError(
+            f"{what} cannot use end_after (a history that stops for end_after has ended): whether a "
+            "history stopped is only known with all of it. Fit on the whole history, or mark ends "
+            "by status ([states] end).")
+
+
 def add_frame(model, frame: pd.DataFrame, codes: np.ndarray, warn: bool, stream: bool) -> None:
     """Count one batch into a fitted model: on integer codes when ``frame`` is a canonical batch of the
     model's time kind (the usual case), else the general way through a frame of tails and batch."""
+    no_end_after(model.states_, "partial_fit")
     tails = Tails.from_frame(model.last_seen_, model.chain_.tail_length)
     if tails is not None and add_codes(model, frame, codes, tails, warn, stream):
         model.last_seen_ = tails.to_frame()
@@ -88,6 +99,7 @@ def add_frame(model, frame: pd.DataFrame, codes: np.ndarray, warn: bool, stream:
 def fit_stream(model, histories, chunksize: int):
     """``fit(histories, chunksize=N)``: fit on the first batch, then add the others with each entity's last
     steps carried across batch boundaries (as integer arrays between batches)."""
+    no_end_after(new_extractor(model.states), "fit(chunksize=...)")
     if is_canonical(histories):
         n = len(histories)
         batches = ((histories.iloc[k:k + chunksize], None) for k in range(0, n, chunksize))
