@@ -909,6 +909,11 @@ def test_row_truth_matches_monte_carlo_of_the_simulator(finish_status):
         return_result=True,
     )
     df = sim.frame
+    # 40 000 independent dependencies, stationary from step 0: P(down) = a / (a + b) at every step
+    a, b = GROUPS["group_outage_rate"], 1 / GROUPS["group_outage_length"]
+    pi = a / (a + b)
+    for n in (0, t0 + H):
+        assert abs(sim.dependency_path[:, n].mean() - pi) <= 4 * np.sqrt(pi * (1 - pi) / N)
     codes, grid = _fail_grid(df, t0 + H + 1)
     at = np.flatnonzero(df["step"].to_numpy() == t0)
     failed = np.cumsum(grid[codes[at], t0 + 1:], axis=1) > 0
