@@ -12,14 +12,21 @@ The simulated history follows the input contract (README, "Input"): one row per
 step of one handler, with the status, the event type, a unique event id and
 state-dependent metrics (``latency_ms``, ``error_rate``).
 
-Two options make the truth richer and keep it exact. *Failure memory*: a
+Options make the truth richer and keep it exact. *Failure memory*: a
 handler that failed in the last ``memory_window`` steps has its probabilities
 of moving into a failure state multiplied by ``memory_boost`` (rows
 renormalised), so the true process is a first-order chain over (state,
 memory). *Event-mix shifts*: outages multiply
 the arrival probability of some events (say ``payment_failed`` x10) for a
 window of steps, so the chain varies in time along a known schedule.
-:func:`true_failure_probabilities` gives every simulated row its exact risk.
+*Groups*: handlers in a group (``payments-db-1``, ...) share a hidden
+dependency that goes down and recovers (a two-state Markov chain); while it
+is down its members' failure probabilities are boosted, so they fail
+together. *Finishing*: a handler may finish (a non-failure, absorbing end,
+with a ``finished`` row or none), and handlers may start late. The true
+process is then a chain over (dependency, state, memory) and END:
+:func:`true_failure_probabilities` gives every simulated row its exact risk,
+given the row's hidden dependency state and memory.
 """
 
 from __future__ import annotations
