@@ -12,14 +12,21 @@ The simulated history follows the input contract (README, "Input"): one row per
 step of one handler, with the status, the event type, a unique event id and
 state-dependent metrics (``latency_ms``, ``error_rate``).
 
-Two options make the truth richer and keep it exact. *Failure memory*: a
+Options make the truth richer and keep it exact. *Failure memory*: a
 handler that failed in the last ``memory_window`` steps has its probabilities
 of moving into a failure state multiplied by ``memory_boost`` (rows
 renormalised), so the true process is a first-order chain over (state,
 memory). *Event-mix shifts*: outages multiply
 the arrival probability of some events (say ``payment_failed`` x10) for a
 window of steps, so the chain varies in time along a known schedule.
-:func:`true_failure_probabilities` gives every simulated row its exact risk.
+*Groups*: handlers in a group (``payments-db-1``, ...) share a hidden
+dependency that goes down and recovers (a two-state Markov chain); while it
+is down its members' failure probabilities are boosted, so they fail
+together. *Finishing*: a handler may finish (a non-failure, absorbing end,
+with a ``finished`` row or none), and handlers may start late. The true
+process is then a chain over (dependency, state, memory) and END:
+:func:`true_failure_probabilities` gives every simulated row its exact risk,
+given the row's hidden dependency state and memory.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state, check_scalar
+
+from markovfault.exceptions import ConfigError
 
 __all__ = [
     "OrderServiceSystem",
@@ -199,13 +208,105 @@ def _memory_matrices(
     out = np.empty((window + 1,) + P.shape)
     out[window] = P
     if window:
-        boosted = P.copy()
-        healthy = ~failure_mask
-        boosted[:, healthy[:, None] & failure_mask[None, :]] *= boost
-        rows = boosted[:, healthy, :]
-        boosted[:, healthy, :] = rows / rows.sum(axis=-1, keepdims=True)
-        out[:window] = boosted
+        out[:window] = _boost_failures(P, failure_mask, boost)
     return out
+
+
+def _boost_failures(event_matrices: np.ndarray, failure_mask: np.ndarray, factor: float) -> np.ndarray:
+    """``P`` with every entry from a non-failure into a failure state times ``factor``.
+
+    The non-failure rows are renormalised; failure rows are left as they are.
+    """
+    boosted = np.array(event_matrices, dtype=np.float64, copy=True)
+    healthy = ~failure_mask
+    boosted[:, healthy[:, None] & failure_mask[None, :]] *= factor
+    rows = boosted[:, healthy, :]
+    boosted[:, healthy, :] = rows / rows.sum(axis=-1, keepdims=True)
+    return boosted
+
+
+def _dependency_matrices(
+    event_matrices: np.ndarray,
+    failure_mask: np.ndarray,
+    window: int,
+    memory_boost: float,
+    group_boost: float | None,
+) -> np.ndarray:
+    """The event tensor per (dependency, memory): shape (U, window + 1, E, S, S).
+
+    ``U = 1`` (the dependency is always up) when ``group_boost`` is None, else
+    2. Slot ``[0]`` is :func:`_memory_matrices` bit for bit; slot ``[1, d]``
+    ("the group's dependency is down") multiplies the entries from a
+    non-failure into a failure state by ``group_boost``, and by
+    ``memory_boost`` too while ``d < window``, renormalising those rows once.
+    """
+    up = _memory_matrices(event_matrices, failure_mask, window, memory_boost)
+    if group_boost is None:
+        return up[None]
+    down = np.empty_like(up)
+    down[window] = _boost_failures(event_matrices, failure_mask, group_boost)
+    if window:
+        down[:window] = _boost_failures(
+            event_matrices, failure_mask, group_boost * memory_boost
+        )
+    return np.stack([up, down])
+
+
+def _dependency_chain(rate: float, length: float) -> tuple[np.ndarray, float]:
+    """The two-state chain of a group's dependency (0 = up, 1 = down) and P(down) at stationarity.
+
+    Up goes down with probability ``rate`` per step, down recovers with
+    probability ``1 / length`` (so outages last ``length`` steps on average);
+    the stationary share of steps down is ``rate / (rate + 1 / length)``.
+    """
+    recover = 1.0 / length
+    chain = np.array([[1.0 - rate, rate], [recover, 1.0 - recover]])
+    return chain, rate / (rate + recover)
+
+
+def _joint_matrix(
+    dependency_matrices: np.ndarray,
+    event_probs: np.ndarray,
+    failure_mask: np.ndarray,
+    dependency_chain: np.ndarray | None,
+    finish: np.ndarray | None,
+) -> np.ndarray:
+    """The first-order chain over (dependency, state, memory), plus END when handlers finish.
+
+    Index ``(u * S + s) * (W + 1) + d``, and END last if ``finish`` is given:
+    ``K[(u, s, d), (u', s', d')] = A[u, u'] (1 - phi[s]) T_{u', d}[s, s'] [d' = next(s, d)]``
+    where ``T_{u', d}`` is the marginal chain of ``dependency_matrices[u', d]``
+    under ``event_probs``: the dependency moves first, and the step is drawn
+    under its new value. ``K[(u, s, d), END] = phi[s]``; END is absorbing.
+    With one dependency slot (``dependency_chain`` None) and no ``finish`` it
+    is :func:`_augmented_matrix`.
+    """
+    blocks = [
+        _augmented_matrix(matrices, event_probs, failure_mask)
+        for matrices in dependency_matrices
+    ]
+    if dependency_chain is None:
+        K = blocks[0]
+    else:
+        A = dependency_chain
+        K = np.block([[A[u, v] * blocks[v] for v in range(2)] for u in range(2)])
+    if finish is None:
+        return K
+    n_memory = dependency_matrices.shape[1]
+    phi = np.tile(np.repeat(finish, n_memory), len(dependency_matrices))
+    out = np.zeros((K.shape[0] + 1, K.shape[0] + 1))
+    out[:-1, :-1] = K * (1.0 - phi)[:, None]
+    out[:-1, -1] = phi
+    out[-1, -1] = 1.0
+    return out
+
+
+def _joint_failure_mask(
+    failure_mask: np.ndarray, n_memory: int, n_dependency: int, finishing: bool
+) -> np.ndarray:
+    """Failure flags over the index of :func:`_joint_matrix` (END is no failure)."""
+    fail = np.tile(np.repeat(failure_mask, n_memory), n_dependency)
+    return np.append(fail, False) if finishing else fail
 
 
 def _shifted_probs(event_probs: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
@@ -274,6 +375,84 @@ def _check_memory(memory_window, memory_boost) -> tuple[int, float]:
     if not np.isfinite(memory_boost):
         raise ValueError(f"memory_boost must be finite, got {memory_boost}.")
     return int(memory_window), float(memory_boost)
+
+
+def _check_number(value, name: str, *, low: float, high: float = np.inf,
+                  low_open: bool = False, meaning: str) -> float:
+    """A finite real number in ``[low, high]`` (``(low, high]`` if ``low_open``).
+
+    TypeError for a non-number, :class:`ConfigError` naming the parameter, the
+    allowed range and what it means otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    if not np.isfinite(value) or below or value > high:
+        bracket = "(" if low_open else "["
+        upper = "inf)" if high == np.inf else f"{high:g}]"
+        raise ConfigError(
+            f"{name} == {value:g}, must be a finite number in {bracket}{low:g}, {upper}: {meaning}."
+        )
+    return value
+
+
+def _check_groups(rate, length, boost) -> tuple[float, float, float]:
+    rate = _check_number(
+        rate, "group_outage_rate", low=0.0, high=1.0,
+        meaning="the per-step probability that a group's dependency goes down",
+    )
+    length = _check_number(
+        length, "group_outage_length", low=1.0,
+        meaning="the mean number of steps an outage of a dependency lasts",
+    )
+    boost = _check_number(
+        boost, "group_outage_boost", low=0.0, low_open=True,
+        meaning="the factor on the failure probabilities of a group's members while its dependency is down",
+    )
+    return rate, length, boost
+
+
+def _check_finish(
+    finish_rate, finish_status, state_names: tuple[str, ...]
+) -> tuple[np.ndarray | None, str | None]:
+    """The finishing probability per state (None when no state finishes) and the status of a finished row."""
+    meaning = "the per-step probability that a handler finishes"
+    if isinstance(finish_rate, Mapping):
+        phi = np.zeros(len(state_names))
+        for state, rate in finish_rate.items():
+            if state not in state_names:
+                raise ConfigError(
+                    f"finish_rate names state {state!r}, which is not among {state_names}; "
+                    "give a rate per state name, or one number for every state."
+                )
+            phi[state_names.index(state)] = _check_number(
+                rate, f"finish_rate[{state!r}]", low=0.0, high=1.0, meaning=meaning
+            )
+    else:
+        if not isinstance(finish_rate, (int, float, np.integer, np.floating)) or isinstance(
+            finish_rate, bool
+        ):
+            raise TypeError(
+                "finish_rate must be a number or a dict of state name to number, "
+                f"got {type(finish_rate).__name__}."
+            )
+        phi = np.full(
+            len(state_names),
+            _check_number(finish_rate, "finish_rate", low=0.0, high=1.0, meaning=meaning),
+        )
+    if finish_status is not None:
+        if not isinstance(finish_status, str) or not finish_status:
+            raise TypeError(
+                f"finish_status must be a non-empty str or None, got {finish_status!r}."
+            )
+        if finish_status in state_names:
+            raise ConfigError(
+                f"finish_status={finish_status!r} is one of the states {state_names}; a "
+                "finished handler needs a status of its own, such as 'finished', or None "
+                "to end its history without a row."
+            )
+    return (phi if np.any(phi > 0) else None), finish_status
 
 
 @dataclass(frozen=True, eq=False)
@@ -645,6 +824,175 @@ class OrderServiceSystem:
         out = _fail_within(T, fail, int(horizon))
         return out.reshape(len(self.state_names), n_memory, int(horizon))
 
+    def group_event_matrices(
+        self,
+        handler_class: str = "normal",
+        memory_window: int = 0,
+        memory_boost: float = 3.0,
+        group_outage_boost: float = 10.0,
+    ) -> np.ndarray:
+        """The event tensors of a group member, per dependency state and memory value.
+
+        While a group's shared dependency is down, every probability of moving
+        from a non-failure state into a failure state is multiplied by
+        ``group_outage_boost``, and also by ``memory_boost`` while the
+        handler's memory ``d < memory_window``; the row is then renormalised
+        once. Rows of failure states do not change.
+
+        Parameters
+        ----------
+        handler_class, memory_window, memory_boost
+            As in :meth:`memory_event_matrices`.
+        group_outage_boost : float, default=10.0
+            Factor on the failure entries of non-failure rows while the
+            dependency is down, > 0.
+
+        Returns
+        -------
+        matrices : ndarray of shape (2, memory_window + 1, n_events, n_states, n_states)
+            ``matrices[0]`` (dependency up) is :meth:`memory_event_matrices`;
+            ``matrices[1]`` (down) is boosted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> P = system.group_event_matrices("normal", group_outage_boost=6.0)
+        >>> P.shape
+        (2, 1, 5, 5, 5)
+        >>> bool(np.array_equal(P[0, 0], system.event_matrices["normal"]))
+        True
+        >>> row = system.event_matrices["normal"][0, 0]  # order_created, from ok
+        >>> want = np.r_[row[:2], 6 * row[2:]] / (row[:2].sum() + 6 * row[2:].sum())
+        >>> bool(np.allclose(P[1, 0, 0, 0], want))
+        True
+        """
+        self._check_class(handler_class)
+        memory_window, memory_boost = _check_memory(memory_window, memory_boost)
+        *_, group_outage_boost = _check_groups(0.0, 1.0, group_outage_boost)
+        return _dependency_matrices(
+            self.event_matrices[handler_class], self.failure_mask,
+            memory_window, memory_boost, group_outage_boost,
+        )
+
+    def joint_transition_matrix(
+        self,
+        handler_class: str = "normal",
+        *,
+        memory_window: int = 0,
+        memory_boost: float = 3.0,
+        multipliers: Mapping[str, float] | None = None,
+        dependency: bool = False,
+        group_outage_rate: float = 0.005,
+        group_outage_length: float = 20.0,
+        group_outage_boost: float = 10.0,
+        finish_rate: float | Mapping[str, float] = 0.0,
+    ) -> np.ndarray:
+        """The first-order chain over (dependency, state, memory) and END of a handler.
+
+        The true process of :func:`simulate_histories` with groups
+        (``dependency=True``) and finishing. At each step the group's
+        dependency moves first (up to down with probability
+        ``group_outage_rate``, down to up with ``1 / group_outage_length``);
+        then the handler, in state ``s``, finishes with probability
+        ``finish_rate[s]`` (END, absorbing, not a failure) or takes its step
+        under the new dependency state and its memory (see
+        :meth:`group_event_matrices`).
+
+        Parameters
+        ----------
+        handler_class, memory_window, memory_boost, multipliers
+            As in :meth:`augmented_transition_matrix`.
+        dependency : bool, default=False
+            Whether the handler belongs to a group with a shared dependency.
+        group_outage_rate, group_outage_length, group_outage_boost
+            The dependency, as in :func:`simulate_histories`; used only with
+            ``dependency=True``.
+        finish_rate : float or dict of str to float, default=0.0
+            P(finish) per step, one number or one per state name (others 0).
+
+        Returns
+        -------
+        T : ndarray of shape (n, n)
+            Row-stochastic, index ``(u * n_states + s) * (W + 1) + d`` with
+            ``u`` (0 = up, 1 = down) only with ``dependency=True``, and END as
+            the last index when some ``finish_rate`` is > 0. Without either it
+            is :meth:`augmented_transition_matrix`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> T = system.joint_transition_matrix(
+        ...     "normal", memory_window=2, dependency=True, finish_rate={"ok": 0.1})
+        >>> T.shape  # 2 x 5 x 3 joint states and END
+        (31, 31)
+        >>> bool(np.allclose(T.sum(axis=1), 1.0)), float(T[0, -1]), float(T[-1, -1])
+        (True, 0.1, 1.0)
+        """
+        self._check_class(handler_class)
+        memory_window, memory_boost = _check_memory(memory_window, memory_boost)
+        rate, length, boost = _check_groups(
+            group_outage_rate, group_outage_length, group_outage_boost
+        )
+        phi, _ = _check_finish(finish_rate, None, self.state_names)
+        chain = _dependency_chain(rate, length)[0] if dependency else None
+        Pm = _dependency_matrices(
+            self.event_matrices[handler_class], self.failure_mask,
+            memory_window, memory_boost, boost if dependency else None,
+        )
+        Q = self.shifted_event_probs(handler_class, multipliers)
+        return _joint_matrix(Pm, Q, self.failure_mask, chain, phi)
+
+    def joint_failure_probabilities(
+        self,
+        horizon: int,
+        handler_class: str = "normal",
+        **chain,
+    ) -> np.ndarray:
+        """True P(fail within 1..horizon steps) from every (dependency, state, memory).
+
+        The recursion of :meth:`failure_probabilities` on
+        :meth:`joint_transition_matrix`; finishing within the horizon without
+        failing counts as no failure.
+
+        Parameters
+        ----------
+        horizon : int
+            The largest number of steps ahead, >= 1.
+        handler_class : str, default="normal"
+            Which handler class.
+        **chain
+            The keyword arguments of :meth:`joint_transition_matrix`.
+
+        Returns
+        -------
+        probs : ndarray of shape (n_dependency, n_states, memory_window + 1, horizon)
+            ``probs[u, s, d, h - 1]``; ``n_dependency`` is 2 with
+            ``dependency=True`` (``u = 1``: down), else 1.
+
+        Examples
+        --------
+        >>> from markovfault.simulate import OrderServiceSystem
+        >>> system = OrderServiceSystem.default()
+        >>> p = system.joint_failure_probabilities(5, dependency=True)
+        >>> p.shape
+        (2, 5, 1, 5)
+        >>> bool(p[1, 0, 0, 0] > 3 * p[0, 0, 0, 0])  # "ok" while the dependency is down
+        True
+        """
+        horizon = int(check_scalar(horizon, "horizon", (int, np.integer), min_val=1))
+        T = self.joint_transition_matrix(handler_class, **chain)
+        W = int(chain.get("memory_window", 0))
+        U = 2 if chain.get("dependency", False) else 1
+        S = len(self.state_names)
+        finishing = T.shape[0] == U * S * (W + 1) + 1
+        fail = _joint_failure_mask(self.failure_mask, W + 1, U, finishing)
+        out = _fail_within(T, fail, horizon)[: U * S * (W + 1)]
+        return out.reshape(U, S, W + 1, horizon)
+
     @classmethod
     def default(
         cls, failure_states: tuple[str, ...] | list[str] = FAILURE_STATES
@@ -726,8 +1074,8 @@ def _metrics(rng, state_names: tuple[str, ...], states: np.ndarray):
             f"no metric model for states {missing}; metrics are defined for "
             f"{sorted(_METRIC_MODELS)}. Pass with_metrics=False."
         )
-    latency = np.empty(states.shape[0])
-    error_rate = np.empty(states.shape[0])
+    latency = np.full(states.shape[0], np.nan)  # NaN stays on rows of finished handlers
+    error_rate = np.full(states.shape[0], np.nan)
     for code, name in enumerate(state_names):
         rows = np.flatnonzero(states == code)
         m = _METRIC_MODELS[name]
@@ -745,6 +1093,28 @@ def _handler_names(n_handlers: int) -> np.ndarray:
     width = max(2, len(str(n_handlers)))
     numbers = np.strings.zfill(np.arange(1, n_handlers + 1).astype(str), width)
     return np.strings.add("orders-worker-", numbers)
+
+
+def _group_names(n_groups: int) -> np.ndarray:
+    if not n_groups:
+        return np.array([], dtype=object)
+    numbers = np.strings.zfill(np.arange(1, n_groups + 1).astype(str), len(str(n_groups)))
+    return np.strings.add("payments-db-", numbers).astype(object)
+
+
+def _draw_dependency(rng, n_groups: int, n_steps: int, rate: float, length: float) -> np.ndarray:
+    """The dependency of each group per step, True when down: shape (n_groups, n_steps).
+
+    Step 0 is drawn from the stationary distribution; each next step moves
+    by :func:`_dependency_chain`. Vectorised over groups.
+    """
+    _, stationary_down = _dependency_chain(rate, length)
+    u = rng.random((n_groups, n_steps))
+    path = np.empty((n_groups, n_steps), dtype=bool)
+    path[:, 0] = u[:, 0] < stationary_down
+    for n in range(1, n_steps):
+        path[:, n] = np.where(path[:, n - 1], u[:, n] >= 1.0 / length, u[:, n] < rate)
+    return path
 
 
 def _multiplier_vector(
@@ -876,6 +1246,13 @@ def simulate_histories(
     outages: int = 0,
     outage_length: int = 60,
     outage_boost: Mapping[str, float] | None = None,
+    n_groups: int = 0,
+    group_outage_rate: float = 0.005,
+    group_outage_length: float = 20.0,
+    group_outage_boost: float = 10.0,
+    finish_rate: float | Mapping[str, float] = 0.0,
+    finish_status: str | None = "finished",
+    start_spread: int = 0,
     truth_columns: bool = False,
     return_result: bool = False,
 ) -> pd.DataFrame | SimulatedHistories:
@@ -887,12 +1264,18 @@ def simulate_histories(
     ended in (drawn from ``P[event, state]``). The simulation is vectorised
     across handlers: one numpy step moves all handlers at once.
 
+    Steps are steps of the run, shared by all handlers: step ``n`` is row
+    ``n`` of a handler that started at step 0. With ``start_spread`` handlers
+    start later, with ``finish_rate`` they may finish early, so histories
+    have different lengths.
+
     Parameters
     ----------
     n_handlers : int, default=50
         Number of handlers (entities), named ``orders-worker-01``, ...
     n_steps : int, default=1000
-        Steps (rows) per handler.
+        Steps of the run: the rows of a handler that starts at step 0 and
+        does not finish.
     system : OrderServiceSystem, default=None
         The truth; ``OrderServiceSystem.default()`` when None. It must have
         handler classes ``"normal"`` and, if ``flaky_fraction > 0``,
@@ -920,7 +1303,8 @@ def simulate_histories(
     with_metrics : bool, default=True
         Add ``latency_ms`` and ``error_rate`` drawn from state-dependent
         distributions: ok ~ 50 ms, slow ~ 800 ms, error ~ 120 ms with error
-        rate ~ 0.7, timeout >= 5000 ms, down ~ 2 ms with error rate 1.0.
+        rate ~ 0.7, timeout >= 5000 ms, down ~ 2 ms with error rate 1.0; NaN
+        on the row of a finished handler.
     with_event_ids : bool, default=True
         Add ``event_id``, a unique string per step.
     duplicate_rate : float, default=0.0
@@ -941,9 +1325,9 @@ def simulate_histories(
         The factor of the failure memory, > 0.
     mix_shifts : list of (int, int, dict), default=None
         Event-mix shifts ``(start_step, end_step, {event: multiplier})``: at
-        steps ``start_step <= n < end_step`` (row ``n`` of every handler) the
-        event arrives from ``Q[s, e] * multiplier[e]``, rows renormalised.
-        Overlapping shifts multiply.
+        steps ``start_step <= n < end_step`` the event arrives from
+        ``Q[s, e] * multiplier[e]``, rows renormalised. Overlapping shifts
+        multiply.
     outages : int, default=0
         Add this many random, non-overlapping shifts of ``outage_length``
         steps within the run (drawn from ``random_state``).
@@ -951,10 +1335,50 @@ def simulate_histories(
         Steps per outage.
     outage_boost : dict of str to float, default=None
         The multipliers of an outage; ``{"payment_failed": 10.0}`` when None.
+    n_groups : int, default=0
+        Split the handlers into this many groups of consecutive handlers
+        (sizes differ by at most one), named ``payments-db-1``, ... Each group
+        shares a hidden dependency that is up or down, a two-state Markov
+        chain over the steps, independent between groups and stationary from
+        step 0. While it is down, its members' probabilities of moving from a
+        non-failure into a failure state are multiplied by
+        ``group_outage_boost`` (rows renormalised; on top of the failure
+        memory), so members fail together. 0: no groups. At most
+        ``n_handlers``.
+    group_outage_rate : float, default=0.005
+        Per-step probability that an up dependency goes down, in [0, 1].
+    group_outage_length : float, default=20.0
+        Mean steps an outage lasts: a down dependency recovers with
+        probability ``1 / group_outage_length`` per step, >= 1. The share of
+        steps down is ``rate / (rate + 1 / length)`` (about 9% by default).
+    group_outage_boost : float, default=10.0
+        The factor on the failure probabilities during an outage, > 0. By
+        default a normal handler in ``ok`` fails on the next step with
+        probability 0.22 instead of 0.033, a flaky one 0.40 instead of 0.084;
+        in a simulated group of ten, a healthy handler fails on the next step
+        about 4 times as often when half of its neighbours are failing as
+        when none are.
+    finish_rate : float or dict of str to float, default=0.0
+        Per-step probability that a handler finishes, in [0, 1]: one number,
+        or one per state name (the state the step starts from; states not
+        named never finish). Finishing replaces the step's transition (the
+        event still arrives), is absorbing and is not a failure. 0: handlers
+        never finish.
+    finish_status : str or None, default="finished"
+        The status of the row of the step on which a handler finishes, its
+        last row; not one of the system's states. None: the history just
+        stops (a handler that finishes on its first step has no row).
+    start_spread : int, default=0
+        Each handler's first step is drawn uniformly from ``0 ..
+        start_spread`` (so histories hold handlers of different ages); less
+        than ``n_steps``. Its time follows the clock, as if it had been
+        stepping since ``start``. 0: all start at step 0.
     truth_columns : bool, default=False
-        Add ``step`` (the row's step index within its handler), ``memory``
-        (``d``) and ``regime`` (0 = no shift, else the id of the combination
-        of shifts in force), all int64, after ``handler_class``.
+        Add ``step`` (the row's step of the run; its index within its handler
+        unless ``start_spread``), ``memory`` (``d``) and ``regime`` (0 = no
+        shift, else the id of the combination of shifts in force), all int64,
+        and with groups ``dependency_down`` (bool: the step was drawn while
+        the group's dependency was down), at the end.
     return_result : bool, default=False
         Return a :class:`SimulatedHistories` (the frame, the truth and the
         schedule) instead of the frame; its ``true_failure_probabilities``
@@ -966,15 +1390,20 @@ def simulate_histories(
         Columns ``handler`` (str), ``timestamp`` (datetime64[ns, UTC]),
         ``event_type`` (str), ``status`` (str), ``event_id`` (str, if
         ``with_event_ids``), ``latency_ms`` and ``error_rate`` (float64, if
-        ``with_metrics``) and ``handler_class`` (str, ``"normal"`` or
-        ``"flaky"``), then ``step``, ``memory`` and ``regime`` if
+        ``with_metrics``), ``handler_class`` (str, ``"normal"`` or
+        ``"flaky"``) and ``group`` (str, if ``n_groups``), then ``step``,
+        ``memory``, ``regime`` and ``dependency_down`` (if ``n_groups``) if
         ``truth_columns``, with a fresh RangeIndex. A
         :class:`SimulatedHistories` if ``return_result``.
 
     Raises
     ------
+    ConfigError
+        If a parameter of the groups, of finishing or ``start_spread`` is out
+        of range (a ValueError).
     ValueError
-        If a parameter is out of range or the system lacks a handler class.
+        If another parameter is out of range or the system lacks a handler
+        class.
     TypeError
         If a parameter has the wrong type.
 
@@ -992,6 +1421,23 @@ def simulate_histories(
     >>> str(df["timestamp"].dtype)
     'datetime64[ns, UTC]'
     >>> df["event_id"].is_unique
+    True
+
+    Groups that fail together, and handlers that finish:
+
+    >>> sim = simulate_histories(
+    ...     6, 300, n_groups=2, finish_rate=0.01, truth_columns=True,
+    ...     with_metrics=False, random_state=1, return_result=True,
+    ... )
+    >>> sim.frame.groupby("group")["handler"].unique().map(len).to_dict()
+    {'payments-db-1': 3, 'payments-db-2': 3}
+    >>> sim.frame.columns.tolist()[-6:]
+    ['handler_class', 'group', 'step', 'memory', 'regime', 'dependency_down']
+    >>> last = sim.frame.groupby("handler").tail(1)
+    >>> finished = sim.handlers["finish_step"].notna()
+    >>> bool((last["status"].eq("finished").to_numpy() == finished.to_numpy()).all())
+    True
+    >>> sim.true_failure_probabilities(5).shape == (len(sim.frame), 5)
     True
     """
     n_handlers = check_scalar(n_handlers, "n_handlers", (int, np.integer), min_val=1)
@@ -1031,6 +1477,22 @@ def simulate_histories(
         outage_boost = {"payment_failed": 10.0}
     if outages:
         _resolve_shifts(system.event_names, [(0, 1, outage_boost)])
+    n_groups = int(check_scalar(n_groups, "n_groups", (int, np.integer), min_val=0))
+    if n_groups > n_handlers:
+        raise ConfigError(
+            f"n_groups == {n_groups} exceeds n_handlers == {n_handlers}; every group "
+            "needs a handler: use n_groups <= n_handlers (0: no groups)."
+        )
+    group_rate, group_length, group_boost = _check_groups(
+        group_outage_rate, group_outage_length, group_outage_boost
+    )
+    phi, finish_status = _check_finish(finish_rate, finish_status, system.state_names)
+    start_spread = int(check_scalar(start_spread, "start_spread", (int, np.integer), min_val=0))
+    if start_spread >= n_steps:
+        raise ConfigError(
+            f"start_spread == {start_spread} must be less than n_steps == {n_steps}, "
+            "so that every handler starts within the run."
+        )
     rng = _check_rng(random_state)
 
     n_flaky = int(round(flaky_fraction * n_handlers))
@@ -1045,12 +1507,22 @@ def simulate_histories(
     is_flaky = np.zeros(n_handlers, dtype=bool)
     is_flaky[rng.permutation(n_handlers)[:n_flaky]] = True
     cls = is_flaky.astype(np.intp)  # index into all_classes
-    if outages:  # draws only then: the default stream is unchanged
+    # Every draw an option adds happens only when it is on: with the options
+    # off the random stream, and so the frame, is that of the plain chain.
+    if outages:
         shifts = shifts + tuple(
             _draw_outages(rng, int(n_steps), int(outages), int(outage_length), outage_boost)
         )
     schedule = _Schedule.build(system.event_names, shifts)
     step_regime = schedule.regime_of(np.arange(n_steps))
+    first_step = np.zeros(n_handlers, dtype=np.int64)
+    if start_spread:
+        first_step = np.floor(rng.random(n_handlers) * (start_spread + 1)).astype(np.int64)
+    group_of = np.zeros(n_handlers, dtype=np.intp)
+    dependency_path = np.zeros((n_groups, n_steps), dtype=bool)
+    if n_groups:
+        group_of = (np.arange(n_handlers) * n_groups) // n_handlers
+        dependency_path = _draw_dependency(rng, n_groups, int(n_steps), group_rate, group_length)
 
     # Cumulative tables stacked by class: (K, S, E), (K, E, S, S), (K, S). A
     # class the system lacks is never indexed; any valid array fills its slot.
@@ -1058,9 +1530,10 @@ def simulate_histories(
         fill = mapping[used[0]]
         return np.stack([mapping.get(c, fill) for c in all_classes])
 
-    # With memory and shifts: (K, R, S, E) per regime and (K, W + 1, E, S, S)
-    # per memory value. Regime 0 is Q and memory W is P, bit for bit, so
-    # without memory or shifts the draws are those of the plain chain.
+    # With memory, groups and shifts: (K, R, S, E) per regime and
+    # (K, U, W + 1, E, S, S) per dependency state and memory value. Regime 0
+    # is Q and (up, memory W) is P, bit for bit, so without these options the
+    # draws are those of the plain chain.
     fail = system.failure_mask
     Q_table = table(system.event_probs)
     cum_Q = _cumulative(np.stack([
@@ -1069,24 +1542,34 @@ def simulate_histories(
     ]))
     P_table = table(system.event_matrices)
     cum_P = _cumulative(np.stack([
-        _memory_matrices(P_table[k], fail, memory_window, memory_boost)
+        _dependency_matrices(
+            P_table[k], fail, memory_window, memory_boost, group_boost if n_groups else None
+        )
         for k in range(len(all_classes))
     ]))
     cum_0 = _cumulative(table(system.initial_probs))
 
-    states = np.empty((n_handlers, n_steps), dtype=np.intp)
+    n_states = len(system.state_names)
+    states = np.empty((n_handlers, n_steps), dtype=np.intp)  # n_states: finished
     events = np.empty((n_handlers, n_steps), dtype=np.intp)
     memory = np.empty((n_handlers, n_steps), dtype=np.int64)
+    finish_step = np.full(n_handlers, -1, dtype=np.int64)
     s = _sample_categorical(rng, cum_0[cls])
     d = np.full(n_handlers, memory_window, dtype=np.int64)  # before the first row
     for n in range(n_steps):
+        down = dependency_path[group_of, n].astype(np.intp) if n_groups else 0
         e = _sample_categorical(rng, cum_Q[cls, step_regime[n], s])
-        s_next = _sample_categorical(rng, cum_P[cls, d, e, s])
-        if n:  # the first row's memory is W: only recorded rows count
-            d = np.where(fail[s], 0, np.minimum(d + 1, memory_window))
-        s = s_next
+        s_next = _sample_categorical(rng, cum_P[cls, down, d, e, s])
+        recorded = s_next
+        if phi is not None:  # finishing from the state the step starts in
+            ends = (rng.random(n_handlers) < phi[s]) & (finish_step < 0) & (first_step <= n)
+            finish_step[ends] = n
+            recorded = np.where(ends, n_states, s_next)
+        # the first row's memory is W: only recorded rows count
+        d = np.where(n > first_step, np.where(fail[s], 0, np.minimum(d + 1, memory_window)), d)
+        s = np.where(n >= first_step, s_next, s)
         events[:, n] = e
-        states[:, n] = s
+        states[:, n] = recorded
         memory[:, n] = d
 
     # Times: whole milliseconds, strictly increasing per handler.
@@ -1101,15 +1584,30 @@ def simulate_histories(
         frac = (gaps - step_ms * (1.0 - jitter)) / (2.0 * step_ms) if jitter else 0.0 * gaps
         offsets_ms = np.rint(step_ms * (np.arange(n_steps)[None, :] + jitter * frac)).astype(np.int64)
         offsets_ms = np.maximum(offsets_ms, np.arange(n_steps)[None, :])
-    times_ns = t0.value + offsets_ms.ravel() * 1_000_000
 
-    n_rows = n_handlers * n_steps
-    state_codes = states.ravel()
+    # The cells of the (handler, step) grid that are rows: from the first
+    # step to the finish (its row included when it has a status).
+    grid_steps = np.arange(n_steps, dtype=np.int64)
+    last_step = np.full(n_handlers, n_steps - 1, dtype=np.int64)
+    finished = finish_step >= 0
+    last_step[finished] = finish_step[finished] - (finish_status is None)
+    alive = (grid_steps[None, :] >= first_step[:, None]) & (grid_steps[None, :] <= last_step[:, None])
+    keep = None if alive.all() else np.flatnonzero(alive.ravel())
+
+    def cells(grid: np.ndarray) -> np.ndarray:
+        flat = grid.ravel()
+        return flat if keep is None else flat[keep]
+
+    state_codes = cells(states)
+    n_rows = state_codes.shape[0]
+    times_ns = t0.value + cells(offsets_ms) * 1_000_000
+    names = _handler_names(n_handlers)
+    status_names = system.state_names + ((finish_status,) if finish_status is not None else ())
     columns: dict[str, object] = {
-        "handler": np.repeat(_handler_names(n_handlers), n_steps),
+        "handler": cells(np.repeat(names[:, None], n_steps, axis=1)),
         "timestamp": pd.to_datetime(times_ns, utc=True).as_unit("ns"),
-        "event_type": np.asarray(system.event_names, dtype=object)[events.ravel()],
-        "status": np.asarray(system.state_names, dtype=object)[state_codes],
+        "event_type": np.asarray(system.event_names, dtype=object)[cells(events)],
+        "status": np.asarray(status_names, dtype=object)[state_codes],
     }
     if with_event_ids:
         width = len(str(n_rows - 1))
@@ -1119,14 +1617,21 @@ def simulate_histories(
         columns["latency_ms"], columns["error_rate"] = _metrics(
             rng, system.state_names, state_codes
         )
-    class_names = np.repeat(np.asarray(all_classes, dtype=object)[cls], n_steps)
+    handler_classes = np.asarray(all_classes, dtype=object)[cls]
+    class_names = cells(np.repeat(handler_classes[:, None], n_steps, axis=1))
     columns["handler_class"] = class_names
-    step = np.tile(np.arange(n_steps, dtype=np.int64), n_handlers)
+    group_names = _group_names(n_groups)
+    if n_groups:
+        columns["group"] = cells(np.repeat(group_names[group_of][:, None], n_steps, axis=1))
+    step = cells(np.broadcast_to(grid_steps, (n_handlers, n_steps)))
     regime = step_regime.astype(np.int64)[step]
+    dependency_down = cells(dependency_path[group_of]) if n_groups else np.zeros(n_rows, bool)
     if truth_columns:
         columns["step"] = step
-        columns["memory"] = memory.ravel()
+        columns["memory"] = cells(memory)
         columns["regime"] = regime
+        if n_groups:
+            columns["dependency_down"] = dependency_down
     frame = pd.DataFrame(columns)
 
     taken = np.arange(n_rows)
@@ -1141,6 +1646,11 @@ def simulate_histories(
     frame = frame.reset_index(drop=True)
     if not return_result:
         return frame
+    handlers = pd.DataFrame({"handler_class": handler_classes}, index=pd.Index(names, name="handler"))
+    if n_groups:
+        handlers["group"] = group_names[group_of]
+    handlers["start_step"] = first_step
+    handlers["finish_step"] = pd.arrays.IntegerArray(finish_step, ~finished)
     return SimulatedHistories(
         frame=frame,
         system=system,
@@ -1148,10 +1658,19 @@ def simulate_histories(
         memory_boost=memory_boost,
         mix_shifts=shifts,
         step=step[taken],
-        memory=memory.ravel()[taken],
+        memory=cells(memory)[taken],
         regime=regime[taken],
         _states=state_codes[taken],
         _classes=class_names[taken],
+        dependency_down=dependency_down[taken],
+        n_groups=n_groups,
+        group_outage_rate=group_rate,
+        group_outage_length=group_length,
+        group_outage_boost=group_boost,
+        finish_rate=np.zeros(n_states) if phi is None else phi,
+        finish_status=finish_status,
+        handlers=handlers,
+        dependency_path=dependency_path,
     )
 
 
@@ -1175,10 +1694,26 @@ class SimulatedHistories:
         over steps ``start_step <= n < end_step``: the ``mix_shifts`` passed
         and then the drawn outages.
     step, memory, regime : ndarray of int64, one per row of ``frame``
-        The row's step index within its handler, its memory ``d`` and the
-        regime its event was drawn under (0 = no shift; see
-        :attr:`regime_multipliers`). The same as the columns of
-        ``truth_columns=True``.
+        The row's step of the run, its memory ``d`` and the regime its event
+        was drawn under (0 = no shift; see :attr:`regime_multipliers`). The
+        same as the columns of ``truth_columns=True``.
+    dependency_down : ndarray of bool, one per row of ``frame``
+        Whether the row's step was drawn while its group's dependency was
+        down (all False without groups).
+    n_groups, group_outage_rate, group_outage_length, group_outage_boost
+        The groups and their dependencies, as passed.
+    finish_rate : ndarray of shape (n_states,)
+        P(finish) per step from each state (zeros: handlers never finish).
+    finish_status : str or None
+        The status of a finished handler's last row; None: no such row.
+    handlers : DataFrame
+        One row per handler (index ``handler``, all of them, also one that
+        finished before its first row): ``handler_class``, ``group`` (with
+        groups), ``start_step`` (its first step) and ``finish_step`` (the
+        step on which it finished, Int64, NA if it never did).
+    dependency_path : ndarray of bool of shape (n_groups, n_steps)
+        Each group's dependency per step (True: down), groups in the order
+        of their names.
     """
 
     frame: pd.DataFrame
@@ -1191,6 +1726,15 @@ class SimulatedHistories:
     regime: np.ndarray
     _states: np.ndarray = field(repr=False)
     _classes: np.ndarray = field(repr=False)
+    dependency_down: np.ndarray | None = field(default=None, repr=False)
+    n_groups: int = 0
+    group_outage_rate: float = 0.005
+    group_outage_length: float = 20.0
+    group_outage_boost: float = 10.0
+    finish_rate: np.ndarray | None = field(default=None, repr=False)
+    finish_status: str | None = "finished"
+    handlers: pd.DataFrame | None = field(default=None, repr=False)
+    dependency_path: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def regime_multipliers(self) -> pd.DataFrame:
@@ -1213,35 +1757,56 @@ def true_failure_probabilities(
     memory_window: int | None = None,
     memory_boost: float | None = None,
     mix_shifts=None,
+    n_groups: int | None = None,
+    group_outage_rate: float | None = None,
+    group_outage_length: float | None = None,
+    group_outage_boost: float | None = None,
+    finish_rate: float | Mapping[str, float] | None = None,
+    finish_status: str | None = None,
 ) -> np.ndarray:
     """The exact probability that each row's handler fails within 1..horizon steps.
 
     For the row of step ``t`` of a handler of class ``c`` in state ``s`` with
-    memory ``d``: ``P(one of S_{t+1}..S_{t+h} is a failure | S_t = s, D_t = d)``
+    memory ``d`` whose group's dependency is in state ``u`` (up or down):
+    ``P(one of S_{t+1}..S_{t+h} is a failure | U_t = u, S_t = s, D_t = d)``
     for ``h = 1..horizon``, given the known schedule of event-mix regimes at
-    steps ``t+1..t+h``. The process is a first-order chain over (state,
-    memory) whose matrix at step ``k`` uses the event mix ``Q`` of the regime
-    of step ``k`` (see :meth:`OrderServiceSystem.augmented_transition_matrix`);
-    with ``T_k`` those matrices the recursion is ``f = 1_F`` at step
-    ``t+h``, ``f = 1_F + 1_{not F} (T_k f)`` back to step ``t+1``, and the
-    answer ``(T_{t+1} f)(s, d)``. Rows that share a class and a regime
-    pattern over their next ``horizon`` steps share one computation. Steps
-    past the end of the simulation follow the same schedule (no shift unless
-    a window extends there).
+    steps ``t+1..t+h``; a handler that finishes within the horizon before
+    failing has not failed, and a finished row's risk is 0. The process is a
+    first-order chain over (dependency, state, memory) and an absorbing END
+    (see :meth:`OrderServiceSystem.joint_transition_matrix`) whose matrix at
+    step ``k`` uses the event mix ``Q`` of the regime of step ``k``; with
+    ``T_k`` those matrices the recursion is ``f = 1_F`` at step ``t+h``,
+    ``f = 1_F + 1_{not F} (T_k f)`` back to step ``t+1``, and the answer
+    ``(T_{t+1} f)(u, s, d)``. Rows that share a class and a regime pattern
+    over their next ``horizon`` steps share one computation, then each row
+    is a lookup. Steps past the end of the simulation follow the same
+    schedule (no shift unless a window extends there).
+
+    The risk is exact given the row's hidden dependency state; the other
+    members of its group carry no further information, because they are
+    independent of the handler given their dependency.
 
     Parameters
     ----------
     data : SimulatedHistories or DataFrame
         A result of ``simulate_histories(..., return_result=True)``, which
         carries everything; or a frame with columns ``status`` and
-        ``handler_class``, plus ``memory`` when ``memory_window > 0`` and
-        ``step`` when there are shifts (``truth_columns=True`` adds both).
+        ``handler_class``, plus ``memory`` when ``memory_window > 0``,
+        ``step`` when there are shifts and ``dependency_down`` with groups
+        (``truth_columns=True`` adds them).
     horizon : int
         The largest number of steps ahead, >= 1.
     system, memory_window, memory_boost, mix_shifts
         Only with a frame: the simulation's arguments (defaults: the default
         system, no memory, boost 3.0, no shifts). For drawn outages, pass the
         result's ``mix_shifts``.
+    n_groups, group_outage_rate, group_outage_length, group_outage_boost, finish_rate
+        Only with a frame: the simulation's arguments (defaults: no groups,
+        0.005, 20.0, 10.0, no finishing). Only whether ``n_groups > 0``
+        matters.
+    finish_status : str, default=None
+        Only with a frame: the status of finished rows, ``"finished"`` when
+        None; used only with a ``finish_rate``.
 
     Returns
     -------
@@ -1267,19 +1832,43 @@ def true_failure_probabilities(
     >>> first = system.state_names.index(plain["status"][0])
     >>> bool(np.allclose(p[0], system.failure_probabilities(3, "normal")[first]))
     True
+
+    With groups, the risk of a row whose dependency is down is higher:
+
+    >>> grouped = simulate_histories(
+    ...     40, 400, n_groups=4, flaky_fraction=0.0, truth_columns=True, random_state=0)
+    >>> risk = true_failure_probabilities(grouped, 1, n_groups=4)[:, 0]
+    >>> ok = (grouped["status"] == "ok").to_numpy()
+    >>> down = grouped["dependency_down"].to_numpy()
+    >>> bool(risk[ok & down].mean() > 3 * risk[ok & ~down].mean())
+    True
     """
     horizon = int(check_scalar(horizon, "horizon", (int, np.integer), min_val=1))
     if isinstance(data, SimulatedHistories):
-        given = [system, memory_window, memory_boost, mix_shifts]
+        given = [
+            system, memory_window, memory_boost, mix_shifts, n_groups, group_outage_rate,
+            group_outage_length, group_outage_boost, finish_rate, finish_status,
+        ]
         if any(value is not None for value in given):
             raise TypeError(
-                "system, memory_window, memory_boost and mix_shifts come from the "
-                "SimulatedHistories; pass them only with a DataFrame."
+                "system, memory_window, memory_boost, mix_shifts and the parameters of "
+                "groups and finishing come from the SimulatedHistories; pass them only "
+                "with a DataFrame."
             )
         system, W, boost = data.system, data.memory_window, data.memory_boost
         shifts = data.mix_shifts
         states, classes = data._states, data._classes
         memory, steps = data.memory, data.step
+        grouped = data.n_groups > 0
+        rate, length, group_boost = (
+            data.group_outage_rate, data.group_outage_length, data.group_outage_boost
+        )
+        dependency = data.dependency_down
+        if dependency is None:
+            dependency = np.zeros(states.shape[0], dtype=bool)
+        phi = data.finish_rate
+        if phi is not None and not np.any(phi > 0):
+            phi = None
     elif isinstance(data, pd.DataFrame):
         if system is None:
             system = OrderServiceSystem.default()
@@ -1292,7 +1881,22 @@ def true_failure_probabilities(
             3.0 if memory_boost is None else memory_boost,
         )
         shifts = _resolve_shifts(system.event_names, mix_shifts)
-        need = ["status", "handler_class"] + ["memory"] * (W > 0) + ["step"] * bool(shifts)
+        n_groups = 0 if n_groups is None else n_groups
+        grouped = check_scalar(n_groups, "n_groups", (int, np.integer), min_val=0) > 0
+        rate, length, group_boost = _check_groups(
+            0.005 if group_outage_rate is None else group_outage_rate,
+            20.0 if group_outage_length is None else group_outage_length,
+            10.0 if group_outage_boost is None else group_outage_boost,
+        )
+        phi, finish_status = _check_finish(
+            0.0 if finish_rate is None else finish_rate,
+            "finished" if finish_status is None else finish_status,
+            system.state_names,
+        )
+        need = (
+            ["status", "handler_class"] + ["memory"] * (W > 0) + ["step"] * bool(shifts)
+            + ["dependency_down"] * grouped
+        )
         missing = [c for c in need if c not in data.columns]
         if missing:
             raise ValueError(
@@ -1300,11 +1904,16 @@ def true_failure_probabilities(
                 "or pass the SimulatedHistories."
             )
         status = data["status"].to_numpy(dtype=object)
-        codes = pd.Index(system.state_names).get_indexer(status)
+        labels = system.state_names + ((finish_status,) if phi is not None else ())
+        codes = pd.Index(labels).get_indexer(status)
         if np.any(codes < 0):
+            hint = (
+                "; rows of finished handlers need their finish_rate (and finish_status)"
+                if phi is None else ""
+            )
             raise ValueError(
-                f"status holds values outside {system.state_names}: "
-                f"{sorted(set(status[codes < 0]))[:5]}."
+                f"status holds values outside {labels}: "
+                f"{sorted(set(status[codes < 0]))[:5]}{hint}."
             )
         states, classes = codes.astype(np.intp), data["handler_class"].to_numpy(dtype=object)
         unknown = sorted(set(classes) - set(system.handler_classes))
@@ -1314,14 +1923,20 @@ def true_failure_probabilities(
         if np.any((memory < 0) | (memory > W)):
             raise ValueError(f"memory must lie in [0, memory_window={W}].")
         steps = data["step"].to_numpy(dtype=np.int64) if shifts else np.zeros(len(data), np.int64)
+        dependency = (
+            data["dependency_down"].to_numpy(dtype=bool) if grouped
+            else np.zeros(len(data), dtype=bool)
+        )
     else:
         raise TypeError(
             f"data must be a SimulatedHistories or a DataFrame, got {type(data).__name__}."
         )
 
     schedule = _Schedule.build(system.event_names, shifts)
-    n_memory = W + 1
-    fail = np.repeat(system.failure_mask, n_memory)
+    n_memory, n_dependency = W + 1, 2 if grouped else 1
+    n_states = len(system.state_names)
+    fail = _joint_failure_mask(system.failure_mask, n_memory, n_dependency, phi is not None)
+    chain = _dependency_chain(rate, length)[0] if grouped else None
     out = np.empty((states.shape[0], horizon))
     if out.shape[0] == 0:
         return out
@@ -1329,14 +1944,23 @@ def true_failure_probabilities(
     future = schedule.regime_of(unique_steps[:, None] + np.arange(1, horizon + 1))
     patterns, pattern_of_step = np.unique(future, axis=0, return_inverse=True)
     pattern_of_row = pattern_of_step.reshape(-1)[step_of_row.reshape(-1)]
-    aug_index = states * n_memory + memory
+    finished = states == n_states  # their index is END, the last
+    joint_index = np.where(
+        finished, fail.shape[0] - 1,
+        (dependency.astype(np.intp) * n_states + states) * n_memory + memory,
+    )
     for name in pd.unique(classes):
-        Pm = _memory_matrices(system.event_matrices[name], system.failure_mask, W, boost)
+        Pm = _dependency_matrices(
+            system.event_matrices[name], system.failure_mask, W, boost,
+            group_boost if grouped else None,
+        )
         matrices = np.stack([
-            _augmented_matrix(Pm, _shifted_probs(system.event_probs[name], m), system.failure_mask)
+            _joint_matrix(
+                Pm, _shifted_probs(system.event_probs[name], m), system.failure_mask, chain, phi
+            )
             for m in schedule.multipliers
         ])
         table = _fail_within_schedule(matrices, fail, patterns)  # (patterns, A, H)
         rows = np.flatnonzero(classes == name)
-        out[rows] = table[pattern_of_row[rows], aug_index[rows]]
+        out[rows] = table[pattern_of_row[rows], joint_index[rows]]
     return out

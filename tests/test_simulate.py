@@ -732,3 +732,439 @@ def test_frame_truth_needs_the_columns():
     sim = simulate_histories(2, 10, random_state=0, return_result=True)
     with pytest.raises(TypeError, match="pass them only with a DataFrame"):
         true_failure_probabilities(sim, 3, memory_window=2)
+
+
+# --- groups with a shared dependency, handlers that finish ------------------------
+
+from markovfault.exceptions import ConfigError  # noqa: E402
+
+GROUPS = dict(group_outage_rate=0.1, group_outage_length=4.0, group_outage_boost=5.0)
+FINISH = {"ok": 0.05, "slow": 0.1}
+
+
+def _fail_grid(frame, n_steps):
+    """Failure flags on the (handler, step) grid; cells without a row are False."""
+    codes, names = pd.factorize(frame["handler"], sort=True)
+    grid = np.zeros((len(names), n_steps), dtype=bool)
+    grid[codes, frame["step"].to_numpy()] = frame["status"].isin(FAILURES).to_numpy()
+    return codes, grid
+
+
+def test_groups_and_finishing_off_change_nothing():
+    kwargs = dict(n_handlers=6, n_steps=50, duplicate_rate=0.1, shuffle=True, memory_window=3,
+                  outages=1, outage_length=10, random_state=3)
+    base = simulate_histories(**kwargs)
+    for off in [
+        dict(n_groups=0, group_outage_rate=0.3, group_outage_length=2.0, group_outage_boost=50.0),
+        dict(finish_rate=0.0, finish_status=None),
+        dict(finish_rate={"ok": 0.0, "down": 0.0}, start_spread=0),
+    ]:
+        pd.testing.assert_frame_equal(simulate_histories(**kwargs, **off), base)
+    sim = simulate_histories(**kwargs, truth_columns=True, return_result=True)
+    assert sim.frame.columns.tolist()[-4:] == ["handler_class", "step", "memory", "regime"]
+    assert not sim.dependency_down.any() and not sim.finish_rate.any()
+    assert sim.handlers["start_step"].eq(0).all() and sim.handlers["finish_step"].isna().all()
+    # the truth through the joint chain is the truth of the memory chain
+    np.testing.assert_array_equal(
+        sim.true_failure_probabilities(4),
+        true_failure_probabilities(sim.frame, 4, memory_window=3, mix_shifts=sim.mix_shifts,
+                                   n_groups=0, finish_rate=0.0),
+    )
+
+
+def _tiny_system():
+    # three states, two events, uneven numbers; "error" is the failure state
+    P = np.array([
+        [[0.6, 0.3, 0.1], [0.5, 0.3, 0.2], [0.4, 0.1, 0.5]],  # event a
+        [[0.7, 0.25, 0.05], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4]],  # event b
+    ])
+    Q = np.array([[0.8, 0.2], [0.3, 0.7], [0.5, 0.5]])
+    return OrderServiceSystem(
+        state_names=("ok", "slow", "error"), event_names=("a", "b"), failure_states=("error",),
+        event_matrices={"normal": P}, event_probs={"normal": Q},
+        initial_probs={"normal": np.array([0.9, 0.1, 0.0])},
+    )
+
+
+def test_boosted_rows_and_joint_chain_by_hand():
+    tiny = _tiny_system()
+    # memory window 2, memory boost 2.5, group boost 4: factor 4 while down, 10 with memory
+    Pm = tiny.group_event_matrices("normal", memory_window=2, memory_boost=2.5,
+                                   group_outage_boost=4.0)
+    assert Pm.shape == (2, 3, 2, 3, 3)
+    np.testing.assert_array_equal(Pm[0, 2], tiny.event_matrices["normal"])
+    np.testing.assert_allclose(Pm[0, 0, 0, 0], np.array([0.6, 0.3, 0.25]) / 1.15)
+    np.testing.assert_allclose(Pm[1, 2, 0, 0], np.array([0.6, 0.3, 0.4]) / 1.3)
+    np.testing.assert_allclose(Pm[1, 2, 1, 0], np.array([0.7, 0.25, 0.2]) / 1.15)
+    np.testing.assert_allclose(Pm[1, 1, 0, 0], np.array([0.6, 0.3, 1.0]) / 1.9)
+    np.testing.assert_allclose(Pm[1, 0, 1, 1], np.array([0.2, 0.5, 3.0]) / 3.7)
+    np.testing.assert_array_equal(Pm[1, :, :, 2], Pm[0, :, :, 2])  # failure rows as they are
+
+    # up -> down with 0.1, down -> up with 1 / 4; finishing from ok 0.2, from error 0.1
+    chain = dict(memory_window=2, memory_boost=2.5, dependency=True, group_outage_rate=0.1,
+                 group_outage_length=4.0, group_outage_boost=4.0,
+                 finish_rate={"ok": 0.2, "error": 0.1})
+    T = tiny.joint_transition_matrix("normal", **chain)
+    assert T.shape == (2 * 3 * 3 + 1,) * 2  # index (u * 3 + s) * 3 + d, END last
+    np.testing.assert_allclose(T.sum(axis=1), 1.0, rtol=0, atol=1e-14)
+
+    def at(u, s, d):
+        return (u * 3 + s) * 3 + d
+
+    ok, slow, error = 0, 1, 2
+    # (up, ok, d=2) -> (down, error, 2): dependency goes down, no finish, a or b into error
+    want = 0.1 * (1 - 0.2) * (0.8 * 0.4 / 1.3 + 0.2 * 0.2 / 1.15)
+    assert T[at(0, ok, 2), at(1, error, 2)] == pytest.approx(want, rel=1e-12)
+    # (down, slow, d=0) -> (down, error, 1): stays down, memory and group boost (x10)
+    want = 0.75 * (0.3 * 2.0 / 2.8 + 0.7 * 3.0 / 3.7)
+    assert T[at(1, slow, 0), at(1, error, 1)] == pytest.approx(want, rel=1e-12)
+    # (down, error, d=1) -> (up, ok, 0): recovers; failure rows are not boosted
+    want = 0.25 * (1 - 0.1) * (0.5 * 0.4 + 0.5 * 0.3)
+    assert T[at(1, error, 1), at(0, ok, 0)] == pytest.approx(want, rel=1e-12)
+    # memory moves as before: from a healthy state d + 1 capped at 2, after a failure 0
+    assert T[at(0, ok, 0), at(0, ok, 0)] == 0 and T[at(0, ok, 0), at(0, ok, 1)] > 0
+    np.testing.assert_allclose(T[:-1, -1], np.tile(np.repeat([0.2, 0.0, 0.1], 3), 2))
+    assert T[-1, -1] == 1.0
+
+    # one step ahead from (down, ok, d=2), by hand, through both public paths
+    want = (1 - 0.2) * (0.25 * (0.8 * 0.1 + 0.2 * 0.05)
+                        + 0.75 * (0.8 * 0.4 / 1.3 + 0.2 * 0.2 / 1.15))
+    p = tiny.joint_failure_probabilities(2, "normal", **chain)
+    assert p.shape == (2, 3, 3, 2)
+    assert p[1, ok, 2, 0] == pytest.approx(want, rel=1e-12)
+    row = pd.DataFrame({"status": ["ok", "finished"], "handler_class": "normal",
+                        "memory": [2, 0], "dependency_down": [True, False]})
+    got = true_failure_probabilities(
+        row, 2, system=tiny, memory_window=2, memory_boost=2.5, n_groups=1,
+        group_outage_rate=0.1, group_outage_length=4.0, group_outage_boost=4.0,
+        finish_rate={"ok": 0.2, "error": 0.1},
+    )
+    np.testing.assert_allclose(got[0], p[1, ok, 2], rtol=1e-12)
+    np.testing.assert_array_equal(got[1], [0.0, 0.0])  # finished: never fails
+
+    # without a dependency or finishing, the joint chain is the memory chain
+    np.testing.assert_array_equal(
+        tiny.joint_transition_matrix("normal", memory_window=2, memory_boost=2.5),
+        tiny.augmented_transition_matrix("normal", 2, 2.5),
+    )
+    # a dependency with boost 1 changes nothing: summed over u' it is the memory chain
+    flat = tiny.joint_transition_matrix("normal", memory_window=2, dependency=True,
+                                        group_outage_boost=1.0)
+    marginal = flat.reshape(2, 9, 2, 9).sum(axis=2)
+    for u in range(2):
+        np.testing.assert_allclose(marginal[u], tiny.augmented_transition_matrix("normal", 2))
+
+
+def test_dependency_is_a_two_state_chain():
+    a, length = 0.01, 12.5  # recovers with b = 0.08; stationary P(down) = a / (a + b) = 1/9
+    b = 1 / length
+    G, n = 30, 4000
+    sim = simulate_histories(
+        60, n, n_groups=G, group_outage_rate=a, group_outage_length=length,
+        with_metrics=False, truth_columns=True, random_state=13, return_result=True,
+    )
+    path = sim.dependency_path
+    assert path.shape == (G, n)
+    pi = a / (a + b)
+    # the mean of a stationary two-state chain: variance pi (1 - pi) / n * (1 + rho) / (1 - rho),
+    # rho = 1 - a - b its lag-1 autocorrelation; groups are independent
+    rho = 1 - a - b
+    se = np.sqrt(pi * (1 - pi) / (G * n) * (1 + rho) / (1 - rho))
+    assert abs(path.mean() - pi) <= 4 * se, (path.mean(), pi, se)
+    # per-step moves: up -> down with a, down -> up with b (binomial given the previous state)
+    prev, nxt = path[:, :-1].ravel(), path[:, 1:].ravel()
+    for state, rate in [(False, a), (True, b)]:
+        moved = (nxt[prev == state] != state)
+        m = moved.size
+        assert abs(moved.mean() - rate) <= 4 * np.sqrt(rate * (1 - rate) / m), (state, moved.mean())
+    # the frame: names, consecutive blocks of sizes 2, and the shared dependency per row
+    df = sim.frame
+    groups = sim.handlers["group"]
+    assert groups.iloc[0] == "payments-db-01" and groups.iloc[-1] == "payments-db-30"
+    assert groups.is_monotonic_increasing and groups.value_counts().eq(2).all()
+    assert df.columns.tolist()[-5:] == ["group", "step", "memory", "regime", "dependency_down"]
+    assert df["dependency_down"].dtype == bool
+    group_code = pd.Index(sorted(set(groups))).get_indexer(df["group"])
+    np.testing.assert_array_equal(df["dependency_down"], path[group_code, df["step"]])
+
+
+def test_group_sizes_differ_by_at_most_one():
+    df = simulate_histories(10, 3, n_groups=3, random_state=0)
+    sizes = df.groupby("group")["handler"].nunique()
+    assert sizes.to_dict() == {"payments-db-1": 4, "payments-db-2": 3, "payments-db-3": 3}
+    assert df.groupby("handler")["group"].nunique().eq(1).all()
+
+
+@pytest.mark.parametrize("finish_status", [None, "finished"])
+def test_row_truth_matches_monte_carlo_of_the_simulator(finish_status):
+    # One handler per group, so handlers are independent replications. Every
+    # option at once; at step t0 each handler's row is compared with what the
+    # simulator did over the next H steps (a row missing after a finish is no failure).
+    H, t0, N = 5, 6, 40_000
+    sim = simulate_histories(
+        N, t0 + H + 1, n_groups=N, flaky_fraction=0.5, memory_window=4, memory_boost=2.0,
+        **GROUPS, finish_rate={**FINISH, "error": 0.05}, finish_status=finish_status,
+        start_spread=3, mix_shifts=[(8, 11, {"payment_failed": 6.0})],
+        with_metrics=False, with_event_ids=False, truth_columns=True, random_state=5,
+        return_result=True,
+    )
+    df = sim.frame
+    # 40 000 independent dependencies, stationary from step 0: P(down) = a / (a + b) at every step
+    a, b = GROUPS["group_outage_rate"], 1 / GROUPS["group_outage_length"]
+    pi = a / (a + b)
+    for n in (0, t0 + H):
+        assert abs(sim.dependency_path[:, n].mean() - pi) <= 4 * np.sqrt(pi * (1 - pi) / N)
+    codes, grid = _fail_grid(df, t0 + H + 1)
+    at = np.flatnonzero(df["step"].to_numpy() == t0)
+    failed = np.cumsum(grid[codes[at], t0 + 1:], axis=1) > 0
+    truth = sim.true_failure_probabilities(H)[at]
+    down = df["dependency_down"].to_numpy()[at]
+    status = df["status"].to_numpy()[at]
+    healthy = np.isin(status, ["ok", "slow"])
+    strata = {"down, healthy": down & healthy, "up, healthy": ~down & healthy,
+              "down, failed": down & ~healthy, "up, failed": ~down & ~healthy}
+    if finish_status:
+        strata["up, failed"] &= status != finish_status
+        finished = status == finish_status
+        assert finished.sum() > 500 and not failed[finished].any()
+        assert np.all(truth[finished] == 0)
+    for name, sel in strata.items():
+        n = sel.sum()
+        assert n > 1500, name
+        p = truth[sel]
+        se = np.sqrt((p * (1 - p)).sum(axis=0)) / n
+        assert np.all(np.abs(failed[sel].mean(axis=0) - p.mean(axis=0)) <= 4 * se), name
+    # the dependency matters: a healthy row's risk is much higher while it is down
+    assert truth[strata["down, healthy"], 0].mean() > 2 * truth[strata["up, healthy"], 0].mean()
+
+
+def _monte_carlo_joint(system, handler_class, state, memory, down, step, horizon, n_paths, seed):
+    """Re-simulate n_paths from (dependency, state, memory) at `step`, written from the
+    spec: the dependency moves, then the handler finishes or steps under SHIFTS, the
+    memory boost and the group boost. P(failure among the next h) for h = 1..horizon."""
+    rng = np.random.default_rng(seed)
+    names, fail = list(system.event_names), system.failure_mask
+    P, Q = system.event_matrices[handler_class], system.event_probs[handler_class]
+    a, b = GROUPS["group_outage_rate"], 1 / GROUPS["group_outage_length"]
+    phi = np.array([FINISH.get(s, 0.0) for s in system.state_names])
+    s = np.full(n_paths, system.state_names.index(state))
+    d, u = np.full(n_paths, memory), np.full(n_paths, down)
+    alive, failed, out = np.ones(n_paths, bool), np.zeros(n_paths, bool), []
+    for k in range(1, horizon + 1):
+        r = rng.random(n_paths)
+        u = np.where(u, r >= b, r < a)
+        alive &= rng.random(n_paths) >= phi[s]
+        m = np.ones(len(names))
+        for start, end, mult in SHIFTS:
+            if start <= step + k < end:
+                for event, factor in mult.items():
+                    m[names.index(event)] *= factor
+        q = Q[s] * m
+        q /= q.sum(axis=1, keepdims=True)
+        e = (rng.random(n_paths)[:, None] >= np.cumsum(q, axis=1)).sum(axis=1)
+        e = np.minimum(e, len(names) - 1)
+        rows = P[e, s].copy()
+        factor = np.where(d < W, BOOST, 1.0) * np.where(u, GROUPS["group_outage_boost"], 1.0)
+        rows[:, fail] *= np.where(fail[s], 1.0, factor)[:, None]
+        rows /= rows.sum(axis=1, keepdims=True)
+        s_next = (rng.random(n_paths)[:, None] >= np.cumsum(rows, axis=1)).sum(axis=1)
+        s_next = np.minimum(s_next, len(fail) - 1)
+        d = np.where(fail[s], 0, np.minimum(d + 1, W))
+        s = s_next
+        failed |= alive & fail[s]
+        out.append(failed.mean())
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    ("handler_class", "state", "memory", "down", "step"),
+    [
+        ("normal", "ok", W, True, 27),  # outage of the event mix 3 steps ahead
+        ("flaky", "slow", 2, False, 33),
+        ("normal", "ok", 0, False, 0),
+        ("flaky", "error", W, True, 45),
+    ],
+)
+def test_joint_truth_matches_a_monte_carlo_from_the_spec(system, handler_class, state, memory,
+                                                         down, step):
+    H, n_paths = 10, 40_000
+    row = pd.DataFrame({"status": [state], "handler_class": [handler_class], "memory": [memory],
+                        "step": [step], "dependency_down": [down]})
+    truth = true_failure_probabilities(
+        row, H, memory_window=W, memory_boost=BOOST, mix_shifts=SHIFTS, n_groups=1, **GROUPS,
+        finish_rate=FINISH,
+    )[0]
+    assert np.all(np.diff(truth) >= 0) and 0 < truth[0] and truth[-1] < 1
+    mc = _monte_carlo_joint(system, handler_class, state, memory, down, step, H, n_paths, seed=step)
+    se = np.sqrt(truth * (1 - truth) / n_paths)
+    assert np.all(np.abs(mc - truth) <= 4 * se), (mc, truth)
+
+
+def test_members_of_a_group_fail_together():
+    G, N, n = 5, 50, 3000
+
+    def failures(**groups):
+        sim = simulate_histories(N, n, with_metrics=False, with_event_ids=False,
+                                 truth_columns=True, random_state=17, return_result=True, **groups)
+        return _fail_grid(sim.frame, n)[1]
+
+    block = np.arange(N) * G // N  # the groups of n_groups=G
+    same = (block[:, None] == block[None, :]) & ~np.eye(N, dtype=bool)
+    across = block[:, None] != block[None, :]
+    fail = failures(n_groups=G)
+    corr = np.corrcoef(fail)
+    control = np.corrcoef(failures())  # the same blocks of handlers without groups
+    assert corr[same].mean() > 0.04
+    assert abs(corr[across].mean()) < 0.005 and abs(control[same].mean()) < 0.005
+    assert corr[same].mean() > 10 * max(abs(corr[across].mean()), abs(control[same].mean()))
+    # a healthy member fails on the next step far more often when half of its
+    # neighbours are failing than when none of them is
+    next_fail = {"none": [], "half": []}
+    for g in range(G):
+        F = fail[block == g]
+        share = (F.sum(axis=0) - F) / (F.shape[0] - 1)
+        healthy = ~F[:, :-1]
+        next_fail["none"].append(F[:, 1:][healthy & (share[:, :-1] == 0)])
+        next_fail["half"].append(F[:, 1:][healthy & (share[:, :-1] >= 0.5)])
+    none, half = (np.concatenate(next_fail[k]) for k in ("none", "half"))
+    assert none.size > 10_000 and half.size > 1000
+    assert half.mean() > 3 * none.mean(), (half.mean(), none.mean())
+
+
+@pytest.mark.parametrize("finish_status", ["finished", None])
+def test_finished_handlers_have_no_rows_after_their_finish(finish_status):
+    phi, n, T = 0.004, 400, 300
+    kwargs = dict(finish_rate=phi, start_spread=100, memory_window=3, with_metrics=False,
+                  with_event_ids=False, truth_columns=True, clock="aligned", jitter=0.2,
+                  random_state=23)
+    sim = simulate_histories(n, T, **kwargs, finish_status=finish_status, return_result=True)
+    df, handlers = sim.frame, sim.handlers
+    assert len(handlers) == n and handlers["start_step"].between(0, 100).all()
+    assert handlers["start_step"].nunique() > 50  # handlers of different ages
+    finished = handlers["finish_step"].notna()
+    first_step = handlers["start_step"].to_numpy()
+    last_step = np.where(finished, handlers["finish_step"].fillna(0).to_numpy(), T - 1)
+    if finish_status is None:
+        last_step = last_step - finished.to_numpy()
+    # each handler's rows are its steps start..last, one each, in order
+    per = df.groupby("handler")["step"].agg(["min", "max", "size"])
+    per = per.reindex(handlers.index)
+    present = (last_step >= first_step)
+    assert per["size"].notna().to_numpy().tolist() == present.tolist()
+    np.testing.assert_array_equal(per["min"].dropna(), first_step[present])
+    np.testing.assert_array_equal(per["max"].dropna(), last_step[present])
+    np.testing.assert_array_equal(per["size"].dropna(), (last_step - first_step + 1)[present])
+    is_finish_row = df["status"] == "finished"
+    if finish_status:
+        last = df.groupby("handler").tail(1).set_index("handler")
+        np.testing.assert_array_equal(last["status"] == "finished", finished[last.index])
+        assert is_finish_row.sum() == finished.sum()
+    else:
+        assert not is_finish_row.any()
+        # the same histories as with a finish status, without those rows
+        full = simulate_histories(n, T, **kwargs)
+        pd.testing.assert_frame_equal(
+            df, full[full["status"] != "finished"].reset_index(drop=True))
+    # a late starter begins with memory W at its own step, at the wall time of that step
+    firsts = df.groupby("handler").head(1)
+    assert (firsts["memory"] == 3).all()
+    offset = (firsts["timestamp"] - pd.Timestamp("2026-01-01", tz="UTC")) / pd.Timedelta("1min")
+    assert ((offset >= firsts["step"]) & (offset <= firsts["step"] + 0.2)).all()
+    # finishing is geometric in a handler's own steps: P(finished within m steps) = 1 - (1 - phi)^m
+    p = 1 - (1 - phi) ** (T - first_step)
+    assert abs(finished.sum() - p.sum()) <= 4 * np.sqrt((p * (1 - p)).sum())
+
+
+def test_finishing_from_named_states_only():
+    sim = simulate_histories(300, 400, finish_rate={"slow": 0.2}, with_metrics=True,
+                             with_event_ids=False, truth_columns=True, random_state=29,
+                             return_result=True)
+    df = sim.frame
+    prev = df.groupby("handler")["status"].shift()
+    finish_rows = df["status"] == "finished"
+    # every finish row that is not a handler's first follows a slow row
+    assert (prev[finish_rows].dropna() == "slow").all()
+    assert df.loc[finish_rows, ["latency_ms", "error_rate"]].isna().all().all()
+    assert df.loc[~finish_rows, ["latency_ms", "error_rate"]].notna().all().all()
+    # slow rows followed by a step of the run: each finishes next with probability 0.2
+    slow_then = (prev == "slow") & (df["step"] > 0)
+    n = slow_then.sum()
+    rate = finish_rows[slow_then].mean()
+    assert n > 1000 and abs(rate - 0.2) <= 4 * np.sqrt(0.2 * 0.8 / n), (rate, n)
+
+
+def test_constant_finishing_weights_first_failures_by_survival(system):
+    # With the same finish rate phi in every state, failing first at step k needs
+    # k steps without finishing: P(fail within h) = sum_{k <= h} (1 - phi)^k g_k,
+    # with g_k the plain chain's probability of a first failure at step k.
+    phi, H = 0.15, 8
+    plain = system.failure_probabilities(H, "flaky")
+    g = np.diff(plain, axis=1, prepend=0.0)
+    want = np.cumsum(g * (1 - phi) ** np.arange(1, H + 1), axis=1)
+    rows = pd.DataFrame({"status": list(system.state_names) + ["gone"],
+                         "handler_class": "flaky"})
+    got = true_failure_probabilities(rows, H, finish_rate=phi, finish_status="gone")
+    np.testing.assert_allclose(got[:5], want, rtol=1e-12)
+    np.testing.assert_array_equal(got[5], np.zeros(H))
+
+
+def test_frame_truth_with_groups_and_finishing_matches_the_result():
+    kwargs = dict(n_groups=4, memory_window=3, finish_rate=0.01, start_spread=20,
+                  mix_shifts=[(50, 70, {"payment_failed": 4.0})], duplicate_rate=0.05,
+                  shuffle=True)
+    sim = simulate_histories(24, 200, **kwargs, truth_columns=True, random_state=31,
+                             return_result=True)
+    from_frame = true_failure_probabilities(
+        sim.frame, 6, memory_window=3, mix_shifts=sim.mix_shifts, n_groups=4, finish_rate=0.01)
+    np.testing.assert_array_equal(sim.true_failure_probabilities(6), from_frame)
+    np.testing.assert_array_equal(sim.dependency_down, sim.frame["dependency_down"])
+    # a boost of 1 makes the dependency irrelevant: the truth without groups
+    flat = simulate_histories(24, 200, **kwargs, group_outage_boost=1.0, truth_columns=True,
+                              random_state=31)
+    np.testing.assert_allclose(
+        true_failure_probabilities(flat, 6, memory_window=3, mix_shifts=sim.mix_shifts,
+                                   n_groups=4, group_outage_boost=1.0, finish_rate=0.01),
+        true_failure_probabilities(flat, 6, memory_window=3, mix_shifts=sim.mix_shifts,
+                                   finish_rate=0.01),
+        rtol=1e-12, atol=1e-15,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_groups": 3}, ConfigError,
+         r"n_groups == 3 exceeds n_handlers == 2.*n_groups <= n_handlers"),
+        ({"n_groups": -1}, ValueError, "n_groups == -1, must be >= 0"),
+        ({"group_outage_rate": 1.5}, ConfigError,
+         r"group_outage_rate == 1.5, must be a finite number in \[0, 1\]"),
+        ({"group_outage_length": 0.5}, ConfigError,
+         r"group_outage_length == 0.5.*\[1, inf\).*mean number of steps"),
+        ({"group_outage_boost": 0}, ConfigError, r"group_outage_boost == 0, must be .* in \(0, inf\)"),
+        ({"group_outage_boost": float("inf")}, ConfigError, "group_outage_boost == inf"),
+        ({"group_outage_rate": "often"}, TypeError, "group_outage_rate must be a number"),
+        ({"finish_rate": -0.1}, ConfigError,
+         r"finish_rate == -0.1, must be a finite number in \[0, 1\]"),
+        ({"finish_rate": {"ok": 2.0}}, ConfigError, r"finish_rate\['ok'\] == 2"),
+        ({"finish_rate": {"done": 0.1}}, ConfigError, "finish_rate names state 'done'"),
+        ({"finish_rate": "0.1"}, TypeError, "finish_rate must be a number or a dict"),
+        ({"finish_status": "ok"}, ConfigError, "finish_status='ok' is one of the states"),
+        ({"finish_status": 7}, TypeError, "finish_status must be a non-empty str or None"),
+        ({"start_spread": 5}, ConfigError, "start_spread == 5 must be less than n_steps == 5"),
+    ],
+)
+def test_bad_group_and_finish_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        simulate_histories(**{"n_handlers": 2, "n_steps": 5, **kwargs})
+
+
+def test_frame_truth_with_groups_or_finishing_needs_its_inputs():
+    df = simulate_histories(4, 10, n_groups=2, finish_rate=0.2, random_state=0)
+    assert (df["status"] == "finished").any()
+    with pytest.raises(ValueError, match=r"lacks columns \['dependency_down'\]"):
+        true_failure_probabilities(df, 3, n_groups=2, finish_rate=0.2)
+    with pytest.raises(ValueError, match="rows of finished handlers need their finish_rate"):
+        true_failure_probabilities(df, 3)
+    sim = simulate_histories(4, 10, n_groups=2, random_state=0, return_result=True)
+    with pytest.raises(TypeError, match="pass them only with a DataFrame"):
+        true_failure_probabilities(sim, 3, n_groups=2)
