@@ -313,37 +313,52 @@ def test_fold_rates_equal_the_rates_counted_origin_by_origin(horizon):
         assert direct[1].sum() > 0
 
 
-def _pandas_labels(frame, horizon, failing):
-    """Outcomes (n, H) of every row of ``frame`` from the rows that follow it, by pandas shifts."""
+def _pandas_labels(frame, horizon, failing, end=()):
+    """Outcomes (n, H) of every row of ``frame`` from the rows that follow it, by pandas shifts;
+    after a row with an ``end`` status nothing can fail, so every later horizon is seen."""
     frame = frame.sort_values(["handler", "timestamp"], kind="stable")
     g = frame.groupby("handler", sort=False)["status"]
+    ends_later = frame["status"].isin(end)[::-1].groupby(frame["handler"][::-1]).cummax()[::-1]
+    ended = (ends_later & ~frame["status"].isin(end)).to_numpy()
     out, seen_fail = [], np.zeros(len(frame), dtype=bool)
     for h in range(1, horizon + 1):
         nxt = g.shift(-h)
         seen_fail |= nxt.isin(failing).to_numpy()
-        out.append(np.where(seen_fail, 1, np.where(nxt.notna().to_numpy(), 0, -1)))
+        seen = nxt.notna().to_numpy() | ended
+        out.append(np.where(seen_fail, 1, np.where(seen, 0, -1)))
     return frame, np.stack(out, axis=1)
 
 
 @quiet
+@pytest.mark.parametrize("window", ["expanding", "sliding"])
+@pytest.mark.parametrize("ends", [False, True])
 @pytest.mark.parametrize("origins", ["cutoff", "every_step"])
-def test_labels_and_censoring_rebuilt_from_the_raw_frame(origins):
+def test_labels_and_censoring_rebuilt_from_the_raw_frame(origins, ends, window):
     """Test labels, censoring counts and training base rates equal an independent pandas
     rebuild: test outcomes from every later row, training outcomes from the rows before
-    the cutoff only (labelled the same way)."""
+    the cutoff only (labelled the same way); with end statuses, rows after which the
+    handler finished see every horizon, and finished rows are no origins."""
     H = 4
-    hist = simulate_histories(12, 60, random_state=8, with_metrics=False, with_event_ids=False)
+    hist = simulate_histories(12, 60, random_state=8, with_metrics=False, with_event_ids=False,
+                              finish_rate=0.03 if ends else 0.0)
+    end = ["finished"] if ends else []
     # entities of uneven lengths, some ending early with a failure
     rng = np.random.default_rng(2)
     keep = np.zeros(len(hist), dtype=bool)
     for name, idx in hist.groupby("handler").indices.items():
-        keep[idx[: rng.integers(5, len(idx) + 1)]] = True
+        # (finishing handlers have uneven lengths already)
+        keep[idx if ends else idx[: rng.integers(5, len(idx) + 1)]] = True
     hist = hist[keep].reset_index(drop=True)
-    model = FaultPredictor(states={"failure": FAIL, "states": ["ok", "slow", *FAIL]},
-                           columns=COLUMNS)
-    res = backtest(hist, model, horizon=H, cutoffs=3, origins=origins, baselines=["climatology"])
+    model = FaultPredictor(states={"failure": FAIL, "states": ["ok", "slow", *FAIL, *end],
+                                   "end": end}, columns=COLUMNS)
+    width = pd.Timedelta("25min") if window == "sliding" else None
+    res = backtest(hist, model, horizon=H, cutoffs=3, origins=origins, baselines=["climatology"],
+                   n_boot=0, window=window, window_size=width)
     cuts = np.asarray(res.params["cutoffs"], dtype=np.int64)  # UTC nanoseconds
-    frame, y_all = _pandas_labels(hist, H, FAIL)
+    frame, y_all = _pandas_labels(hist, H, FAIL, end)
+    is_end = frame["status"].isin(end).to_numpy()
+    if ends:
+        assert is_end.sum() >= 3  # some handlers finish
     t = pd.to_datetime(frame["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
     t = t.astype("datetime64[ns]").astype(np.int64)
     pred = res.predictions[res.predictions["model"] == "markov"]
@@ -353,8 +368,9 @@ def test_labels_and_censoring_rebuilt_from_the_raw_frame(origins):
         if origins == "cutoff":
             pos = pd.Series(np.flatnonzero(before)).groupby(
                 frame["handler"].to_numpy()[before]).max().to_numpy()
+            pos = pos[~is_end[pos]]
         else:
-            pos = np.flatnonzero(~before & ((t < nxt) if nxt is not None else True))
+            pos = np.flatnonzero(~before & ((t < nxt) if nxt is not None else True) & ~is_end)
         y = y_all[pos]
         folds = res.folds[res.folds["fold"] == k].set_index("horizon")
         assert folds["n_origins"].tolist() == [len(pos)] * H
@@ -372,7 +388,9 @@ def test_labels_and_censoring_rebuilt_from_the_raw_frame(origins):
         right = expect.sort_values(key).reset_index(drop=True)
         pd.testing.assert_frame_equal(left, right, check_dtype=False)
         # training outcomes: the same rule on the rows before the cutoff
-        _, y_train = _pandas_labels(frame[before], H, FAIL)
+        inside = before if width is None else before & (t >= c - width.value)
+        sub, y_train = _pandas_labels(frame[inside], H, FAIL, end)
+        y_train = y_train[~sub["status"].isin(end).to_numpy()]
         rate = np.array([(y_train[:, h] == 1).sum() / (y_train[:, h] >= 0).sum()
                          for h in range(H)])
         np.testing.assert_allclose(folds["train_base_rate"].to_numpy(), rate, rtol=1e-12)
