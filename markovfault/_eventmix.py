@@ -275,14 +275,26 @@ def relayout_bins(bins: ArrivalBins, old_events, new_events) -> ArrivalBins:
 
 def window_ladder(bins: ArrivalBins) -> np.ndarray:
     """The arrivals (W, S, E) of every window of the bins' dyadic ladder: each bin, each pair of bins
-    (ids // 2), each four, ..., as long as at least two windows hold arrivals."""
-    levels, ids = [], bins.ids
-    while len(np.unique(ids)) >= 2:
+    (ids // 2), each four, ..., as long as at least two windows hold arrivals (a level that merges no
+    window repeats the one before and is skipped: two bins either side of a multiple of a large power
+    of two stay apart for many levels).
+
+    Examples
+    --------
+    >>> b = ArrivalBins(1, np.array([0, 1, 3]), np.array([1, 2, 4]).reshape(3, 1, 1))
+    >>> window_ladder(b).ravel().tolist()  # the bins; then [0, 2) and [2, 4)
+    [1, 2, 4, 3, 4]
+    """
+    levels, ids, previous = [], bins.ids, -1
+    for _ in range(64):  # 63 halvings take any int64 id to 0 (or -1 before time 0)
         uniq, inverse = np.unique(ids, return_inverse=True)
-        summed = np.zeros((len(uniq),) + bins.counts.shape[1:], dtype=np.int64)
-        np.add.at(summed, inverse.ravel(), bins.counts)
-        levels.append(summed)
-        ids = ids >> 1
+        if len(uniq) < 2:
+            break
+        if len(uniq) != previous:
+            summed = np.zeros((len(uniq),) + bins.counts.shape[1:], dtype=np.int64)
+            np.add.at(summed, inverse.ravel(), bins.counts)
+            levels.append(summed)
+        previous, ids = len(uniq), ids >> 1
     if not levels:
         return np.zeros((0,) + bins.counts.shape[1:], dtype=np.int64)
     return np.concatenate(levels)

@@ -249,7 +249,8 @@ def shift_event_probs(event_probs: np.ndarray, base_of: np.ndarray, base_event_p
     return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
 
 
-def shift_targets(base_event_probs: np.ndarray, recent_counts: np.ndarray) -> np.ndarray:
+def shift_targets(base_event_probs: np.ndarray, recent_counts: np.ndarray,
+                  leave_out: bool = False) -> np.ndarray:
     """The prior mean of each base state's recent mix: its long-run mix reweighted by the overall shift.
 
     ``recent_counts`` is (..., S, E): the arrivals in each base state during one window (or a stack of
@@ -257,7 +258,8 @@ def shift_targets(base_event_probs: np.ndarray, recent_counts: np.ndarray) -> np
     in the window (expected: what the long-run rows ``base_event_probs`` (S, E) predict for the window's
     visits), the target of state ``s`` is ``base_event_probs[s] * r``, renormalised. The prior of
     :func:`shift_event_probs` pulls toward it, and :func:`recent_strength_from_windows` measures how
-    closely windows follow it.
+    closely windows follow it. With ``leave_out``, the shift of each state's target is measured on the
+    window's other states only (where they have no arrivals: no shift).
 
     Examples
     --------
@@ -269,12 +271,22 @@ def shift_targets(base_event_probs: np.ndarray, recent_counts: np.ndarray) -> np
     >>> r = np.array([3 / 5, 5 / 3])
     >>> bool(np.allclose(t, Qb * r / (Qb * r).sum(axis=1, keepdims=True)))
     True
+
+    Left out, state 0's target shifts by state 1's counts alone (expected (3, 1), observed (2, 2)):
+
+    >>> r0 = np.array([2 / 3, 2 / 1])
+    >>> t0 = shift_targets(Qb, np.array([[1, 3], [2, 2]]), leave_out=True)[0]
+    >>> bool(np.allclose(t0, Qb[0] * r0 / (Qb[0] * r0).sum()))
+    True
     """
     Qb = np.asarray(base_event_probs, dtype=np.float64)
     recent_counts = np.asarray(recent_counts, dtype=np.float64)
     rows = recent_counts.sum(axis=-1, keepdims=True)
     expected = (rows * Qb).sum(axis=-2, keepdims=True)  # (..., 1, E)
     observed = recent_counts.sum(axis=-2, keepdims=True)
+    if leave_out:  # (..., S, E): each state's shift from the others
+        expected, observed = expected - rows * Qb, observed - recent_counts
+        expected = np.where(np.isclose(expected, 0.0, atol=1e-9), 0.0, expected)  # rounding
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(expected > 0, observed / expected, 1.0)
         target = Qb * r
@@ -413,7 +425,11 @@ def choose_priors(counts: np.ndarray, alpha, beta) -> tuple[float, float, float]
 
     - ``alpha``: the pooled rows ``sum_e C[e, i, :]`` under the uniform row;
     - ``beta``: the event-conditioned rows ``C[e, i, :]`` under their pooled row (smoothed with the
-      ``alpha`` in use), the target :func:`estimate_tensors` shrinks them toward;
+      ``alpha`` in use), the target :func:`estimate_tensors` shrinks them toward, made without the row
+      itself: the pooled row of the other events. A row compared with a mean it helped to make looks
+      closer to it than it is, the more so the more of the counts its event brings: with the mean made
+      of all events, rows drawn around the pooled row with strength 20 give about 33 for three events
+      and 23 for twelve; without the row itself, about 14 and 18 (benchmarks/priors.py);
     - ``beta_arrivals`` (with ``beta="auto"``): the arrival rows ``N[i, :]`` under the global event mix,
       a strength of their own. How far a state's arrivals stray from the global mix has nothing to do
       with how far an event's transitions stray from the pooled ones: on the simulated order service
@@ -429,6 +445,10 @@ def choose_priors(counts: np.ndarray, alpha, beta) -> tuple[float, float, float]
     >>> pooled = np.array([[32, 28], [10, 10]])
     >>> bool(a == dirichlet_strength(pooled, np.full((2, 2), 0.5)))
     True
+    >>> others = pooled[None] - C  # event 0's rows against event 1's and back
+    >>> mean = (others + a / 2) / (others.sum(axis=2, keepdims=True) + a)
+    >>> bool(b == dirichlet_strength(C, mean))
+    True
     """
     counts = np.asarray(counts)
     n_events, n_states, _ = counts.shape
@@ -438,11 +458,14 @@ def choose_priors(counts: np.ndarray, alpha, beta) -> tuple[float, float, float]
     alpha = float(alpha)
     if not isinstance(beta, str):
         return alpha, float(beta), float(beta)
-    rows = pooled_counts.sum(axis=1, keepdims=True)
+    # each event's rows against the pooled rows of the other events: a row compared with a mean it
+    # helped to make looks closer to it than it is (worst where one event brings most of the counts)
+    others = pooled_counts[None] - counts  # (E, S, S)
+    rows = others.sum(axis=2, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = (pooled_counts + alpha / n_states) / (rows + alpha)
-    pooled = np.where(rows > 0, pooled, 1.0 / n_states)  # as estimate_tensors: rows without data
-    beta = dirichlet_strength(counts, np.broadcast_to(pooled, counts.shape))
+        mean = (others + alpha / n_states) / (rows + alpha)
+    mean = np.where(rows + alpha > 0, mean, 1.0 / n_states)  # as estimate_tensors: rows without data
+    beta = dirichlet_strength(counts, mean)
     arrivals = counts.sum(axis=2).T  # (S, E)
     total = arrivals.sum()
     glob = arrivals.sum(axis=0) / total if total > 0 else np.full(n_events, 1.0 / n_events)
@@ -460,8 +483,12 @@ def recent_strength_from_windows(window_counts: np.ndarray, base_event_probs: np
     multinomial given it. ``k`` is chosen by the evidence of every (window, state) row under that
     model (:func:`dirichlet_strength`): the multinomial accounts for the noise of few arrivals, so the
     strength measures how far states really stray from the shifted long-run mix, not how many
-    arrivals a window holds. ``None`` with fewer than two windows holding arrivals (nothing to learn
-    from: the caller keeps its default).
+    arrivals a window holds. Each state's shift is measured on the window's other states
+    (``leave_out=True``): the state most visited would otherwise bring most of the arrivals the shift
+    is measured on, follow its own target closely and make the strength far too large (on the
+    simulated order service with outages, 3,800 instead of 300 for ten-minute windows, where the
+    strength closest to the true mix lies between 200 and 500; benchmarks/priors.py). ``None`` with
+    fewer than two windows holding arrivals (nothing to learn from: the caller keeps its default).
 
     Examples
     --------
@@ -479,6 +506,6 @@ def recent_strength_from_windows(window_counts: np.ndarray, base_event_probs: np
     window_counts = np.asarray(window_counts)
     if (window_counts.reshape(len(window_counts), -1).sum(axis=1) > 0).sum() < 2:
         return None
-    target = shift_targets(base_event_probs, window_counts)
+    target = shift_targets(base_event_probs, window_counts, leave_out=True)
     n_events = window_counts.shape[-1]
     return dirichlet_strength(window_counts.reshape(-1, n_events), target.reshape(-1, n_events))
