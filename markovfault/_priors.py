@@ -427,14 +427,16 @@ def choose_priors(counts: np.ndarray, alpha, beta) -> tuple[float, float, float]
     - ``beta``: the event-conditioned rows ``C[e, i, :]`` under their pooled row (smoothed with the
       ``alpha`` in use), the target :func:`estimate_tensors` shrinks them toward, made without the row
       itself: the pooled row of the other events. A row compared with a mean it helped to make looks
-      closer to it than it is, the more so the more of the counts its event brings: with the mean made
-      of all events, rows drawn around the pooled row with strength 20 give about 33 for three events
-      and 23 for twelve; without the row itself, about 14 and 18 (benchmarks/priors.py);
+      closer to it than it is, the more so the more of the counts its event brings: rows drawn around
+      the pooled row with strength 20 give medians of 33 for three events and 22 for twelve with the
+      mean of all events, 14 and 18 with the mean of the others (``benchmarks/priors.py leave_out``),
+      and the lower strengths forecast what-ifs of events far from the pooled row better;
     - ``beta_arrivals`` (with ``beta="auto"``): the arrival rows ``N[i, :]`` under the global event mix,
       a strength of their own. How far a state's arrivals stray from the global mix has nothing to do
-      with how far an event's transitions stray from the pooled ones: on the simulated order service
-      the two strengths come out near 16 and 38, and the arrivals' own strength scores held-out
-      arrivals better than the shared one in 22 of 32 fits (benchmarks/priors.py).
+      with how far an event's transitions stray from the pooled ones. On the simulated order service
+      the two come out alike (medians 16 and 21) and so do the held-out arrivals (the own strength
+      better in 16 of 32 fits); where arrivals hardly depend on the state but transitions do, the own
+      strength is better in 32 of 32 (``python benchmarks/priors.py arrivals``).
 
     Examples
     --------
@@ -485,9 +487,10 @@ def recent_strength_from_windows(window_counts: np.ndarray, base_event_probs: np
     strength measures how far states really stray from the shifted long-run mix, not how many
     arrivals a window holds. Each state's shift is measured on the window's other states
     (``leave_out=True``): the state most visited would otherwise bring most of the arrivals the shift
-    is measured on, follow its own target closely and make the strength far too large (on the
-    simulated order service with outages, 3,800 instead of 300 for ten-minute windows, where the
-    strength closest to the true mix lies between 200 and 500; benchmarks/priors.py). ``None`` with
+    is measured on, follow its own target closely and make the strength far too large: on the
+    simulated order service with mix shifts, 880 to 1,300 instead of 205 to 225 for ten-minute
+    windows, where the strengths closest to the true mixes lie between 85 and 155 and cost 1.2 to 1.9
+    times their error against 1.01 to 1.11 (``python benchmarks/priors.py recent``). ``None`` with
     fewer than two windows holding arrivals (nothing to learn from: the caller keeps its default).
 
     Examples

@@ -107,8 +107,6 @@ def test_chosen_strengths_recover_simulated_dirichlet_priors():
 
 
 def test_history_aware_chains_choose_on_their_base_chain():
-    traj_counts = EventMarkovChain(alpha="auto", beta="auto").fit_from_counts(
-        C, ["a", "b", "c"], ["x", "y", "z"], [False, False, True])
     frame = pd.DataFrame({"entity": np.repeat(["p", "q"], 30), "time": np.tile(np.arange(30), 2),
                           "event": np.random.default_rng(1).choice(["x", "y", "z"], 60),
                           "status": np.random.default_rng(2).choice(["a", "b", "c"], 60)})
@@ -116,9 +114,9 @@ def test_history_aware_chains_choose_on_their_base_chain():
     base = model.chain_.base_
     plain = EventMarkovChain(alpha="auto", beta="auto").fit_from_counts(
         base.counts_, base.state_names_, base.event_names_, base.is_failure_)
-    assert (base.alpha_, base.beta_) == (plain.alpha_, plain.beta_)
-    assert model.priors_.loc["alpha", "value"] == base.alpha_
-    assert traj_counts.alpha_ != base.alpha_  # (not a constant)
+    assert (base.alpha_, base.beta_, base.beta_arrivals_) == (
+        plain.alpha_, plain.beta_, plain.beta_arrivals_)
+    assert model.priors_["value"].tolist()[:3] == [base.alpha_, base.beta_, base.beta_arrivals_]
     assert type(make_chain(HistorySpec(order=2), alpha="auto")).__name__ == "HistoryChain"
 
 
@@ -302,6 +300,32 @@ def test_chosen_priors_survive_a_model_file(halves, tmp_path):
     given.save(path)
     assert "recent_bins" not in read_header(path)
     assert load_model(path).priors_["value"].tolist() == [0.5, 2.0, 2.0, 500.0]
+
+
+def test_files_without_the_chosen_priors_still_load(tmp_path):
+    """A file written before priors could be chosen: numbers in [model], no priors, no arrival bins."""
+    import json
+
+    from markovfault._modelfile import digest, header_digest
+
+    frame = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+                          "status": ["ok", "ok", "down", "ok", "down", "ok"]})
+    model = FaultPredictor(states={"failure": ["down"]}, alpha=0.5, beta=2.0).fit(frame)
+    path = tmp_path / "old.npz"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as npz:
+        header = json.loads(npz["header.json"].tobytes().decode("utf-8"))
+        arrays = {k: npz[k] for k in npz.files if k != "header.json"}
+    del header["priors"], header["model"]["recent_strength"]
+    header["arrays"] = {n: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": digest(a)}
+                        for n, a in arrays.items()}
+    header["header_sha256"] = header_digest(header)
+    payload = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    with open(path, "wb") as fh:
+        np.savez(fh, **{"header.json": payload}, **arrays)
+    same = load_model(path)
+    assert same.priors_["value"].tolist() == [0.5, 2.0, 2.0, 500.0]
+    pd.testing.assert_frame_equal(same.predict(frame, horizon=2), model.predict(frame, horizon=2))
 
 
 def test_summary_shows_the_priors():
