@@ -226,9 +226,10 @@ def arrival_bins(state: np.ndarray, event: np.ndarray, time: np.ndarray, is_star
     # times in MAX_BINS widths, up while too many bins are occupied, down while few enough still are
     span = int(t.max()) - int(t.min()) + 1
     width = 1 << max(0, int(np.ceil(np.log2(span / MAX_BINS))))
-    while np.unique(t // width).size > MAX_BINS:
-        width *= 2
-    while width > 1 and np.unique(t // (width // 2)).size <= MAX_BINS:
+    occupied = np.unique(t // width)
+    while occupied.size > MAX_BINS:  # (at most once or twice: the width spans the times already)
+        occupied, width = np.unique(occupied >> 1), width * 2
+    while width > 1 and np.unique(t // (width // 2)).size <= MAX_BINS:  # times with long gaps
         width //= 2
     ids = t // width
     uniq, inverse = np.unique(ids, return_inverse=True)

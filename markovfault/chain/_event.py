@@ -34,18 +34,19 @@ class EventMarkovChain(Estimator):
     alpha : float or "auto", default=1.0
         Mass of the uniform Dirichlet prior on each pooled transition row.
         A state never left in training gets the uniform row (with a warning).
-        ``"auto"``: the mass under which the pooled rows are most likely
-        (the Dirichlet-multinomial evidence; :func:`markovfault._priors.choose_priors`).
+        ``"auto"``: the mass under which the pooled rows are most likely around
+        the uniform row (the Dirichlet-multinomial evidence;
+        :func:`markovfault._priors.choose_priors`).
     beta : float or "auto", default=1.0
         Pseudo-counts shrinking each event-conditioned row toward the pooled
         row (rare (state, event) pairs borrow strength from the pooled row),
         and each event-arrival row toward the global event mix. ``"auto"``:
         the strength under which the event-conditioned rows are most likely
-        around their pooled rows, and a strength of its own for the arrival
-        rows around the global mix (how far arrivals stray from the global
-        mix is another matter than how far transitions stray from the pooled
-        ones). Either is chosen again whenever the counts change
-        (``partial_fit``, ``add_counts``).
+        around the pooled rows of the other events, and a strength of its own
+        for the arrival rows around the global mix (how far arrivals stray
+        from the global mix is another matter than how far transitions stray
+        from the pooled ones). Either is chosen again whenever the counts
+        change (``partial_fit``, ``add_counts``).
 
     Attributes
     ----------

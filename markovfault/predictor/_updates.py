@@ -93,19 +93,25 @@ def batch_bins(model, traj: Trajectories, tail: Trajectories | None):
     return new
 
 
-def merge_recent(model, old_events, new, new_events) -> None:
+def merge_recent(model, old_events, new, new_events, choose: bool = True) -> None:
     """Merge a batch's arrival bins ``new`` (on ``new_events``) into ``recent_bins_`` (on ``old_events``, the
-    chain's events before the batch) and choose ``recent_strength_`` again; nothing when ``new`` is None."""
+    chain's events before the batch) and choose ``recent_strength_`` again (unless ``choose`` is False: a
+    stream chooses once, after its last batch); nothing when ``new`` is None."""
     if new is None or getattr(model, "recent_bins_", None) is None:
         return
     events = model.chain_.base_.event_names_
-    set_recent(model, merge_bins(relayout_bins(model.recent_bins_, old_events, events),
-                                 relayout_bins(new, new_events, events)))
+    bins = merge_bins(relayout_bins(model.recent_bins_, old_events, events),
+                      relayout_bins(new, new_events, events))
+    if choose:
+        set_recent(model, bins)
+    else:
+        model.recent_bins_ = bins
 
 
-def add_recent(model, old_events, traj: Trajectories, tail: Trajectories | None) -> None:
+def add_recent(model, old_events, traj: Trajectories, tail: Trajectories | None,
+               choose: bool = True) -> None:
     """:func:`merge_recent` of the batch ``traj`` (less its carried ``tail``)."""
-    merge_recent(model, old_events, batch_bins(model, traj, tail), traj.event_names)
+    merge_recent(model, old_events, batch_bins(model, traj, tail), traj.event_names, choose)
 
 
 def fit_frame(model, frame: pd.DataFrame, report) -> None:
@@ -167,6 +173,8 @@ def fit_stream(model, histories, chunksize: int):
             model.last_seen_ = tails.to_frame()
     if total is None:
         raise HistoryError("the histories hold no usable row to fit on")
+    if getattr(model, "recent_bins_", None) is not None:  # chosen once, from every batch's arrivals
+        set_recent(model, model.recent_bins_)
     total.n_entities = int(model.last_seen_.index.nunique())
     model.read_report_ = total
     return model
@@ -195,7 +203,7 @@ def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
         tail = encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], list(traj.event_names))
         new = new - chain.count(tail)
     model.chain_ = chain.add_counts(new, traj.event_names, warn=True)
-    add_recent(model, old_events, traj, tail)
+    add_recent(model, old_events, traj, tail, choose=not stream)
     model.last_seen_ = last_steps(traj, chain.tail_length, model.last_seen_)
 
 
@@ -282,7 +290,7 @@ def add_codes(model, frame, codes, tails: Tails, warn: bool, stream: bool) -> bo
         new = new - chain.count(tail)
     old_events = list(chain.base_.event_names_)
     model.chain_ = chain.add_counts(new, vocab, warn=True)
-    add_recent(model, old_events, traj, tail)
+    add_recent(model, old_events, traj, tail, choose=not stream)
     # each entity's last steps (tails included) replace what was remembered
     t_index = {e: k for k, e in enumerate(tails.events)}
     for e in vocab:
