@@ -76,7 +76,9 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from ._eventmix import RECENT, check_event_mix, check_event_mixes
+from ._eventmix import (RECENT, arrival_bins, check_event_mix, check_event_mixes, choose_recent_strength,
+                        merge_bins, recent_strength_for)
+from ._priors import AUTO, DEFAULT_RECENT_STRENGTH
 from ._timecodec import parse_max_gap, time_int
 from .backtest._backtest import cutoffs_from, resolve_window, transform_states
 from .backtest._run import Run, recent_slices
@@ -89,7 +91,7 @@ from .predictor._output import forecast_frame
 from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
                                   read_input)
 from .predictor._tails import last_steps, merge_last_seen, prepend_tail
-from .predictor._updates import encode_with, install_fit, with_ends
+from .predictor._updates import batch_bins, encode_with, install_fit, merge_recent, recent_bins_of, with_ends
 from .states import CategoricalStates, ThresholdStates
 from .trajectories import Trajectories, encode_frame, mark_ends
 
@@ -214,15 +216,28 @@ def _summary(part, columns, distinct):
     return report, events, sub
 
 
-def _count_part(part, chain, extractor, events, max_gap):
-    """The counts of one partition (on the global event vocabulary) and its entities' last steps."""
+def _count_part(part, chain, extractor, events, max_gap, model=None):
+    """The counts of one partition (on the global event vocabulary), its entities' last steps and, with
+    ``recent_strength="auto"``, its arrival bins (they add up across partitions like the counts)."""
     if part is None:
         return None
     frame, _ = part
     traj = encode_frame(frame, extractor.transform(frame), extractor.state_names_, extractor.is_failure_,
                         events, max_gap)
     traj = mark_ends(traj, extractor.is_end_)
-    return chain.count(traj), last_steps(traj, chain.tail_length)
+    bins = None if model is None else recent_bins_of(model, traj, events)
+    return chain.count(traj), last_steps(traj, chain.tail_length), bins
+
+
+def _merged_bins(pieces):
+    """The arrival bins of all partitions (None when none were counted)."""
+    pieces = [b for b in pieces if b is not None]
+    if not pieces:
+        return None
+    out = pieces[0]
+    for b in pieces[1:]:
+        out = merge_bins(out, b)
+    return out
 
 
 def _fit_extractor(extractor, pieces, columns, distinct: bool) -> None:
@@ -266,13 +281,14 @@ def fit(model, ddf):
     parse_max_gap(model.max_gap, report.time_kind or "integer")
     chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
     results = [r for r in dask.compute(*[
-        dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap)
+        dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap, model)
         for p in parts]) if r is not None]
     counts = np.sum([r[0] for r in results], axis=0).astype(np.int64)
     chain.fit_from_counts(counts, extractor.state_names_, events, extractor.is_failure_, warn=True,
                           is_end=extractor.is_end_)
     install_fit(model, extractor, chain, report.time_kind, report,
-                pd.concat([r[1] for r in results]).sort_index(kind="stable"))
+                pd.concat([r[1] for r in results]).sort_index(kind="stable"),
+                _merged_bins([r[2] for r in results]))
     logger.info("fitted on %d transitions of %d entities over %d dask partitions",
                 chain.n_transitions_, report.n_entities, ddf.npartitions)
     return model
@@ -304,9 +320,12 @@ def _partial_part(part, model, tails, events):
     late = with_tail.difference(carried)  # sorted
     traj = encode_with(model, both, both_codes, events)
     counts = chain.count(traj)
+    tail = None
     if n_tail:  # the transitions among the carried tail rows were counted already
-        counts = counts - chain.count(encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], events))
-    return counts, last_steps(traj, chain.tail_length), report, len(late), list(late[:3])
+        tail = encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], events)
+        counts = counts - chain.count(tail)
+    return (counts, last_steps(traj, chain.tail_length), report, len(late), list(late[:3]),
+            batch_bins(model, traj, tail))
 
 
 def _split_by_bucket(frame: pd.DataFrame, n_buckets: int) -> list:
@@ -350,6 +369,7 @@ def partial_fit(model, ddf):
             "not counted.", n_late, sorted(e for r in results for e in r[4])[:3])
     new = np.sum([r[0] for r in results], axis=0)
     model.chain_ = model.chain_.add_counts(new, events, warn=True)
+    merge_recent(model, known, _merged_bins([r[5] for r in results]), events)
     model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)
     model.last_seen_ = merge_last_seen(model.last_seen_, pd.concat([r[1] for r in results]))
     logger.info("added %d rows of %d entities over %d dask partitions",
@@ -593,6 +613,19 @@ def _bt_recent(run, starts):
     return np.array(out) if out else np.zeros((0, tr.n_states, tr.n_events), dtype=np.int64)
 
 
+def _bt_fold_bins(run, n_folds):
+    """The arrival bins of each fold's training window (``recent_strength="auto"``)."""
+    if run is None:
+        return None
+    tr = run.traj
+    out = []
+    for k in range(n_folds):
+        cut = run.cuts[k]
+        out.append(arrival_bins(tr.state, tr.event, tr.time, tr.is_run_start(), tr.n_states,
+                                tr.n_events, None if run.width is None else cut - run.width, cut))
+    return out
+
+
 def _bt_steps(run):
     """The encoded steps of one partition (for the gradient-boosting baseline only)."""
     if run is None:
@@ -608,7 +641,7 @@ class _GatheredRun(Run):
 
     def __init__(self, header, cuts, width, horizon, threshold, predictor, base_specs,
                  origins, n_jobs, progress, mixes, recent_width, counts, rates, folds,
-                 windows, gb_run):
+                 windows, gb_run, fold_bins=None):
         self.traj, self.cuts, self.width, self.H = header, cuts, width, horizon
         self.threshold, self.predictor, self.base_specs = threshold, predictor, base_specs
         self.origins, self.n_jobs, self.progress = origins, n_jobs, progress
@@ -616,7 +649,7 @@ class _GatheredRun(Run):
                                 beta=predictor.beta)
         self.event_mixes, self.recent_width = list(mixes), recent_width
         self._counts, self._rates, self._folds = counts, rates, folds
-        self._windows, self._gb = windows, gb_run
+        self._windows, self._gb, self._fold_bins = windows, gb_run, fold_bins
         steps = np.concatenate([f["step"] for f in folds])
         self._steps, first = np.unique(steps, return_index=True)
         self._attrs = tuple(np.concatenate([f[c] for f in folds])[first]
@@ -641,6 +674,14 @@ class _GatheredRun(Run):
 
     def recent_windows(self, k, starts):
         return list(self._windows[k])
+
+    def fold_recent_strength(self, k, chain):
+        setting = self.predictor.recent_strength
+        if not (isinstance(setting, str) and setting == AUTO):
+            return recent_strength_for(setting, chain.base_)
+        bins = self._fold_bins[k]
+        return (float(DEFAULT_RECENT_STRENGTH) if bins is None
+                else choose_recent_strength(bins, chain.base_.event_probs_))
 
     def step_attrs(self, step):
         at = np.searchsorted(self._steps, step)
@@ -731,13 +772,17 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     counts = np.sum([g[0] for _, g in got], axis=0).astype(np.int64)
     rates = np.sum([g[1] for _, g in got], axis=0)
 
-    windows = [None] * K
+    windows, fold_bins = [None] * K, None
     if recent_width is not None and any(isinstance(m, str) and m == RECENT for m in mixes):
         starts = [recent_slices(f["time"], recent_width)[0] for f in folds]
         flat = np.concatenate(starts).astype(np.int64)
         per = [w for w in dask.compute(*[dask.delayed(_bt_recent)(r, flat) for r in runs])
                if w is not None]
         windows = np.split(np.sum(per, axis=0), np.cumsum([len(s) for s in starts])[:-1])
+        if isinstance(predictor.recent_strength, str) and predictor.recent_strength == AUTO:
+            per = [b for b in dask.compute(*[dask.delayed(_bt_fold_bins)(r, K) for r in runs])
+                   if b is not None]
+            fold_bins = [_merged_bins([b[k] for b in per]) for k in range(K)]
 
     state_names = tuple(str(s) for s in extractor.state_names_)
     is_failure = np.asarray(extractor.is_failure_, dtype=bool).copy()
@@ -768,7 +813,7 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
         logger.info("gradient_boosting baseline: collected the %d encoded steps to the client", N)
     run = _GatheredRun(header, cuts, width, horizon, threshold, predictor, base_specs, origins,
                        n_jobs, progress, mixes, recent_width, counts, rates, folds, windows,
-                       gb_run)
+                       gb_run, fold_bins)
     logger.info("backtest counted over %d dask partitions: %d folds, %d entities",
                 ddf.npartitions, K, len(names))
     return run, report

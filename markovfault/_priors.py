@@ -18,6 +18,12 @@ origin        state and horizon
 ============  ==========================================  ============================================
 
 A row without any data is its prior's target, whatever the prior's mass.
+
+``alpha``, ``beta`` and ``recent_strength`` may also be given as ``"auto"`` (:data:`AUTO`): each is then
+chosen from the data by the Dirichlet-multinomial evidence of the rows it pulls (empirical Bayes,
+:func:`dirichlet_strength`): :func:`choose_priors` for ``alpha`` and ``beta`` (the chain calls it on its
+counts), :func:`recent_strength_from_windows` for ``recent_strength`` (on the arrivals of each state in
+windows of the training time, see :mod:`markovfault._eventmix`).
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import numpy as np
 from .counts import event_arrival_counts
 from .exceptions import ConfigError
 
-__all__ = ["PRIORS", "check_prior", "estimate_tensors", "back_off", "shift_event_probs",
-           "pseudo_origin_rates", "DEFAULT_RECENT_STRENGTH", "AUTO", "dirichlet_log_evidence",
-           "dirichlet_strength", "absorb_ends"]
+__all__ = ["PRIORS", "check_prior", "check_prior_setting", "estimate_tensors", "back_off",
+           "shift_event_probs", "shift_targets", "pseudo_origin_rates", "DEFAULT_RECENT_STRENGTH", "AUTO",
+           "dirichlet_log_evidence", "dirichlet_strength", "choose_priors", "recent_strength_from_windows",
+           "absorb_ends"]
 
 PRIORS = ("alpha", "beta", "backoff", "recent_strength")
 DEFAULT_RECENT_STRENGTH = 500.0
@@ -58,7 +65,28 @@ def check_prior(name: str, value) -> float:
     return float(value)
 
 
-def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) -> dict:
+def check_prior_setting(name: str, value) -> float | str:
+    """A prior as a user may give it: :data:`AUTO` (chosen from the data), or a pseudo-count
+    (:func:`check_prior`); any other string is a :class:`ConfigError` naming ``name``.
+
+    Examples
+    --------
+    >>> check_prior_setting("alpha", "auto"), check_prior_setting("beta", 3)
+    ('auto', 3.0)
+    >>> check_prior_setting("beta", "Auto")
+    Traceback (most recent call last):
+    ...
+    markovfault.exceptions.ConfigError: beta = 'Auto' must be a number >= 0 or "auto" (chosen from the data).
+    """
+    if isinstance(value, str):
+        if value == AUTO:
+            return AUTO
+        raise ConfigError(f'{name} = {value!r} must be a number >= 0 or "auto" (chosen from the data).')
+    return check_prior(name, value)
+
+
+def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
+                     beta_arrivals: float | None = None) -> dict:
     """Smoothed chain tensors from event-conditioned counts.
 
     Parameters
@@ -69,7 +97,10 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) 
         Total mass of the uniform Dirichlet prior on each pooled row.
     beta : float, default=1.0
         Pseudo-counts that shrink each event-conditioned row toward the pooled
-        row, and each event-arrival row toward the global event frequencies.
+        row, and (unless ``beta_arrivals`` is given) each event-arrival row
+        toward the global event frequencies.
+    beta_arrivals : float, optional
+        Pseudo-counts of the event-arrival rows; ``None`` is ``beta``.
 
     Returns
     -------
@@ -88,11 +119,12 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) 
 
     .. math::
 
-        Q_{ie} = \\frac{N_{ie} + \\beta g_e}{\\sum_e N_{ie} + \\beta},\\qquad
+        Q_{ie} = \\frac{N_{ie} + \\beta_a g_e}{\\sum_e N_{ie} + \\beta_a},\\qquad
         T_{ij} = \\sum_e Q_{ie} P_{eij},
 
-    where :math:`N_{ie} = \\sum_j C_{eij}` and :math:`g` are the global event
-    frequencies. A row with no data at all (zero counts and zero prior mass)
+    where :math:`N_{ie} = \\sum_j C_{eij}`, :math:`g` are the global event
+    frequencies and :math:`\\beta_a` is ``beta_arrivals`` (:math:`\\beta` by
+    default). A row with no data at all (zero counts and zero prior mass)
     falls back to the uniform row for :math:`\\bar P`, to :math:`\\bar P` for
     :math:`P`, and to :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
     every row observed, :math:`T = \\bar P` exactly.
@@ -134,9 +166,10 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0) 
     arrivals = event_arrival_counts(counts)  # (S, E)
     total = arrivals.sum()
     glob = arrivals.sum(axis=0) / total if total > 0 else np.full(n_events, 1.0 / n_events)
-    denom = arrivals.sum(axis=1) + beta
+    beta_a = beta if beta_arrivals is None else beta_arrivals
+    denom = arrivals.sum(axis=1) + beta_a
     with np.errstate(invalid="ignore", divide="ignore"):
-        event_probs = (arrivals + beta * glob[None]) / denom[:, None]
+        event_probs = (arrivals + beta_a * glob[None]) / denom[:, None]
     event_probs[arrivals.sum(axis=1) == 0] = glob
 
     transition = np.einsum("ie,eij->ij", event_probs, event_matrices)
@@ -236,20 +269,59 @@ def shift_event_probs(event_probs: np.ndarray, base_of: np.ndarray, base_event_p
     Qb = np.asarray(base_event_probs, dtype=np.float64)
     recent_counts = np.asarray(recent_counts, dtype=np.float64)
     rows = recent_counts.sum(axis=1, keepdims=True)
-    # the overall shift, measured against what the long-run mix predicts for these visits
-    expected = (rows * Qb).sum(axis=0)
-    observed = recent_counts.sum(axis=0)
+    target = shift_targets(Qb, recent_counts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(expected > 0, observed / expected, 1.0)
-        target = Qb * r[None, :]
-        target = target / np.where(target.sum(axis=1, keepdims=True) > 0,
-                                   target.sum(axis=1, keepdims=True), 1.0)
         recent = (recent_counts + strength * target) / (rows + strength)
         recent = np.where(rows + strength > 0, recent, target)
         ratio = np.where(Qb > 0, recent / Qb, 0.0)
     w = event_probs * ratio[base_of]
     sums = w.sum(axis=1, keepdims=True)
     return np.where(sums > 0, w / np.where(sums > 0, sums, 1.0), event_probs)
+
+
+def shift_targets(base_event_probs: np.ndarray, recent_counts: np.ndarray,
+                  leave_out: bool = False) -> np.ndarray:
+    """The prior mean of each base state's recent mix: its long-run mix reweighted by the overall shift.
+
+    ``recent_counts`` is (..., S, E): the arrivals in each base state during one window (or a stack of
+    windows, one per leading index). With ``r_e`` the observed over the expected count of event ``e``
+    in the window (expected: what the long-run rows ``base_event_probs`` (S, E) predict for the window's
+    visits), the target of state ``s`` is ``base_event_probs[s] * r``, renormalised. The prior of
+    :func:`shift_event_probs` pulls toward it, and :func:`recent_strength_from_windows` measures how
+    closely windows follow it. With ``leave_out``, the shift of each state's target is measured on the
+    window's other states only (where they have no arrivals: no shift).
+
+    Examples
+    --------
+    >>> Qb = np.array([[0.5, 0.5], [0.75, 0.25]])
+    >>> shift_targets(Qb, np.array([[2, 2], [3, 1]]))  # as the long run predicts: no shift
+    array([[0.5 , 0.5 ],
+           [0.75, 0.25]])
+    >>> t = shift_targets(Qb, np.array([[1, 3], [2, 2]]))  # expected (5, 3), observed (3, 5)
+    >>> r = np.array([3 / 5, 5 / 3])
+    >>> bool(np.allclose(t, Qb * r / (Qb * r).sum(axis=1, keepdims=True)))
+    True
+
+    Left out, state 0's target shifts by state 1's counts alone (expected (3, 1), observed (2, 2)):
+
+    >>> r0 = np.array([2 / 3, 2 / 1])
+    >>> t0 = shift_targets(Qb, np.array([[1, 3], [2, 2]]), leave_out=True)[0]
+    >>> bool(np.allclose(t0, Qb[0] * r0 / (Qb[0] * r0).sum()))
+    True
+    """
+    Qb = np.asarray(base_event_probs, dtype=np.float64)
+    recent_counts = np.asarray(recent_counts, dtype=np.float64)
+    rows = recent_counts.sum(axis=-1, keepdims=True)
+    expected = (rows * Qb).sum(axis=-2, keepdims=True)  # (..., 1, E)
+    observed = recent_counts.sum(axis=-2, keepdims=True)
+    if leave_out:  # (..., S, E): each state's shift from the others
+        expected, observed = expected - rows * Qb, observed - recent_counts
+        expected = np.where(np.isclose(expected, 0.0, atol=1e-9), 0.0, expected)  # rounding
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(expected > 0, observed / expected, 1.0)
+        target = Qb * r
+        sums = target.sum(axis=-1, keepdims=True)
+        return target / np.where(sums > 0, sums, 1.0)
 
 
 def pseudo_origin_rates(n_pos: np.ndarray, n_orig: np.ndarray, base_rate: np.ndarray) -> np.ndarray:
@@ -300,19 +372,27 @@ def dirichlet_log_evidence(counts, prior, strengths) -> np.ndarray:
     >>> bool(np.isclose(ours[1] - ours[0], ref[1] - ref[0]))
     True
     """
-    from scipy.special import gammaln
+    return _compact_evidence(*_evidence_terms(counts, prior), strengths)
 
+
+def _evidence_terms(counts, prior):
+    """What the evidence depends on: the non-zero row totals and the non-zero counts with their prior
+    means (found once, then evaluated at many strengths)."""
     counts = np.asarray(counts, dtype=np.float64)
     prior = np.broadcast_to(np.asarray(prior, dtype=np.float64), counts.shape)
-    s = np.asarray(strengths, dtype=np.float64).reshape(-1, 1)
     flat_n = counts.reshape(-1, counts.shape[-1])
     flat_p = prior.reshape(-1, counts.shape[-1])
     rows = flat_n.sum(axis=1)
-    rows = rows[rows > 0]
     nz = flat_n > 0
-    n, p = flat_n[nz][None, :], np.maximum(flat_p[nz], 1e-12)[None, :]
+    return rows[rows > 0], flat_n[nz], np.maximum(flat_p[nz], 1e-12)
+
+
+def _compact_evidence(rows, n, p, strengths) -> np.ndarray:
+    from scipy.special import gammaln
+
+    s = np.asarray(strengths, dtype=np.float64).reshape(-1, 1)
     row_terms = gammaln(s) * len(rows) - gammaln(s + rows[None, :]).sum(axis=1, keepdims=True)
-    cell_terms = (gammaln(s * p + n) - gammaln(s * p)).sum(axis=1, keepdims=True)
+    cell_terms = (gammaln(s * p[None, :] + n[None, :]) - gammaln(s * p[None, :])).sum(axis=1, keepdims=True)
     return (row_terms + cell_terms).ravel()
 
 
@@ -339,7 +419,12 @@ def dirichlet_strength(counts, prior, *, grid=None) -> float:
     counts = np.asarray(counts)
     if counts.size == 0 or not counts.any():
         return float(np.sqrt(grid[0] * grid[-1]))
-    ev = dirichlet_log_evidence(counts, prior, grid)
+    terms = _evidence_terms(counts, prior)  # the non-zero counts, found once for every strength
+
+    def evidence(strengths):
+        return _compact_evidence(*terms, strengths)
+
+    ev = evidence(grid)
     k = int(np.argmax(ev))
     lo, hi = np.log(grid[max(k - 1, 0)]), np.log(grid[min(k + 1, len(grid) - 1)])
     if lo == hi:
@@ -347,15 +432,113 @@ def dirichlet_strength(counts, prior, *, grid=None) -> float:
     g = (np.sqrt(5.0) - 1) / 2
     a, b = lo, hi
     c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = dirichlet_log_evidence(counts, prior, np.exp([c, d]))
+    fc, fd = evidence(np.exp([c, d]))
     for _ in range(40):  # a scalar search: 40 shrinks by 0.618 reach 1e-8 of the bracket
         if fc > fd:
             b, d, fd = d, c, fc
             c = b - g * (b - a)
-            fc = dirichlet_log_evidence(counts, prior, [np.exp(c)])[0]
+            fc = evidence([np.exp(c)])[0]
         else:
             a, c, fc = c, d, fd
             d = a + g * (b - a)
-            fd = dirichlet_log_evidence(counts, prior, [np.exp(d)])[0]
+            fd = evidence([np.exp(d)])[0]
     best = float(np.exp((a + b) / 2))
-    return best if dirichlet_log_evidence(counts, prior, [best])[0] >= ev[k] else float(grid[k])
+    return best if evidence([best])[0] >= ev[k] else float(grid[k])
+
+
+def choose_priors(counts: np.ndarray, alpha, beta) -> tuple[float, float, float]:
+    """The ``(alpha, beta, beta_arrivals)`` that :func:`estimate_tensors` uses for ``counts``.
+
+    A number is used as given (``beta_arrivals`` is then ``beta``, as always); :data:`AUTO` is chosen by
+    the Dirichlet-multinomial evidence (:func:`dirichlet_strength`) of the rows the prior pulls, under
+    the prior's own mean:
+
+    - ``alpha``: the pooled rows ``sum_e C[e, i, :]`` under the uniform row;
+    - ``beta``: the event-conditioned rows ``C[e, i, :]`` under their pooled row (smoothed with the
+      ``alpha`` in use), the target :func:`estimate_tensors` shrinks them toward, made without the row
+      itself: the pooled row of the other events. A row compared with a mean it helped to make looks
+      closer to it than it is, the more so the more of the counts its event brings: rows drawn around
+      the pooled row with strength 20 give medians of 33 for three events and 22 for twelve with the
+      mean of all events, 14 and 18 with the mean of the others (``benchmarks/priors.py leave_out``),
+      and the lower strengths forecast what-ifs of events far from the pooled row better;
+    - ``beta_arrivals`` (with ``beta="auto"``): the arrival rows ``N[i, :]`` under the global event mix,
+      a strength of their own. How far a state's arrivals stray from the global mix has nothing to do
+      with how far an event's transitions stray from the pooled ones. On the simulated order service
+      the two come out alike (medians 16 and 21) and so do the held-out arrivals (the own strength
+      better in 16 of 32 fits); where arrivals hardly depend on the state but transitions do, the own
+      strength is better in 32 of 32 (``python benchmarks/priors.py arrivals``).
+
+    Examples
+    --------
+    >>> C = np.array([[[30, 10], [5, 5]], [[2, 18], [5, 5]]])
+    >>> choose_priors(C, 1.0, 2.0)
+    (1.0, 2.0, 2.0)
+    >>> a, b, ba = choose_priors(C, "auto", "auto")
+    >>> pooled = np.array([[32, 28], [10, 10]])
+    >>> bool(a == dirichlet_strength(pooled, np.full((2, 2), 0.5)))
+    True
+    >>> others = pooled[None] - C  # event 0's rows against event 1's and back
+    >>> mean = (others + a / 2) / (others.sum(axis=2, keepdims=True) + a)
+    >>> bool(b == dirichlet_strength(C, mean))
+    True
+    """
+    counts = np.asarray(counts)
+    n_events, n_states, _ = counts.shape
+    pooled_counts = counts.sum(axis=0)
+    if isinstance(alpha, str):  # AUTO
+        alpha = dirichlet_strength(pooled_counts, np.full((n_states, n_states), 1.0 / n_states))
+    alpha = float(alpha)
+    if not isinstance(beta, str):
+        return alpha, float(beta), float(beta)
+    # each event's rows against the pooled rows of the other events: a row compared with a mean it
+    # helped to make looks closer to it than it is (worst where one event brings most of the counts)
+    others = pooled_counts[None] - counts  # (E, S, S)
+    rows = others.sum(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (others + alpha / n_states) / (rows + alpha)
+    mean = np.where(rows + alpha > 0, mean, 1.0 / n_states)  # as estimate_tensors: rows without data
+    beta = dirichlet_strength(counts, mean)
+    arrivals = counts.sum(axis=2).T  # (S, E)
+    total = arrivals.sum()
+    glob = arrivals.sum(axis=0) / total if total > 0 else np.full(n_events, 1.0 / n_events)
+    beta_arrivals = dirichlet_strength(arrivals, np.broadcast_to(glob, arrivals.shape))
+    return alpha, float(beta), float(beta_arrivals)
+
+
+def recent_strength_from_windows(window_counts: np.ndarray, base_event_probs: np.ndarray) -> float | None:
+    """The ``recent_strength`` that the arrivals of windows of the training time make most likely.
+
+    ``window_counts`` (W, S, E) are the events that arrived in each base state during each of ``W``
+    windows. The recent mix of :func:`shift_event_probs` is the posterior mean of a model in which a
+    state's mix during a window is drawn from ``Dirichlet(k * target)``, ``target`` being the state's
+    long-run mix reweighted by the window's overall shift (:func:`shift_targets`), and the arrivals are
+    multinomial given it. ``k`` is chosen by the evidence of every (window, state) row under that
+    model (:func:`dirichlet_strength`): the multinomial accounts for the noise of few arrivals, so the
+    strength measures how far states really stray from the shifted long-run mix, not how many
+    arrivals a window holds. Each state's shift is measured on the window's other states
+    (``leave_out=True``): the state most visited would otherwise bring most of the arrivals the shift
+    is measured on, follow its own target closely and make the strength far too large: on the
+    simulated order service with mix shifts, 880 to 1,300 instead of 205 to 225 for ten-minute
+    windows, where the strengths closest to the true mixes lie between 85 and 155 and cost 1.2 to 1.9
+    times their error against 1.01 to 1.11 (``python benchmarks/priors.py recent``). ``None`` with
+    fewer than two windows holding arrivals (nothing to learn from: the caller keeps its default).
+
+    Examples
+    --------
+    Windows in which every state follows the shifted long-run mix want a strong prior; windows in
+    which each state goes its own way a weak one:
+
+    >>> Qb = np.array([[0.5, 0.5], [0.5, 0.5]])
+    >>> follow = np.array([[[50, 50], [50, 50]], [[20, 80], [20, 80]]])
+    >>> recent_strength_from_windows(follow, Qb) > 1000
+    True
+    >>> stray = np.array([[[90, 10], [10, 90]], [[95, 5], [5, 95]]])
+    >>> recent_strength_from_windows(stray, Qb) < 5
+    True
+    """
+    window_counts = np.asarray(window_counts)
+    if (window_counts.reshape(len(window_counts), -1).sum(axis=1) > 0).sum() < 2:
+        return None
+    target = shift_targets(base_event_probs, window_counts, leave_out=True)
+    n_events = window_counts.shape[-1]
+    return dirichlet_strength(window_counts.reshape(-1, n_events), target.reshape(-1, n_events))

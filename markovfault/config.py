@@ -18,9 +18,10 @@ only ``markovfault forecast`` reads and needs):
     failure = ["error", "timeout", "down"]
 
     [model]              # smoothing and gaps
-    alpha = 1.0
-    beta = 1.0
+    alpha = 1.0          # or "auto": chosen from the data
+    beta = 1.0           # or "auto"
     max_gap = "30min"
+    recent_strength = 500.0   # or "auto"
 
     [job]                # the scheduled job (``markovfault forecast``)
     input = "exports/"
@@ -43,6 +44,7 @@ values of ``[job]`` by :mod:`markovfault.job`.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +61,7 @@ __all__ = ["load_config", "check_config"]
 _TABLES = {"columns", "states", "model", "job", "compute"}
 _COMPUTE_KEYS = {"scheduler"}  # [compute] scheduler = "tcp://host:8786": run on a Dask cluster
 _MODEL_KEYS = {"alpha", "beta", "max_gap", "recent_strength"}
+_PRIOR_KEYS = ("alpha", "beta", "recent_strength")  # pseudo-counts, or "auto" (chosen from the data)
 _JOB_KEYS = {"input", "output", "model", "horizons", "threshold", "retention", "keep_models",
              "max_silence"}
 
@@ -103,6 +106,10 @@ def check_config(config: Mapping, source: str = "config") -> dict:
     Traceback (most recent call last):
     ...
     markovfault.exceptions.ConfigError: config: unknown key 'alpah' in [model]; the keys are alpha, beta, max_gap, recent_strength.
+    >>> check_config({"model": {"alpha": "auto", "beta": "Auto"}})
+    Traceback (most recent call last):
+    ...
+    markovfault.exceptions.ConfigError: config: [model] beta = 'Auto' must be a number >= 0 or "auto" (chosen from the data).
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"{source}: a config must be a table, got {type(config).__name__}")
@@ -121,6 +128,9 @@ def check_config(config: Mapping, source: str = "config") -> dict:
                 f"{source}: unknown key {key!r} in [model]; the keys are "
                 f"{', '.join(sorted(_MODEL_KEYS))}."
             )
+    for key in _PRIOR_KEYS:
+        if key in config.get("model", {}):
+            _check_prior_value(source, key, config["model"][key])
     for key in config.get("job", {}):
         if key not in _JOB_KEYS:
             raise ConfigError(
@@ -135,3 +145,13 @@ def check_config(config: Mapping, source: str = "config") -> dict:
         raise ConfigError(f"{source}: [compute] scheduler = {scheduler!r} must be the address "
                           "of a Dask scheduler, e.g. \"tcp://scheduler:8786\".")
     return {k: dict(v) for k, v in config.items()}
+
+
+def _check_prior_value(source: str, key: str, value) -> None:
+    """A prior in [model]: a number >= 0 or "auto" (the same rule as markovfault._priors.check_prior_setting,
+    without loading numpy before the command line has parsed its arguments)."""
+    if isinstance(value, str) and value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f'{source}: [model] {key} = {value!r} must be a number >= 0 or "auto" '
+                          "(chosen from the data).")

@@ -12,10 +12,12 @@ truncated, tampered-with or newer-format file fails with
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from ._eventmix import DEFAULT_RECENT_STRENGTH
+from ._eventmix import DEFAULT_RECENT_STRENGTH, ArrivalBins
 from ._modelfile import FORMAT_NAME, FORMAT_VERSION, open_model_file, read_header
 from .chain import make_chain
 from .exceptions import ConfigError, ModelFileError
@@ -26,6 +28,8 @@ from .predictor._updates import install_fit
 from .states import extractor_from_config
 
 __all__ = ["save_model", "load_model", "read_header", "FORMAT_NAME", "FORMAT_VERSION"]
+
+logger = logging.getLogger("markovfault.persistence")
 
 
 def load_model(path):
@@ -89,13 +93,22 @@ def load_model(path):
         chain = make_chain(history_spec_of(model.history), alpha=params["alpha"], beta=params["beta"])
         chain.fit_from_counts(arrays["counts"], vocab["states"], vocab["events"], is_failure,
                               is_end=getattr(extractor, "is_end_", None))
+        bins = None
+        if "recent_bins" in header:  # recent_strength="auto": the arrivals it is chosen from
+            bins = ArrivalBins(int(header["recent_bins"]["width"]),
+                               arrays["recent_bins/ids"].astype(np.int64),
+                               arrays["recent_bins/counts"].astype(np.int64))
+        elif model.recent_strength == "auto":
+            raise ModelFileError(f"{path}: recent_strength is 'auto' but the file holds no arrival bins; "
+                                 "the file was damaged or written by an incompatible version.")
         last_seen = pd.DataFrame(
             {"time": arrays["last_seen/time"],
              "event": arrays["last_seen/event"].astype(str).astype(object),
              "state": arrays["last_seen/state"]},
             index=pd.Index(arrays["last_seen/entity"].astype(str).astype(object), name="entity"),
         )
-        install_fit(model, extractor, chain, header["time_kind"], None, last_seen)
+        install_fit(model, extractor, chain, header["time_kind"], None, last_seen, bins)
+        _check_priors(path, model, header)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
@@ -104,3 +117,15 @@ def load_model(path):
             "the file was damaged or written by an incompatible version."
         ) from exc
     return model
+
+
+def _check_priors(path, model, header) -> None:
+    """The priors chosen again from the file's counts should be those the file records (older files
+    record none); a difference means the file was written by a version that chooses them otherwise."""
+    saved = header.get("priors") or {}
+    now = model.priors_["value"]
+    for name, entry in saved.items():
+        if name in now.index and not np.isclose(now[name], float(entry["value"]), rtol=1e-9, atol=0.0):
+            logger.warning("%s: %s is %r here, %r when the file was written (markovfault %s); "
+                           "its forecasts differ a little from the saved model's", path, name,
+                           float(now[name]), float(entry["value"]), header.get("markovfault_version"))

@@ -219,6 +219,31 @@ def test_backtest_equals_in_memory(client, dataset, monkeypatch, case):
                 != p.loc[p["model"] == "markov_recent", "p"].to_numpy()).any()
 
 
+AUTO = dict(alpha="auto", beta="auto", recent_strength="auto")
+
+
+def test_chosen_priors_equal_in_memory(client, dataset, batches):
+    """Priors chosen from the data ("auto"): the counts and the arrival bins of the recent mix add up
+    over partitions, so fit, partial_fit and every backtest fold choose what memory chooses."""
+    import copy
+
+    in_memory, on_dask, ddf = _pair(dataset, states=CATEGORICAL, **AUTO)
+    pd.testing.assert_frame_equal(on_dask.priors_, in_memory.priors_)
+    np.testing.assert_array_equal(on_dask.recent_bins_.counts, in_memory.recent_bins_.counts)
+    a, root = batches
+    fitted = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL, **AUTO).fit(a)
+    memory = copy.deepcopy(fitted).partial_fit(pd.read_parquet(root))
+    dask_ = copy.deepcopy(fitted).partial_fit(dd.read_parquet(str(root)))
+    pd.testing.assert_frame_equal(dask_.priors_, memory.priors_)
+    assert not np.isclose(memory.priors_["value"], fitted.priors_["value"]).all()
+    model = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL, **AUTO)
+    kw = dict(horizon=3, cutoffs=2, baselines=["no_events"], event_mix=["long_run", "recent"],
+              recent_window="20min", progress=False)
+    want = mf.backtest(pd.read_parquet(dataset), model, **kw)
+    got = mf.backtest(dd.read_parquet(str(dataset)), model, **kw)
+    pd.testing.assert_frame_equal(got.predictions, want.predictions)
+
+
 def test_exact_order_statistics_over_partitions(client, dataset, monkeypatch):
     """The histogram rounds find every rank's time exactly (ties and extremes too)."""
     from markovfault import _dask

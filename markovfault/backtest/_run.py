@@ -10,7 +10,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from .._estimator import clone
-from .._eventmix import RECENT, event_probs_for, mix_name, recent_arrivals
+from .._eventmix import RECENT, event_probs_for, mix_name, recent_arrivals, recent_strength_for
 from .._priors import pseudo_origin_rates
 from ..chain import EventMarkovChain, make_chain
 from ..exceptions import HistoryError
@@ -238,6 +238,12 @@ class Run:
         return [recent_arrivals(tr.state, tr.event, tr.time, is_start, tr.n_states, tr.n_events,
                                 start - self.recent_width, start) for start in starts]
 
+    def fold_recent_strength(self, k: int, chain) -> float:
+        """The predictor's ``recent_strength``; with ``"auto"`` chosen from fold ``k``'s training arrivals."""
+        cut = self.cuts[k]
+        return recent_strength_for(self.predictor.recent_strength, chain.base_, self.traj,
+                                   None if self.width is None else cut - self.width, cut)
+
     def step_attrs(self, step: np.ndarray):
         """Entity code, time, state, steps to the next failure and to the next failure
         onset of the (scored) steps ``step``."""
@@ -351,7 +357,7 @@ class Run:
         starts, which = recent_slices(self.origin_times(k, origins), self.recent_width)
         # events that arrived in [start - width, start): known when the slice begins
         windows = self.recent_windows(k, starts)
-        strength = self.predictor.recent_strength
+        strength = self.fold_recent_strength(k, chain)
         out = np.empty((len(origins), H))
         for s_idx, w in enumerate(windows):  # one table per time slice, not per origin
             sel = which == s_idx

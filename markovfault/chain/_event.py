@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import forecast as _forecast
 from .._estimator import Estimator
-from .._priors import absorb_ends, check_prior, estimate_tensors
+from .._priors import absorb_ends, check_prior_setting, choose_priors, estimate_tensors
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..counts import count_codes_by_bin, count_transitions
 from ..exceptions import DataWarning, NotFittedError
@@ -31,15 +31,28 @@ class EventMarkovChain(Estimator):
 
     Parameters
     ----------
-    alpha : float, default=1.0
+    alpha : float or "auto", default=1.0
         Mass of the uniform Dirichlet prior on each pooled transition row.
         A state never left in training gets the uniform row (with a warning).
-    beta : float, default=1.0
+        ``"auto"``: the mass under which the pooled rows are most likely around
+        the uniform row (the Dirichlet-multinomial evidence;
+        :func:`markovfault._priors.choose_priors`).
+    beta : float or "auto", default=1.0
         Pseudo-counts shrinking each event-conditioned row toward the pooled
-        row (rare (state, event) pairs borrow strength from the pooled row).
+        row (rare (state, event) pairs borrow strength from the pooled row),
+        and each event-arrival row toward the global event mix. ``"auto"``:
+        the strength under which the event-conditioned rows are most likely
+        around the pooled rows of the other events, and a strength of its own
+        for the arrival rows around the global mix (how far arrivals stray
+        from the global mix is another matter than how far transitions stray
+        from the pooled ones). Either is chosen again whenever the counts
+        change (``partial_fit``, ``add_counts``).
 
     Attributes
     ----------
+    alpha_, beta_, beta_arrivals_ : float
+        The priors used: the given numbers (``beta_arrivals_`` is then
+        ``beta``), or those chosen from the counts for ``"auto"``.
     counts_ : ndarray of shape (n_events, n_states, n_states), int64
         Transition counts ``C[e, i, j]``; sufficient statistics.
     event_matrices_ : ndarray of shape (n_events, n_states, n_states)
@@ -78,7 +91,7 @@ class EventMarkovChain(Estimator):
            [0.5   , 0.875 ]])
     """
 
-    def __init__(self, *, alpha: float = 1.0, beta: float = 1.0):
+    def __init__(self, *, alpha: float | str = 1.0, beta: float | str = 1.0):
         self.alpha = alpha
         self.beta = beta
 
@@ -251,10 +264,13 @@ class EventMarkovChain(Estimator):
 
     def _check_params(self) -> None:
         for name in ("alpha", "beta"):
-            check_prior(name, getattr(self, name))
+            check_prior_setting(name, getattr(self, name))
 
     def _estimate(self, warn: bool = True) -> None:
-        est = absorb_ends(estimate_tensors(self.counts_, float(self.alpha), float(self.beta)),
+        alpha = check_prior_setting("alpha", self.alpha)
+        beta = check_prior_setting("beta", self.beta)
+        self.alpha_, self.beta_, self.beta_arrivals_ = choose_priors(self.counts_, alpha, beta)
+        est = absorb_ends(estimate_tensors(self.counts_, self.alpha_, self.beta_, self.beta_arrivals_),
                           getattr(self, "is_end_", None))
         self.pooled_matrix_ = est["pooled"]
         self.event_matrices_ = est["event_matrices"]
@@ -268,11 +284,16 @@ class EventMarkovChain(Estimator):
             names = [self.state_names_[i] for i in np.flatnonzero(unvisited)]
             msg = (
                 f"states {names} were never left in training; their transition rows are the "
-                f"prior (uniform, alpha={self.alpha}). Forecasts from them are guesses: "
+                f"prior (uniform, alpha={self._alpha_text()}). Forecasts from them are guesses: "
                 "collect more history or merge rare states."
             )
             logger.warning(msg)
             warnings.warn(msg, DataWarning, stacklevel=3)
+
+    def _alpha_text(self) -> str:
+        if isinstance(self.alpha, str):
+            return f"{self.alpha_:.3g}, chosen from the data"
+        return str(self.alpha)
 
     # --------------------------------------------------------------- accessors
     def _check_fitted(self) -> None:

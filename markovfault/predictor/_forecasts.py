@@ -11,7 +11,7 @@ from .._timecodec import parse_max_gap
 from ..exceptions import ConfigError
 from ..trajectories import sorted_steps
 from ._output import forecast_frame, forecast_output
-from ._settings import read_input
+from ._settings import read_input, recent_strength_in_use
 from ._tails import prepend_tail
 from ._updates import encode_with
 
@@ -48,7 +48,7 @@ def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_wi
     mix, width = check_event_mix(event_mix, chain.base_.event_names_, model.time_kind_, recent_window)
     if mix == RECENT and counts is None:
         counts = recent_counts(model, frame, width)
-    probs = event_probs_for(chain, mix, counts, strength=model.recent_strength, warn=True)
+    probs = event_probs_for(chain, mix, counts, strength=recent_strength_in_use(model), warn=True)
     return chain.failure_probabilities(horizon, scenario, event_probs=probs)
 
 

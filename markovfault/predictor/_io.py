@@ -46,14 +46,23 @@ def save_model(model, path) -> Path:
     arrays["last_seen/state"] = seen["state"].to_numpy(np.int64)
     arrays["last_seen/event"] = np.asarray(seen["event"].astype(str), dtype=str)
 
+    bins = getattr(model, "recent_bins_", None)
+    if bins is not None:  # recent_strength="auto": what later batches merge with and choose from
+        arrays["recent_bins/ids"] = np.asarray(bins.ids, dtype=np.int64)
+        arrays["recent_bins/counts"] = np.asarray(bins.counts, dtype=np.int64)
+    priors = model.priors_
     header = {
         "model": {
-            "alpha": float(chain.alpha),
-            "beta": float(chain.beta),
+            "alpha": _setting(chain.alpha),
+            "beta": _setting(chain.beta),
             "max_gap": jsonable(model.max_gap),
             "history": None if history is None else history.to_config(),
-            "recent_strength": float(model.recent_strength),
+            "recent_strength": _setting(model.recent_strength),
         },
+        # the values in use (chosen from the data for "auto"): loading chooses them again from the
+        # counts and the arrival bins, and checks that it finds these
+        "priors": {name: {"value": float(row.value), "source": str(row.source)}
+                   for name, row in priors.iterrows()},
         "columns": jsonable(cols.to_config() if hasattr(cols, "to_config") else vars(cols)),
         "states": jsonable(state_params),
         "vocabulary": {
@@ -64,4 +73,11 @@ def save_model(model, path) -> Path:
         "time_kind": model.time_kind_,
         "n_transitions": int(chain.n_transitions_),
     }
+    if bins is not None:
+        header["recent_bins"] = {"width": int(bins.width)}
     return write_model_file(path, header, arrays)
+
+
+def _setting(value):
+    """A prior as given, for the header: "auto" or a float."""
+    return value if isinstance(value, str) else float(value)

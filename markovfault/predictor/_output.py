@@ -11,8 +11,10 @@ import pandas as pd
 
 from ..exceptions import HistoryError
 from ..trajectories import Trajectories
+from ._settings import recent_strength_in_use
 
-__all__ = ["LAYOUTS", "check_layout", "forecast_frame", "forecast_output", "tidy_to_wide", "html_summary"]
+__all__ = ["LAYOUTS", "check_layout", "forecast_frame", "forecast_output", "tidy_to_wide", "html_summary",
+           "priors_frame"]
 
 LAYOUTS = ("tidy", "wide")
 
@@ -137,6 +139,38 @@ def _from_codes(codes: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical
         return pd.Categorical.from_codes(codes, dtype=dtype)
 
 
+def priors_frame(model) -> pd.DataFrame:
+    """The priors a fitted predictor uses (``FaultPredictor.priors_``): one row per prior, the value used
+    and whether it was ``"given"`` or ``"chosen"`` from the data (``"auto"``).
+
+    The rows: ``alpha``, ``beta`` (the event-conditioned rows), ``beta_arrivals`` (the arrival rows: ``beta``
+    when given, a strength of its own when chosen) and ``recent_strength`` (of ``event_mix="recent"``).
+    See :func:`markovfault._priors.choose_priors` and :mod:`markovfault._eventmix` for how they are chosen.
+
+    Examples
+    --------
+    >>> from markovfault import FaultPredictor
+    >>> hist = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+    ...                      "status": ["ok", "ok", "down", "ok", "down", "ok"]})
+    >>> model = FaultPredictor(states={"failure": ["down"]}, alpha="auto", beta=0.5).fit(hist)
+    >>> model.priors_["source"].tolist()
+    ['chosen', 'given', 'given', 'given']
+    >>> float(model.priors_.loc["beta_arrivals", "value"])  # beta, since beta was given
+    0.5
+    """
+    base = model.base_chain_  # NotFittedError when the model is not fitted
+
+    def source(setting) -> str:
+        return "chosen" if isinstance(setting, str) else "given"
+
+    rows = [("alpha", base.alpha_, source(base.alpha)),
+            ("beta", base.beta_, source(base.beta)),
+            ("beta_arrivals", base.beta_arrivals_, source(base.beta)),
+            ("recent_strength", recent_strength_in_use(model), source(model.recent_strength))]
+    return pd.DataFrame({"value": [float(r[1]) for r in rows], "source": [r[2] for r in rows]},
+                        index=pd.Index([r[0] for r in rows], name="prior"))
+
+
 def html_summary(model) -> str:
     """A table for notebooks: per state, failure mark, transitions seen and
     P(fail within 1, 5, 10); with the events and the number of transitions.
@@ -153,7 +187,10 @@ def html_summary(model) -> str:
     table.insert(0, "failure", np.where(chain.is_failure_, "✕", ""))
     table.insert(1, "transitions out", np.asarray(chain.counts_).sum(axis=(0, 2)))
     more = f"<p>... and {len(table) - 30} more states</p>" if len(table) > 30 else ""
+    priors = "; ".join(f"{name} {row.value:.4g} ({row.source})"
+                       for name, row in priors_frame(model).iterrows())
     return (f"<p><b>FaultPredictor</b>, fitted on {model.n_transitions_:,} transitions; "
             f"{len(table)} states ({int(np.sum(chain.is_failure_))} failure, ✕); "
             f"events: {escape(', '.join(map(str, model.event_names_)))}</p>"
+            f"<p>priors: {escape(priors)}</p>"
             + table.head(30).to_html() + more)

@@ -15,7 +15,7 @@ from ..exceptions import NotFittedError
 from ..histories import ColumnMap
 from ..states import HistorySpec, StateExtractor
 from ._forecasts import forecast_table, predict_in_memory, table_frame
-from ._output import check_layout, html_summary, tidy_to_wide
+from ._output import check_layout, html_summary, priors_frame, tidy_to_wide
 from ._settings import params_from_config, read_input
 from ._updates import add_frame, fit_frame, fit_stream
 
@@ -33,9 +33,9 @@ class FaultPredictor(Estimator):
         ``{"kind": "categorical", "failure": ["down"]}``. ``None`` maps each
         status label to a state of its own, with no failure states (which
         :meth:`fit` refuses: name them).
-    alpha : float, default=1.0
+    alpha : float or "auto", default=1.0
         Dirichlet prior mass on each pooled transition row.
-    beta : float, default=1.0
+    beta : float or "auto", default=1.0
         Shrinkage of event-conditioned rows toward the pooled row.
     columns : ColumnMap or dict, default=None
         Column names of the exported histories (see
@@ -50,7 +50,7 @@ class FaultPredictor(Estimator):
         capped), ``entering_event`` and ``backoff`` (pseudo-counts toward the
         base chain). ``None`` is the plain first-order chain. See
         :class:`markovfault.states.HistorySpec`.
-    recent_strength : float, default=500.0
+    recent_strength : float or "auto", default=500.0
         Pseudo-counts of the prior that pulls the recent event mix of
         ``event_mix='recent'`` toward each state's long-run mix (a prior like
         ``alpha`` and ``beta``): states seldom visited lately keep a sensible mix.
@@ -64,9 +64,10 @@ class FaultPredictor(Estimator):
         both answer the same interface (see :mod:`markovfault.chain`).
     read_report_ : ReadReport
         What the last ``fit``/``partial_fit`` read and dropped.
-    state_names_, event_names_ : list of str
-    failure_states_ : list of str
+    state_names_, event_names_, failure_states_ : list of str
     n_transitions_ : int
+    priors_ : DataFrame
+        The priors in use: ``value`` and ``source`` ("given", or "chosen" from the data for "auto").
 
     Examples
     --------
@@ -98,10 +99,10 @@ class FaultPredictor(Estimator):
     [0.0, 0.5, 0.5, 0.75]
     """
 
-    def __init__(self, *, states: StateExtractor | Mapping | None = None, alpha: float = 1.0,
-                 beta: float = 1.0, columns: ColumnMap | Mapping | None = None, max_gap=None,
+    def __init__(self, *, states: StateExtractor | Mapping | None = None, alpha: float | str = 1.0,
+                 beta: float | str = 1.0, columns: ColumnMap | Mapping | None = None, max_gap=None,
                  history: HistorySpec | Mapping | None = None,
-                 recent_strength: float = DEFAULT_RECENT_STRENGTH):
+                 recent_strength: float | str = DEFAULT_RECENT_STRENGTH):
         self.states = states
         self.alpha = alpha
         self.beta = beta
@@ -303,6 +304,8 @@ class FaultPredictor(Estimator):
     def n_transitions_(self) -> int:
         self._check_fitted()
         return self.chain_.n_transitions_
+
+    priors_ = property(priors_frame)
 
     def save(self, path) -> None:
         """Write the fitted model to ``path`` (a safe ``.npz`` file; see

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from .._estimator import clone
 
-from .._priors import DEFAULT_RECENT_STRENGTH
+from .._priors import AUTO, DEFAULT_RECENT_STRENGTH
 from .._timecodec import time_kind_of
 from ..exceptions import ConfigError
 from ..histories import ColumnMap, ReadReport
@@ -22,7 +22,7 @@ from ..histories._read import read_frame
 from ..states import CategoricalStates, HistorySpec, StateExtractor, extractor_from_config
 
 __all__ = ["params_from_config", "new_extractor", "column_map_of", "history_spec_of", "read_input", "is_canonical",
-           "check_failure_states"]
+           "check_failure_states", "recent_strength_in_use"]
 
 
 def params_from_config(config: Mapping) -> dict:
@@ -103,3 +103,12 @@ def read_input(histories, columns, categorical: bool = False) -> tuple[pd.DataFr
             time_kind=time_kind_of(histories),
             per_source=[("<canonical frame>", len(histories))])
     return read_frame(histories, column_map_of(columns), categorical=categorical)
+
+
+def recent_strength_in_use(model):
+    """The strength of a fitted predictor's recent mix: ``recent_strength`` when it is a number (as given,
+    also when set after the fit), the one chosen at the fit (``recent_strength_``) for ``"auto"``."""
+    setting = model.recent_strength
+    if isinstance(setting, str) and setting == AUTO:
+        return model.recent_strength_
+    return setting

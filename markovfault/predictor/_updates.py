@@ -4,7 +4,9 @@ Every path ends in the chain interface (:mod:`markovfault.chain`): ``chain.count
 batch on its own vocabularies, ``chain.add_counts`` merges them and ``chain.fit_from_counts`` estimates. Each
 entity's remembered last steps (``last_seen_``) are put before its new steps, so the transition into its first
 new step is counted and history-aware states know their history; the transitions among those carried steps
-were counted already and are subtracted.
+were counted already and are subtracted. With ``recent_strength="auto"`` the arrivals by time bin
+(:class:`~markovfault._eventmix.ArrivalBins`) are kept and merged the same way, and the strength is chosen
+again from them after every batch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .._priors import check_prior
+from .._eventmix import arrival_bins, choose_recent_strength, merge_bins, relayout_bins
+from .._priors import AUTO, check_prior_setting
 from .._timecodec import parse_max_gap, time_kind_of
 from ..chain import make_chain
 from ..exceptions import ConfigError, HistoryError
@@ -24,6 +27,7 @@ from ._settings import check_failure_states, column_map_of, history_spec_of, is_
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
 
 __all__ = ["fit_frame", "fit_stream", "add_frame", "add_codes", "add_frames", "encode_with", "install_fit",
+           "check_priors", "recent_bins_of", "set_recent", "batch_bins", "merge_recent", "add_recent",
            "with_ends"]
 
 logger = logging.getLogger("markovfault.predictor")
@@ -49,18 +53,84 @@ def with_ends(traj: Trajectories, extractor, data_end: int | None = None) -> Tra
     return mark_ends(traj, extractor.is_end_, width, data_end)
 
 
-def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.DataFrame) -> None:
-    """Set a predictor's fitted attributes (every fit path ends here)."""
+def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.DataFrame,
+                recent_bins=None) -> None:
+    """Set a predictor's fitted attributes (every fit path ends here); ``recent_bins``: the arrival bins
+    ``recent_strength="auto"`` is chosen from (see :func:`set_recent`)."""
     model.states_ = extractor
     model.chain_ = chain
     model.time_kind_ = time_kind
     model.read_report_ = report
     model.last_seen_ = last_seen
+    set_recent(model, recent_bins)
+
+
+def check_priors(model) -> None:
+    """A predictor's priors, each a number >= 0 or "auto" (:class:`ConfigError` otherwise), before any work."""
+    for name in ("alpha", "beta", "recent_strength"):
+        check_prior_setting(name, getattr(model, name))
+
+
+def _bins_of(traj: Trajectories):
+    return arrival_bins(traj.state, traj.event, traj.time, traj.is_run_start(), traj.n_states,
+                        traj.n_events)
+
+
+def recent_bins_of(model, traj: Trajectories, events):
+    """The arrival bins of ``traj`` on the events ``events`` when ``recent_strength="auto"`` (else None)."""
+    if check_prior_setting("recent_strength", model.recent_strength) != AUTO:
+        return None
+    return relayout_bins(_bins_of(traj), traj.event_names, events)
+
+
+def set_recent(model, bins) -> None:
+    """``recent_strength_`` of a fitted model: the given number, or with ``"auto"`` chosen from the arrival
+    bins ``bins`` (kept as ``recent_bins_`` and merged with later batches; on the chain's base events)."""
+    setting = check_prior_setting("recent_strength", model.recent_strength)
+    if setting != AUTO:
+        model.recent_strength_, model.recent_bins_ = setting, None
+        return
+    if bins is None:
+        raise ValueError("recent_strength='auto' needs the arrival bins of the training histories")
+    model.recent_bins_ = bins
+    model.recent_strength_ = choose_recent_strength(bins, model.chain_.base_.event_probs_)
+
+
+def batch_bins(model, traj: Trajectories, tail: Trajectories | None):
+    """The arrival bins of a batch (``traj`` less its carried ``tail``, on ``traj``'s events) when the model
+    keeps them (``recent_strength="auto"``), else None."""
+    if getattr(model, "recent_bins_", None) is None:
+        return None
+    new = _bins_of(traj)
+    if tail is not None:  # the arrivals among the carried tail rows were counted already
+        new = merge_bins(new, _bins_of(tail), sign=-1)
+    return new
+
+
+def merge_recent(model, old_events, new, new_events, choose: bool = True) -> None:
+    """Merge a batch's arrival bins ``new`` (on ``new_events``) into ``recent_bins_`` (on ``old_events``, the
+    chain's events before the batch) and choose ``recent_strength_`` again (unless ``choose`` is False: a
+    stream chooses once, after its last batch); nothing when ``new`` is None."""
+    if new is None or getattr(model, "recent_bins_", None) is None:
+        return
+    events = model.chain_.base_.event_names_
+    bins = merge_bins(relayout_bins(model.recent_bins_, old_events, events),
+                      relayout_bins(new, new_events, events))
+    if choose:
+        set_recent(model, bins)
+    else:
+        model.recent_bins_ = bins
+
+
+def add_recent(model, old_events, traj: Trajectories, tail: Trajectories | None,
+               choose: bool = True) -> None:
+    """:func:`merge_recent` of the batch ``traj`` (less its carried ``tail``)."""
+    merge_recent(model, old_events, batch_bins(model, traj, tail), traj.event_names, choose)
 
 
 def fit_frame(model, frame: pd.DataFrame, report) -> None:
     """Fit the extractor and the chain on one canonical frame."""
-    check_prior("recent_strength", model.recent_strength)
+    check_priors(model)
     extractor = new_extractor(model.states)
     codes = extractor.fit_transform(frame)
     check_failure_states(extractor)
@@ -70,7 +140,8 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
     chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
     chain.fit_from_counts(chain.count(traj), traj.state_names, traj.event_names, traj.is_failure,
                           warn=True, is_end=traj.is_end)
-    install_fit(model, extractor, chain, traj.time_kind, report, last_steps(traj, chain.tail_length))
+    install_fit(model, extractor, chain, traj.time_kind, report, last_steps(traj, chain.tail_length),
+                recent_bins_of(model, traj, chain.base_.event_names_))
     logger.info("fitted on %d transitions of %d entities (%d states, %d events)",
                 chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)
 
@@ -129,6 +200,8 @@ def fit_stream(model, histories, chunksize: int):
             model.last_seen_ = tails.to_frame()
     if total is None:
         raise HistoryError("the histories hold no usable row to fit on")
+    if getattr(model, "recent_bins_", None) is not None:  # chosen once, from every batch's arrivals
+        set_recent(model, model.recent_bins_)
     total.n_entities = int(model.last_seen_.index.nunique())
     model.read_report_ = total
     return model
@@ -149,12 +222,15 @@ def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
     chain = model.chain_
     both, both_codes, n_tail = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=warn,
                                             stream=stream)
-    traj = encode_with(model, both, both_codes, chain.base_.event_names_)
+    old_events = list(chain.base_.event_names_)
+    traj = encode_with(model, both, both_codes, old_events)
     new = chain.count(traj)
+    tail = None
     if n_tail:  # the transitions among the carried tail rows were counted already
         tail = encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], list(traj.event_names))
         new = new - chain.count(tail)
     model.chain_ = chain.add_counts(new, traj.event_names, warn=True)
+    add_recent(model, old_events, traj, tail, choose=not stream)
     model.last_seen_ = last_steps(traj, chain.tail_length, model.last_seen_)
 
 
@@ -230,6 +306,7 @@ def add_codes(model, frame, codes, tails: Tails, warn: bool, stream: bool) -> bo
         time_kind=batch.time_kind, source_row=source_row,
     )
     new = chain.count(traj)
+    tail = None
     if n_carry:  # the transitions among the carried tail rows were counted already
         tail = Trajectories(
             entity=entity[at_tail], time=time[at_tail], event=event[at_tail],
@@ -238,7 +315,9 @@ def add_codes(model, frame, codes, tails: Tails, warn: bool, stream: bool) -> bo
             entity_names=traj.entity_names, is_failure=traj.is_failure,
             time_kind=traj.time_kind, source_row=source_row[at_tail])
         new = new - chain.count(tail)
+    old_events = list(chain.base_.event_names_)
     model.chain_ = chain.add_counts(new, vocab, warn=True)
+    add_recent(model, old_events, traj, tail, choose=not stream)
     # each entity's last steps (tails included) replace what was remembered
     t_index = {e: k for k, e in enumerate(tails.events)}
     for e in vocab:
