@@ -86,6 +86,7 @@ class BacktestResult:
             wide = iv.pivot_table(index=["model", "horizon"], columns="metric",
                                   values=["lo", "hi"], dropna=False)
             wide.columns = [f"{m}_{b}" for b, m in wide.columns]
+            wide = wide[[c for c in ("bss_lo", "bss_hi", "roc_auc_lo", "roc_auc_hi") if c in wide]]
             table = table.merge(wide.reset_index(), on=["model", "horizon"], how="left")
             table = table[[c for c in table.columns if c != "note"] + ["note"]]
         return table
