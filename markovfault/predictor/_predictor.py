@@ -47,8 +47,9 @@ class FaultPredictor(Estimator):
     history : HistorySpec or dict, default=None
         History-aware states (the ``[states.history]`` table): ``order``
         (previous states), ``failure_window`` (steps since the last failure,
-        capped), ``entering_event`` and ``backoff`` (pseudo-counts toward the
-        base chain). ``None`` is the plain first-order chain. See
+        capped), ``entering_event`` and ``backoff`` (pseudo-counts toward each
+        coarser level of history, down to the base chain, or ``"auto"``). ``None``
+        is the plain first-order chain. See
         :class:`markovfault.states.HistorySpec`.
     recent_strength : float, default=500.0
         Pseudo-counts of the prior that pulls the recent event mix of
