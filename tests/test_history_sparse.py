@@ -555,8 +555,12 @@ def test_history_counts_add_over_the_union_of_their_states():
     binned = HistoryCounts([4], np.arange(6).reshape(3, 1, 1, 2))
     assert np.cumsum(binned, axis=0).counts[:, 0, 0].tolist() == [[0, 1], [2, 4], [6, 9]]
     assert binned[[2, 0]].counts[:, 0, 0].tolist() == [[4, 5], [0, 1]]
+    with pytest.raises(TypeError, match="leading bin axes"):
+        binned[:, 0]  # that would index the events
     with pytest.raises(ValueError, match="sorted and distinct"):
-        HistoryCounts([3, 1], np.zeros((1, 2, 2)))
+        HistoryCounts([3, 1], np.zeros((1, 2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="integers"):
+        HistoryCounts([1, 3], np.zeros((1, 2, 2)))
 
 
 def test_too_many_seen_states_is_a_clear_error(monkeypatch):

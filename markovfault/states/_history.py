@@ -367,6 +367,8 @@ class HistoryCounts:
                              "expected (..., E, n_codes, S)")
         if len(codes) > 1 and not (np.diff(codes) > 0).all():
             raise ValueError("history codes must be sorted and distinct")
+        if not np.issubdtype(counts.dtype, np.integer):
+            raise ValueError(f"counts must be integers, got {counts.dtype}")
         self.codes, self.counts = codes, counts.astype(np.int64, copy=False)
 
     # ---------------------------------------------------------- as an array
@@ -390,7 +392,7 @@ class HistoryCounts:
             raise TypeError("index HistoryCounts by bin only (counts of one bin have no bin axis); "
                             "use .counts for the (E, A, S) array")
         out = self.counts[key]
-        if out.ndim < 3:
+        if out.ndim < 3 or out.shape[-3:] != self.counts.shape[-3:]:
             raise TypeError("index HistoryCounts by its leading bin axes only")
         return HistoryCounts(self.codes, out)
 
