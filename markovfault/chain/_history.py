@@ -72,7 +72,10 @@ class HistoryChain(Estimator):
     base_ : EventMarkovChain
         The chain over base states.
     levels_ : list of (str, HistorySpec)
-        The back-off hierarchy, from the base state (level 0) up to ``spec``.
+        The back-off hierarchy, from the base state (level 0) up to ``spec``
+        (:meth:`HistorySpec.levels`; for a plain spec, as a candidate of
+        :func:`~markovfault.selection.select_states`, the state itself backed off
+        once to the base chain).
     backoff_ : dict of str to float
         The strength of each level above the base (labelled as in :attr:`levels_`): ``spec.backoff``,
         or the strengths chosen from the data with ``backoff="auto"``.
@@ -122,6 +125,8 @@ class HistoryChain(Estimator):
         self.counts_ = counts
         fail = np.asarray(is_failure, dtype=bool)
         self.levels_ = spec.levels()
+        if len(self.levels_) == 1:  # a plain spec: the state itself, backed off once to the base chain
+            self.levels_ = self.levels_ + [("order=1", spec)]
         lays = [HistoryLayout(s, S, E) for _, s in self.levels_]
         D = len(lays) - 1
 
@@ -136,8 +141,6 @@ class HistoryChain(Estimator):
                 uniq, inv = np.unique(c, return_inverse=True)
             codes[L - 1], parent[L] = uniq, inv.reshape(-1)
             level_counts[L - 1] = _aggregate(level_counts[L], parent[L], len(uniq))
-        if D == 0:  # a plain spec: the seen states are base states
-            codes[0], level_counts[0] = np.arange(S, dtype=np.int64), _aggregate(counts.counts, V, S)
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
             level_counts[0], state_names, event_names, fail, warn=warn)
 
@@ -155,7 +158,7 @@ class HistoryChain(Estimator):
 
         # the chain's states: the seen states, then coarser states with data, then the base states
         totals = [level_counts[L].sum(axis=(0, 2)) for L in range(D + 1)]
-        v_rows = np.searchsorted(codes[D], V)  # the identity above the base level
+        v_rows = np.arange(len(V))
         blocks = [(D, V, v_rows)]
         blocks += [(L, codes[L][totals[L] > 0], np.flatnonzero(totals[L] > 0)) for L in range(D - 1, 0, -1)]
         blocks.append((0, codes[0], np.arange(S)))
@@ -170,11 +173,9 @@ class HistoryChain(Estimator):
         self._support = np.concatenate([totals[L][rows] for L, _, rows in blocks])
 
         # where each level's states with data sit among the chain's states (for the back-off look-ups)
-        seen = totals[D][v_rows] > 0 if D else np.zeros(len(V), dtype=bool)
+        seen = totals[D] > 0
         self._lays, self._base_start = lays, int(starts[-2])
-        self._active = {}
-        if D:
-            self._active[D] = (V[seen], np.flatnonzero(seen))
+        self._active = {D: (V[seen], np.flatnonzero(seen))}
         for k, (L, c, _) in enumerate(blocks[1:-1], start=1):
             self._active[L] = (c, starts[k] + np.arange(len(c)))
         self.n_seen_ = int((counts.counts.sum(axis=(0, 2)) > 0).sum())
