@@ -104,7 +104,8 @@ def select(hist, model, candidates, first_cutoff, *, events: bool = True):
                             kind="stable").index[0]
     table["chosen"] = np.where(table.index == pick, "<-", "")
     keys = ["order", "failure_window", "failure_count", "entering_event", "backoff"]
-    chosen = {k: table.loc[pick, k].item() for k in keys if k in table}
+    chosen = {k: getattr(table.loc[pick, k], "item", lambda v=table.loc[pick, k]: v)()  # "auto" is a str
+              for k in keys if k in table}
     return table, chosen
 
 

@@ -82,7 +82,7 @@ from ._priors import AUTO, DEFAULT_RECENT_STRENGTH
 from ._timecodec import parse_max_gap, time_int
 from .backtest._backtest import cutoffs_from, resolve_window, transform_states
 from .backtest._run import Run, recent_slices
-from .chain import make_chain
+from .chain import make_chain, merge_counts
 from .exceptions import ConfigError, EmptyHistoryError, HistoryError, MissingColumnError, TimeParseError
 from .histories import ReadReport
 from .histories._read import read_frame
@@ -283,7 +283,7 @@ def fit(model, ddf):
     results = [r for r in dask.compute(*[
         dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap, model)
         for p in parts]) if r is not None]
-    counts = np.sum([r[0] for r in results], axis=0).astype(np.int64)
+    counts, _ = merge_counts([r[0] for r in results])
     chain.fit_from_counts(counts, extractor.state_names_, events, extractor.is_failure_, warn=True,
                           is_end=extractor.is_end_)
     install_fit(model, extractor, chain, report.time_kind, report,
@@ -367,7 +367,7 @@ def partial_fit(model, ddf):
             "%d entities have steps no later than their last step already counted "
             "(e.g. %s); those steps start a new run and the transition into them is "
             "not counted.", n_late, sorted(e for r in results for e in r[4])[:3])
-    new = np.sum([r[0] for r in results], axis=0)
+    new, _ = merge_counts([r[0] for r in results])
     model.chain_ = model.chain_.add_counts(new, events, warn=True)
     merge_recent(model, known, _merged_bins([r[5] for r in results]), events)
     model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)
@@ -754,22 +754,25 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     rank[order] = np.arange(len(names))
     gstart = np.r_[0, np.cumsum(lengths[order])[:-1]].astype(np.int64)[rank]
     offsets = np.r_[0, np.cumsum([len(g[3]) for _, g in got])[:-1]].astype(np.int64)
+    # the fold counts summed, and each partition's chain states (history-aware: its own seen
+    # states) as rows of the sum
+    counts, state_maps = merge_counts([g[0] for _, g in got])
 
     folds = []
     for k in range(K):
         pieces = {c: [] for c in ("step", "ent", "time", "state", "code", "y", "d", "d_onset")}
-        for (_, g), off in zip(got, offsets):
+        for (_, g), off, state_map in zip(got, offsets, state_maps):
             f = g[2][k]
             code = off + f["ent"]
             pieces["step"].append(gstart[code] + f["pos"])
             pieces["ent"].append(rank[code])
-            for c in ("time", "state", "code", "y", "d", "d_onset"):
+            pieces["code"].append(state_map[f["code"]])
+            for c in ("time", "state", "y", "d", "d_onset"):
                 pieces[c].append(f[c])
         step = np.concatenate(pieces["step"]).astype(np.int64)
         by_step = np.argsort(step, kind="stable")
         fold = {c: np.concatenate(v)[by_step] for c, v in pieces.items()}
         folds.append(fold)
-    counts = np.sum([g[0] for _, g in got], axis=0).astype(np.int64)
     rates = np.sum([g[1] for _, g in got], axis=0)
 
     windows, fold_bins = [None] * K, None

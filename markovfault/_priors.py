@@ -9,8 +9,8 @@ prior         pulls                                       toward
 ``alpha``     each pooled transition row                  the uniform row (total mass alpha)
 ``beta``      each event-conditioned row; each arrival    the pooled row; the global event mix
               row
-``backoff``   each history-aware row (next state and      its base state's row
-              arrival)
+``backoff``   each history-aware row (next state and      its parent level's row (level by level
+              arrival)                                    down to the base state's)
 recent        the recent event mix of a base state        its long-run mix, reweighted by the overall
 strength                                                  shift of the mix
 pseudo-       the state-frequency baseline's rate per     the training base rate (one pseudo-origin)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ._eventmix import DEFAULT_RECENT_STRENGTH, ArrivalBins
 from ._modelfile import FORMAT_NAME, FORMAT_VERSION, open_model_file, read_header
-from .chain import make_chain
+from .chain import counts_from_arrays, make_chain
 from .exceptions import ConfigError, ModelFileError
 from .predictor import FaultPredictor
 from .predictor._io import save_model
@@ -90,8 +90,10 @@ def load_model(path):
                 f"from the model's {vocab['states']}"
             )
         is_failure = np.isin(np.asarray(vocab["states"], dtype=object), vocab["failure_states"])
-        chain = make_chain(history_spec_of(model.history), alpha=params["alpha"], beta=params["beta"])
-        chain.fit_from_counts(arrays["counts"], vocab["states"], vocab["events"], is_failure,
+        spec = history_spec_of(model.history)
+        chain = make_chain(spec, alpha=params["alpha"], beta=params["beta"])
+        counts = counts_from_arrays(arrays, history=spec is not None)
+        chain.fit_from_counts(counts, vocab["states"], vocab["events"], is_failure,
                               is_end=getattr(extractor, "is_end_", None))
         bins = None
         if "recent_bins" in header:  # recent_strength="auto": the arrivals it is chosen from

@@ -21,7 +21,6 @@ from .chain import HistoryChain
 from .exceptions import ConfigError, HistoryError
 from .predictor._settings import new_extractor, read_input
 from .states import HistorySpec, candidate_specs
-from .states._history import HistoryLayout
 from .trajectories import encode_frame
 
 __all__ = ["select_states", "SelectionResult", "candidate_specs"]
@@ -34,7 +33,8 @@ class SelectionResult:
     Attributes
     ----------
     table : DataFrame
-        One row per candidate: its settings, ``n_states`` (augmented),
+        One row per candidate: its settings, ``n_states`` (the history-aware
+        states seen with a transition in the training part),
         ``heldout_loglik`` (mean log-likelihood per held-out transition, of
         the event and the next state given the history), ``note`` (why a
         candidate was not scored, e.g. too many states),
@@ -116,28 +116,22 @@ def select_states(
     test_bin = (traj.time >= split).astype(np.int64)
     rows, kept = [], []
     for spec in specs:  # a loop over candidates, each vectorised
+        chain = HistoryChain(spec, alpha=predictor.alpha, beta=predictor.beta)
         try:
-            layout = HistoryLayout(spec, traj.n_states, traj.n_events)
-        except ConfigError as exc:  # too many states: reported, not fatal
+            train, test = chain.count(traj, test_bin, 2)
+        except ConfigError as exc:  # too many seen states to count: reported, not fatal
             rows.append({**spec.to_config(), "n_states": np.nan, "heldout_loglik": np.nan,
                          "note": str(exc)})
             kept.append(spec)
             continue
-        chain = HistoryChain(spec, alpha=predictor.alpha, beta=predictor.beta)
-        train, test = chain.count(traj, test_bin, 2)
         if test.sum() == 0 or train.sum() == 0:
             raise HistoryError("the hold-out split leaves no training or no test transitions")
         chain.fit_from_counts(train, traj.state_names, traj.event_names, traj.is_failure,
                               is_end=traj.is_end)
         # log P(e | a) + log P(j | a, e) of every held-out transition: the event term
         # matters where the event names the next state (a log key, say)
-        nz = test > 0
-        ll = float((test[nz] * np.log(chain.next_probs_[nz])).sum())
-        arrivals = test.sum(axis=2).T  # (A, E)
-        m = arrivals > 0
-        with np.errstate(divide="ignore"):
-            ll += float((arrivals[m] * np.log(chain.event_probs_[m])).sum())
-        row = {**spec.to_config(), "n_states": layout.A, "heldout_loglik": ll / test.sum(),
+        ll = chain.counts_log_likelihood(test)
+        row = {**spec.to_config(), "n_states": chain.n_seen_, "heldout_loglik": ll / test.sum(),
                "note": ""}
         if horizon is not None:
             model = clone(predictor).set_params(history=spec)

@@ -49,3 +49,13 @@ def frame_from_paths(states, events, entity_prefix="h"):
 @pytest.fixture
 def rng():
     return np.random.RandomState(42)
+
+
+def assert_same_counts(a, b):
+    """Two chains' (or models') counts are equal: arrays, or history-aware counts over the same states."""
+    a, b = (getattr(getattr(x, "chain_", x), "counts_", x) for x in (a, b))
+    if hasattr(a, "codes"):
+        np.testing.assert_array_equal(a.codes, b.codes)
+        a, b = a.counts, b.counts
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == b.dtype == np.int64

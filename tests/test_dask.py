@@ -7,6 +7,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 
+from conftest import assert_same_counts  # noqa: E402
+
 import markovfault as mf  # noqa: E402
 from markovfault.cli import main  # noqa: E402
 from markovfault.simulate import simulate_histories  # noqa: E402
@@ -59,7 +61,7 @@ def _pair(dataset, **params):
 ], ids=["plain", "history", "quantiles"])
 def test_fit_and_predict_equal_in_memory(client, dataset, params):
     in_memory, on_dask, ddf = _pair(dataset, **params)
-    np.testing.assert_array_equal(on_dask.chain_.counts_, in_memory.chain_.counts_)
+    assert_same_counts(on_dask, in_memory)
     assert on_dask.state_names_ == in_memory.state_names_
     assert on_dask.event_names_ == in_memory.event_names_
     pd.testing.assert_frame_equal(on_dask.last_seen_, in_memory.last_seen_)
@@ -116,7 +118,7 @@ def test_partial_fit_equals_in_memory(client, batches, history, caplog):
     assert "order_cancelled" not in fitted.event_names_
     assert len(memory_log) == 1 and "orders-worker-03" in memory_log[0]
     assert dask_log == memory_log  # the steps older than seen start a new run, as in memory
-    np.testing.assert_array_equal(on_dask.chain_.counts_, in_memory.chain_.counts_)
+    assert_same_counts(on_dask, in_memory)
     assert on_dask.event_names_ == in_memory.event_names_
     assert on_dask.state_names_ == in_memory.state_names_
     pd.testing.assert_frame_equal(on_dask.last_seen_, in_memory.last_seen_)
@@ -127,7 +129,7 @@ def test_partial_fit_equals_in_memory(client, batches, history, caplog):
     # and fit(dask A) then partial_fit(dask B) too
     both = mf.FaultPredictor(**fitted.get_params()).fit(
         dd.from_pandas(a, npartitions=3, sort=False)).partial_fit(ddf)
-    np.testing.assert_array_equal(both.chain_.counts_, in_memory.chain_.counts_)
+    assert_same_counts(both, in_memory)
     pd.testing.assert_frame_equal(both.last_seen_, in_memory.last_seen_)
 
 
@@ -279,8 +281,7 @@ def test_cli_scheduler(client, dataset, tmp_path, capsys):
                  "--out", str(out), "--scheduler", address]) == 0
     expected = mf.FaultPredictor(columns=COLUMNS, states=CATEGORICAL).fit(
         pd.read_parquet(dataset))
-    np.testing.assert_array_equal(mf.load_model(model_path).chain_.counts_,
-                                  expected.chain_.counts_)
+    assert_same_counts(mf.load_model(model_path), expected)
     got = pd.read_parquet(out)
     want = expected.predict(pd.read_parquet(dataset), horizon=3)
     np.testing.assert_array_equal(got["p_fail"].to_numpy(), want["p_fail"].to_numpy())
@@ -367,7 +368,7 @@ def test_job_with_compute_scheduler_equals_in_process(client, tmp_path):
             assert (here / "runs" / run / name).read_bytes() == \
                 (there / "runs" / run / name).read_bytes()
     a, b = mf.load_model(here / "model.npz"), mf.load_model(there / "model.npz")
-    np.testing.assert_array_equal(a.chain_.counts_, b.chain_.counts_)
+    assert_same_counts(a, b)
     pd.testing.assert_frame_equal(a.last_seen_, b.last_seen_)
     marks = []
     for out in (here, there):

@@ -82,7 +82,8 @@ def steps_of(frame, entity):
 
 
 def augmented_code(model, states, events, times):
-    """The augmented state of the last step, walking the run it ends (plain: its state)."""
+    """The chain state (table row) of the last step: its history code, walking the run it ends, as a
+    row of the fitted chain (plain: its state)."""
     spec = getattr(model.chain_, "spec", None)
     if spec is None:
         return states[-1]
@@ -121,7 +122,7 @@ def augmented_code(model, states, events, times):
             k += 1
     if spec.entering_event:
         code += min(ev[i], E) * lay.strides[k]
-    return code
+    return int(model.chain_.state_index(np.array([code]))[0])
 
 
 def expected_forecast(model, table, train, recent, horizon):

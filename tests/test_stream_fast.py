@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import assert_same_counts
+
 from markovfault import FaultPredictor, load_model, read_histories
 from markovfault.exceptions import HistoryError
 from markovfault.histories._read import read_frame
@@ -77,8 +79,7 @@ def general(monkeypatch):
 
 
 def assert_same_model(got, want):
-    np.testing.assert_array_equal(got.chain_.counts_, want.chain_.counts_)
-    assert got.chain_.counts_.dtype == want.chain_.counts_.dtype
+    assert_same_counts(got, want)
     assert list(got.chain_.state_names_) == list(want.chain_.state_names_)
     assert got.event_names_ == want.event_names_
     assert got.n_transitions_ == want.n_transitions_

@@ -49,7 +49,7 @@ HORIZON = 10  # log lines
 #: Cutoffs at these fractions of the clock; every step after the first is an origin.
 CUTOFF_FRACTIONS = (0.6, 0.7, 0.8, 0.9)
 #: History-aware state maps compared by ``--select``: orders 1-3 (up to the 2 previous keys) x the lines
-#: since the last exception (none, capped at 3). Order 4 exceeds the library's 200,000 augmented states.
+#: since the last exception (none, capped at 3). Orders 4 and 5 fit too (see examples/README.md).
 CANDIDATES = [{"order": o, "failure_window": w} for o in (1, 2, 3) for w in (0, 3)]
 #: The trailing window of the recent event mix, in lines of the synthetic clock (about 1,100 sessions).
 RECENT_WINDOW = 20_000

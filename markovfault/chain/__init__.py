@@ -12,10 +12,14 @@ to the base chain. The numerics live in pure functions (every prior in
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..states._history import HistoryCounts
 from ._event import EventMarkovChain, estimate_tensors
 from ._history import HistoryChain
 
-__all__ = ["EventMarkovChain", "estimate_tensors", "HistoryChain", "make_chain"]
+__all__ = ["EventMarkovChain", "estimate_tensors", "HistoryChain", "make_chain", "merge_counts",
+           "counts_to_arrays", "counts_from_arrays"]
 
 
 def make_chain(spec=None, *, alpha: float = 1.0, beta: float = 1.0):
@@ -34,3 +38,56 @@ def make_chain(spec=None, *, alpha: float = 1.0, beta: float = 1.0):
     if spec is None or spec.is_plain:
         return EventMarkovChain(alpha=alpha, beta=beta)
     return HistoryChain(spec, alpha=alpha, beta=beta)
+
+
+def merge_counts(parts) -> tuple:
+    """The sum of counts of several parts of the data (as ``chain.count`` gives them, either layout),
+    and for each part where its chain states' rows lie in the sum.
+
+    Plain counts (ndarrays) keep their states (the maps are the identity); history-aware counts
+    (:class:`~markovfault.states.HistoryCounts`) are summed over the union of their seen states.
+
+    Examples
+    --------
+    >>> from markovfault.states import HistoryCounts
+    >>> a = HistoryCounts([2, 5], np.ones((1, 2, 3), dtype=np.int64))
+    >>> b = HistoryCounts([5, 8], np.ones((1, 2, 3), dtype=np.int64))
+    >>> total, maps = merge_counts([a, b])
+    >>> total.codes.tolist(), [m.tolist() for m in maps]
+    ([2, 5, 8], [[0, 1], [1, 2]])
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no counts to merge")
+    if isinstance(parts[0], HistoryCounts):
+        codes = np.unique(np.concatenate([p.codes for p in parts]))
+        maps = [np.searchsorted(codes, p.codes) for p in parts]
+        first = parts[0].counts
+        total = np.zeros(first.shape[:-2] + (len(codes), first.shape[-1]), dtype=np.int64)
+        for p, m in zip(parts, maps):  # a loop over parts, each one vectorised
+            total[..., m, :] += p.counts
+        return HistoryCounts(codes, total), maps
+    total = np.sum(parts, axis=0).astype(np.int64)
+    return total, [np.arange(total.shape[-1])] * len(parts)
+
+
+def counts_to_arrays(counts) -> dict:
+    """The arrays a model file stores for a chain's counts: ``counts`` and, for history-aware counts,
+    ``history/codes`` (the seen states)."""
+    if isinstance(counts, HistoryCounts):
+        return {"counts": counts.counts, "history/codes": counts.codes}
+    return {"counts": np.asarray(counts, dtype=np.int64)}
+
+
+def counts_from_arrays(arrays, history: bool):
+    """The counts of a chain from a model file's arrays (see :func:`counts_to_arrays`).
+
+    A history-aware model written before the seen-state layout holds its counts over the whole
+    product space: its states with data are kept.
+    """
+    counts = np.asarray(arrays["counts"], dtype=np.int64)
+    if not history:
+        return counts
+    if "history/codes" in arrays:
+        return HistoryCounts(arrays["history/codes"], counts)
+    return HistoryCounts(np.arange(counts.shape[1]), counts).pruned()

@@ -1,28 +1,54 @@
-"""The event-conditioned chain over history-aware states, backed off to the base chain.
+"""The event-conditioned chain over history-aware states, backed off level by level.
 
-The states themselves (:class:`~markovfault.states.HistorySpec`, their mixed-radix layout and the augmentation
-of trajectories) live in :mod:`markovfault.states`; this module estimates the chain over them. Sparse augmented
-rows back off to the base chain by hierarchical shrinkage (n-gram style)::
+The states themselves (:class:`~markovfault.states.HistorySpec`, their mixed-radix codes, the back-off
+hierarchy :meth:`~markovfault.states.HistorySpec.levels` and the counts over seen states) live in
+:mod:`markovfault.states._history`; this module estimates the chain over them.
 
-    P(j | a, e) = (N[e, a, j] + gamma * P_base[e, base(a), j]) / (N[e, a, .] + gamma)
-    Q(e | a)    = (M[a, e]    + gamma * Q_base[base(a), e])    / (M[a, .]    + gamma)
+Estimation
+----------
+Level 0 is the base chain (``alpha``, ``beta``). Each finer level ``L`` sums the counts of its seen
+states' descendants, ``N_L[e, c, j]``, and shrinks every row toward its parent's row with that level's
+strength ``gamma_L`` (hierarchical shrinkage, n-gram style)::
 
-so an augmented state with no data forecasts exactly like its base state. Forecasts stay exact: the k-step
-recursion of :mod:`markovfault.forecast` runs over the augmented states (sparse matrices), and failure is
-defined on the base state.
+    P_L(j | c, e) = (N_L[e, c, j] + gamma_L * P_{L-1}(j | parent(c), e)) / (N_L[e, c, .] + gamma_L)
+    Q_L(e | c)    = (M_L[c, e]    + gamma_L * Q_{L-1}(e | parent(c)))    / (M_L[c, .]    + gamma_L)
+
+(:func:`markovfault._priors.back_off`, one level at a time). A row without data is exactly its parent's
+row. With ``backoff="auto"`` each ``gamma_L`` maximises the Dirichlet-multinomial evidence of level
+``L``'s rows (next state per event, and arrivals) with the parent rows as prior means
+(:func:`markovfault._priors.dirichlet_strength`), chosen bottom-up so that each level's prior is already
+estimated; the chosen strengths are reported in :attr:`HistoryChain.backoff_`.
+
+The chain's states
+------------------
+The chain's states are the seen states (the codes of the counts, in their order: rows ``0..A_seen-1``)
+and, after them, every coarser-level state with data and the base states. A seen state without a counted
+transition out of it forecasts exactly as its nearest ancestor with data (its rows and successors are that
+ancestor's), so counts with zero rows for states seen only later (a backtest fold) forecast as if those
+states had never been seen. The next state after ``(e, j)``:
+
+* from a full-level state: its successor code, or, when that was never seen with data, its nearest
+  ancestor with data (the coarser levels in turn, down to the base state ``j``);
+* from a coarser state of level ``L``: the successor one level finer when the level-``L`` state
+  determines it (the oldest lag shifts out, the entering event is the new event, a capped count is known
+  after a failure, ...), else the level-``L`` successor, each backed off in the same way.
+
+So the k-step recursion stays exact on a closed chain over seen states, and a state met at predict time
+that was never seen forecasts as its nearest seen ancestor, regaining history as its successors do.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._estimator import Estimator
-from .._priors import back_off
+from .._priors import AUTO, back_off, dirichlet_strength
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..exceptions import NotFittedError
-from ..states._history import HistoryLayout, HistorySpec, augment, count_augmented
+from ..states._history import HistoryCounts, HistoryLayout, HistorySpec, augment, count_augmented
 from ..trajectories import Trajectories
 from ._event import EventMarkovChain, scenario_codes
 
@@ -33,63 +59,212 @@ __all__ = ["HistoryChain", "relayout"]
 
 
 class HistoryChain(Estimator):
-    """Event-conditioned chain over history-aware states, backed off to the base chain.
+    """Event-conditioned chain over the seen history-aware states, backed off level by level.
 
-    Built from the counts ``N[e, a, j]`` (see :func:`count_augmented`); the
-    base chain's counts are their sums over augmented states of each base
-    state, so one counting pass serves both.
+    Built from the counts ``N[e, a, j]`` over the seen states (:class:`HistoryCounts`, see
+    :meth:`count`); the coarser levels' and the base chain's counts are their sums, so one counting
+    pass serves them all.
 
     Attributes
     ----------
+    counts_ : HistoryCounts
+        The counts, over the seen states ``counts_.codes`` (shape (E, A_seen, S)).
     base_ : EventMarkovChain
         The chain over base states.
+    levels_ : list of (str, HistorySpec)
+        The back-off hierarchy, from the base state (level 0) up to ``spec``
+        (:meth:`HistorySpec.levels`; for a plain spec, as a candidate of
+        :func:`~markovfault.selection.select_states`, the state itself backed off
+        once to the base chain).
+    backoff_ : dict of str to float
+        The strength of each level above the base (labelled as in :attr:`levels_`): ``spec.backoff``,
+        or the strengths chosen from the data with ``backoff="auto"``.
     n_aug_ : int
-        Number of augmented states.
+        Number of chain states: the seen states, then the coarser states with data and the base states.
+    n_seen_ : int
+        Number of seen states with a counted transition out of them.
+    state_levels_, state_codes_ : ndarray of int64, shape (n_aug_,)
+        The level of each chain state and its code on that level's layout.
     state_names_ : list of str
-        Names of the augmented states.
+        Names of the chain states (``*`` marks what a coarser state does not know).
+    next_probs_ : ndarray of shape (E, n_aug_, S)
+        ``P(j | a, e)``.
+    event_probs_ : ndarray of shape (n_aug_, E)
+        ``Q(e | a)``.
+    successor_ : ndarray of int64, shape (n_aug_, E, S)
+        The chain state after base state ``j`` entered by event ``e``.
     is_failure_ : ndarray of bool, shape (n_aug_,)
         Failure defined on the base state.
+    base_state_ : ndarray of int64, shape (n_aug_,)
     """
 
     def __init__(self, spec: HistorySpec | None = None, alpha: float = 1.0, beta: float = 1.0):
         self.spec, self.alpha, self.beta = spec, alpha, beta
 
-    def fit_from_counts(self, counts: np.ndarray, state_names, event_names, is_failure, *,
+    def fit_from_counts(self, counts: HistoryCounts, state_names, event_names, is_failure, *,
                         warn: bool = False, is_end=None) -> "HistoryChain":
-        """Set the counts ``N[e, a, j]`` (see :meth:`count`) and estimate the chain and its base chain.
+        """Set the counts (see :meth:`count`) and estimate every level and the base chain.
 
         The same entry as :meth:`EventMarkovChain.fit_from_counts`; ``state_names`` are the base states.
         """
-        counts = np.asarray(counts, dtype=np.int64)
         S, E = len(state_names), len(event_names)
-        self.layout_ = HistoryLayout(self.spec, S, E)
-        if counts.shape != (E, self.layout_.A, S):
-            raise ValueError(f"counts have shape {counts.shape}, expected {(E, self.layout_.A, S)}")
+        if not isinstance(counts, HistoryCounts):
+            raise TypeError(f"a HistoryChain is fitted from HistoryCounts (see HistoryChain.count), "
+                            f"got {type(counts).__name__}")
+        if counts.shape != (E, len(counts.codes), S):
+            raise ValueError(f"counts have shape {counts.shape}, expected {(E, len(counts.codes), S)} "
+                             f"for {E} events and {S} states")
+        if (counts.counts < 0).any():
+            raise ValueError("counts must be non-negative integers")
+        spec = self.spec
+        self.layout_ = HistoryLayout(spec, S, E)
+        V = counts.codes
+        if len(V) and (V[0] < 0 or V[-1] >= self.layout_.A):
+            raise ValueError(f"history codes lie outside 0..{self.layout_.A - 1} for {E} events and "
+                             f"{S} states")
         self.counts_ = counts
-        base_of = np.arange(self.layout_.A) % S
-        base_counts = np.zeros((E, S, S), dtype=np.int64)
-        np.add.at(base_counts, (slice(None), base_of), counts)
+        fail = np.asarray(is_failure, dtype=bool)
+        self.levels_ = spec.levels()
+        if len(self.levels_) == 1:  # a plain spec: the state itself, backed off once to the base chain
+            self.levels_ = self.levels_ + [("order=1", spec)]
+        lays = [HistoryLayout(s, S, E) for _, s in self.levels_]
+        D = len(lays) - 1
+
+        # counts of every level: the seen states' sums over each coarser state
+        codes, level_counts, parent = [None] * (D + 1), [None] * (D + 1), [None] * (D + 1)
+        codes[D], level_counts[D] = V, counts.counts
+        for L in range(D, 0, -1):
+            c = lays[L].coarsen(codes[L], lays[L - 1])
+            if L == 1:  # the base level holds every base state, seen or not
+                uniq, inv = np.arange(S, dtype=np.int64), c
+            else:
+                uniq, inv = np.unique(c, return_inverse=True)
+            codes[L - 1], parent[L] = uniq, inv.reshape(-1)
+            level_counts[L - 1] = _aggregate(level_counts[L], parent[L], len(uniq))
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
-            base_counts, state_names, event_names, is_failure, warn=warn, is_end=is_end)
-        P, Q = back_off(counts, self.base_.event_matrices_[:, base_of, :],
-                        self.base_.event_probs_[base_of], float(self.spec.backoff))
-        ends = self.base_.is_end_[base_of]
+            level_counts[0], state_names, event_names, fail, warn=warn, is_end=is_end)
+
+        # rows, level by level, each shrunk toward its parent's
+        P, Q = [self.base_.event_matrices_], [self.base_.event_probs_]
+        self.backoff_ = {}
+        for L in range(1, D + 1):
+            prior_next, prior_arr = P[L - 1][:, parent[L], :], Q[L - 1][parent[L]]
+            gamma = (_level_strength(level_counts[L], prior_next, prior_arr)
+                     if isinstance(spec.backoff, str) and spec.backoff == AUTO else float(spec.backoff))
+            self.backoff_[self.levels_[L][0]] = gamma
+            p, q = back_off(level_counts[L], prior_next, prior_arr, gamma)
+            P.append(p)
+            Q.append(q)
+
+        # the chain's states: the seen states, then coarser states with data, then the base states
+        totals = [level_counts[L].sum(axis=(0, 2)) for L in range(D + 1)]
+        v_rows = np.arange(len(V))
+        blocks = [(D, V, v_rows)]
+        blocks += [(L, codes[L][totals[L] > 0], np.flatnonzero(totals[L] > 0)) for L in range(D - 1, 0, -1)]
+        blocks.append((0, codes[0], np.arange(S)))
+        sizes = [len(b[1]) for b in blocks]
+        starts = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.state_levels_ = np.concatenate([np.full(n, b[0], dtype=np.int64) for b, n in zip(blocks, sizes)])
+        self.state_codes_ = np.concatenate([b[1] for b in blocks]).astype(np.int64)
+        self.next_probs_ = np.concatenate([P[L][:, rows, :] for L, _, rows in blocks], axis=1)
+        self.event_probs_ = np.concatenate([Q[L][rows] for L, _, rows in blocks], axis=0)
+        self.base_state_ = self.state_codes_ % S
+        ends = self.base_.is_end_[self.base_state_]
         if ends.any():  # an end state stays put under every event, whatever its history
-            P[:, ends, :] = self.base_.event_matrices_[:, base_of[ends], :]
-        self.next_probs_ = P  # P(j | a, e), (E, A, S)
-        self.event_probs_ = Q  # (A, E)
-        self.is_failure_ = np.asarray(is_failure, bool)[base_of]
-        self.base_state_ = base_of
-        self.successor_ = self.layout_.successor(np.asarray(is_failure, bool))  # (A, E, S)
-        self.state_names_ = self.layout_.names(state_names, event_names)
-        self.n_aug_ = self.layout_.A
-        self.n_transitions_ = int(counts.sum())
+            self.next_probs_[:, ends, :] = self.base_.event_matrices_[:, self.base_state_[ends], :]
+        self.is_failure_ = fail[self.base_state_]
+        self._support = np.concatenate([totals[L][rows] for L, _, rows in blocks])
+
+        # where each level's states with data sit among the chain's states (for the back-off look-ups)
+        seen = totals[D] > 0
+        self._lays, self._base_start = lays, int(starts[-2])
+        self._active = {D: (V[seen], np.flatnonzero(seen))}
+        for k, (L, c, _) in enumerate(blocks[1:-1], start=1):
+            self._active[L] = (c, starts[k] + np.arange(len(c)))
+        self.n_seen_ = int((counts.counts.sum(axis=(0, 2)) > 0).sum())
+
+        # successors, backed off; a seen state without data moves as its nearest ancestor with data
+        succ = np.empty((len(self.state_codes_), E, S), dtype=np.int64)
+        for k, (L, c, _) in enumerate(blocks):
+            succ[starts[k]:starts[k + 1]] = self._successors(L, c, fail)
+        alias = np.flatnonzero(~seen)
+        if len(alias):
+            succ[alias] = succ[self._resolve(D, V[alias])]
+        self.successor_ = succ
+        self.n_aug_ = len(self.state_codes_)
+        self.n_transitions_ = int(counts.counts.sum())
         self._pattern = None
+        self.__dict__.pop("state_names_", None)
+        self._names_of = (list(state_names), list(event_names))
         return self
 
     def set_counts(self, counts, state_names, event_names, is_failure) -> "HistoryChain":
         """Alias of :meth:`fit_from_counts`."""
         return self.fit_from_counts(counts, state_names, event_names, is_failure)
+
+    # -------------------------------------------------- back-off look-ups
+    def _resolve(self, level: int, codes: np.ndarray) -> np.ndarray:
+        """The chain state of level-``level`` codes: the state itself when it has data, else its nearest
+        ancestor with data, else its base state."""
+        codes = np.asarray(codes, dtype=np.int64)
+        flat = codes.reshape(-1)
+        out = np.full(len(flat), -1, dtype=np.int64)
+        pending = np.arange(len(flat))
+        lays = self._lays
+        for L in range(level, 0, -1):
+            if not len(pending):
+                break
+            have, node = self._active[L]
+            if not len(have):
+                continue
+            c = lays[level].coarsen(flat[pending], lays[L])
+            pos = np.minimum(np.searchsorted(have, c), len(have) - 1)
+            hit = have[pos] == c
+            out[pending[hit]] = node[pos[hit]]
+            pending = pending[~hit]
+        out[pending] = self._base_start + flat[pending] % lays[0].S
+        return out.reshape(codes.shape)
+
+    def _successors(self, level: int, codes: np.ndarray, fail: np.ndarray) -> np.ndarray:
+        """(n, E, S) chain states after each (e, j) from the level-``level`` states ``codes``."""
+        lays = self._lays
+        own = self._resolve(level, lays[level].successor(fail, codes))
+        if level == len(lays) - 1:
+            return own
+        # one level finer where this level's state determines it: the lowest and the highest
+        # finer state consistent with it move to the same finer successor
+        fine = lays[level + 1]
+        lo = fine.successor(fail, lays[level].lift(codes, fine, high=False))
+        hi = fine.successor(fail, lays[level].lift(codes, fine, high=True))
+        same = lo == hi
+        own[same] = self._resolve(level + 1, lo[same])
+        return own
+
+    def state_index(self, codes: np.ndarray) -> np.ndarray:
+        """The chain state (row of every table) of full-level history codes: a seen state's own row, and
+        for a state never seen its nearest ancestor with data.
+
+        Examples
+        --------
+        >>> traj = Trajectories.from_codes([0, 1, 1, 0, 1, 0], state_names=["ok", "down"],
+        ...                                failure=["down"])
+        >>> chain = HistoryChain(HistorySpec(order=2))
+        >>> chain = chain.fit_from_counts(chain.count(traj), ["ok", "down"], ["step"], [False, True])
+        >>> names = chain.state_names_
+        >>> [names[i] for i in chain.state_index([0, 3, 4])]  # ok|prev=ok (code 0) was never seen
+        ['ok|prev=*', 'down|prev=down', 'ok|prev=-']
+        """
+        self._check_fitted()
+        codes = np.asarray(codes, dtype=np.int64)
+        V = self.counts_.codes
+        if not len(V):
+            return self._resolve(len(self._lays) - 1, codes)
+        pos = np.minimum(np.searchsorted(V, codes), len(V) - 1)
+        found = V[pos] == codes
+        out = np.where(found, pos, 0)
+        if not found.all():
+            out[~found] = self._resolve(len(self._lays) - 1, codes[~found])
+        return out
 
     # ------------------------------------------------- the chain interface
     @property
@@ -98,26 +273,50 @@ class HistoryChain(Estimator):
         return self.spec.tail + 1
 
     def encode(self, X: Trajectories, n_events: int | None = None) -> np.ndarray:
-        """The augmented state of every step of ``X``; events with codes ``>= n_events`` (unknown to the
-        chain) enter as "unknown"."""
-        return augment(X, self.spec, n_events=n_events)
+        """The chain state of every step of ``X``.
 
-    def count(self, X: Trajectories, bins: np.ndarray | None = None, n_bins: int = 1) -> np.ndarray:
-        """Counts ``N[e, a, j]`` of ``X`` on its own vocabularies (``(n_bins, E, A, S)`` with ``bins``).
-        Works on an unfitted chain."""
-        n_aug = HistoryLayout(self.spec, X.n_states, X.n_events).A
-        return count_augmented(augment(X, self.spec), X, n_aug, bins, n_bins)
+        Fitted: rows of the chain's tables (:meth:`state_index`); events with codes ``>= n_events``
+        (default: the chain's number of events) enter as "unknown". Unfitted: the states of ``X``'s own
+        vocabulary, in the order :meth:`count` lays them out (so the rows of a chain fitted on those
+        counts, as in a backtest).
+        """
+        if hasattr(self, "counts_"):
+            E = len(self.base_.event_names_) if n_events is None else n_events
+            return self.state_index(augment(X, self.spec, n_events=E))
+        return np.unique(augment(X, self.spec, n_events=n_events), return_inverse=True)[1].reshape(-1)
 
-    def add_counts(self, counts: np.ndarray, event_names, *, warn: bool = False) -> "HistoryChain":
-        """Add counts ``N[e, a, j]`` laid out on the events ``event_names`` (the chain's events first, new
-        ones after, as trajectories encoded with the chain's events are) and re-estimate."""
+    def count(self, X: Trajectories, bins: np.ndarray | None = None, n_bins: int = 1) -> HistoryCounts:
+        """Counts ``N[e, a, j]`` of ``X``, on its own vocabularies. Works on an unfitted chain.
+
+        Without ``bins``: over the states with a counted transition out of them (the sufficient
+        statistics; a state met only at a run's last step adds nothing). With ``bins`` (a bin per step),
+        ``(n_bins, E, A, S)`` over every state that occurs in ``X``, one vocabulary for every bin (zero
+        rows where a state has no transition in a bin): the states whose rows :meth:`encode` gives on an
+        unfitted chain, so that chains fitted on sums of bins (the folds of a backtest) share them.
+        """
+        counts = count_augmented(augment(X, self.spec), X, bins, n_bins)
+        return counts.pruned() if bins is None else counts
+
+    def add_counts(self, counts: HistoryCounts, event_names, *, warn: bool = False) -> "HistoryChain":
+        """Add counts laid out on the events ``event_names`` (new events extend the vocabulary, which is
+        kept sorted; new states extend the seen states) and re-estimate.
+
+        States left without a counted transition after the merge are dropped: they forecast as their
+        nearest ancestor either way.
+        """
+        if not isinstance(counts, HistoryCounts):
+            raise TypeError(f"add_counts takes HistoryCounts (see HistoryChain.count), got "
+                            f"{type(counts).__name__}")
         names = [str(e) for e in event_names]
-        n_states = len(self.base_.state_names_)
-        old = relayout(self.counts_, self.spec, self.base_.event_names_, names, n_states)
-        order = np.argsort(np.asarray(names, dtype=object), kind="stable")
-        sorted_names = [names[k] for k in order]
-        merged = relayout(old + np.asarray(counts, dtype=np.int64), self.spec, names, sorted_names,
-                          n_states)
+        own = list(self.base_.event_names_)
+        known = set(own)
+        union = own + [e for e in dict.fromkeys(names) if e not in known]
+        S = len(self.base_.state_names_)
+        merged = (relayout(self.counts_, self.spec, own, union, S)
+                  + relayout(counts, self.spec, names, union, S))
+        order = np.argsort(np.asarray(union, dtype=object), kind="stable")
+        sorted_names = [union[k] for k in order]
+        merged = relayout(merged, self.spec, union, sorted_names, S).pruned()
         return self.fit_from_counts(merged, self.base_.state_names_, sorted_names,
                                     self.base_.is_failure_, warn=warn,
                                     is_end=self.base_.is_end_)
@@ -125,6 +324,24 @@ class HistoryChain(Estimator):
     @property
     def event_names_(self) -> list:
         return self.base_.event_names_
+
+    @cached_property
+    def state_names_(self) -> list:
+        """Names of the chain states (made on first use: a backtest fold never needs them)."""
+        self._check_fitted()
+        states, events = self._names_of
+        full = self._lays[-1]
+        out = [""] * self.n_aug_
+        for L in np.unique(self.state_levels_):  # a loop over levels
+            at = np.flatnonzero(self.state_levels_ == L)
+            for i, name in zip(at, self._lays[L].names(states, events, self.state_codes_[at], full)):
+                out[i] = name
+        return out
+
+    def state_support(self) -> np.ndarray:
+        """Observed transitions out of each chain state, at its level (shape (n_aug_,))."""
+        self._check_fitted()
+        return self._support.copy()
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "counts_"):
@@ -147,7 +364,7 @@ class HistoryChain(Estimator):
             keys = rows.astype(np.int64) * A + self.successor_.ravel()
             uniq, inverse = np.unique(keys, return_inverse=True)
             indptr = np.searchsorted(uniq // A, np.arange(A + 1), side="left")
-            self._pattern = (inverse, (uniq % A).astype(np.int64), indptr, len(uniq))
+            self._pattern = (inverse.reshape(-1), (uniq % A).astype(np.int64), indptr, len(uniq))
         inverse, indices, indptr, nnz = self._pattern
         data = np.bincount(inverse, weights=np.ravel(weights), minlength=nnz)
         import scipy.sparse  # only history-aware chains need it: not loaded for plain ones
@@ -171,7 +388,7 @@ class HistoryChain(Estimator):
     # ----------------------------------------------------------- forecasts
     def failure_probabilities(self, horizon: int, scenario=None, *,
                               event_probs: np.ndarray | None = None) -> np.ndarray:
-        """P(fail within h | augmented state), (A, horizon); ``scenario`` the next events by name."""
+        """P(fail within h | chain state), (n_aug_, horizon); ``scenario`` the next events by name."""
         self._check_fitted()
         if scenario is None:
             return hitting_probabilities(self.transition_matrix(event_probs), self.is_failure_,
@@ -180,34 +397,93 @@ class HistoryChain(Estimator):
         mats = {c: (self.event_matrix(c) if c >= 0 else self.pooled_matrix()) for c in set(codes.tolist())}
         return scenario_hitting_probabilities([mats[c] for c in codes.tolist()], self.is_failure_)
 
-    def log_likelihood(self, aug: np.ndarray, traj: Trajectories) -> float:
-        """Sum over transitions of log P(j | a, e) (events scored with their codes)."""
-        N = count_augmented(aug, traj, self.n_aug_)
+    def log_likelihood(self, rows: np.ndarray, traj: Trajectories) -> float:
+        """Sum over the transitions of ``traj`` of log P(j | a, e), with ``rows`` its chain states
+        (:meth:`encode`) and its events on the chain's codes."""
+        self._check_fitted()
+        E, A, S = self.next_probs_.shape
+        if traj.n_steps < 2:
+            return 0.0
+        idx = (traj.event[1:].astype(np.int64) * A + np.asarray(rows)[:-1]) * S + traj.state[1:]
+        keep = ~traj.is_run_start()[1:]
+        N = np.bincount(idx[keep], minlength=E * A * S).reshape(E, A, S)
         nz = N > 0
         with np.errstate(divide="ignore"):
             return float((N[nz] * np.log(self.next_probs_[nz])).sum())
 
+    def counts_log_likelihood(self, counts: HistoryCounts, *, include_events: bool = True) -> float:
+        """Sum of log P(j | a, e) (and log Q(e | a)) over the transitions of ``counts`` (on the chain's
+        layout: its states and events), each scored from its chain state (:meth:`state_index`)."""
+        self._check_fitted()
+        rows = self.state_index(counts.codes)
+        N = counts.counts
+        P = self.next_probs_[:, rows, :]
+        nz = N > 0
+        with np.errstate(divide="ignore"):
+            ll = float((N[nz] * np.log(P[nz])).sum())
+            if include_events:
+                M = N.sum(axis=2).T
+                m = M > 0
+                ll += float((M[m] * np.log(self.event_probs_[rows][m])).sum())
+        return ll
 
-def relayout(counts: np.ndarray, spec: HistorySpec, old_events, new_events, n_states: int) -> np.ndarray:
-    """Counts N[e, a, j] re-indexed from one event vocabulary to another.
 
-    Events keep their names; with ``entering_event`` the augmented codes change too, and are mapped
-    component by component.
+def _aggregate(counts: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+    """Counts (E, A, S) summed over the states of each group: (E, n, S)."""
+    E, A, S = counts.shape
+    idx = (np.arange(E, dtype=np.int64)[:, None, None] * n + np.asarray(group, np.int64)[None, :, None]) * S \
+        + np.arange(S, dtype=np.int64)[None, None, :]
+    return np.bincount(idx.ravel(), weights=counts.ravel(), minlength=E * n * S).reshape(E, n, S) \
+        .round().astype(np.int64)
+
+
+def _level_strength(counts: np.ndarray, prior_next: np.ndarray, prior_arrivals: np.ndarray) -> float:
+    """The strength of one level: :func:`dirichlet_strength` of its rows given its parents' rows.
+
+    The rows are the next-state rows of each (event, state) and the arrival row of each state, under
+    one strength (Dirichlet priors of means ``P_{L-1}`` and ``Q_{L-1}``): their evidences add, so both
+    kinds go into one call, padded with zero counts to one width (zero counts do not enter the evidence).
     """
-    old_events, new_events = list(old_events), list(new_events)
+    E, A, S = counts.shape
+    rows = counts.transpose(1, 0, 2).reshape(-1, S)
+    prior = prior_next.transpose(1, 0, 2).reshape(-1, S)
+    arrivals = counts.sum(axis=2).T
+    keep, keep_a = rows.sum(axis=1) > 0, arrivals.sum(axis=1) > 0
+    K = max(E, S)
+
+    def pad(a):
+        return np.pad(a, ((0, 0), (0, K - a.shape[1])))
+
+    return float(dirichlet_strength(np.concatenate([pad(rows[keep]), pad(arrivals[keep_a])]),
+                                    np.concatenate([pad(prior[keep]), pad(prior_arrivals[keep_a])])))
+
+
+def relayout(counts: HistoryCounts, spec: HistorySpec, old_events, new_events, n_states: int) -> HistoryCounts:
+    """Counts re-indexed from one event vocabulary to a larger or reordered one.
+
+    Events keep their names; with ``entering_event`` the state codes change too (component by
+    component, "unknown" staying unknown), and are sorted again.
+    """
+    old_events, new_events = [str(e) for e in old_events], [str(e) for e in new_events]
     if old_events == new_events:
         return counts
     pos = {e: k for k, e in enumerate(new_events)}
+    missing = [e for e in old_events if e not in pos]
+    if missing:
+        raise ValueError(f"events {missing} are missing from the new event vocabulary")
     ev_map = np.array([pos[e] for e in old_events], dtype=np.int64)
-    old = HistoryLayout(spec, n_states, len(old_events))
-    new = HistoryLayout(spec, n_states, len(new_events))
-    comps = old.components(np.arange(old.A))
+    codes = counts.codes
     if spec.entering_event:
-        k = len(old.radices) - 1
+        old = HistoryLayout(spec, n_states, len(old_events))
+        new = HistoryLayout(spec, n_states, len(new_events))
+        comps = old.components(codes)
+        k = old.index["in"]
         v = comps[k]
-        comps[k] = np.where(v < len(old_events), ev_map[np.minimum(v, len(ev_map) - 1)],
+        comps[k] = np.where(v < len(old_events), ev_map[np.minimum(v, max(len(ev_map) - 1, 0))],
                             len(new_events))
-    a_map = (comps * new.strides[:, None]).sum(axis=0)
-    out = np.zeros((len(new_events), new.A, n_states), dtype=np.int64)
-    out[np.ix_(ev_map, a_map, np.arange(n_states))] += counts
-    return out
+        codes = new.compose(comps)
+    order = np.argsort(codes, kind="stable")
+    lead = counts.counts.shape[:-3]
+    out = np.zeros(lead + (len(new_events),) + counts.counts.shape[-2:], dtype=np.int64)
+    out[..., ev_map, :, :] = counts.counts[..., :, order, :]
+    return HistoryCounts(codes[order], out)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .._modelfile import jsonable, write_model_file
+from ..chain import counts_to_arrays
 from ._settings import column_map_of
 
 __all__ = ["save_model"]
@@ -34,7 +35,7 @@ def save_model(model, path) -> Path:
     history = model.chain_.spec
     state_params, state_arrays = model.states_.get_config()
     cols = column_map_of(model.columns)
-    arrays: dict[str, np.ndarray] = {"counts": np.asarray(model.chain_.counts_, dtype=np.int64)}
+    arrays: dict[str, np.ndarray] = dict(counts_to_arrays(model.chain_.counts_))
     for name, arr in state_arrays.items():
         arr = np.asarray(arr)
         if arr.dtype == object:
@@ -75,6 +76,10 @@ def save_model(model, path) -> Path:
     }
     if bins is not None:
         header["recent_bins"] = {"width": int(bins.width)}
+    if history is not None:
+        # history-aware chains: the back-off strength of each level (re-derived from the counts on
+        # loading; written for read_header and for checking)
+        header["history_backoff"] = {k: float(v) for k, v in model.chain_.backoff_.items()}
     return write_model_file(path, header, arrays)
 
 

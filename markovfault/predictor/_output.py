@@ -185,7 +185,7 @@ def html_summary(model) -> str:
     table = model.failure_probabilities(10)[[1, 5, 10]].round(3)
     table.columns = [f"P(fail within {h})" for h in (1, 5, 10)]
     table.insert(0, "failure", np.where(chain.is_failure_, "✕", ""))
-    table.insert(1, "transitions out", np.asarray(chain.counts_).sum(axis=(0, 2)))
+    table.insert(1, "transitions out", chain.state_support())
     more = f"<p>... and {len(table) - 30} more states</p>" if len(table) > 30 else ""
     priors = "; ".join(f"{name} {row.value:.4g} ({row.source})"
                        for name, row in priors_frame(model).iterrows())

@@ -45,11 +45,9 @@ class FaultPredictor(Estimator):
         Split an entity's history where two steps are further apart than this
         (``"30min"`` for timestamps, an integer for sequence numbers).
     history : HistorySpec or dict, default=None
-        History-aware states (the ``[states.history]`` table): ``order``
-        (previous states), ``failure_window`` (steps since the last failure,
-        capped), ``entering_event`` and ``backoff`` (pseudo-counts toward the
-        base chain). ``None`` is the plain first-order chain. See
-        :class:`markovfault.states.HistorySpec`.
+        History-aware states (the ``[states.history]`` table, see
+        :class:`markovfault.states.HistorySpec`); ``None`` is the plain
+        first-order chain.
     recent_strength : float or "auto", default=500.0
         Pseudo-counts of the prior that pulls the recent event mix of
         ``event_mix='recent'`` toward each state's long-run mix (a prior like

@@ -46,7 +46,7 @@ from ._extractors import (
     make_state_extractor,
     parse_rule,
 )
-from ._history import HistorySpec, candidate_specs
+from ._history import HistoryCounts, HistorySpec, candidate_specs
 
 __all__ = [
     "StateExtractor",
@@ -59,5 +59,6 @@ __all__ = [
     "make_state_extractor",
     "STATE_KINDS",
     "HistorySpec",
+    "HistoryCounts",
     "candidate_specs",
 ]

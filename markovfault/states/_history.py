@@ -1,4 +1,4 @@
-"""History-aware states: the chain over (state, recent history) with back-off.
+"""History-aware states: the chain over (state, recent history), stored as the states that occur.
 
 A first-order chain over raw statuses forgets what predicts failure: a
 handler that failed two steps ago looks like any other ``ok`` handler. The
@@ -16,16 +16,50 @@ augmented state carries the history that matters:
 Every component moves deterministically once the next base state ``j`` and
 the next event ``e`` are known, so the augmented chain needs only
 ``P(j | a, e)`` and ``P(e | a)``: its sufficient statistics are the counts
-``N[e, a, j]``. Sparse augmented rows back off to the base chain by
-hierarchical shrinkage (n-gram style)::
+``N[e, a, j]``.
 
-    P(j | a, e) = (N[e, a, j] + gamma * P_base[e, base(a), j]) / (N[e, a, .] + gamma)
-    Q(e | a)    = (M[a, e]    + gamma * Q_base[base(a), e])    / (M[a, .]    + gamma)
+Codes and seen states
+---------------------
+An augmented state is identified by its int64 mixed-radix code over the
+product of its components (:class:`HistoryLayout`), but only the states
+that occur are stored: :func:`count_augmented` returns
+:class:`HistoryCounts`, the sorted codes that occur in the counted steps and
+the counts ``(..., E, A_seen, S)`` over them. The product space is never
+materialised (order 4 over 30 states has 893,730 product states, of which
+the HDFS sessions visit about 2,300); only the dense counts of the seen
+states are bounded (:data:`MAX_COUNT_CELLS`).
 
-so an augmented state with no data forecasts exactly like its base state,
-and adding history never makes a small data set much worse. Forecasts stay
-exact: the k-step recursion runs over augmented states (sparse matrices), and
-failure is defined on the base state.
+The back-off hierarchy
+----------------------
+:meth:`HistorySpec.levels` lists the coarser specs a state backs off
+through, one notch of one component at a time, from the full spec down to
+the base state. Going *down* (dropping history), the order is:
+
+1. the entering event is dropped;
+2. the failure count's cap is lowered, ``C -> C-1 -> ... -> 0``;
+3. the oldest lag is dropped, ``order m -> m-1 -> ... -> 1``;
+4. the failure window's cap is lowered, ``W -> W-1 -> ... -> 0``: the base state.
+
+Why this order: each level must itself be a valid history whose successor
+map commutes with coarsening (lowering a cap, dropping the oldest lag or the
+entering event all do), so that every level is a closed chain of its own and
+a state can fall back on its ancestor without losing the exactness of the
+k-step recursion. Within that constraint, the components that fragment the
+data most and carry the least direct failure memory go first: the entering
+event multiplies the states by ``E + 1`` and mostly repeats what the
+event-conditioned rows and the current state already say; the failure count
+refines the failure window and must go before the window shrinks (a recovery
+is defined by the window); lags go oldest first (the n-gram convention: the
+nearer past predicts better); the steps since the last failure go last,
+because they are the failure memory that history-aware states exist for, and
+lowering their cap merges the distinctions furthest from a failure first.
+
+Adding a component (time since the previous step, group context, ...) means
+giving it a place in :class:`HistoryLayout` (its radix and, for a capped
+count, its cap), its update in :func:`augment` and
+:meth:`HistoryLayout.successor`, and its notches in :meth:`HistorySpec.levels`;
+coarsening and lifting between levels are generic over "kept" and "capped"
+components.
 """
 
 from __future__ import annotations
@@ -35,14 +69,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._priors import check_prior
+from .._priors import AUTO, check_prior
 from ..exceptions import ConfigError
 from ..trajectories import Trajectories
 
-__all__ = ["HistorySpec", "HistoryLayout", "augment", "count_augmented", "candidate_specs",
-           "MAX_AUGMENTED_STATES"]
+__all__ = ["HistorySpec", "HistoryLayout", "HistoryCounts", "augment", "count_augmented",
+           "candidate_specs", "MAX_COUNT_CELLS"]
 
-MAX_AUGMENTED_STATES = 200_000
+#: The largest dense count array of seen states, ``n_bins * E * A_seen * S`` cells (2 GiB of int64).
+MAX_COUNT_CELLS = 2 ** 28
+_MAX_CODE = 2 ** 62  # mixed-radix codes must fit in int64 with room to spare
 
 
 @dataclass(frozen=True)
@@ -58,11 +94,15 @@ class HistorySpec:
         ``W > 0`` adds the steps since the last failure, capped at ``W``.
     entering_event : bool, default=False
         Add the event that entered the state.
+    backoff : float or "auto", default=5.0
+        Pseudo-counts pulling each level's rows toward its parent level's
+        rows (:meth:`levels`): one number for every level, or ``"auto"``:
+        each level's strength chosen from the data by the
+        Dirichlet-multinomial evidence of its rows given its parent's rows
+        (:func:`markovfault._priors.dirichlet_strength`).
     failure_count : int, default=0
         ``C > 0`` adds the number of failures since the last recovery
         (``failure_window`` steps in a row without failure), capped at ``C``.
-    backoff : float, default=5.0
-        Pseudo-counts ``gamma`` pulling each augmented row toward its base row.
 
     Examples
     --------
@@ -73,7 +113,7 @@ class HistorySpec:
     order: int = 1
     failure_window: int = 0
     entering_event: bool = False
-    backoff: float = 5.0
+    backoff: float | str = 5.0
     failure_count: int = 0
 
     def __post_init__(self):
@@ -93,7 +133,12 @@ class HistorySpec:
                 "steps in a row without failure")
         if not isinstance(self.entering_event, (bool, np.bool_)):
             raise ConfigError(f"history entering_event = {self.entering_event!r} must be true or false")
-        check_prior("history backoff", self.backoff)
+        if isinstance(self.backoff, str):
+            if self.backoff != AUTO:
+                raise ConfigError(f"history backoff = {self.backoff!r} must be a number >= 0 or "
+                                  f"{AUTO!r} (chosen from the data, level by level).")
+        else:
+            check_prior("history backoff", self.backoff)
 
     @classmethod
     def from_config(cls, table) -> "HistorySpec":
@@ -115,9 +160,10 @@ class HistorySpec:
         return cls(**dict(table))
 
     def to_config(self) -> dict:
+        backoff = self.backoff if isinstance(self.backoff, str) else float(self.backoff)
         return {"order": int(self.order), "failure_window": int(self.failure_window),
                 "failure_count": int(self.failure_count),
-                "entering_event": bool(self.entering_event), "backoff": float(self.backoff)}
+                "entering_event": bool(self.entering_event), "backoff": backoff}
 
     @property
     def is_plain(self) -> bool:
@@ -128,89 +174,278 @@ class HistorySpec:
         """How many past steps determine the augmented state of the next one."""
         return max(self.order - 1, self.failure_window * (self.failure_count + 1), 1)
 
+    def levels(self) -> list:
+        """The back-off hierarchy: ``(label, spec)`` from the base state (level 0) up to this spec.
+
+        Each level refines its parent by one notch of one component (see the module docstring for
+        the order and why); ``label`` names that notch.
+
+        Examples
+        --------
+        >>> [label for label, _ in HistorySpec(order=3, failure_window=2, entering_event=True).levels()]
+        ['base', 'failure_window=1', 'failure_window=2', 'order=2', 'order=3', 'entering_event']
+        """
+        W, C, m = int(self.failure_window), int(self.failure_count), int(self.order)
+        out = [("base", HistorySpec(backoff=self.backoff))]
+        out += [(f"failure_window={w}", HistorySpec(failure_window=w, backoff=self.backoff))
+                for w in range(1, W + 1)]
+        out += [(f"order={o}", HistorySpec(order=o, failure_window=W, backoff=self.backoff))
+                for o in range(2, m + 1)]
+        out += [(f"failure_count={c}", HistorySpec(order=m, failure_window=W, failure_count=c,
+                                                   backoff=self.backoff))
+                for c in range(1, C + 1)]
+        if self.entering_event:
+            out.append(("entering_event", self))
+        return out
+
 
 class HistoryLayout:
-    """Mixed-radix codes of augmented states: base, lags, since-failure, entering event."""
+    """Mixed-radix codes of augmented states: base, lags, since-failure, failure count, entering event.
+
+    Components are "kept" (the base state, each lag, the entering event: coarsening keeps or
+    drops them) or "capped" (steps since failure, failure count: coarsening lowers the cap).
+    The product space has :attr:`A` codes; nothing here allocates it.
+    """
 
     def __init__(self, spec: HistorySpec, n_states: int, n_events: int):
-        self.spec, self.S, self.E = spec, n_states, n_events
-        radices = [n_states] + [n_states + 1] * (spec.order - 1)
+        self.spec, self.S, self.E = spec, int(n_states), int(n_events)
+        parts = [("base", self.S, None)]
+        parts += [(f"lag{i}", self.S + 1, None) for i in range(1, spec.order)]
         if spec.failure_window:
-            radices.append(spec.failure_window + 1)
+            parts.append(("since_fail", spec.failure_window + 1, spec.failure_window))
         if spec.failure_count:
-            radices.append(spec.failure_count + 1)
+            parts.append(("fails", spec.failure_count + 1, spec.failure_count))
         if spec.entering_event:
-            radices.append(n_events + 1)
+            parts.append(("in", self.E + 1, None))
+        self.parts = parts
+        self.index = {name: k for k, (name, _, _) in enumerate(parts)}
+        radices = [r for _, r, _ in parts]
+        size = 1
+        for r in radices:
+            size *= r  # Python ints: no overflow
+        if size > _MAX_CODE:
+            raise ConfigError(
+                f"history codes of {size} product states (radices {radices}) do not fit in int64; "
+                "lower the order or the failure window.")
+        self.A = size
         self.radices = np.array(radices, dtype=np.int64)
         self.strides = np.concatenate([[1], np.cumprod(self.radices)[:-1]]).astype(np.int64)
-        self.A = int(np.prod(self.radices))
-        if self.A > MAX_AUGMENTED_STATES:
-            raise ConfigError(
-                f"{self.A} augmented states (radices {radices}) is too many; lower the order, "
-                "the failure window or drop the entering event."
-            )
 
     def components(self, codes: np.ndarray) -> np.ndarray:
         """(n_components, n) array of component values."""
+        codes = np.asarray(codes, dtype=np.int64)
         return (codes[None, :] // self.strides[:, None]) % self.radices[:, None]
 
-    def base(self, codes: np.ndarray) -> np.ndarray:
-        return codes % self.S
+    def compose(self, comps: np.ndarray) -> np.ndarray:
+        """Codes from component values (the inverse of :meth:`components`)."""
+        return (np.asarray(comps, dtype=np.int64) * self.strides[:, None]).sum(axis=0)
 
-    def names(self, state_names, event_names) -> list:
-        sp_ = self.spec
+    def base(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(codes, dtype=np.int64) % self.S
+
+    def coarsen(self, codes: np.ndarray, coarse: "HistoryLayout") -> np.ndarray:
+        """The codes of ``coarse`` (an ancestor level, :meth:`HistorySpec.levels`) of ``codes``:
+        components it lacks dropped, capped ones capped at its caps."""
+        codes = np.asarray(codes, dtype=np.int64)
+        shape = codes.shape
+        comps = self.components(codes.ravel())
+        out = np.zeros(comps.shape[1], dtype=np.int64)
+        for (name, _, cap), stride in zip(coarse.parts, coarse.strides):
+            v = comps[self.index[name]]
+            out += (v if cap is None else np.minimum(v, cap)) * stride
+        return out.reshape(shape)
+
+    def lift(self, codes: np.ndarray, fine: "HistoryLayout", high: bool) -> np.ndarray:
+        """Codes of the finer level ``fine`` consistent with ``codes``: the lowest (``high=False``) or
+        highest value of what this level does not know (a dropped component: its whole range; a
+        capped value at this level's cap: from the cap up to the finer cap)."""
+        comps = self.components(np.asarray(codes, dtype=np.int64).ravel())
+        out = np.zeros(comps.shape[1], dtype=np.int64)
+        for (name, radix, cap), stride in zip(fine.parts, fine.strides):
+            if name in self.index:
+                v = comps[self.index[name]]
+                own_cap = self.parts[self.index[name]][2]
+                if cap is not None and high:
+                    v = np.where(v == own_cap, cap, v)
+            else:
+                v = np.full(comps.shape[1], (radix - 1) if high else 0, dtype=np.int64)
+            out += v * stride
+        return out.reshape(np.shape(codes))
+
+    def names(self, state_names, event_names, codes=None, full: "HistoryLayout | None" = None) -> list:
+        """Names of the states ``codes`` (default: the whole product space, for small layouts).
+
+        With ``full`` (the layout of the full spec), what this level does not know is shown as ``*``
+        (``prev=a,*``, ``in=*``), so every level's names differ.
+        """
+        full = self if full is None else full
+        codes = np.arange(self.A) if codes is None else np.asarray(codes, dtype=np.int64)
         states = list(state_names) + ["-"]
         events = list(event_names) + ["-"]
-        comps = self.components(np.arange(self.A))
+        comps = self.components(codes)
+        has = self.index
+        fs = full.spec
         out = []
-        for col in comps.T:  # a loop over the state space (vocabulary), not over rows
-            k = 1
+        for col in comps.T:  # a loop over the state vocabulary, not over rows
             parts = [states[col[0]]]
-            if sp_.order > 1:
-                lags = [states[col[k + i]] for i in range(sp_.order - 1)]
+            if fs.order > 1:
+                lags = [states[col[has[f"lag{i}"]]] if f"lag{i}" in has else "*"
+                        for i in range(1, fs.order)]
                 parts.append("prev=" + ",".join(lags))
-                k += sp_.order - 1
-            if sp_.failure_window:
-                v = col[k]
-                parts.append(f"since_fail={'>=' if v == sp_.failure_window else ''}{v}")
-                k += 1
-            if sp_.failure_count:
-                v = col[k]
-                parts.append(f"fails={'>=' if v == sp_.failure_count else ''}{v}")
-                k += 1
-            if sp_.entering_event:
-                parts.append(f"in={events[col[k]]}")
+            for name, label in (("since_fail", "since_fail"), ("fails", "fails")):
+                if name not in full.index:
+                    continue
+                if name not in has:
+                    parts.append(f"{label}=*")
+                    continue
+                v, cap = col[has[name]], self.parts[has[name]][2]
+                parts.append(f"{label}={'>=' if v == cap else ''}{v}")
+            if fs.entering_event:
+                parts.append(f"in={events[col[has['in']]] if 'in' in has else '*'}")
             out.append("|".join(parts))
         return out
 
-    def successor(self, fail: np.ndarray) -> np.ndarray:
-        """f[a, e, j]: the augmented state after base state j entered by event e, from a."""
+    def successor(self, fail: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        """f[a, e, j]: the state after base state j entered by event e, from each of ``codes``
+        (default: the whole product space, for small layouts); shape (n, E, S)."""
         sp_, S, E = self.spec, self.S, self.E
-        comps = self.components(np.arange(self.A))  # (C, A)
-        j = np.arange(S)[None, None, :]
-        e = np.arange(E)[None, :, None]
-        code = np.broadcast_to(j, (self.A, E, S)).astype(np.int64)
-        k = 1
+        codes = np.arange(self.A) if codes is None else np.asarray(codes, dtype=np.int64)
+        n = len(codes)
+        comps = self.components(codes)
+        fail = np.asarray(fail, dtype=bool)
+        code = np.broadcast_to(np.arange(S, dtype=np.int64)[None, None, :], (n, E, S)).copy()
+        ix, st = self.index, self.strides
         if sp_.order > 1:
             # new lag 1 = current base; new lag i = old lag i-1
-            code = code + comps[0][:, None, None] * self.strides[1]
+            code += comps[0][:, None, None] * st[ix["lag1"]]
             for i in range(2, sp_.order):
-                code = code + comps[i - 1][:, None, None] * self.strides[i]
-            k += sp_.order - 1
+                code += comps[ix[f"lag{i - 1}"]][:, None, None] * st[ix[f"lag{i}"]]
         if sp_.failure_window:
-            d = comps[k][:, None, None]
-            nd = np.where(fail[None, None, :], 0, np.minimum(d + 1, sp_.failure_window))
-            code = code + nd * self.strides[k]
-            k += 1
+            W = sp_.failure_window
+            d = comps[ix["since_fail"]][:, None, None]
+            nd = np.where(fail[None, None, :], 0, np.minimum(d + 1, W))
+            code += nd * st[ix["since_fail"]]
             if sp_.failure_count:
-                c = comps[k][:, None, None]
+                c = comps[ix["fails"]][:, None, None]
                 nc = np.where(fail[None, None, :], np.minimum(c + 1, sp_.failure_count),
-                              np.where(nd == sp_.failure_window, 0, c))
-                code = code + nc * self.strides[k]
-                k += 1
+                              np.where(nd == W, 0, c))
+                code += nc * st[ix["fails"]]
         if sp_.entering_event:
-            code = code + np.broadcast_to(e, (self.A, E, S)) * self.strides[k]
+            code += np.arange(E, dtype=np.int64)[None, :, None] * st[ix["in"]]
         return code
+
+
+class HistoryCounts:
+    """Counts ``N[..., e, a, j]`` over the seen augmented states ``codes``.
+
+    ``codes`` are the sorted, distinct mixed-radix codes (:class:`HistoryLayout`) of the states that
+    occur in the counted steps; ``counts`` has shape ``(..., E, len(codes), S)`` (leading axes: time
+    bins). A state that occurs without a counted transition out of it (an entity's last step, or a
+    bin before it was first seen) has a zero row.
+
+    Counts add like arrays: ``+`` and ``-`` align two vocabularies on the union of their codes;
+    indexing, ``sum()`` and ``cumsum(axis=0)`` (also through ``np.cumsum``) act on the leading bin
+    axes and keep the vocabulary. Converting to a dense array is refused (two vocabularies would
+    add silently wrong): use :attr:`counts` with :attr:`codes`.
+
+    Examples
+    --------
+    >>> a = HistoryCounts([3, 7], np.ones((1, 2, 2), dtype=np.int64))
+    >>> b = HistoryCounts([7, 9], np.full((1, 2, 2), 2, dtype=np.int64))
+    >>> (a + b).codes.tolist(), (a + b).counts[0, :, 0].tolist()
+    ([3, 7, 9], [1, 3, 2])
+    """
+
+    __slots__ = ("codes", "counts")
+    __array_ufunc__ = None  # numpy defers ``ndarray + counts`` to this class
+
+    def __init__(self, codes, counts):
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1)
+        counts = np.asarray(counts)
+        if counts.ndim < 3 or counts.shape[-2] != len(codes):
+            raise ValueError(f"counts of shape {counts.shape} do not match {len(codes)} codes: "
+                             "expected (..., E, n_codes, S)")
+        if len(codes) > 1 and not (np.diff(codes) > 0).all():
+            raise ValueError("history codes must be sorted and distinct")
+        if not np.issubdtype(counts.dtype, np.integer):
+            raise ValueError(f"counts must be integers, got {counts.dtype}")
+        self.codes, self.counts = codes, counts.astype(np.int64, copy=False)
+
+    # ---------------------------------------------------------- as an array
+    @property
+    def shape(self) -> tuple:
+        return self.counts.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.counts.ndim
+
+    def __repr__(self) -> str:
+        return f"HistoryCounts({len(self.codes)} states, shape={self.counts.shape})"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("HistoryCounts is not a dense array: use .counts (over the states .codes), "
+                        "or markovfault.chain.merge_counts to add counts of several parts.")
+
+    def __getitem__(self, key) -> "HistoryCounts":
+        if self.counts.ndim == 3:
+            raise TypeError("index HistoryCounts by bin only (counts of one bin have no bin axis); "
+                            "use .counts for the (E, A, S) array")
+        out = self.counts[key]
+        if out.ndim < 3 or out.shape[-3:] != self.counts.shape[-3:]:
+            raise TypeError("index HistoryCounts by its leading bin axes only")
+        return HistoryCounts(self.codes, out)
+
+    def __iter__(self):
+        return (self[k] for k in range(self.counts.shape[0]))
+
+    def sum(self, axis=None, **kwargs):
+        return self.counts.sum(axis=axis, **kwargs)
+
+    def cumsum(self, axis=0, dtype=None, out=None) -> "HistoryCounts":
+        if axis is None or axis % self.counts.ndim >= self.counts.ndim - 3 or out is not None:
+            raise TypeError("HistoryCounts.cumsum runs over a leading bin axis only")
+        return HistoryCounts(self.codes, np.cumsum(self.counts, axis=axis, dtype=dtype))
+
+    def _aligned(self, other) -> tuple:
+        if not isinstance(other, HistoryCounts):
+            raise TypeError(f"cannot combine HistoryCounts with {type(other).__name__}")
+        if self.counts.shape[:-2] != other.counts.shape[:-2] or \
+                self.counts.shape[-1] != other.counts.shape[-1]:
+            raise ValueError(f"counts of shapes {self.counts.shape} and {other.counts.shape} "
+                             "are on different events, states or bins")
+        if np.array_equal(self.codes, other.codes):
+            return self.codes, self.counts, other.counts
+        codes = np.union1d(self.codes, other.codes)
+        return codes, self.on(codes).counts, other.on(codes).counts
+
+    def __add__(self, other) -> "HistoryCounts":
+        if isinstance(other, (int, np.integer)) and other == 0:  # sum() starts at 0
+            return self
+        codes, a, b = self._aligned(other)
+        return HistoryCounts(codes, a + b)
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> "HistoryCounts":
+        codes, a, b = self._aligned(other)
+        return HistoryCounts(codes, a - b)
+
+    def on(self, codes) -> "HistoryCounts":
+        """The same counts over a larger vocabulary ``codes`` (sorted, containing :attr:`codes`)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        pos = np.searchsorted(codes, self.codes)
+        if len(self.codes) and (pos.max() >= len(codes) or (codes[pos] != self.codes).any()):
+            raise ValueError("the new vocabulary must contain every code of the counts")
+        out = np.zeros(self.counts.shape[:-2] + (len(codes), self.counts.shape[-1]), dtype=np.int64)
+        out[..., pos, :] = self.counts
+        return HistoryCounts(codes, out)
+
+    def pruned(self) -> "HistoryCounts":
+        """Only the states with a counted transition out of them (in any bin)."""
+        axes = tuple(a for a in range(self.counts.ndim) if a != self.counts.ndim - 2)
+        keep = (self.counts != 0).any(axis=axes)
+        return HistoryCounts(self.codes[keep], self.counts[..., keep, :])
 
 
 def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) -> np.ndarray:
@@ -238,18 +473,16 @@ def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) 
     start = traj.run_starts[run_id] if n else np.zeros(0, np.int64)
     pos = idx - start
     code = traj.state.astype(np.int64).copy()
-    k = 1
+    ix, st = layout.index, layout.strides
     for lag in range(1, spec.order):
         prev = np.where(pos >= lag, traj.state[np.maximum(idx - lag, 0)], layout.S)
-        code += prev * layout.strides[k]
-        k += 1
+        code += prev * st[ix[f"lag{lag}"]]
     if spec.failure_window:
         fail = traj.is_failure[traj.state]
         last = np.maximum.accumulate(np.where(fail, idx, -1)) if n else idx
         d = np.where(last >= start, np.minimum(idx - last, spec.failure_window),
                      spec.failure_window)
-        code += d * layout.strides[k]
-        k += 1
+        code += d * st[ix["since_fail"]]
         if spec.failure_count:
             # failures since the last recovered step (d == W), or since the run began
             cum = np.cumsum(fail)
@@ -257,30 +490,47 @@ def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) 
             base_rec = np.where(rec >= start, rec, start - 1)
             before = np.where(base_rec >= 0, cum[np.maximum(base_rec, 0)], 0)
             c = np.minimum(cum - before, spec.failure_count)
-            code += c * layout.strides[k]
-            k += 1
+            code += c * st[ix["fails"]]
     if spec.entering_event:
-        code += np.minimum(traj.event, E) * layout.strides[k]
+        code += np.minimum(traj.event, E) * st[ix["in"]]
     return code
 
 
-def count_augmented(aug: np.ndarray, traj: Trajectories, n_aug: int,
-                    bins: np.ndarray | None = None, n_bins: int = 1) -> np.ndarray:
-    """Counts ``N[(bin,) e, a, j]`` of base next states ``j`` by event and augmented state."""
+def count_augmented(aug: np.ndarray, traj: Trajectories, bins: np.ndarray | None = None,
+                    n_bins: int = 1) -> HistoryCounts:
+    """Counts ``N[(bin,) e, a, j]`` of base next states ``j`` by event and augmented state.
+
+    The states are the distinct codes of ``aug`` (every step's, so a state met only at an entity's
+    last step has a zero row); a transition is counted in the bin of the step it enters.
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([0, 1, 1, 0], state_names=["ok", "down"], failure=["down"])
+    >>> c = count_augmented(augment(traj, HistorySpec(order=2)), traj)
+    >>> c.codes.tolist(), int(c.sum())  # down|prev=ok, ok|prev=down, down|prev=down, ok|prev=-
+    ([1, 2, 3, 4], 3)
+    """
+    aug = np.asarray(aug, dtype=np.int64)
+    codes, local = np.unique(aug, return_inverse=True)
+    local = local.reshape(-1)
     n = traj.n_steps
-    E, S = traj.n_events, traj.n_states
-    size = E * n_aug * S
-    shape = (E, n_aug, S) if bins is None else (n_bins, E, n_aug, S)
+    E, S, A = traj.n_events, traj.n_states, len(codes)
+    cells = E * A * S * (1 if bins is None else n_bins)
+    if cells > MAX_COUNT_CELLS:
+        raise ConfigError(
+            f"the counts of {A} seen history states need {cells:,} cells ({E} events x {A} states x "
+            f"{S} next states{'' if bins is None else f' x {n_bins} bins'}), over the limit of "
+            f"{MAX_COUNT_CELLS:,}; lower the order or the failure window, or drop the entering event.")
+    shape = (E, A, S) if bins is None else (n_bins, E, A, S)
     if n < 2:
-        return np.zeros(shape, dtype=np.int64)
+        return HistoryCounts(codes, np.zeros(shape, dtype=np.int64))
     idx = traj.event[1:].astype(np.int64)
     if bins is not None:
-        idx = idx + bins[1:].astype(np.int64) * E
-    idx = (idx * n_aug + aug[:-1]) * S + traj.state[1:]
-    total = size * (1 if bins is None else n_bins)
+        idx = idx + np.asarray(bins)[1:].astype(np.int64) * E
+    idx = (idx * A + local[:-1]) * S + traj.state[1:]
     starts = traj.run_starts
-    idx[starts[starts > 0] - 1] = total
-    return np.bincount(idx, minlength=total + 1)[:total].reshape(shape).astype(np.int64)
+    idx[starts[starts > 0] - 1] = cells
+    return HistoryCounts(codes, np.bincount(idx, minlength=cells + 1)[:cells].reshape(shape))
 
 
 def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
