@@ -19,7 +19,7 @@ from ._sorting import group_order
 from ._timecodec import parse_max_gap, time_values
 from .exceptions import ConfigError, HistoryError
 
-__all__ = ["Trajectories", "parse_max_gap"]
+__all__ = ["Trajectories", "parse_max_gap", "group_codes"]
 
 
 @dataclass(eq=False)
@@ -53,6 +53,9 @@ class Trajectories:
         :func:`mark_ends`).
     is_end : ndarray of shape (n_states,), bool, optional
         Which states are end states (see :func:`mark_ends`).
+    group : ndarray of shape (n_steps,), int64, optional
+        The group of each step's entity (the input's ``group`` column, in sorted order of the
+        group names; see :func:`group_codes`).
 
     Examples
     --------
@@ -81,6 +84,8 @@ class Trajectories:
     source_row: np.ndarray | None = field(default=None, repr=False)
     #: which states are end states (absorbing, never failures); None: no end states
     is_end: np.ndarray | None = field(default=None, repr=False)
+    #: the group code of each step (one group per entity, see :func:`group_codes`); None: no groups
+    group: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -169,6 +174,10 @@ class Trajectories:
             source_row=source_row,
         )
         traj.run_starts = run_starts_of(entity, time, parse_max_gap(max_gap, time_kind))
+        if "group" in frame.columns:
+            grp = np.asarray(frame["group"], dtype=object)
+            traj.group = group_codes(grp if isinstance(order, slice) else grp[order], entity,
+                                     traj.entity_names)
         return traj
 
     @classmethod
@@ -453,6 +462,8 @@ def encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_nam
         ev = ev.astype(str)
     ev_codes, ev_vocab = encode_events(ev, event_names)
     time = np.asarray(time, dtype=np.int64)  # (trajectories never write to their arrays)
+    group = (group_codes(np.asarray(frame["group"], dtype=object), entity, tuple(names.tolist()))
+             if "group" in frame.columns else None)
     return Trajectories(
         entity=entity,
         time=time,
@@ -466,7 +477,50 @@ def encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_nam
         time_kind=time_kind,
         source_row=(np.asarray(frame["_row"], dtype=np.int64) if "_row" in frame.columns
                     else np.arange(n, dtype=np.int64)),
+        group=group,
     )
+
+
+def group_codes(group, entity: np.ndarray, entity_names) -> np.ndarray:
+    """The code of each step's group (over the sorted group names), checking that every entity
+    stays in one group.
+
+    Raises
+    ------
+    HistoryError
+        A missing group, or an entity in more than one group (naming the entity and its groups).
+
+    Examples
+    --------
+    >>> group_codes(np.array(["b", "b", "a"], dtype=object), np.array([0, 0, 1]), ("x", "y")).tolist()
+    [1, 1, 0]
+    """
+    group = pd.Series(np.asarray(group, dtype=object))
+    missing = group.isna().to_numpy()
+    if missing.any():
+        who = entity_names[int(entity[np.flatnonzero(missing)[0]])]
+        raise HistoryError(f"entity {who!r} has a row without a group: every row needs one in the "
+                           "group column. Fix: fill the group of every row, or leave [columns] group "
+                           "unset.")
+    codes, _ = pd.factorize(group.astype(str), sort=True)
+    codes = codes.astype(np.int64)
+    entity = np.asarray(entity, dtype=np.int64)
+    if len(codes):
+        n_ent = int(entity.max()) + 1
+        lo = np.full(n_ent, np.iinfo(np.int64).max)
+        hi = np.full(n_ent, -1)
+        np.minimum.at(lo, entity, codes)
+        np.maximum.at(hi, entity, codes)
+        bad = np.flatnonzero((hi >= 0) & (lo != hi))
+        if len(bad):
+            k = int(bad[0])
+            names = sorted(set(group.astype(str)[entity == k]))
+            raise HistoryError(
+                f"entity {entity_names[k]!r} is in more than one group ({', '.join(map(repr, names))}"
+                f"{'' if len(bad) == 1 else f'; {len(bad) - 1} more entities too'}): the group context "
+                "counts the failures of an entity's group, so an entity must stay in one group. Fix: "
+                "give each entity one group (or name the entity by its group, e.g. entity@group).")
+    return codes
 
 
 def entity_codes(entity: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -562,7 +616,8 @@ def mark_ends(traj: "Trajectories", is_end, end_after: int | None = None,
     state = spread(traj.state, end_code)
     rows = traj.source_row if traj.source_row is not None else np.arange(traj.n_steps)
     source_row = spread(np.asarray(rows, dtype=np.int64), -1)
+    group = None if traj.group is None else spread(np.asarray(traj.group), traj.group[last[add]])
     run_starts = new_pos[traj.run_starts] if traj.n_runs else traj.run_starts
     return replace(traj, entity=entity, time=time, event=event, state=state,
                    run_starts=np.asarray(run_starts, dtype=np.int64), event_names=tuple(events),
-                   source_row=source_row, is_end=is_end)
+                   source_row=source_row, is_end=is_end, group=group)

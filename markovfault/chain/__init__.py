@@ -64,9 +64,15 @@ def merge_counts(parts) -> tuple:
         maps = [np.searchsorted(codes, p.codes) for p in parts]
         first = parts[0].counts
         total = np.zeros(first.shape[:-2] + (len(codes), first.shape[-1]), dtype=np.int64)
+        exo = None
+        if parts[0].exo is not None:
+            e0 = parts[0].exo
+            exo = np.zeros(e0.shape[:-2] + (len(codes), e0.shape[-1]), dtype=np.int64)
         for p, m in zip(parts, maps):  # a loop over parts, each one vectorised
             total[..., m, :] += p.counts
-        return HistoryCounts(codes, total), maps
+            if exo is not None:
+                exo[..., m, :] += p.exo
+        return HistoryCounts(codes, total, exo), maps
     total = np.sum(parts, axis=0).astype(np.int64)
     return total, [np.arange(total.shape[-1])] * len(parts)
 
@@ -75,7 +81,10 @@ def counts_to_arrays(counts) -> dict:
     """The arrays a model file stores for a chain's counts: ``counts`` and, for history-aware counts,
     ``history/codes`` (the seen states)."""
     if isinstance(counts, HistoryCounts):
-        return {"counts": counts.counts, "history/codes": counts.codes}
+        out = {"counts": counts.counts, "history/codes": counts.codes}
+        if counts.exo is not None:
+            out["history/exo"] = counts.exo
+        return out
     return {"counts": np.asarray(counts, dtype=np.int64)}
 
 
@@ -89,5 +98,5 @@ def counts_from_arrays(arrays, history: bool):
     if not history:
         return counts
     if "history/codes" in arrays:
-        return HistoryCounts(arrays["history/codes"], counts)
+        return HistoryCounts(arrays["history/codes"], counts, arrays.get("history/exo"))
     return HistoryCounts(np.arange(counts.shape[1]), counts).pruned()

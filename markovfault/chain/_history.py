@@ -129,6 +129,12 @@ class HistoryChain(Estimator):
             self.levels_ = self.levels_ + [("order=1", spec)]
         lays = [HistoryLayout(s, S, E) for _, s in self.levels_]
         D = len(lays) - 1
+        self._exo = lays[D] if lays[D].exo else None
+        X = lays[D].n_exo if self._exo is not None else 0
+        if X and (counts.exo is None or counts.exo.shape != (len(V), X)):
+            raise ValueError(f"the states carry exogenous components ({[n for n, _ in lays[D].exo]}): "
+                             f"the counts need their exogenous counts of shape {(len(V), X)} "
+                             "(count them with HistoryChain.count)")
 
         # counts of every level: the seen states' sums over each coarser state
         codes, level_counts, parent = [None] * (D + 1), [None] * (D + 1), [None] * (D + 1)
@@ -141,6 +147,11 @@ class HistoryChain(Estimator):
                 uniq, inv = np.unique(c, return_inverse=True)
             codes[L - 1], parent[L] = uniq, inv.reshape(-1)
             level_counts[L - 1] = _aggregate(level_counts[L], parent[L], len(uniq))
+        if X:  # M[a, x'] of every level: the same sums
+            level_exo = [None] * (D + 1)
+            level_exo[D] = counts.exo
+            for L in range(D, 0, -1):
+                level_exo[L - 1] = _aggregate(level_exo[L][None], parent[L], len(codes[L - 1]))[0]
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
             level_counts[0], state_names, event_names, fail, warn=warn, is_end=is_end)
 
@@ -155,6 +166,12 @@ class HistoryChain(Estimator):
             p, q = back_off(level_counts[L], prior_next, prior_arr, gamma)
             P.append(p)
             Q.append(q)
+        if X:  # R(x' | a): the base rows shrunk toward the overall mix, then level by level
+            tot = level_exo[0].sum(axis=0)
+            overall = (tot + self.alpha / X) / (tot.sum() + self.alpha)
+            R = [_shrink(level_exo[0], overall[None, :], self.beta)]
+            for L in range(1, D + 1):
+                R.append(_shrink(level_exo[L], R[L - 1][parent[L]], self.backoff_[self.levels_[L][0]]))
 
         # the chain's states: the seen states, then coarser states with data, then the base states
         totals = [level_counts[L].sum(axis=(0, 2)) for L in range(D + 1)]
@@ -168,6 +185,8 @@ class HistoryChain(Estimator):
         self.state_codes_ = np.concatenate([b[1] for b in blocks]).astype(np.int64)
         self.next_probs_ = np.concatenate([P[L][:, rows, :] for L, _, rows in blocks], axis=1)
         self.event_probs_ = np.concatenate([Q[L][rows] for L, _, rows in blocks], axis=0)
+        self.exo_probs_ = (np.concatenate([R[L][rows] for L, _, rows in blocks], axis=0) if X
+                           else None)
         self.base_state_ = self.state_codes_ % S
         ends = self.base_.is_end_[self.base_state_]
         if ends.any():  # an end state stays put under every event, whatever its history
@@ -184,7 +203,7 @@ class HistoryChain(Estimator):
         self.n_seen_ = int((counts.counts.sum(axis=(0, 2)) > 0).sum())
 
         # successors, backed off; a seen state without data moves as its nearest ancestor with data
-        succ = np.empty((len(self.state_codes_), E, S), dtype=np.int64)
+        succ = np.empty((len(self.state_codes_), E, S) + ((X,) if X else ()), dtype=np.int64)
         for k, (L, c, _) in enumerate(blocks):
             succ[starts[k]:starts[k + 1]] = self._successors(L, c, fail)
         alias = np.flatnonzero(~seen)
@@ -228,14 +247,16 @@ class HistoryChain(Estimator):
     def _successors(self, level: int, codes: np.ndarray, fail: np.ndarray) -> np.ndarray:
         """(n, E, S) chain states after each (e, j) from the level-``level`` states ``codes``."""
         lays = self._lays
-        own = self._resolve(level, lays[level].successor(fail, codes))
+        exo = self._exo
+        own = self._resolve(level, lays[level].successor(fail, codes, exo))
         if level == len(lays) - 1:
             return own
         # one level finer where this level's state determines it: the lowest and the highest
-        # finer state consistent with it move to the same finer successor
+        # finer state consistent with it move to the same finer successor (an exogenous component
+        # is drawn afresh, so a coarser state regains it with its own R(x' | a))
         fine = lays[level + 1]
-        lo = fine.successor(fail, lays[level].lift(codes, fine, high=False))
-        hi = fine.successor(fail, lays[level].lift(codes, fine, high=True))
+        lo = fine.successor(fail, lays[level].lift(codes, fine, high=False), exo)
+        hi = fine.successor(fail, lays[level].lift(codes, fine, high=True), exo)
         same = lo == hi
         own[same] = self._resolve(level + 1, lo[same])
         return own
@@ -294,7 +315,8 @@ class HistoryChain(Estimator):
         rows where a state has no transition in a bin): the states whose rows :meth:`encode` gives on an
         unfitted chain, so that chains fitted on sums of bins (the folds of a backtest) share them.
         """
-        counts = count_augmented(augment(X, self.spec), X, bins, n_bins)
+        layout = HistoryLayout(self.spec, X.n_states, X.n_events)
+        counts = count_augmented(augment(X, self.spec), X, bins, n_bins, layout=layout)
         return counts.pruned() if bins is None else counts
 
     def add_counts(self, counts: HistoryCounts, event_names, *, warn: bool = False) -> "HistoryChain":
@@ -360,7 +382,8 @@ class HistoryChain(Estimator):
         """
         A = self.n_aug_
         if getattr(self, "_pattern", None) is None:
-            rows = np.broadcast_to(np.arange(A)[:, None, None], self.successor_.shape).ravel()
+            rows = np.broadcast_to(np.arange(A).reshape((A,) + (1,) * (self.successor_.ndim - 1)),
+                                   self.successor_.shape).ravel()
             keys = rows.astype(np.int64) * A + self.successor_.ravel()
             uniq, inverse = np.unique(keys, return_inverse=True)
             indptr = np.searchsorted(uniq // A, np.arange(A + 1), side="left")
@@ -371,15 +394,22 @@ class HistoryChain(Estimator):
 
         return scipy.sparse.csr_matrix((data, indices, indptr), shape=(A, A))
 
+    def _with_exo(self, w: np.ndarray) -> np.ndarray:
+        """Weights (A, E, S) times R(x' | a) for the exogenous components: (A, E, S, X)."""
+        if self.exo_probs_ is None:
+            return w
+        return w[..., None] * self.exo_probs_[:, None, None, :]
+
     def transition_matrix(self, event_probs: np.ndarray | None = None) -> csr_matrix:
+        """T[a, f(a, e, j, x')] += Q(e | a) P(j | a, e) R(x' | a) (R only with exogenous components)."""
         Q = self.event_probs_ if event_probs is None else event_probs
         w = Q[:, :, None] * np.transpose(self.next_probs_, (1, 0, 2))  # (A, E, S)
-        return self._matrix(w)
+        return self._matrix(self._with_exo(w))
 
     def event_matrix(self, e: int) -> csr_matrix:
-        w = np.zeros((self.n_aug_,) + self.successor_.shape[1:])
+        w = np.zeros((self.n_aug_,) + self.next_probs_.shape[::2])
         w[:, e, :] = self.next_probs_[e]
-        return self._matrix(w)
+        return self._matrix(self._with_exo(w))
 
     def pooled_matrix(self) -> csr_matrix:
         """For an event never seen in training: the event-marginal row."""
@@ -437,6 +467,14 @@ def _aggregate(counts: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
         .round().astype(np.int64)
 
 
+def _shrink(counts: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+    """Rows ``(counts + strength * prior) / (counts.sum + strength)``; a row without data is its prior."""
+    n = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (counts + strength * prior) / (n + strength)
+    return np.where(n + strength > 0, out, prior)
+
+
 def _level_strength(counts: np.ndarray, prior_next: np.ndarray, prior_arrivals: np.ndarray) -> float:
     """The strength of one level: :func:`dirichlet_strength` of its rows given its parents' rows.
 
@@ -486,4 +524,4 @@ def relayout(counts: HistoryCounts, spec: HistorySpec, old_events, new_events, n
     lead = counts.counts.shape[:-3]
     out = np.zeros(lead + (len(new_events),) + counts.counts.shape[-2:], dtype=np.int64)
     out[..., ev_map, :, :] = counts.counts[..., :, order, :]
-    return HistoryCounts(codes[order], out)
+    return HistoryCounts(codes[order], out, None if counts.exo is None else counts.exo[..., order, :])

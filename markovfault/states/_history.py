@@ -68,17 +68,22 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .._priors import AUTO, check_prior
 from ..exceptions import ConfigError
+from .._timecodec import parse_max_gap
+from ..exceptions import HistoryError
 from ..trajectories import Trajectories
 
 __all__ = ["HistorySpec", "HistoryLayout", "HistoryCounts", "augment", "count_augmented",
-           "candidate_specs", "MAX_COUNT_CELLS"]
+           "candidate_specs", "group_failures", "window_in_units", "MAX_COUNT_CELLS", "EXOGENOUS"]
 
 #: The largest dense count array of seen states, ``n_bins * E * A_seen * S`` cells (2 GiB of int64).
 MAX_COUNT_CELLS = 2 ** 28
 _MAX_CODE = 2 ** 62  # mixed-radix codes must fit in int64 with room to spare
+#: components whose next value is random (drawn from R(x' | a)), not a function of (a, e, j)
+EXOGENOUS = ("group",)
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class HistorySpec:
     Examples
     --------
     >>> HistorySpec.from_config({"order": 2, "failure_window": 3})
-    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0, failure_count=0)
+    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0, failure_count=0, group_window=None, group_levels=0)
     """
 
     order: int = 1
@@ -115,6 +120,8 @@ class HistorySpec:
     entering_event: bool = False
     backoff: float | str = 5.0
     failure_count: int = 0
+    group_window: int | str | None = None
+    group_levels: int = 0
 
     def __post_init__(self):
         for name in ("order", "failure_window", "failure_count"):
@@ -131,6 +138,33 @@ class HistorySpec:
             raise ConfigError(
                 "history failure_count needs a failure_window: a recovery is failure_window "
                 "steps in a row without failure")
+        gl = self.group_levels
+        if isinstance(gl, bool) or not isinstance(gl, (int, np.integer)):
+            raise ConfigError(f"history group_levels = {gl!r} must be an integer")
+        if gl == 1 or gl < 0:
+            raise ConfigError(f"history group_levels = {gl}, must be 0 (no group context) or >= 2 "
+                              "(levels 0, 1, ..., group_levels - 1 or more)")
+        gw = self.group_window
+        if gl and gw is None:
+            raise ConfigError("history group_levels needs a group_window: the trailing window "
+                              "(\"10min\" for timestamps, an int for sequence numbers) in which the "
+                              "failures of the other members of the group are counted")
+        if gw is not None:
+            if not gl:
+                raise ConfigError("history group_window needs group_levels >= 2 (how many levels "
+                                  "the group's failure count is bucketed into)")
+            if isinstance(gw, bool) or not isinstance(gw, (int, np.integer, str)) or \
+                    (not isinstance(gw, str) and gw <= 0):
+                raise ConfigError(f"history group_window = {gw!r} must be a positive integer "
+                                  "(sequence numbers) or a duration such as \"10min\" (timestamps)")
+            if isinstance(gw, str):
+                try:
+                    ok = pd.Timedelta(gw) > pd.Timedelta(0)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ConfigError(f"history group_window = {gw!r} is not a positive duration; "
+                                      "use one such as \"10min\" or \"2h\"")
         if not isinstance(self.entering_event, (bool, np.bool_)):
             raise ConfigError(f"history entering_event = {self.entering_event!r} must be true or false")
         if isinstance(self.backoff, str):
@@ -151,7 +185,8 @@ class HistorySpec:
         """
         if isinstance(table, HistorySpec):
             return table
-        known = {"order", "failure_window", "failure_count", "entering_event", "backoff"}
+        known = {"order", "failure_window", "failure_count", "entering_event", "backoff",
+                 "group_window", "group_levels"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(
@@ -161,13 +196,24 @@ class HistorySpec:
 
     def to_config(self) -> dict:
         backoff = self.backoff if isinstance(self.backoff, str) else float(self.backoff)
-        return {"order": int(self.order), "failure_window": int(self.failure_window),
-                "failure_count": int(self.failure_count),
-                "entering_event": bool(self.entering_event), "backoff": backoff}
+        out = {"order": int(self.order), "failure_window": int(self.failure_window),
+               "failure_count": int(self.failure_count),
+               "entering_event": bool(self.entering_event), "backoff": backoff}
+        if self.group_levels:
+            gw = self.group_window
+            out["group_window"] = gw if isinstance(gw, str) else int(gw)
+            out["group_levels"] = int(self.group_levels)
+        return out
+
+    @property
+    def has_group(self) -> bool:
+        """Whether the states carry the group context (an exogenous component)."""
+        return bool(self.group_levels)
 
     @property
     def is_plain(self) -> bool:
-        return self.order == 1 and self.failure_window == 0 and not self.entering_event
+        return (self.order == 1 and self.failure_window == 0 and not self.entering_event
+                and not self.group_levels)
 
     @property
     def tail(self) -> int:
@@ -186,13 +232,18 @@ class HistorySpec:
         ['base', 'failure_window=1', 'failure_window=2', 'order=2', 'order=3', 'entering_event']
         """
         W, C, m = int(self.failure_window), int(self.failure_count), int(self.order)
+        G = int(self.group_levels)
+        gw = self.group_window
+        grp = {"group_window": gw, "group_levels": G} if G else {}
         out = [("base", HistorySpec(backoff=self.backoff))]
-        out += [(f"failure_window={w}", HistorySpec(failure_window=w, backoff=self.backoff))
+        out += [(f"group_levels={g}", HistorySpec(group_window=gw, group_levels=g, backoff=self.backoff))
+                for g in range(2, G + 1)]
+        out += [(f"failure_window={w}", HistorySpec(failure_window=w, backoff=self.backoff, **grp))
                 for w in range(1, W + 1)]
-        out += [(f"order={o}", HistorySpec(order=o, failure_window=W, backoff=self.backoff))
+        out += [(f"order={o}", HistorySpec(order=o, failure_window=W, backoff=self.backoff, **grp))
                 for o in range(2, m + 1)]
         out += [(f"failure_count={c}", HistorySpec(order=m, failure_window=W, failure_count=c,
-                                                   backoff=self.backoff))
+                                                   backoff=self.backoff, **grp))
                 for c in range(1, C + 1)]
         if self.entering_event:
             out.append(("entering_event", self))
@@ -217,6 +268,8 @@ class HistoryLayout:
             parts.append(("fails", spec.failure_count + 1, spec.failure_count))
         if spec.entering_event:
             parts.append(("in", self.E + 1, None))
+        if spec.group_levels:
+            parts.append(("group", spec.group_levels, spec.group_levels - 1))
         self.parts = parts
         self.index = {name: k for k, (name, _, _) in enumerate(parts)}
         radices = [r for _, r, _ in parts]
@@ -230,6 +283,21 @@ class HistoryLayout:
         self.A = size
         self.radices = np.array(radices, dtype=np.int64)
         self.strides = np.concatenate([[1], np.cumprod(self.radices)[:-1]]).astype(np.int64)
+        #: the exogenous components (name, radix): their next value is drawn from R(x' | a)
+        self.exo = [(name, r) for name, r, _ in parts if name in EXOGENOUS]
+        self.n_exo = int(np.prod([r for _, r in self.exo])) if self.exo else 1
+
+    def exo_values(self, codes: np.ndarray) -> np.ndarray:
+        """The joint value of the exogenous components of ``codes`` (mixed radix over :attr:`exo`,
+        the first component fastest); 0 for a layout without them."""
+        codes = np.asarray(codes, dtype=np.int64)
+        out = np.zeros(codes.shape, dtype=np.int64)
+        mult = 1
+        for name, r in self.exo:
+            k = self.index[name]
+            out += (codes // self.strides[k]) % r * mult
+            mult *= r
+        return out
 
     def components(self, codes: np.ndarray) -> np.ndarray:
         """(n_components, n) array of component values."""
@@ -302,12 +370,39 @@ class HistoryLayout:
                 parts.append(f"{label}={'>=' if v == cap else ''}{v}")
             if fs.entering_event:
                 parts.append(f"in={events[col[has['in']]] if 'in' in has else '*'}")
+            if fs.group_levels:
+                if "group" in has:
+                    v, cap = col[has["group"]], self.parts[has["group"]][2]
+                    parts.append(f"group={'>=' if v == cap else ''}{v}")
+                else:
+                    parts.append("group=*")
             out.append("|".join(parts))
         return out
 
-    def successor(self, fail: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    def successor(self, fail: np.ndarray, codes: np.ndarray | None = None,
+                  exo: "HistoryLayout | None" = None) -> np.ndarray:
         """f[a, e, j]: the state after base state j entered by event e, from each of ``codes``
-        (default: the whole product space, for small layouts); shape (n, E, S)."""
+        (default: the whole product space, for small layouts); shape (n, E, S).
+
+        With ``exo`` (the full level's layout, when it has exogenous components): f[a, e, j, x'],
+        shape (n, E, S, X), the next exogenous values ``x'`` on ``exo``'s joint values (capped at
+        this level's caps; a level without the component ignores ``x'``).
+        """
+        code = self._successor(fail, codes)
+        if exo is None or not exo.exo:
+            return code
+        code = np.repeat(code[..., None], exo.n_exo, axis=-1)
+        xs = np.arange(exo.n_exo, dtype=np.int64)
+        mult = 1
+        for name, r in exo.exo:
+            v = (xs // mult) % r
+            mult *= r
+            if name in self.index:
+                k = self.index[name]
+                code += np.minimum(v, self.parts[k][2]) * self.strides[k]
+        return code
+
+    def _successor(self, fail, codes):
         sp_, S, E = self.spec, self.S, self.E
         codes = np.arange(self.A) if codes is None else np.asarray(codes, dtype=np.int64)
         n = len(codes)
@@ -341,7 +436,9 @@ class HistoryCounts:
     ``codes`` are the sorted, distinct mixed-radix codes (:class:`HistoryLayout`) of the states that
     occur in the counted steps; ``counts`` has shape ``(..., E, len(codes), S)`` (leading axes: time
     bins). A state that occurs without a counted transition out of it (an entity's last step, or a
-    bin before it was first seen) has a zero row.
+    bin before it was first seen) has a zero row. ``exo`` (states with exogenous components, such
+    as the group context): ``M[..., a, x']``, shape ``(..., len(codes), X)``, the joint exogenous
+    value of the state each transition enters; None without them.
 
     Counts add like arrays: ``+`` and ``-`` align two vocabularies on the union of their codes;
     indexing, ``sum()`` and ``cumsum(axis=0)`` (also through ``np.cumsum``) act on the leading bin
@@ -356,10 +453,10 @@ class HistoryCounts:
     ([3, 7, 9], [1, 3, 2])
     """
 
-    __slots__ = ("codes", "counts")
+    __slots__ = ("codes", "counts", "exo")
     __array_ufunc__ = None  # numpy defers ``ndarray + counts`` to this class
 
-    def __init__(self, codes, counts):
+    def __init__(self, codes, counts, exo=None):
         codes = np.asarray(codes, dtype=np.int64).reshape(-1)
         counts = np.asarray(counts)
         if counts.ndim < 3 or counts.shape[-2] != len(codes):
@@ -369,7 +466,14 @@ class HistoryCounts:
             raise ValueError("history codes must be sorted and distinct")
         if not np.issubdtype(counts.dtype, np.integer):
             raise ValueError(f"counts must be integers, got {counts.dtype}")
-        self.codes, self.counts = codes, counts.astype(np.int64, copy=False)
+        if exo is not None:
+            exo = np.asarray(exo)
+            if exo.shape[:-1] != counts.shape[:-3] + (len(codes),) or \
+                    not np.issubdtype(exo.dtype, np.integer):
+                raise ValueError(f"exogenous counts of shape {exo.shape} do not match counts of shape "
+                                 f"{counts.shape}: expected integers of shape (..., n_codes, X)")
+            exo = exo.astype(np.int64, copy=False)
+        self.codes, self.counts, self.exo = codes, counts.astype(np.int64, copy=False), exo
 
     # ---------------------------------------------------------- as an array
     @property
@@ -394,7 +498,7 @@ class HistoryCounts:
         out = self.counts[key]
         if out.ndim < 3 or out.shape[-3:] != self.counts.shape[-3:]:
             raise TypeError("index HistoryCounts by its leading bin axes only")
-        return HistoryCounts(self.codes, out)
+        return HistoryCounts(self.codes, out, None if self.exo is None else self.exo[key])
 
     def __iter__(self):
         return (self[k] for k in range(self.counts.shape[0]))
@@ -405,7 +509,9 @@ class HistoryCounts:
     def cumsum(self, axis=0, dtype=None, out=None) -> "HistoryCounts":
         if axis is None or axis % self.counts.ndim >= self.counts.ndim - 3 or out is not None:
             raise TypeError("HistoryCounts.cumsum runs over a leading bin axis only")
-        return HistoryCounts(self.codes, np.cumsum(self.counts, axis=axis, dtype=dtype))
+        exo = None if self.exo is None else np.cumsum(self.exo, axis=axis % self.counts.ndim,
+                                                       dtype=dtype)
+        return HistoryCounts(self.codes, np.cumsum(self.counts, axis=axis, dtype=dtype), exo)
 
     def _aligned(self, other) -> tuple:
         if not isinstance(other, HistoryCounts):
@@ -414,22 +520,29 @@ class HistoryCounts:
                 self.counts.shape[-1] != other.counts.shape[-1]:
             raise ValueError(f"counts of shapes {self.counts.shape} and {other.counts.shape} "
                              "are on different events, states or bins")
+        if (self.exo is None) != (other.exo is None) or \
+                (self.exo is not None and self.exo.shape[-1] != other.exo.shape[-1]):
+            raise ValueError("counts with and without (or with different) exogenous components "
+                             "cannot be combined")
         if np.array_equal(self.codes, other.codes):
-            return self.codes, self.counts, other.counts
+            return self.codes, self, other
         codes = np.union1d(self.codes, other.codes)
-        return codes, self.on(codes).counts, other.on(codes).counts
+        return codes, self.on(codes), other.on(codes)
+
+    def _combine(self, other, sign: int) -> "HistoryCounts":
+        codes, a, b = self._aligned(other)
+        exo = None if a.exo is None else a.exo + sign * b.exo
+        return HistoryCounts(codes, a.counts + sign * b.counts, exo)
 
     def __add__(self, other) -> "HistoryCounts":
         if isinstance(other, (int, np.integer)) and other == 0:  # sum() starts at 0
             return self
-        codes, a, b = self._aligned(other)
-        return HistoryCounts(codes, a + b)
+        return self._combine(other, 1)
 
     __radd__ = __add__
 
     def __sub__(self, other) -> "HistoryCounts":
-        codes, a, b = self._aligned(other)
-        return HistoryCounts(codes, a - b)
+        return self._combine(other, -1)
 
     def on(self, codes) -> "HistoryCounts":
         """The same counts over a larger vocabulary ``codes`` (sorted, containing :attr:`codes`)."""
@@ -439,13 +552,18 @@ class HistoryCounts:
             raise ValueError("the new vocabulary must contain every code of the counts")
         out = np.zeros(self.counts.shape[:-2] + (len(codes), self.counts.shape[-1]), dtype=np.int64)
         out[..., pos, :] = self.counts
-        return HistoryCounts(codes, out)
+        exo = None
+        if self.exo is not None:
+            exo = np.zeros(self.exo.shape[:-2] + (len(codes), self.exo.shape[-1]), dtype=np.int64)
+            exo[..., pos, :] = self.exo
+        return HistoryCounts(codes, out, exo)
 
     def pruned(self) -> "HistoryCounts":
         """Only the states with a counted transition out of them (in any bin)."""
         axes = tuple(a for a in range(self.counts.ndim) if a != self.counts.ndim - 2)
         keep = (self.counts != 0).any(axis=axes)
-        return HistoryCounts(self.codes[keep], self.counts[..., keep, :])
+        exo = None if self.exo is None else self.exo[..., keep, :]
+        return HistoryCounts(self.codes[keep], self.counts[..., keep, :], exo)
 
 
 def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) -> np.ndarray:
@@ -493,15 +611,81 @@ def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) 
             code += c * st[ix["fails"]]
     if spec.entering_event:
         code += np.minimum(traj.event, E) * st[ix["in"]]
+    if spec.group_levels:
+        level = np.minimum(group_failures(traj, spec.group_window), spec.group_levels - 1)
+        code += level * st[ix["group"]]
     return code
 
 
+def window_in_units(window, time_kind: str) -> int:
+    """A ``group_window`` in the units of the time column (nanoseconds for timestamps).
+
+    Examples
+    --------
+    >>> window_in_units("10min", "datetime"), window_in_units(5, "integer")
+    (600000000000, 5)
+    """
+    if time_kind == "datetime":
+        if not isinstance(window, str):
+            raise ConfigError(f"history group_window = {window!r} is a bare number but the time column "
+                              "holds timestamps; give a duration such as \"10min\".")
+        return int(pd.Timedelta(window).value)
+    if isinstance(window, str):
+        raise ConfigError(f"history group_window = {window!r} is a duration but the time column holds "
+                          "sequence numbers; give an integer number of time units.")
+    return int(window)
+
+
+def _failures_before(key: np.ndarray, time: np.ndarray, fail: np.ndarray, width: int) -> np.ndarray:
+    """For every step, the failure steps with the same ``key`` at times in ``[t - width, t)``.
+
+    Vectorised: the failures sorted by (key, time rank), then two ``searchsorted``. Times are ranked
+    over every value looked up, so ``key * n_ranks + rank`` cannot overflow.
+    """
+    lo = time - width
+    ranks = np.unique(np.concatenate([time, lo]))
+    K = len(ranks)
+    r_t, r_lo = np.searchsorted(ranks, time), np.searchsorted(ranks, lo)
+    key = key.astype(np.int64)
+    sorted_fail = np.sort(key[fail] * K + r_t[fail])
+    return (np.searchsorted(sorted_fail, key * K + r_t, side="left")
+            - np.searchsorted(sorted_fail, key * K + r_lo, side="left"))
+
+
+def group_failures(traj: Trajectories, window) -> np.ndarray:
+    """The failure steps of the *other* members of each step's group in the trailing ``window``
+    before the step (times in ``[t - window, t)``; the step's own entity excluded).
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([1, 0, 0, 1, 0], lengths=[2, 3],
+    ...                                state_names=["ok", "down"], failure=["down"])
+    >>> traj = Trajectories(**{**traj.__dict__, "time": np.array([0, 3, 1, 2, 4]),
+    ...                        "group": np.zeros(5, dtype=np.int64)})
+    >>> group_failures(traj, 3).tolist()  # entity 0 failed at 0, entity 1 at 2
+    [0, 1, 1, 1, 0]
+    """
+    if traj.group is None:
+        raise HistoryError("the history's group context (group_window, group_levels) needs a group "
+                           "column: set [columns] group = \"<column>\" (ColumnMap(group=...)), or drop "
+                           "group_levels from [states.history].")
+    width = window_in_units(window, traj.time_kind)
+    fail = traj.is_failure[traj.state]
+    if traj.is_end is not None:
+        fail = fail & ~np.asarray(traj.is_end, dtype=bool)[traj.state]
+    time = np.asarray(traj.time, dtype=np.int64)
+    return (_failures_before(np.asarray(traj.group), time, fail, width)
+            - _failures_before(np.asarray(traj.entity), time, fail, width))
+
+
 def count_augmented(aug: np.ndarray, traj: Trajectories, bins: np.ndarray | None = None,
-                    n_bins: int = 1) -> HistoryCounts:
+                    n_bins: int = 1, layout: HistoryLayout | None = None) -> HistoryCounts:
     """Counts ``N[(bin,) e, a, j]`` of base next states ``j`` by event and augmented state.
 
     The states are the distinct codes of ``aug`` (every step's, so a state met only at an entity's
-    last step has a zero row); a transition is counted in the bin of the step it enters.
+    last step has a zero row); a transition is counted in the bin of the step it enters. With a
+    ``layout`` that has exogenous components, also ``M[(bin,) a, x']``: the joint exogenous value
+    ``x'`` of the state each transition enters (:attr:`HistoryCounts.exo`).
 
     Examples
     --------
@@ -522,15 +706,24 @@ def count_augmented(aug: np.ndarray, traj: Trajectories, bins: np.ndarray | None
             f"{S} next states{'' if bins is None else f' x {n_bins} bins'}), over the limit of "
             f"{MAX_COUNT_CELLS:,}; lower the order or the failure window, or drop the entering event.")
     shape = (E, A, S) if bins is None else (n_bins, E, A, S)
+    X = layout.n_exo if layout is not None and layout.exo else 0
+    xshape = (A, X) if bins is None else (n_bins, A, X)
     if n < 2:
-        return HistoryCounts(codes, np.zeros(shape, dtype=np.int64))
-    idx = traj.event[1:].astype(np.int64)
-    if bins is not None:
-        idx = idx + np.asarray(bins)[1:].astype(np.int64) * E
-    idx = (idx * A + local[:-1]) * S + traj.state[1:]
+        return HistoryCounts(codes, np.zeros(shape, dtype=np.int64),
+                             np.zeros(xshape, dtype=np.int64) if X else None)
     starts = traj.run_starts
-    idx[starts[starts > 0] - 1] = cells
-    return HistoryCounts(codes, np.bincount(idx, minlength=cells + 1)[:cells].reshape(shape))
+    cut = starts[starts > 0] - 1
+    b = 0 if bins is None else np.asarray(bins)[1:].astype(np.int64)
+    idx = traj.event[1:].astype(np.int64) + b * E
+    idx = (idx * A + local[:-1]) * S + traj.state[1:]
+    idx[cut] = cells
+    exo = None
+    if X:
+        xi = (b * A + local[:-1]) * X + layout.exo_values(aug[1:])
+        xcells = A * X * (1 if bins is None else n_bins)
+        xi[cut] = xcells
+        exo = np.bincount(xi, minlength=xcells + 1)[:xcells].reshape(xshape)
+    return HistoryCounts(codes, np.bincount(idx, minlength=cells + 1)[:cells].reshape(shape), exo)
 
 
 def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
