@@ -163,3 +163,32 @@ def test_levels_put_the_group_right_above_the_base_state():
     assert [label for label, _ in spec.levels()] == [
         "base", "group_levels=2", "group_levels=3", "failure_window=1", "failure_window=2"]
     assert HistorySpec.from_config(spec.to_config()) == spec
+
+
+def test_the_group_column_is_read_and_carried_into_the_trajectories(tmp_path):
+    from markovfault import read_histories
+    from markovfault.histories import ColumnMap
+    from markovfault.trajectories import encode_frame
+
+    raw = pd.DataFrame(ROWS, columns=["who", "team", "t", "status"])
+    path = tmp_path / "h.csv"
+    raw.sample(frac=1.0, random_state=1).to_csv(path, index=False)
+    cols = ColumnMap(entity="who", time="t", group="team")
+    frame = read_histories(path, columns=cols)
+    assert "group" in frame.columns and ColumnMap().group is None
+    state = frame["status"].map({"ok": 0, "down": 1}).to_numpy()
+    traj = encode_frame(frame, state, ["ok", "down"], [False, True])
+    assert group_failures(traj, 3).tolist() == HAND_W3
+    assert "group" not in read_histories(path, columns=ColumnMap(entity="who", time="t")).columns
+
+
+def test_a_named_group_column_that_is_missing_or_empty_is_an_error(tmp_path):
+    from markovfault import read_histories
+    from markovfault.exceptions import MissingColumnError
+
+    raw = pd.DataFrame(ROWS, columns=["entity", "team", "time", "status"])
+    with pytest.raises(MissingColumnError, match="grp"):
+        read_histories(raw, columns={"group": "grp"})
+    raw.loc[4, "team"] = None
+    with pytest.raises(HistoryError, match=r"entity 'a2'.*no group"):
+        read_histories(raw, columns={"group": "team"})

@@ -168,8 +168,9 @@ class HistoryChain(Estimator):
             Q.append(q)
         if X:  # R(x' | a): the base rows shrunk toward the overall mix, then level by level
             tot = level_exo[0].sum(axis=0)
-            overall = (tot + self.alpha / X) / (tot.sum() + self.alpha)
-            R = [_shrink(level_exo[0], overall[None, :], self.beta)]
+            a0, b0 = float(self.base_.alpha_), float(self.base_.beta_arrivals_)
+            overall = (tot + a0 / X) / (tot.sum() + a0)
+            R = [_shrink(level_exo[0], overall[None, :], b0)]
             for L in range(1, D + 1):
                 R.append(_shrink(level_exo[L], R[L - 1][parent[L]], self.backoff_[self.levels_[L][0]]))
 

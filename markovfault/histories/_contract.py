@@ -100,6 +100,7 @@ class ColumnMap:
     status: str | None = "status"
     event_id: str | None = "event_id"
     metrics: tuple[str, ...] = ()
+    group: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("entity", "time"):
@@ -109,7 +110,7 @@ class ColumnMap:
                     f"[columns] {name} = {value!r}: must be a non-empty column name. "
                     f"Fix: set [columns] {name} = \"<column>\"."
                 )
-        for name in ("event", "status", "event_id"):
+        for name in ("event", "status", "event_id", "group"):
             value = getattr(self, name)
             if value == "":
                 object.__setattr__(self, name, None)
@@ -139,7 +140,7 @@ class ColumnMap:
                 "metric. Fix: rename that column before reading."
             )
         used: dict[str, str] = {}
-        pairs = [(name, getattr(self, name)) for name in _CANONICAL]
+        pairs = [(name, getattr(self, name)) for name in _CANONICAL + ("group",)]
         pairs += [(f"metrics[{i}]", m) for i, m in enumerate(metrics)]
         for name, value in pairs:
             if value is None:
@@ -355,6 +356,11 @@ def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str,
             raise _missing_column(src, "event_id", cols.event_id, names)
         elif cloud and "id" in have:
             out["event_id"] = "id"
+    # group (off by default: read only when named)
+    if cols.group is not None:
+        if cols.group not in have:
+            raise _missing_column(src, "group", cols.group, names)
+        out["group"] = cols.group
     # metrics
     for metric in cols.metrics:
         found = find(metric)

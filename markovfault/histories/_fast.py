@@ -185,6 +185,8 @@ def plan(src, cols) -> tuple[dict, list, list]:
     where = resolve_columns(src, names, cols)  # ... and for missing columns
     if isinstance(where["entity"], tuple):
         raise Fallback("CloudEvents entity")
+    if where.get("group") is not None:
+        raise Fallback("a group column")
     needed = needed_columns(where)
     if len(set(needed)) != len(needed) or len(set(names)) != len(names):
         raise Fallback("repeated column names")
@@ -244,6 +246,8 @@ def _frame_part(src, cols) -> _Part:
     where = resolve_columns(src, names, cols)
     if isinstance(where["entity"], tuple):
         raise Fallback("CloudEvents entity")
+    if where.get("group") is not None:
+        raise Fallback("a group column")
     needed = needed_columns(where)
     if not raw.columns.is_unique or len(set(needed)) != len(needed):
         raise Fallback("repeated column names")

@@ -131,6 +131,16 @@ def _convert(raw: pd.DataFrame, where: dict[str, Any], src: Source, cols: Column
         out["status"] = as_str(raw[where["status"]]).array
     if where["event_id"] is not None:
         out["event_id"] = as_str(raw[where["event_id"]]).array
+    if where.get("group") is not None:
+        group = as_str(raw[where["group"]])
+        missing = group.isna().to_numpy()
+        if missing.any():
+            k = int(np.flatnonzero(missing)[0])
+            raise HistoryError(
+                f"{src.name}: row {offset + k} (entity {out['entity'][k]!r}) has no group in the "
+                f"column {where['group']!r}. Fix: fill the group of every row, or leave "
+                "[columns] group unset.")
+        out["group"] = group.array
     for metric in cols.metrics:
         out[metric] = parse_metric(raw[where[metric]], where[metric], src, raw)
     out[ROW] = np.arange(offset, offset + n, dtype="int64")
@@ -458,7 +468,7 @@ def _combine(pieces: Sequence[_Piece], cols: ColumnMap) -> pd.DataFrame:
         frames.append(f)
     order = ["entity", "time", "event"]
     order += [c for c in ("status", "event_id") if c in frames[0]]
-    order += list(cols.metrics) + [ROW]
+    order += list(cols.metrics) + (["group"] if cols.group is not None else []) + [ROW]
     frame = pd.concat([f[order] for f in frames], ignore_index=True)
     for name in ("entity", "event", "status", "event_id"):
         if name in frame and frame[name].dtype != "str":
