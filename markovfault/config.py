@@ -12,6 +12,7 @@ only ``markovfault forecast`` reads and needs):
     status = "status"
     event_id = "event_id"
     metrics = ["latency_ms"]
+    group = "group"      # optional (default: none): for the group context of [states.history]
 
     [states]             # how statuses or metrics become states
     kind = "categorical"

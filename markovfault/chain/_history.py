@@ -13,7 +13,16 @@ strength ``gamma_L`` (hierarchical shrinkage, n-gram style)::
     P_L(j | c, e) = (N_L[e, c, j] + gamma_L * P_{L-1}(j | parent(c), e)) / (N_L[e, c, .] + gamma_L)
     Q_L(e | c)    = (M_L[c, e]    + gamma_L * Q_{L-1}(e | parent(c)))    / (M_L[c, .]    + gamma_L)
 
-(:func:`markovfault._priors.back_off`, one level at a time). A row without data is exactly its parent's
+(:func:`markovfault._priors.back_off`, one level at a time). With an exogenous component (the group
+context), the rows of its next value ``x'`` are counted and backed off the same way, from the counts
+``M_L[c, x']``, and the base rows shrink toward the overall mix of ``x'`` (``alpha``, ``beta``'s arrival
+strength)::
+
+    R_L(x' | c) = (M_L[c, x'] + gamma_L * R_{L-1}(x' | parent(c))) / (M_L[c, .] + gamma_L)
+
+and the matrix is ``T[a, f(a, e, j, x')] += Q(e | a) P(j | a, e) R(x' | a)`` (:attr:`successor_` then
+has a last axis over ``x'``). The likelihoods (:meth:`counts_log_likelihood`) score ``P`` and ``Q``
+only. A row without data is exactly its parent's
 row. With ``backoff="auto"`` each ``gamma_L`` maximises the Dirichlet-multinomial evidence of level
 ``L``'s rows (next state per event, and arrivals) with the parent rows as prior means
 (:func:`markovfault._priors.dirichlet_strength`), chosen bottom-up so that each level's prior is already
@@ -91,8 +100,11 @@ class HistoryChain(Estimator):
         ``P(j | a, e)``.
     event_probs_ : ndarray of shape (n_aug_, E)
         ``Q(e | a)``.
-    successor_ : ndarray of int64, shape (n_aug_, E, S)
-        The chain state after base state ``j`` entered by event ``e``.
+    successor_ : ndarray of int64, shape (n_aug_, E, S) or (n_aug_, E, S, X)
+        The chain state after base state ``j`` entered by event ``e`` (and, with exogenous
+        components, their next joint value ``x'``).
+    exo_probs_ : ndarray of shape (n_aug_, X) or None
+        ``R(x' | a)``, with exogenous components (the group context).
     is_failure_ : ndarray of bool, shape (n_aug_,)
         Failure defined on the base state.
     base_state_ : ndarray of int64, shape (n_aug_,)

@@ -11,12 +11,24 @@ augmented state carries the history that matters:
 * ``failure_count``: failures since the last recovery, capped at ``C``
   (buckets 0, 1, ..., ``C`` or more), where a recovery is ``W`` steps in a
   row without failure (needs ``failure_window``);
-* ``entering_event``: the event that entered the state.
+* ``entering_event``: the event that entered the state;
+* ``group_window``, ``group_levels`` (the *group context*, needs a ``group``
+  column): the failure steps of the *other* members of the entity's group at
+  times in ``[t - W, t)`` before the step (``W`` in the time column's units: a
+  duration such as ``"10min"`` for timestamps, an int for sequence numbers),
+  bucketed into ``L`` levels ``0, 1, ..., L-1 or more`` (fixed buckets, not
+  edges from the data: the levels mean the same in every fold and model
+  file). Computed vectorised (:func:`group_failures`: failures sorted by
+  group and by entity, two ``searchsorted`` each).
 
-Every component moves deterministically once the next base state ``j`` and
-the next event ``e`` are known, so the augmented chain needs only
-``P(j | a, e)`` and ``P(e | a)``: its sufficient statistics are the counts
-``N[e, a, j]``.
+The endogenous components move deterministically once the next base state
+``j`` and the next event ``e`` are known. The group context is *exogenous*
+(:data:`EXOGENOUS`): its next value ``x'`` is drawn from ``R(x' | a)``,
+independently of ``(e, j)`` given ``a``, so the augmented chain is
+``T[a, f(a, e, j, x')] += Q(e | a) P(j | a, e) R(x' | a)``. The sufficient
+statistics are the counts ``N[e, a, j]`` and, with an exogenous component,
+``M[a, x']`` (:attr:`HistoryCounts.exo`, the value of the state each
+transition enters).
 
 Codes and seen states
 ---------------------
@@ -38,7 +50,17 @@ the base state. Going *down* (dropping history), the order is:
 1. the entering event is dropped;
 2. the failure count's cap is lowered, ``C -> C-1 -> ... -> 0``;
 3. the oldest lag is dropped, ``order m -> m-1 -> ... -> 1``;
-4. the failure window's cap is lowered, ``W -> W-1 -> ... -> 0``: the base state.
+4. the failure window's cap is lowered, ``W -> W-1 -> ... -> 0``;
+5. the group context's cap is lowered, ``L-1 -> ... -> 1 -> dropped``: the base state.
+
+The group context drops *last* (it sits right above the base state): it has
+few values, so ``(state, group level)`` rows stay well populated when the
+entity's own history is thin; it is the only component that sees an outage
+of a shared dependency, which no amount of the entity's own history can
+replace; and because it is exogenous a state that backs off below it
+regains it at its next step (drawn from that state's ``R``), so keeping it
+low costs nothing in closure. Lowering its cap merges the largest counts
+first, where the data is thinnest.
 
 Why this order: each level must itself be a valid history whose successor
 map commutes with coarsening (lowering a cap, dropping the oldest lag or the
