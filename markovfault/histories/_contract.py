@@ -91,7 +91,7 @@ class ColumnMap:
     Examples
     --------
     >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
-    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',))
+    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None)
     """
 
     entity: str = "entity"
