@@ -551,6 +551,7 @@ def test_baseline_errors():
            ({"max_iter": 1.5}, "max_iter must be an integer"),
            ({"max_leaf_nodes": 1}, "max_leaf_nodes == 1, must be >= 2"),
            ({"n_threads": 0}, "n_threads == 0"),
+           ({"n_iter_no_change": 0}, "n_iter_no_change == 0, must be >= 1"),
            ({"learning_rate": 0.0}, "learning_rate = 0.0, must be a finite number > 0"),
            ({"l2_regularization": -1.0}, "l2_regularization = -1.0"),
            ({"early_stopping": "yes"}, "early_stopping = 'yes'; use True, False or 'auto'"),
