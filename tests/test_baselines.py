@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from markovfault.backtest._baselines import GradientBoostingBaseline, history_features
-from markovfault.exceptions import DataWarning, NotFittedError
+from markovfault.backtest import _baselines
+from markovfault.backtest._baselines import (
+    NO_FAILURE,
+    GradientBoostingBaseline,
+    first_failure_classes,
+    history_features,
+)
+from markovfault.exceptions import ConfigError, DataWarning, NotFittedError
 from markovfault.trajectories import Trajectories
 
 NAN = np.nan
@@ -80,32 +90,45 @@ def naive_features(traj, idx, n_lags, window):
     return np.array(rows, dtype=float).reshape(len(idx), 2 * (n_lags + 1) + 3)
 
 
-def burst_data(rng, n_entities, n_steps, horizons=(1, 3)):
+def burst_data(rng, n_entities, n_steps, horizon=3):
     """Failures with memory: after a failure at t, t+1..t+3 fail with prob. 0.5.
 
     Base failure rate 0.02; events are noise. Returns the trajectories, every
-    origin and its labels (-1: censored, fewer than h steps left, none failed).
+    origin, its labels for h = 1..horizon (-1: censored, fewer than h steps
+    left, none failed) and the regime after each step (``recent``: steps left
+    in the "after failure" regime, 0..3), which fixes the true probabilities
+    (:func:`burst_truth`).
     """
     state = np.zeros((n_entities, n_steps), dtype=np.int64)
-    p = np.full(n_entities, 0.02)
+    regime = np.zeros((n_entities, n_steps), dtype=np.int64)
     recent = np.zeros(n_entities, dtype=np.int64)  # steps left in the "after failure" regime
     for t in range(n_steps):
-        fail = rng.random_sample(n_entities) < np.where(recent > 0, 0.5, p)
+        fail = rng.random_sample(n_entities) < np.where(recent > 0, 0.5, 0.02)
         state[:, t] = fail
         recent = np.where(fail, 3, np.maximum(recent - 1, 0))
+        regime[:, t] = recent
     event = rng.randint(0, 3, size=state.shape)
     traj = Trajectories.from_codes(
         state.ravel(), event.ravel(), np.full(n_entities, n_steps),
         state_names=["ok", "down"], event_names=["a", "b", "c"], failure=["down"],
     )
-    y = np.full((n_entities, n_steps, len(horizons)), -1, dtype=np.int64)
-    for c, h in enumerate(horizons):
+    y = np.full((n_entities, n_steps, horizon), -1, dtype=np.int64)
+    for h in range(1, horizon + 1):
         for t in range(n_steps):
             ahead = state[:, t + 1 : t + 1 + h]
-            any_fail = ahead.any(axis=1)
             full = ahead.shape[1] == h
-            y[:, t, c] = np.where(any_fail, 1, np.where(full, 0, -1))
-    return traj, np.arange(traj.n_steps), y.reshape(-1, len(horizons))
+            y[:, t, h - 1] = np.where(ahead.any(axis=1), 1, 0 if full else -1)
+    return traj, np.arange(traj.n_steps), y.reshape(-1, horizon), regime.ravel()
+
+
+def burst_truth(horizon):
+    """P(fail within h | regime r) of burst_data, (4, horizon), by the recursion
+    f_h(r) = p(r) + (1 - p(r)) f_{h-1}(max(r - 1, 0)), f_0 = 0, p(r) = 0.5 if r > 0 else 0.02."""
+    p = np.array([0.02, 0.5, 0.5, 0.5])
+    f = np.zeros((4, horizon + 1))
+    for h in range(1, horizon + 1):
+        f[:, h] = p + (1 - p) * f[np.maximum(np.arange(4) - 1, 0), h - 1]
+    return f[:, 1:]
 
 
 # --------------------------------------------------------------- features
@@ -232,89 +255,238 @@ def test_feature_errors():
         history_features(np.zeros(3), np.array([0]))
 
 
-# --------------------------------------------------------------- baseline
-def test_learns_failure_memory():
+# ----------------------------------------------------------- the classes
+# H = 4. Each row, the class a hand reads off it, and how often it occurs (uneven counts).
+HAND_ROWS = [
+    ([0, 0, 1, 1], 3, 3),  # first failure seen at h = 3
+    ([1, 1, 1, 1], 1, 1),  # at the first step
+    ([0, 0, 0, 0], NO_FAILURE, 2),  # 4 steps seen, none failed
+    ([0, 0, 0, 1], 4, 4),  # at the last step of the horizon
+    ([0, 1, -1, -1], 2, 1),  # failed at 2, fewer than 3 steps before the cutoff: still class 2
+    ([0, 0, -1, -1], -1, 5),  # 2 steps seen, no failure: censored at H
+    ([-1, -1, -1, -1], -1, 2),
+    ([0, 0, 0, -1], -1, 1),  # 3 steps seen: nothing known of step 4
+]
+
+
+def hand_labels():
+    rows = np.concatenate([np.tile(r, (n, 1)) for r, _, n in HAND_ROWS])
+    classes = np.concatenate([np.full(n, c) for _, c, n in HAND_ROWS])
+    return rows, classes
+
+
+def test_first_failure_classes_hand_made():
+    y, expected = hand_labels()
+    np.testing.assert_array_equal(first_failure_classes(y), expected)
+    # shuffled rows: row by row
+    order = np.random.RandomState(42).permutation(len(y))
+    np.testing.assert_array_equal(first_failure_classes(y[order]), expected[order])
+    # one horizon (1-D y): the class is the label itself, -1 stays censored
+    np.testing.assert_array_equal(first_failure_classes([1, 0, -1, 1]), [1, 0, -1, 1])
+    assert first_failure_classes(np.zeros((0, 3), dtype=int)).shape == (0,)
+
+
+def test_fit_counts_classes_censored_and_candidates():
+    y, _ = hand_labels()  # 19 rows: 11 with a class, 8 censored at H
     rng = np.random.RandomState(42)
-    traj, idx, y = burst_data(rng, n_entities=80, n_steps=100)
-    train = traj.entity < 50
-    test = ~train
-    model = GradientBoostingBaseline(max_iter=50).fit(traj, idx[train], y[train])
-    assert model.n_horizons_ == 2 and model.models_[0] is not None
-    p = model.predict_proba(traj, idx[test])
-    assert p.shape == (test.sum(), 2)
-    assert ((p >= 0) & (p <= 1)).all()
-    for h in range(2):
-        ok = y[test, h] >= 0
-        auc = roc_auc_score(y[test, h][ok], p[ok, h])
-        assert auc > 0.7, (h, auc)
-        base_rate = y[train, h][y[train, h] >= 0].mean()
-        brier = brier_score_loss(y[test, h][ok], p[ok, h])
-        brier_const = brier_score_loss(y[test, h][ok], np.full(ok.sum(), base_rate))
-        assert brier < 0.9 * brier_const, (h, brier, brier_const)
+    traj = random_traj(rng, n_entities=4, max_len=40)
+    idx = rng.choice(traj.n_steps, size=len(y), replace=False)
+    model = GradientBoostingBaseline(max_iter=5).fit(traj, idx, y)
+    # classes 0..4 occur 2, 1, 1, 3, 4 times
+    np.testing.assert_array_equal(model.class_counts_, [2, 1, 1, 3, 4])
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2, 3, 4])
+    assert (model.n_candidates_, model.n_censored_, model.n_train_) == (11, 8, 11)
+    assert "8 of 19 origins are censored at h = 4" in model.notes_["censored"]
+    kept = np.concatenate([np.full(n, c >= 0) for _, c, n in HAND_ROWS])
+    np.testing.assert_array_equal(model.train_idx_, idx[kept])
+    assert model.n_horizons_ == 4 and "sample" not in model.notes_
 
 
-def test_single_class_horizon_gives_class_rate():
+@pytest.mark.parametrize("row", [[1, 0, 0], [0, 1, 0], [-1, 0, 0], [-1, 1, 1], [0, -1, 1]])
+def test_labels_not_monotone_in_h_are_refused(row):
+    y = np.array([[0, 0, 0], row, [0, 0, 1]])
+    with pytest.raises(ValueError, match=r"y\[1\] = .* is not monotone in the horizon"):
+        first_failure_classes(y)
+    with pytest.raises(ValueError, match="not monotone"):
+        GradientBoostingBaseline().fit(tiny_traj(), [0, 1, 2], y)
+
+
+# ------------------------------------------------------------- forecasts
+@pytest.fixture(scope="module")
+def burst_fit():
     rng = np.random.RandomState(42)
-    traj, idx, y = burst_data(rng, n_entities=20, n_steps=50, horizons=(1,))
-    y3 = np.column_stack([y[:, 0], np.where(y[:, 0] >= 0, 0, -1), np.where(y[:, 0] >= 0, 1, -1)])
-    model = GradientBoostingBaseline(max_iter=10).fit(traj, idx, y3)
-    assert model.models_[0] is not None
-    assert model.models_[1] is None and model.models_[2] is None
-    assert set(model.notes_) == {1, 2}
-    assert "constant forecast 0.0" in model.notes_[1]
-    p = model.predict_proba(traj, idx[:30])
-    np.testing.assert_array_equal(p[:, 1], 0.0)
-    np.testing.assert_array_equal(p[:, 2], 1.0)
-    np.testing.assert_array_equal(model.constants_[1:], [0.0, 1.0])
+    traj, idx, y, regime = burst_data(rng, n_entities=200, n_steps=150, horizon=5)
+    train = traj.entity < 150
+    model = GradientBoostingBaseline().fit(traj, idx[train], y[train])
+    return traj, idx[~train], y[~train], regime[~train], model
 
 
-def test_all_censored_horizon_warns_and_gives_nan():
-    traj = tiny_traj()
-    y = np.array([[1, -1], [0, -1], [1, -1], [0, -1], [0, -1], [1, -1], [0, -1], [0, -1]])
-    with pytest.warns(DataWarning, match="column 1: every training label is censored"):
-        model = GradientBoostingBaseline(max_iter=5).fit(traj, np.arange(8), y)
-    p = model.predict_proba(traj, np.arange(8))
-    assert np.isnan(p[:, 1]).all() and np.isfinite(p[:, 0]).all()
+def test_cumulative_forecast_is_the_sum_of_the_classifiers_class_probabilities(burst_fit):
+    traj, idx, _, _, model = burst_fit
+    clf = model.classifier_
+    # the classifier's own class probabilities on the features (identity category maps:
+    # 2 states and 3 events)
+    X, _, _ = history_features(traj, idx, n_lags=model.n_lags, window=model.window)
+    P = clf.predict_proba(X)
+    p = model.predict_proba(traj, idx)
+    assert p.shape == (len(idx), 5)
+    for h in range(1, 6):
+        expected = P[:, (clf.classes_ >= 1) & (clf.classes_ <= h)].sum(axis=1)
+        np.testing.assert_allclose(p[:, h - 1], expected, rtol=1e-12, atol=1e-15)
+    assert (np.diff(p, axis=1) >= 0).all()
+    np.testing.assert_allclose(p[:, -1], 1 - P[:, list(clf.classes_).index(NO_FAILURE)],
+                               rtol=1e-12, atol=1e-15)
+    full = model.predict_class_proba(traj, idx)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(full[:, clf.classes_], P)
 
 
-def test_censored_labels_are_excluded():
+def test_learns_the_known_probabilities_of_failure_bursts(burst_fit):
+    traj, idx, y, regime, model = burst_fit
+    truth = burst_truth(5)[regime]  # (n, 5): exact P(fail within h) per origin
+    p = model.predict_proba(traj, idx)
+    # each regime's mean forecast recovers its exact probability (regime 0, the calm one,
+    # is 3/4 of the origins; the burst regimes a few hundred each)
+    for r in range(4):
+        sel = regime == r
+        np.testing.assert_allclose(p[sel].mean(axis=0), truth[sel][0], atol=0.03, err_msg=f"r={r}")
+    assert np.abs(p - truth).mean() < 0.012
+    for h in range(5):
+        ok = y[:, h] >= 0
+        brier = brier_score_loss(y[ok, h], p[ok, h])
+        brier_truth = brier_score_loss(y[ok, h], truth[ok, h])
+        base = y[ok, h].mean()
+        assert brier < 1.01 * brier_truth, (h, brier, brier_truth)
+        assert brier < 0.8 * brier_score_loss(y[ok, h], np.full(ok.sum(), base))
+        assert roc_auc_score(y[ok, h], p[ok, h]) > 0.99 * roc_auc_score(y[ok, h], truth[ok, h])
+
+
+def test_the_sample_caps_training_origins_reproducibly(caplog):
     rng = np.random.RandomState(42)
-    traj, idx, y = burst_data(rng, n_entities=30, n_steps=60)
-    ref = GradientBoostingBaseline(max_iter=20).fit(traj, idx, y)
-    p_ref = ref.predict_proba(traj, idx)
-
-    # rows censored at every horizon, pointing at arbitrary steps: no effect
-    junk = rng.randint(0, traj.n_steps, size=500)
-    idx2 = np.concatenate([idx[:900], junk, idx[900:]])
-    y2 = np.concatenate([y[:900], np.full((500, 2), -1), y[900:]])
-    model = GradientBoostingBaseline(max_iter=20).fit(traj, idx2, y2)
-    np.testing.assert_array_equal(model.predict_proba(traj, idx), p_ref)
-
-    # censored at horizon 2 only: horizon 2 fits as if those rows were absent
-    drop = rng.random_sample(idx.shape[0]) < 0.3
-    y3 = y.copy()
-    y3[drop, 1] = -1
-    both = GradientBoostingBaseline(max_iter=20).fit(traj, idx, y3)
-    without = GradientBoostingBaseline(max_iter=20).fit(traj, idx[~drop], y[~drop])
-    np.testing.assert_array_equal(
-        both.predict_proba(traj, idx)[:, 1], without.predict_proba(traj, idx)[:, 1]
-    )
-    np.testing.assert_array_equal(both.predict_proba(traj, idx)[:, 0], p_ref[:, 0])
-
-
-def test_deterministic_with_random_state_and_subsample():
-    rng = np.random.RandomState(42)
-    traj, idx, y = burst_data(rng, n_entities=30, n_steps=60)
-    fits = [
-        GradientBoostingBaseline(max_iter=20, max_train=700, random_state=s).fit(traj, idx, y)
-        for s in (3, 3, 4)
-    ]
-    assert fits[0].n_train_ == 700
+    traj, idx, y, _ = burst_data(rng, n_entities=30, n_steps=60)
+    known = first_failure_classes(y) >= 0
+    n_cand = int(known.sum())
+    assert n_cand > 700
+    with caplog.at_level(logging.INFO, logger="markovfault.backtest._baselines"):
+        fits = [GradientBoostingBaseline(max_iter=20, max_train=700, random_state=s)
+                .fit(traj, idx, y) for s in (3, 3, 4)]
+    assert all(f.n_train_ == 700 and f.n_candidates_ == n_cand for f in fits)
+    assert f"sample of 700 of {n_cand} origins" in caplog.text
+    assert fits[0].notes_["sample"] == f"700 of {n_cand} training origins sampled"
+    # the sample: 700 of the candidates drawn by numpy with the seed, order kept
+    draw = np.sort(np.random.RandomState(3).choice(n_cand, 700, replace=False))
+    np.testing.assert_array_equal(fits[0].train_idx_, idx[known][draw])
+    np.testing.assert_array_equal(fits[1].train_idx_, fits[0].train_idx_)
+    assert not np.array_equal(fits[2].train_idx_, fits[0].train_idx_)
     p = [f.predict_proba(traj, idx) for f in fits]
     np.testing.assert_array_equal(p[0], p[1])
-    assert not np.array_equal(p[0], p[2])  # another subsample
+    assert not np.array_equal(p[0], p[2])
+    # under the cap: every candidate, no note, no log line
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="markovfault.backtest._baselines"):
+        whole = GradientBoostingBaseline(max_iter=5, max_train=n_cand).fit(traj, idx, y)
+    assert whole.n_train_ == n_cand and "sample" not in whole.notes_ and not caplog.text
+    np.testing.assert_array_equal(whole.train_idx_, idx[known])
 
 
+def test_censored_origins_change_nothing():
+    rng = np.random.RandomState(42)
+    traj, idx, y, _ = burst_data(rng, n_entities=30, n_steps=60)
+    ref = GradientBoostingBaseline(max_iter=20, max_train=1000).fit(traj, idx, y)
+    # rows censored at H, pointing at arbitrary steps: neither the sample nor the fit moves
+    junk = rng.randint(0, traj.n_steps, size=500)
+    idx2 = np.concatenate([idx[:900], junk, idx[900:]])
+    y2 = np.concatenate([y[:900], np.full((500, 3), -1), y[900:]])
+    model = GradientBoostingBaseline(max_iter=20, max_train=1000).fit(traj, idx2, y2)
+    assert model.n_censored_ == ref.n_censored_ + 500
+    np.testing.assert_array_equal(model.train_idx_, ref.train_idx_)
+    np.testing.assert_array_equal(model.predict_proba(traj, idx), ref.predict_proba(traj, idx))
+
+
+# --------------------------------------------------------- missing classes
+def test_classes_absent_from_training_get_probability_zero():
+    rng = np.random.RandomState(42)
+    traj, idx, y, _ = burst_data(rng, n_entities=40, n_steps=80, horizon=4)
+    cls = first_failure_classes(y)
+    keep = (cls != 2) & (cls != 4)  # no origin fails first at step 2 or 4
+    model = GradientBoostingBaseline(max_iter=20).fit(traj, idx[keep], y[keep])
+    np.testing.assert_array_equal(model.classes_, [0, 1, 3])
+    np.testing.assert_array_equal(model.class_counts_[[2, 4]], [0, 0])
+    full = model.predict_class_proba(traj, idx)
+    np.testing.assert_array_equal(full[:, [2, 4]], 0.0)
+    p = model.predict_proba(traj, idx)
+    np.testing.assert_array_equal(p[:, 1], p[:, 0])  # nothing added at h = 2
+    np.testing.assert_array_equal(p[:, 3], p[:, 2])
+    assert (p[:, 2] > p[:, 1]).all()  # class 3 has a probability
+
+
+def test_rare_class_of_one_origin_fits_with_early_stopping():
+    rng = np.random.RandomState(42)
+    traj, idx, y, _ = burst_data(rng, n_entities=40, n_steps=80, horizon=4)
+    cls = first_failure_classes(y)
+    keep = (cls != 4) | (np.arange(len(cls)) == np.flatnonzero(cls == 4)[0])  # one class-4 origin
+    model = GradientBoostingBaseline(max_iter=100).fit(traj, idx[keep], y[keep])
+    assert model.class_counts_[4] == 1
+    assert model.classifier_.n_iter_ < 100  # stopped early on the validation split
+    assert 4 in model.classifier_.classes_
+    assert (model.predict_class_proba(traj, idx)[:, 4] > 0).all()
+
+
+def test_validation_split_keeps_every_class_in_training():
+    # 40 classes of one origin and a large class 0: a tenth of the rows is drawn, then
+    # every drawn origin whose class is nowhere else goes back to training
+    cls = np.concatenate([np.zeros(960, dtype=int), np.arange(1, 41)])
+    for seed in range(5):
+        val = _baselines._validation_rows(cls, np.random.RandomState(seed))
+        drawn = np.zeros(len(cls), dtype=bool)
+        drawn[np.random.RandomState(seed).choice(len(cls), 100, replace=False)] = True
+        np.testing.assert_array_equal(val, drawn & (cls == 0))
+        assert set(cls[~val]) == set(cls)
+    two = np.repeat([0, 1], [1, 1])  # too few to hold anything out: nothing drawn stays drawn
+    assert not _baselines._validation_rows(two, np.random.RandomState(0)).any()
+
+
+def test_without_validation_data_in_fit_a_singleton_class_stops_nothing(monkeypatch):
+    """scikit-learn < 1.7 draws its own stratified split, which needs two of every class."""
+    monkeypatch.setattr(_baselines, "_accepts_validation_data", lambda: False)
+    rng = np.random.RandomState(42)
+    traj, idx, y, _ = burst_data(rng, n_entities=40, n_steps=80, horizon=4)
+    cls = first_failure_classes(y)
+    one = (cls != 4) | (np.arange(len(cls)) == np.flatnonzero(cls == 4)[0])
+    single = GradientBoostingBaseline(max_iter=30).fit(traj, idx[one], y[one])
+    assert single.classifier_.n_iter_ == 30 and not single.classifier_.do_early_stopping_
+    several = GradientBoostingBaseline(max_iter=100).fit(traj, idx, y)
+    assert several.classifier_.do_early_stopping_ and several.classifier_.n_iter_ < 100
+
+
+@pytest.mark.parametrize("cls, expected", [
+    (NO_FAILURE, [0.0, 0.0, 0.0]),
+    (2, [0.0, 1.0, 1.0]),
+    (1, [1.0, 1.0, 1.0]),
+])
+def test_one_class_gives_its_constant_forecast(cls, expected):
+    traj = tiny_traj()
+    row = {NO_FAILURE: [0, 0, 0], 2: [0, 1, 1], 1: [1, 1, 1]}[cls]
+    y = np.array([row] * 5 + [[0, -1, -1]] * 3)
+    model = GradientBoostingBaseline().fit(traj, np.arange(8), y)
+    assert model.classifier_ is None and model.classes_.tolist() == [cls]
+    assert "the forecast is constant" in model.notes_["classes"]
+    np.testing.assert_array_equal(model.predict_proba(traj, np.arange(8)), [expected] * 8)
+
+
+def test_no_class_warns_and_gives_nan():
+    traj = tiny_traj()
+    y = np.array([[0, -1], [-1, -1], [0, -1], [0, -1], [0, -1], [0, -1], [0, -1], [-1, -1]])
+    with pytest.warns(DataWarning, match="none of the 8 training origins has a class"):
+        model = GradientBoostingBaseline().fit(traj, np.arange(8), y)
+    assert model.classifier_ is None and model.n_train_ == 0
+    assert np.isnan(model.predict_proba(traj, np.arange(8))).all()
+    with pytest.warns(DataWarning, match="none of the 0"):
+        empty = GradientBoostingBaseline().fit(traj, np.zeros(0, dtype=int), np.zeros((0, 2)))
+    assert empty.predict_proba(traj, np.arange(3)).shape == (3, 2)
+
+
+# ------------------------------------------------------------------ misc
 def test_many_state_codes_are_bucketed():
     rng = np.random.RandomState(42)
     n = 3000
@@ -335,6 +507,35 @@ def test_many_state_codes_are_bucketed():
     assert model.predict_proba(traj, np.arange(n)).shape == (n, 1)
 
 
+def test_scikit_learn_only_when_fitting():
+    import ast
+
+    tree = ast.parse(open(_baselines.__file__).read())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top for a in n.names] + [n.module or "" for n in top
+                                                      if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in names if m.split(".")[0] == "sklearn"], names
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from markovfault.backtest._baselines import GradientBoostingBaseline\n"
+            "from markovfault.trajectories import Trajectories\n"
+            "from markovfault._estimator import clone\n"
+            "m = clone(GradientBoostingBaseline(max_train=5)).set_params(window=4)\n"
+            "assert repr(m) == 'GradientBoostingBaseline(max_train=5, window=4)', repr(m)\n"
+            "assert 'sklearn.ensemble' not in sys.modules\n"
+            "traj = Trajectories.from_codes([0, 1, 0, 0, 1, 0], failure=['1'])\n"
+            "m.fit(traj, np.arange(5), [1, 0, 0, 1, 0])\n"
+            "assert 'sklearn.ensemble' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sklearn_clone_keeps_parameters():
+    from sklearn.base import clone
+
+    model = GradientBoostingBaseline(max_train=123, learning_rate=0.05, early_stopping="auto")
+    assert clone(model).get_params() == model.get_params()
+
+
 def test_baseline_errors():
     traj = tiny_traj()
     idx = np.arange(8)
@@ -342,10 +543,24 @@ def test_baseline_errors():
         GradientBoostingBaseline().predict_proba(traj, idx)
     with pytest.raises(ValueError, match="y has shape \\(7, 1\\), expected \\(8, n_horizons\\)"):
         GradientBoostingBaseline().fit(traj, idx, np.zeros((7, 1), dtype=int))
+    with pytest.raises(ValueError, match="n_horizons >= 1"):
+        GradientBoostingBaseline().fit(traj, idx, np.zeros((8, 0), dtype=int))
     with pytest.raises(ValueError, match="got values \\[2\\]"):
         GradientBoostingBaseline().fit(traj, idx, np.full(8, 2))
-    with pytest.raises(ValueError, match="max_train == 0"):
-        GradientBoostingBaseline(max_train=0).fit(traj, idx, np.zeros(8, dtype=int))
+    bad = [({"max_train": 0}, "max_train == 0, must be >= 1"),
+           ({"max_iter": 1.5}, "max_iter must be an integer"),
+           ({"max_leaf_nodes": 1}, "max_leaf_nodes == 1, must be >= 2"),
+           ({"n_threads": 0}, "n_threads == 0"),
+           ({"n_iter_no_change": 0}, "n_iter_no_change == 0, must be >= 1"),
+           ({"learning_rate": 0.0}, "learning_rate = 0.0, must be a finite number > 0"),
+           ({"l2_regularization": -1.0}, "l2_regularization = -1.0"),
+           ({"early_stopping": "yes"}, "early_stopping = 'yes'; use True, False or 'auto'"),
+           ({"random_state": "x"}, "random_state = 'x'")]
+    for params, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            GradientBoostingBaseline(**params).fit(traj, idx, np.zeros(8, dtype=int))
+    with pytest.raises(TypeError, match="Trajectories"):
+        GradientBoostingBaseline().fit(np.zeros(3), idx, np.zeros(8, dtype=int))
     model = GradientBoostingBaseline(max_iter=5).fit(traj, idx, np.array(TINY_STATE))
     model.set_params(n_lags=1)
     with pytest.raises(ValueError, match="fit again"):

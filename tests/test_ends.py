@@ -133,3 +133,16 @@ def test_batch_paths_refuse_end_after():
         model.partial_fit(hist)
     with pytest.raises(ConfigError, match="chunksize"):
         FaultPredictor(states={**STATES, "end_after": 3}).fit(hist, chunksize=5)
+
+
+def test_history_aware_end_states_stay_ended():
+    model = FaultPredictor(states=STATES, history={"order": 2, "backoff": "auto"}).fit(orders())
+    chain = model.chain_
+    ended = chain.base_.is_end_[chain.base_state_]
+    assert ended.any()
+    p = chain.failure_probabilities(5)
+    assert (p[ended] == 0).all() and (p[~ended].max() > 0)
+    T = chain.transition_matrix().toarray()
+    # every row of an end state stays among end states, and rows still sum to one
+    np.testing.assert_allclose(T[ended][:, ~ended], 0.0)
+    np.testing.assert_allclose(T.sum(axis=1), 1.0)

@@ -48,9 +48,9 @@ SEED = 0
 HORIZON = 10  # log lines
 #: Cutoffs at these fractions of the clock; every step after the first is an origin.
 CUTOFF_FRACTIONS = (0.6, 0.7, 0.8, 0.9)
-#: History-aware state maps compared by ``--select``: orders 1-3 (up to the 2 previous keys) x the lines
-#: since the last exception (none, capped at 3). Orders 4 and 5 fit too (see examples/README.md).
-CANDIDATES = [{"order": o, "failure_window": w} for o in (1, 2, 3) for w in (0, 3)]
+#: History-aware state maps compared by ``--select``: orders 1-4 (up to the 3 previous keys) x the lines
+#: since the last exception (none, capped at 3); the chain stores only the states the sessions visit.
+CANDIDATES = [{"order": o, "failure_window": w} for o in (1, 2, 3, 4) for w in (0, 3)]
 #: The trailing window of the recent event mix, in lines of the synthetic clock (about 1,100 sessions).
 RECENT_WINDOW = 20_000
 

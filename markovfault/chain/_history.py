@@ -148,17 +148,7 @@ class HistoryChain(Estimator):
                              f"the counts need their exogenous counts of shape {(len(V), X)} "
                              "(count them with HistoryChain.count)")
 
-        # counts of every level: the seen states' sums over each coarser state
-        codes, level_counts, parent = [None] * (D + 1), [None] * (D + 1), [None] * (D + 1)
-        codes[D], level_counts[D] = V, counts.counts
-        for L in range(D, 0, -1):
-            c = lays[L].coarsen(codes[L], lays[L - 1])
-            if L == 1:  # the base level holds every base state, seen or not
-                uniq, inv = np.arange(S, dtype=np.int64), c
-            else:
-                uniq, inv = np.unique(c, return_inverse=True)
-            codes[L - 1], parent[L] = uniq, inv.reshape(-1)
-            level_counts[L - 1] = _aggregate(level_counts[L], parent[L], len(uniq))
+        codes, level_counts, parent = _level_counts(V, counts.counts, lays)
         if X:  # M[a, x'] of every level: the same sums
             level_exo = [None] * (D + 1)
             level_exo[D] = counts.exo
@@ -166,18 +156,7 @@ class HistoryChain(Estimator):
                 level_exo[L - 1] = _aggregate(level_exo[L][None], parent[L], len(codes[L - 1]))[0]
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
             level_counts[0], state_names, event_names, fail, warn=warn, is_end=is_end)
-
-        # rows, level by level, each shrunk toward its parent's
-        P, Q = [self.base_.event_matrices_], [self.base_.event_probs_]
-        self.backoff_ = {}
-        for L in range(1, D + 1):
-            prior_next, prior_arr = P[L - 1][:, parent[L], :], Q[L - 1][parent[L]]
-            gamma = (_level_strength(level_counts[L], prior_next, prior_arr)
-                     if isinstance(spec.backoff, str) and spec.backoff == AUTO else float(spec.backoff))
-            self.backoff_[self.levels_[L][0]] = gamma
-            p, q = back_off(level_counts[L], prior_next, prior_arr, gamma)
-            P.append(p)
-            Q.append(q)
+        P, Q = self._level_rows(level_counts, parent)
         if X:  # R(x' | a): the base rows shrunk toward the overall mix, then level by level
             tot = level_exo[0].sum(axis=0)
             a0, b0 = float(self.base_.alpha_), float(self.base_.beta_arrivals_)
@@ -188,8 +167,7 @@ class HistoryChain(Estimator):
 
         # the chain's states: the seen states, then coarser states with data, then the base states
         totals = [level_counts[L].sum(axis=(0, 2)) for L in range(D + 1)]
-        v_rows = np.arange(len(V))
-        blocks = [(D, V, v_rows)]
+        blocks = [(D, V, np.arange(len(V)))]
         blocks += [(L, codes[L][totals[L] > 0], np.flatnonzero(totals[L] > 0)) for L in range(D - 1, 0, -1)]
         blocks.append((0, codes[0], np.arange(S)))
         sizes = [len(b[1]) for b in blocks]
@@ -213,7 +191,7 @@ class HistoryChain(Estimator):
         self._active = {D: (V[seen], np.flatnonzero(seen))}
         for k, (L, c, _) in enumerate(blocks[1:-1], start=1):
             self._active[L] = (c, starts[k] + np.arange(len(c)))
-        self.n_seen_ = int((counts.counts.sum(axis=(0, 2)) > 0).sum())
+        self.n_seen_ = int(seen.sum())
 
         # successors, backed off; a seen state without data moves as its nearest ancestor with data
         succ = np.empty((len(self.state_codes_), E, S) + ((X,) if X else ()), dtype=np.int64)
@@ -229,6 +207,22 @@ class HistoryChain(Estimator):
         self.__dict__.pop("state_names_", None)
         self._names_of = (list(state_names), list(event_names))
         return self
+
+    def _level_rows(self, level_counts: list, parent: list) -> tuple[list, list]:
+        """``P_L`` (E, n_L, S) and ``Q_L`` (n_L, E) of every level, each shrunk toward its parent's rows
+        (level 0: the base chain's); sets :attr:`backoff_`."""
+        auto = isinstance(self.spec.backoff, str) and self.spec.backoff == AUTO
+        P, Q = [self.base_.event_matrices_], [self.base_.event_probs_]
+        self.backoff_ = {}
+        for L in range(1, len(level_counts)):  # bottom-up: each level's prior is estimated first
+            prior_next, prior_arr = P[L - 1][:, parent[L], :], Q[L - 1][parent[L]]
+            gamma = (_level_strength(level_counts[L], prior_next, prior_arr) if auto
+                     else float(self.spec.backoff))
+            self.backoff_[self.levels_[L][0]] = gamma
+            p, q = back_off(level_counts[L], prior_next, prior_arr, gamma)
+            P.append(p)
+            Q.append(q)
+        return P, Q
 
     def set_counts(self, counts, state_names, event_names, is_failure) -> "HistoryChain":
         """Alias of :meth:`fit_from_counts`."""
@@ -469,6 +463,23 @@ class HistoryChain(Estimator):
                 m = M > 0
                 ll += float((M[m] * np.log(self.event_probs_[rows][m])).sum())
         return ll
+
+
+def _level_counts(V: np.ndarray, counts: np.ndarray, lays: list) -> tuple[list, list, list]:
+    """The states of every level (sorted codes; level 0: every base state), their counts (sums over the
+    seen states below them) and each state's parent (its index one level down)."""
+    D, S = len(lays) - 1, lays[0].S
+    codes, level_counts, parent = [None] * (D + 1), [None] * (D + 1), [None] * (D + 1)
+    codes[D], level_counts[D] = V, counts
+    for L in range(D, 0, -1):
+        c = lays[L].coarsen(codes[L], lays[L - 1])
+        if L == 1:  # the base level holds every base state, seen or not
+            uniq, inv = np.arange(S, dtype=np.int64), c
+        else:
+            uniq, inv = np.unique(c, return_inverse=True)
+        codes[L - 1], parent[L] = uniq, inv.reshape(-1)
+        level_counts[L - 1] = _aggregate(level_counts[L], parent[L], len(uniq))
+    return codes, level_counts, parent
 
 
 def _aggregate(counts: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
