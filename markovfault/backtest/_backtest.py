@@ -125,9 +125,9 @@ def backtest(
     horizon) travel to the client. Integer ``cutoffs`` are exact quantiles
     found by a few rounds of per-partition histograms of the step times. The
     ``gradient_boosting`` baseline is the exception: it trains one classifier
-    per fold on the features of every training step, so with it the *encoded*
-    steps (entity, time, event and state codes; not the frame) are collected
-    to the client. Leave it out of ``baselines`` (it is in the default) to keep
+    per fold on the features of (a sample of) the training steps, so with it
+    the *encoded* steps (entity, time, event and state codes; not the frame)
+    are collected to the client. Leave it out of ``baselines`` (it is in the default) to keep
     the data where it lies.
     """
     if not isinstance(predictor, FaultPredictor):

@@ -336,8 +336,8 @@ class Run:
                 for (k, spec, gtr, tidx, ytr, org) in gb_jobs
             )
             for (k, *_), p in zip(gb_jobs, fitted):
-                # a horizon with no complete training window has no classifier:
-                # it forecasts the fold's training base rate (0 when that is undefined too)
+                # a fold without usable training origins has no classifier (NaN): it
+                # forecasts the fold's training base rate (0 when that is undefined too)
                 base = np.nan_to_num(pieces[k][4], nan=0.0)
                 pieces[k][3]["gradient_boosting"] = np.where(np.isnan(p), base[None, :], p)
         return self._assemble(pieces, fold_rows, names)
