@@ -93,6 +93,7 @@ from .predictor._settings import (check_failure_states, column_map_of, history_s
 from .predictor._tails import last_steps, merge_last_seen, prepend_tail
 from .predictor._updates import batch_bins, encode_with, install_fit, merge_recent, recent_bins_of, with_ends
 from .states import CategoricalStates, ThresholdStates
+from .states._extractors import END_EVENT
 from .trajectories import Trajectories, encode_frame, mark_ends
 
 __all__ = ["is_dask_frame", "fit", "partial_fit", "predict", "backtest_run", "compute_frame",
@@ -731,6 +732,8 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
                                       for p in parts]) if x is not None]
     _fit_extractor(extractor, [x[2] for x in subs], columns, distinct)
     check_failure_states(extractor, hint=False)
+    if getattr(extractor, "end_after", None) is not None and END_EVENT not in events:
+        events = events + [END_EVENT]  # where mark_ends puts it in memory: after the sorted events
     mixes, recent_width = check_event_mixes(event_mix, events, time_kind, recent_window)
 
     K = len(cuts)
@@ -793,7 +796,8 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     empty = np.zeros(0, dtype=np.int64)
     header = Trajectories(entity=empty, time=empty, event=empty, state=empty, run_starts=empty,
                           state_names=state_names, event_names=tuple(events),
-                          entity_names=entity_names, is_failure=is_failure, time_kind=time_kind)
+                          entity_names=entity_names, is_failure=is_failure, time_kind=time_kind,
+                          is_end=extractor.is_end_)
     gb_run = None
     if any(name == "gradient_boosting" for name, _ in base_specs):
         # the classifier trains on every training step: the encoded steps are collected
@@ -811,7 +815,7 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
                             run_starts=np.flatnonzero(run_start).astype(np.int64),
                             state_names=state_names, event_names=tuple(events),
                             entity_names=entity_names, is_failure=is_failure.copy(),
-                            time_kind=time_kind)
+                            time_kind=time_kind, is_end=extractor.is_end_)
         gb_run = Run(full, cuts, width, horizon, threshold, predictor, [], origins, None, False)
         logger.info("gradient_boosting baseline: collected the %d encoded steps to the client", N)
     run = _GatheredRun(header, cuts, width, horizon, threshold, predictor, base_specs, origins,

@@ -392,3 +392,28 @@ def test_core_does_not_import_dask():
             "print(any(k == 'dask' or k.startswith('dask.') for k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_backtest_with_end_states_equals_in_memory(client, tmp_path):
+    """End statuses and ends by silence (end_after, judged against the data end of every
+    partition) give the same backtest on a cluster as in memory; the dask fit refuses
+    end_after, which needs every history at once."""
+    hist = simulate_histories(n_handlers=16, n_steps=120, random_state=4, finish_rate=0.02,
+                              start_spread=20, with_metrics=False)
+    hist = hist.iloc[np.random.default_rng(1).permutation(len(hist))].reset_index(drop=True)
+    for k, rows in enumerate(np.array_split(np.arange(len(hist)), 3)):
+        hist.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet", index=False)
+    states = {**CATEGORICAL, "states": ["ok", "slow", "error", "timeout", "down", "finished"],
+              "end": ["finished"], "end_after": "10min"}
+    model = mf.FaultPredictor(columns=COLUMNS, states=states, history={"order": 2})
+    frame = pd.read_parquet(tmp_path)
+    kw = dict(horizon=4, cutoffs=3, origins="every_step", baselines=["climatology"],
+              progress=False, n_boot=20)
+    want = mf.backtest(frame, model, **kw)
+    got = mf.backtest(dd.read_parquet(str(tmp_path)), model, **kw)
+    assert (frame["status"] == "finished").sum() >= 3
+    pd.testing.assert_frame_equal(got.metrics, want.metrics)
+    pd.testing.assert_frame_equal(got.predictions, want.predictions)
+    pd.testing.assert_frame_equal(got.intervals, want.intervals)
+    with pytest.raises(mf.exceptions.ConfigError, match="end_after"):
+        model.fit(dd.read_parquet(str(tmp_path)))
