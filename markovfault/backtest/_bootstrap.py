@@ -18,6 +18,8 @@ over rows, entities or replicates within a block.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -177,24 +179,11 @@ def interval(reps: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarra
     if reps.shape[0] == 0:
         nan = np.full(reps.shape[1:], np.nan)
         return nan, nan
-    with np.errstate(invalid="ignore"), _quiet():
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an undefined interval is NaN by design
         lo = np.nanquantile(reps, a, axis=0)
         hi = np.nanquantile(reps, 1.0 - a, axis=0)
     return lo, hi
-
-
-class _quiet:
-    """Silence numpy's all-NaN-slice warning: an undefined interval is NaN by design."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 def comparisons_frame(estimate, reps, names, H: int, confidence: float, first) -> pd.DataFrame:
