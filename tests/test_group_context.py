@@ -158,10 +158,10 @@ def test_duration_window_needs_timestamps():
         group_failures(traj, "10min")
 
 
-def test_levels_put_the_group_right_above_the_base_state():
-    spec = HistorySpec(failure_window=2, group_window="10min", group_levels=3)
+def test_levels_put_the_group_right_above_the_failure_window():
+    spec = HistorySpec(order=2, failure_window=2, group_window="10min", group_levels=3)
     assert [label for label, _ in spec.levels()] == [
-        "base", "group_levels=2", "group_levels=3", "failure_window=1", "failure_window=2"]
+        "base", "failure_window=1", "failure_window=2", "group_levels=2", "group_levels=3", "order=2"]
     assert HistorySpec.from_config(spec.to_config()) == spec
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import assert_same_counts
 
 from markovfault import FaultPredictor, load_model
-from markovfault._priors import dirichlet_strength
+from markovfault._priors import STRENGTH_GRID
 from markovfault.chain import EventMarkovChain, HistoryChain, counts_from_arrays, merge_counts
 from markovfault.exceptions import ConfigError
 from markovfault.forecast import monte_carlo_failure_probabilities
@@ -54,7 +54,9 @@ def test_order_three_rows_by_hand():
                                    state_names=OK_DOWN, event_names=["x", "y"], failure=["down"])
     chain = fit_chain(traj, HistorySpec(order=3, backoff=2.0))
     assert [label for label, _ in chain.levels_] == ["base", "order=2", "order=3"]
-    assert chain.backoff_ == {"order=2": 2.0, "order=3": 2.0}
+    assert chain.backoff_["next"].to_dict() == {"order=2": 2.0, "order=3": 2.0}
+    assert chain.backoff_["arrivals"].to_dict() == {"order=2": 2.0, "order=3": 2.0}
+    assert chain.backoff_[["failure", "group"]].isna().all(axis=None)  # whole rows, no group context
     x, y = 0, 1
     # base (alpha = beta = 0): from ok, x led to ok, ok, down and y to down, ok; arrivals x 3, y 2
     base = row(chain, "ok|prev=*,*")
@@ -127,27 +129,25 @@ def test_each_level_is_the_formula_on_its_parent_level_recounted_directly(spec):
         par[np.searchsorted(counts.codes, aug)] = np.searchsorted(codes_parent, parent_aug)
         prior_next, prior_arr = P_parent[:, par, :], Q_parent[par]
         N = counts.counts
-        if spec.backoff == "auto":  # the level's rows and arrivals, one evidence
-            keep = N.sum(axis=2).T.ravel() > 0
-            rows = np.transpose(N, (1, 0, 2)).reshape(-1, S)[keep]
-            prior = np.transpose(prior_next, (1, 0, 2)).reshape(-1, S)[keep]
-            arr = N.sum(axis=2).T
-            m = arr.sum(axis=1) > 0
-            pad = max(E, S)
-            g = dirichlet_strength(
-                np.concatenate([np.pad(rows, ((0, 0), (0, pad - S))), np.pad(arr[m], ((0, 0), (0, pad - E)))]),
-                np.concatenate([np.pad(prior, ((0, 0), (0, pad - S))),
-                                np.pad(prior_arr[m], ((0, 0), (0, pad - E)))]))
-            assert chain.backoff_[label] == pytest.approx(g, rel=1e-12)
-        else:
-            g = spec.backoff
         n = N.sum(axis=2, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            P = np.where(n > 0, (N + g * prior_next) / (n + g), prior_next)
+        if spec.backoff == "auto":  # the strengths chosen (their choice: the leave-one-out tests below)
+            g_f, g, g_a = chain.backoff_.loc[label, ["failure", "next", "arrivals"]]
+            # whether the next state is a failure, then which one within its class
+            F = traj.is_failure
+            nF, pF = N[..., F].sum(axis=2, keepdims=True), prior_next[..., F].sum(axis=2, keepdims=True)
+            PF = (nF + g_f * pF) / (n + g_f)
+            in_class = np.where(F, nF, n - nF)
+            p_class = np.where(F, pF, 1 - pF)
+            P = np.where(F, PF, 1 - PF) * (N + g * prior_next / p_class) / (in_class + g)
+            P = np.where(n > 0, P, prior_next)
+        else:
+            g = g_a = spec.backoff
+            with np.errstate(invalid="ignore", divide="ignore"):
+                P = np.where(n > 0, (N + g * prior_next) / (n + g), prior_next)
         M = N.sum(axis=2).T
         m = M.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            Q = np.where(m > 0, (M + g * prior_arr) / (m + g), prior_arr)
+            Q = np.where(m > 0, (M + g_a * prior_arr) / (m + g_a), prior_arr)
         # the chain's states of this level (all seen states at the top, those with data below)
         at = np.flatnonzero(chain.state_levels_ == L)
         pos = np.searchsorted(counts.codes, chain.state_codes_[at])
@@ -169,8 +169,111 @@ def test_auto_strength_is_large_where_history_adds_nothing_and_small_where_it_ma
     traj = Trajectories.from_codes(s.ravel(), lengths=[n_steps] * n_ent,
                                    state_names=["ok", "slow", "down"], failure=["down"])
     chain = fit_chain(traj, HistorySpec(order=3, backoff="auto"), alpha=1.0, beta=1.0)
-    g = chain.backoff_
+    g = chain.backoff_["failure"]  # the risk of down is what the second state changes
     assert g["order=2"] < 5 < 100 < g["order=3"]
+
+
+def refit_loo(traj, spec, strength, alpha, beta):
+    """Leave-one-out log-likelihoods of a two-level chain's top rows, each transition taken out of the
+    counts and every level (the base chain) refitted without it, once per distinct cell, weighted by its
+    count: the reference for ``backoff="auto"``. The next states score as the split rows: whether the
+    next state is a failure (``"failure"``), then which within its class (``"next"``), both backed off
+    with ``strength`` to the refitted base row; the arrivals and the group rows are read off a chain
+    refitted with ``strength``."""
+    chain = HistoryChain(spec, alpha=alpha, beta=beta)
+    counts = chain.count(traj)
+    N, X = counts.counts, counts.exo
+    E, _, S = N.shape
+    F = traj.is_failure
+    base_of = counts.codes % S
+    names = (traj.state_names, traj.event_names, traj.is_failure)
+    spec_g = HistorySpec(**{**spec.to_config(), "backoff": strength})
+
+    def refit(n, x):
+        return HistoryChain(spec_g, alpha=alpha, beta=beta).fit_from_counts(HistoryCounts(counts.codes, n, x),
+                                                                            *names)
+
+    out = {"failure": 0.0, "next": 0.0, "arrivals": 0.0, "group": 0.0}
+    for e, a, j in zip(*np.nonzero(N)):  # a loop over distinct cells: the slow reference
+        n = N.copy()
+        n[e, a, j] -= 1
+        level0 = np.zeros((E, S, S), dtype=np.int64)
+        for k, b in enumerate(base_of):
+            level0[:, b] += n[:, k]
+        p = EventMarkovChain(alpha=alpha, beta=beta).fit_from_counts(level0, *names).event_matrices_[e, base_of[a]]
+        row, cls = n[e, a].astype(float), F if F[j] else ~F
+        p_fail = (row[F].sum() + strength * p[F].sum()) / (row.sum() + strength)
+        out["failure"] += N[e, a, j] * np.log(p_fail if F[j] else 1 - p_fail)
+        out["next"] += N[e, a, j] * np.log((row[j] + strength * p[j] / p[cls].sum()) / (row[cls].sum() + strength))
+    M = N.sum(axis=2)  # (E, A) arrivals
+    for e, a in zip(*np.nonzero(M)):  # one transition of (a, e), whatever it entered
+        n = N.copy()
+        n[e, a, np.flatnonzero(N[e, a])[0]] -= 1
+        ref = refit(n, X)
+        out["arrivals"] += M[e, a] * np.log(ref.event_probs_[ref.state_index(counts.codes[[a]])[0], e])
+    if X is not None:
+        for a, x in zip(*np.nonzero(X)):
+            xx = X.copy()
+            xx[a, x] -= 1
+            ref = refit(N, xx)
+            out["group"] += X[a, x] * np.log(ref.exo_probs_[ref.state_index(counts.codes[[a]])[0], x])
+    return out
+
+
+@pytest.mark.parametrize("make", ["order", "group"])
+def test_auto_backoff_maximises_the_likelihood_of_refits_without_each_transition(make):
+    # each strength of backoff="auto" is the best one for the held-out transitions of its level, every
+    # level and the base chain refitted without each in turn (two levels: base and the spec)
+    rng = np.random.RandomState(5)
+    n_steps = 160  # two members of one group, one step per time unit; s2 (down) is the failure
+    s = np.zeros((2, n_steps), dtype=np.int64)
+    ev = rng.randint(0, 2, (2, n_steps))
+    for t in range(2, n_steps):  # a loop over steps, vectorised over the two members
+        p_down = 0.06 * np.where(s[:, t - 2] == 1, 4.0, 1.0) * np.where(s[::-1, t - 1] == 2, 5.0, 1.0)
+        p_slow = np.where(ev[:, t] == 1, 0.45, 0.2)
+        u = rng.random_sample(2)
+        s[:, t] = np.where(u < p_down, 2, np.where(u < p_down + p_slow, 1, 0))
+    traj = Trajectories.from_codes(s.ravel(), ev.ravel(), lengths=[n_steps] * 2,
+                                   state_names=["s0", "s1", "s2"], event_names=["x", "y"], failure=["s2"])
+    if make == "order":
+        spec, label, kinds = HistorySpec(order=2, backoff="auto"), "order=2", ("next", "arrivals")
+    else:
+        traj = Trajectories(**{**traj.__dict__, "time": np.tile(np.arange(n_steps), 2),
+                               "group": np.zeros(2 * n_steps, dtype=np.int64)})
+        spec, label = HistorySpec(group_window=1, group_levels=2, backoff="auto"), "group_levels=2"
+        kinds = ("next", "arrivals", "group")
+    chain = fit_chain(traj, spec, alpha=0.7, beta=1.5)
+    chosen = chain.backoff_.loc[label].to_dict()
+    kinds = ("failure",) + kinds
+    assert len(set(chosen[k] for k in kinds)) == len(kinds)  # a strength of its own each
+    for kind in kinds:
+        g = chosen[kind]
+        best = refit_loo(traj, spec, g, 0.7, 1.5)[kind]
+        top = g > 0.999 * STRENGTH_GRID[-1]  # the largest strength considered: nothing above it
+        for other in (g / 1.5, 0.05, 1.0, 20.0, 500.0) + (() if top else (g * 1.5,)):
+            assert refit_loo(traj, spec, other, 0.7, 1.5)[kind] <= best + 1e-9, (kind, g, other)
+
+
+def test_auto_backoff_keeps_the_failure_memory_of_the_simulated_service():
+    # the truth fails 3x more often from a non-failure state within 5 steps of a failure; the evidence
+    # chose strengths of 1e5 for this hierarchy and erased the memory; the held-out strengths keep it
+    from markovfault.simulate import simulate_histories
+
+    sim = simulate_histories(60, 500, random_state=11, with_metrics=False, flaky_fraction=0.0,
+                             memory_window=5, truth_columns=True, return_result=True)
+    frame = sim.frame
+    truth = sim.true_failure_probabilities(1)[:, 0]
+    model = FaultPredictor(states=STATES, columns=COLUMNS, alpha="auto", beta="auto",
+                           history={"failure_window": 6, "backoff": "auto"}).fit(frame)
+    chain = model.chain_
+    ok = model.state_names_.index("ok")
+    risk = chain.failure_probabilities(1)[:, 0]
+    for d in (0, 2, 5):  # memory 0 (right after a failure), 2 (within it), 5 (out of it, the cap)
+        want = truth[(frame["status"] == "ok").to_numpy() & (frame["memory"] == d).to_numpy()]
+        assert np.ptp(want) < 1e-12  # exact given (state, memory)
+        # the chain's steps since the last failure are the memory plus one, capped at 6
+        code = chain.layout_.compose(np.array([[ok], [d + 1]]))
+        assert risk[chain.state_index(code)[0]] == pytest.approx(want[0], rel=0.12), d
 
 
 # ------------------------------------------------------------------ the dense reference
@@ -388,7 +491,8 @@ def test_order_four_over_many_base_states_recovers_an_order_two_truth():
     chain = fit_chain(traj, spec, alpha=1.0, beta=1.0)
     assert 1000 < chain.n_seen_ < 20_000
     # the evidence: the second state matters, the third and fourth add nothing
-    assert chain.backoff_["order=2"] < 10 and min(chain.backoff_["order=3"], chain.backoff_["order=4"]) > 1e4
+    g = chain.backoff_["failure"]
+    assert g["order=2"] < 10 and min(g["order=3"], g["order=4"]) > 1e3
     H = 4
     got = chain.failure_probabilities(H)
     # the truth from (s, prev): the order-2 chain on pairs (s, prev) -> (j, s), exactly
@@ -472,7 +576,7 @@ def test_counts_of_an_earlier_bin_on_the_whole_vocabulary_forecast_as_a_fit_on_t
         np.testing.assert_allclose(fold.failure_probabilities(h, **kw)[rows],
                                    alone.failure_probabilities(h, **kw)[alone.state_index(codes)],
                                    rtol=1e-12, atol=1e-14)
-    assert fold.backoff_ == pytest.approx(alone.backoff_, rel=1e-12)
+    pd.testing.assert_frame_equal(fold.backoff_, alone.backoff_, rtol=1e-12)
 
 
 # ------------------------------------------------------------------ predictor paths
@@ -502,7 +606,7 @@ def test_partial_fit_with_new_states_and_events_equals_a_fit_on_everything(tmp_p
     assert len(inc.chain_.counts_.codes) > n_before  # new states came with the new batch
     assert inc.event_names_ == one.event_names_
     assert_same_counts(inc, one)
-    assert inc.chain_.backoff_ == one.chain_.backoff_
+    pd.testing.assert_frame_equal(inc.chain_.backoff_, one.chain_.backoff_)
     pd.testing.assert_frame_equal(inc.predict(horizon=5), one.predict(horizon=5))
     pd.testing.assert_frame_equal(inc.predict(hist, horizon=3, scenario=["payment_failed"] * 3),
                                   one.predict(hist, horizon=3, scenario=["payment_failed"] * 3))
@@ -517,8 +621,10 @@ def test_model_file_round_trip_keeps_the_seen_states_and_strengths(tmp_path):
     model.save(path)
     same = load_model(path)
     assert_same_counts(same, model)
-    assert same.chain_.backoff_ == model.chain_.backoff_
-    assert read_header(path)["history_backoff"] == model.chain_.backoff_
+    pd.testing.assert_frame_equal(same.chain_.backoff_, model.chain_.backoff_)
+    want = model.chain_.backoff_
+    written = pd.DataFrame(read_header(path)["history_backoff"]).T.astype(float).loc[want.index, want.columns]
+    pd.testing.assert_frame_equal(written, want, check_names=False)
     assert read_header(path)["model"]["history"]["backoff"] == "auto"
     assert same.chain_.state_names_ == model.chain_.state_names_
     pd.testing.assert_frame_equal(same.predict(hist, horizon=4), model.predict(hist, horizon=4))

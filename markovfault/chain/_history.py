@@ -23,10 +23,26 @@ strength)::
 and the matrix is ``T[a, f(a, e, j, x')] += Q(e | a) P(j | a, e) R(x' | a)`` (:attr:`successor_` then
 has a last axis over ``x'``). The likelihoods (:meth:`counts_log_likelihood`) score ``P`` and ``Q``
 only. A row without data is exactly its parent's
-row. With ``backoff="auto"`` each ``gamma_L`` maximises the Dirichlet-multinomial evidence of level
-``L``'s rows (next state per event, and arrivals) with the parent rows as prior means
-(:func:`markovfault._priors.dirichlet_strength`), chosen bottom-up so that each level's prior is already
-estimated; the chosen strengths are reported in :attr:`HistoryChain.backoff_`.
+row. With ``backoff="auto"`` each level's strengths are chosen from the data, bottom-up (each level's prior
+already estimated), and a next-state row backs off in two steps (:func:`back_off_split`): whether the next
+state is a failure, then which state within its class, each with a strength of its own::
+
+    P_L(F | c, e)    = (N_L[e, c, F] + g_f P_{L-1}(F | parent(c), e)) / (N_L[e, c, .] + g_f)
+    P_L(j | c, e, F) = (N_L[e, c, j] + g_c P_{L-1}(j | parent(c), e, F)) / (N_L[e, c, F] + g_c)
+
+(alike for the non-failure states). History changes the failure probability of a row far more than the
+rest of it (a handler fails more often right after a failure, and moves among its other states as
+before): one strength for the whole row is a compromise that pulls the failure probability back toward the
+parent's. The arrival rows and the group context's rows have strengths of their own (how far a state's
+arrivals stray from its parent's has nothing to do with how far its transitions do). Each strength
+maximises the leave-one-out likelihood of its level's transitions, in closed form
+(:func:`loo_strengths`): every transition is held out of its row *and* of every row below it (the parents
+and the base chain, refitted without it), and predicted by the rest. The Dirichlet evidence is not used
+here: a level that splits a row where only the failure cells differ moves one direction of the row, and
+the evidence charges for every direction; on the simulated failure memory it chose strengths of 1e5,
+which erase the memory (``tests/test_history_sparse.py``). Leaving the transition out of the parents too
+keeps a parent made of the same counts (a level that adds nothing) from looking like a good prior. The
+strengths are reported in :attr:`HistoryChain.backoff_`.
 
 The chain's states
 ------------------
@@ -52,9 +68,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from .._estimator import Estimator
-from .._priors import AUTO, back_off, dirichlet_strength
+from .._priors import AUTO, STRENGTH_GRID, back_off, maximise_strength
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..exceptions import NotFittedError
 from ..states._history import HistoryCounts, HistoryLayout, HistorySpec, augment, count_augmented
@@ -65,6 +82,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from scipy.sparse import csr_matrix
 
 __all__ = ["HistoryChain", "relayout"]
+
+#: The columns of :attr:`HistoryChain.backoff_`: the strengths of each level's rows of whether the next
+#: state is a failure, of which state it is (within its class; with a numeric ``backoff``, the whole row),
+#: of the arrivals and of the group context.
+BACKOFF_KINDS = ("failure", "next", "arrivals", "group")
 
 
 class HistoryChain(Estimator):
@@ -85,9 +107,12 @@ class HistoryChain(Estimator):
         (:meth:`HistorySpec.levels`; for a plain spec, as a candidate of
         :func:`~markovfault.selection.select_states`, the state itself backed off
         once to the base chain).
-    backoff_ : dict of str to float
-        The strength of each level above the base (labelled as in :attr:`levels_`): ``spec.backoff``,
-        or the strengths chosen from the data with ``backoff="auto"``.
+    backoff_ : DataFrame
+        The back-off strengths of each level above the base (index: the labels of :attr:`levels_`),
+        columns :data:`BACKOFF_KINDS`: ``"failure"`` (whether the next state is a failure) and ``"next"``
+        (which state, within failures or within the others), ``"arrivals"`` and ``"group"`` (NaN
+        without a group context). With a numeric ``spec.backoff`` every row backs off whole with that
+        strength (``"failure"`` is NaN); with ``"auto"`` each is chosen from the data.
     n_aug_ : int
         Number of chain states: the seen states, then the coarser states with data and the base states.
     n_seen_ : int
@@ -156,14 +181,20 @@ class HistoryChain(Estimator):
                 level_exo[L - 1] = _aggregate(level_exo[L][None], parent[L], len(codes[L - 1]))[0]
         self.base_ = EventMarkovChain(alpha=self.alpha, beta=self.beta).fit_from_counts(
             level_counts[0], state_names, event_names, fail, warn=warn, is_end=is_end)
-        P, Q = self._level_rows(level_counts, parent)
+        P, Q, strengths = self._level_rows(level_counts, parent, codes, fail)
         if X:  # R(x' | a): the base rows shrunk toward the overall mix, then level by level
             tot = level_exo[0].sum(axis=0)
             a0, b0 = float(self.base_.alpha_), float(self.base_.beta_arrivals_)
             overall = (tot + a0 / X) / (tot.sum() + a0)
             R = [_shrink(level_exo[0], overall[None, :], b0)]
+            strengths["group"] = (loo_strengths(level_exo, parent, self._base_arrivals(level_exo[0], b0, a0))
+                                  if self._auto else [None] + [float(self.spec.backoff)] * D)
             for L in range(1, D + 1):
-                R.append(_shrink(level_exo[L], R[L - 1][parent[L]], self.backoff_[self.levels_[L][0]]))
+                R.append(_shrink(level_exo[L], R[L - 1][parent[L]], strengths["group"][L]))
+        self.backoff_ = pd.DataFrame({kind: strengths[kind][1:] if kind in strengths else np.nan
+                                      for kind in BACKOFF_KINDS},
+                                     index=pd.Index([label for label, _ in self.levels_[1:]], name="level"),
+                                     dtype=np.float64)
 
         # the chain's states: the seen states, then coarser states with data, then the base states
         totals = [level_counts[L].sum(axis=(0, 2)) for L in range(D + 1)]
@@ -208,21 +239,88 @@ class HistoryChain(Estimator):
         self._names_of = (list(state_names), list(event_names))
         return self
 
-    def _level_rows(self, level_counts: list, parent: list) -> tuple[list, list]:
+    def _level_rows(self, level_counts: list, parent: list, level_codes: list, fail: np.ndarray):
         """``P_L`` (E, n_L, S) and ``Q_L`` (n_L, E) of every level, each shrunk toward its parent's rows
-        (level 0: the base chain's); sets :attr:`backoff_`."""
-        auto = isinstance(self.spec.backoff, str) and self.spec.backoff == AUTO
+        (level 0: the base chain's); returns the strengths too, ``{kind: [None, g_1, ...]}``."""
+        D = len(level_counts) - 1
+        if self._auto:
+            g = self._loo_next(level_counts, parent, level_codes, fail)
+            g["arrivals"] = loo_strengths([c.sum(axis=2).T for c in level_counts], parent,
+                                          self._base_arrivals())
+        else:
+            g = {kind: [None] + [float(self.spec.backoff)] * D for kind in ("next", "arrivals")}
         P, Q = [self.base_.event_matrices_], [self.base_.event_probs_]
-        self.backoff_ = {}
-        for L in range(1, len(level_counts)):  # bottom-up: each level's prior is estimated first
+        for L in range(1, D + 1):  # bottom-up: each level's prior is estimated first
             prior_next, prior_arr = P[L - 1][:, parent[L], :], Q[L - 1][parent[L]]
-            gamma = (_level_strength(level_counts[L], prior_next, prior_arr) if auto
-                     else float(self.spec.backoff))
-            self.backoff_[self.levels_[L][0]] = gamma
-            p, q = back_off(level_counts[L], prior_next, prior_arr, gamma)
-            P.append(p)
-            Q.append(q)
-        return P, Q
+            if self._auto:
+                P.append(back_off_split(level_counts[L], prior_next, (g["failure"][L], g["next"][L]), fail))
+            else:
+                P.append(back_off(level_counts[L], prior_next, prior_arr, g["next"][L])[0])
+            Q.append(back_off(level_counts[L], prior_next, prior_arr, g["arrivals"][L])[1])
+        return P, Q, g
+
+    @property
+    def _auto(self) -> bool:
+        return isinstance(self.spec.backoff, str) and self.spec.backoff == AUTO
+
+    def _loo_next(self, level_counts: list, parent: list, level_codes: list, fail: np.ndarray) -> dict:
+        """The next-state strengths of ``backoff="auto"`` (:func:`back_off_split`): ``"failure"``, chosen
+        by :func:`loo_strengths` over whether each transition of every (event, state) enters a failure,
+        and ``"next"``, over which state it enters within its class. End states' rows are fixed, so
+        they do not enter."""
+        E, _, S = level_counts[0].shape
+        F = np.asarray(fail, dtype=bool)
+        cls = np.where(F, 0, 1)  # class of each next state: 0 failure, 1 the others
+        sizes = [c.shape[1] for c in level_counts]
+        X = [c.reshape(-1, S).astype(np.float64) for c in level_counts]
+        parents = [None] + [(np.arange(E * sizes[L]) // sizes[L]) * sizes[L - 1] + np.tile(parent[L], E)
+                            for L in range(1, len(X))]
+        is_end = self.base_.is_end_
+        keep = [None] + [np.tile(~is_end[np.asarray(c) % S], E) for c in level_codes[1:]]
+        alpha, beta = float(self.base_.alpha_), float(self.base_.beta_)
+        pooled = level_counts[0].sum(axis=0).astype(np.float64)  # (S, S)
+        two = np.stack([F, ~F], axis=1).astype(np.float64)  # (S, 2): next state -> class
+        pooled2, share = pooled @ two, two.sum(axis=0) / S
+
+        def flat(rows, k):  # a base cell left out (estimate_tensors: P-bar, then the event's row)
+            i = rows % S
+            bar = _left_out(np.stack([pooled[i, k], pooled[i].sum(axis=1)]), 1.0 / S, alpha)
+            return _left_out(_cells(X[0], rows, k), bar, beta)
+
+        X2 = [x @ two for x in X]
+
+        def binary(rows, k):  # the same for the class of the next state
+            i = rows % S
+            bar = _left_out(np.stack([pooled2[i, k], pooled[i].sum(axis=1)]), share[k], alpha)
+            return _left_out(_cells(X2[0], rows, k), bar, beta)
+
+        # within a class: one row per (row, class), holding that class's cells
+        Xc = [(x[:, None, :] * two.T[None, :, :]).reshape(-1, S) for x in X]
+        parents_c = [None] + [(2 * p[:, None] + np.arange(2)).reshape(-1) for p in parents[1:]]
+        keep_c = [None] + [np.repeat(k, 2) for k in keep[1:]]
+
+        def within(blocks, k):
+            rows = blocks // 2
+            return flat(rows, k) / np.maximum(binary(rows, cls[k]), 1e-300)
+
+        return {"failure": loo_strengths(X2, parents, binary, keep),
+                "next": loo_strengths(Xc, parents_c, within, keep_c)}
+
+    def _base_arrivals(self, counts=None, strength=None, alpha=0.0):
+        """``base`` of :func:`loo_strengths` for rows shrunk toward one overall mix: the arrival rows
+        (toward the global event mix, ``beta_arrivals_``), or, given their level-0 counts, the group
+        context's rows (toward their overall mix smoothed with ``alpha``)."""
+        if counts is None:
+            counts, strength = self.base_.counts_.sum(axis=2).T, float(self.base_.beta_arrivals_)
+        counts = np.asarray(counts, dtype=np.float64)
+        tot = counts.sum(axis=0)
+        K = len(tot)
+
+        def base(rows, k):
+            mix = _left_out(np.stack([tot[k], np.full(len(k), tot.sum())]), 1.0 / K, alpha)
+            return _left_out(_cells(counts, rows, k), mix, strength)
+
+        return base
 
     def set_counts(self, counts, state_names, event_names, is_failure) -> "HistoryChain":
         """Alias of :meth:`fit_from_counts`."""
@@ -499,27 +597,6 @@ def _shrink(counts: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarra
     return np.where(n + strength > 0, out, prior)
 
 
-def _level_strength(counts: np.ndarray, prior_next: np.ndarray, prior_arrivals: np.ndarray) -> float:
-    """The strength of one level: :func:`dirichlet_strength` of its rows given its parents' rows.
-
-    The rows are the next-state rows of each (event, state) and the arrival row of each state, under
-    one strength (Dirichlet priors of means ``P_{L-1}`` and ``Q_{L-1}``): their evidences add, so both
-    kinds go into one call, padded with zero counts to one width (zero counts do not enter the evidence).
-    """
-    E, A, S = counts.shape
-    rows = counts.transpose(1, 0, 2).reshape(-1, S)
-    prior = prior_next.transpose(1, 0, 2).reshape(-1, S)
-    arrivals = counts.sum(axis=2).T
-    keep, keep_a = rows.sum(axis=1) > 0, arrivals.sum(axis=1) > 0
-    K = max(E, S)
-
-    def pad(a):
-        return np.pad(a, ((0, 0), (0, K - a.shape[1])))
-
-    return float(dirichlet_strength(np.concatenate([pad(rows[keep]), pad(arrivals[keep_a])]),
-                                    np.concatenate([pad(prior[keep]), pad(prior_arrivals[keep_a])])))
-
-
 def relayout(counts: HistoryCounts, spec: HistorySpec, old_events, new_events, n_states: int) -> HistoryCounts:
     """Counts re-indexed from one event vocabulary to a larger or reordered one.
 
@@ -549,3 +626,117 @@ def relayout(counts: HistoryCounts, spec: HistorySpec, old_events, new_events, n
     out = np.zeros(lead + (len(new_events),) + counts.counts.shape[-2:], dtype=np.int64)
     out[..., ev_map, :, :] = counts.counts[..., :, order, :]
     return HistoryCounts(codes[order], out, None if counts.exo is None else counts.exo[..., order, :])
+
+
+# ---------------------------------------------------------------- back-off strengths from held-out rows
+def _left_out(counts: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+    """Probabilities of cells with one of their own counts left out: ``(n - 1 + s q) / (N - 1 + s)``, where
+    ``counts`` holds ``n`` and the row total ``N`` stacked (2, cells); a row left empty is its prior."""
+    n, N = counts
+    den = N - 1.0 + strength
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (n - 1.0 + strength * prior) / den
+    return np.where(den > 0, out, prior)
+
+
+def _loo_objective(n: np.ndarray, q: np.ndarray, totals: np.ndarray):
+    """The leave-one-out log-likelihood of the non-zero cells ``n`` (rows of totals ``totals``) under rows
+    shrunk with each strength toward the left-out parent probabilities ``q``, as a function of the
+    strengths (one pass over the cells per strength)::
+
+        sum_cells n log(n - 1 + g q) - sum_rows N log(N - 1 + g)
+    """
+    q = np.maximum(q, 1e-12)  # as the evidence: a count impossible under the parent stays finite
+
+    def objective(strengths):
+        out = np.empty(len(strengths))
+        for k, g in enumerate(np.asarray(strengths, dtype=np.float64)):  # a loop over strengths
+            out[k] = n @ np.log(n - 1.0 + g * q) - totals @ np.log(totals - 1.0 + g)
+        return out
+
+    return objective
+
+
+def _cells(X: np.ndarray, r: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Counts of cells ``(r, k)`` of rows ``X`` and their row totals, stacked (2, cells)."""
+    return np.stack([X[r, k], X[r].sum(axis=1)]).astype(np.float64)
+
+
+def _loo_cells(X: list, parents: list, L: int, base, strengths: list):
+    """The non-zero cells of level ``L``'s rows ``X[L]`` (2-D: rows x categories) with their row totals
+    and the probability the parent levels give each of them with that one transition left out of every
+    level (the hierarchy refitted without it: :func:`_left_out` from the base level up with the lower
+    levels' ``strengths``). ``base(rows, cols)``: the base level's probability of its cells with the
+    transition left out."""
+    r, k = np.nonzero(X[L])
+    n = X[L][r, k].astype(np.float64)
+    anc = [None] * L
+    a = r
+    for l in range(L, 0, -1):
+        a = parents[l][a]
+        anc[l - 1] = a
+    q = base(anc[0], k)
+    for l in range(1, L):
+        q = _left_out(_cells(X[l], anc[l], k), q, strengths[l])
+    totals = X[L].sum(axis=1)
+    return n, q, totals[totals > 0].astype(np.float64)
+
+
+def loo_strengths(X: list, parents: list, base, keep=None) -> list:
+    """The strength of every level above the base that maximises the leave-one-out likelihood of its
+    rows, chosen bottom-up (each level with the strengths below it already chosen).
+
+    ``X[l]`` are level ``l``'s count rows (rows x categories), ``parents[l]`` each row's parent row one
+    level down, ``base`` as in :func:`_loo_cells`, ``keep[l]`` (optional) the rows that enter the
+    choice. Returns ``[None, g_1, ..., g_D]``.
+
+    Held-out transitions, not the Dirichlet evidence: a level that splits a row in two where only the
+    failure cells differ (a handler that fails more right after a failure) moves one direction of a
+    row of many, and the evidence charges for every direction (it chose strengths of 1e5 on the
+    simulated failure memory, which erases it), where the held-out likelihood weighs what the split
+    predicts. Each held-out transition leaves every level of the hierarchy, so a parent made of the
+    same counts (a level that adds nothing) cannot look like a good prior.
+    """
+    out = [None]
+    for L in range(1, len(X)):
+        rows = X[L] if keep is None or keep[L] is None else np.where(keep[L][:, None], X[L], 0)
+        n, q, totals = _loo_cells(X[:L] + [rows], parents, L, base, out)
+        out.append(maximise_strength(_loo_objective(n, q, totals)) if len(n)
+                   else float(np.sqrt(STRENGTH_GRID[0] * STRENGTH_GRID[-1])))
+    return out
+
+
+def back_off_split(counts: np.ndarray, prior: np.ndarray, strengths: tuple, fail: np.ndarray) -> np.ndarray:
+    """Next-state rows backed off in two steps: whether the next state is a failure, with strength
+    ``strengths[0]``, then which state within the failures (or within the others), with ``strengths[1]``::
+
+        P(F | a, e)     = (N_F + g_f p_F) / (N + g_f)
+        P(j | a, e, F)  = (N_j + g_c p_j / p_F) / (N_F + g_c)          (j a failure state; alike for the others)
+        P(j | a, e)     = P(F | a, e) P(j | a, e, F)
+
+    where ``p`` is the parent row. A row without data is its parent row. A class the parent gives no mass
+    is its own counts.
+
+    Examples
+    --------
+    >>> P = back_off_split(np.array([[[6, 2, 2]]]), np.array([[[0.5, 0.3, 0.2]]]), (2.0, 1e9),
+    ...                    np.array([False, False, True]))
+    >>> P.round(4).tolist()  # P(F) = (2 + 2 * 0.2) / 12 = 0.2; with g_c huge the others keep 5 : 3
+    [[[0.5, 0.3, 0.2]]]
+    """
+    g_f, g_c = strengths
+    F = np.asarray(fail, dtype=bool)
+    counts = np.asarray(counts, dtype=np.float64)
+    n = counts.sum(axis=-1, keepdims=True)
+    nF = counts[..., F].sum(axis=-1, keepdims=True)
+    pF = prior[..., F].sum(axis=-1, keepdims=True)
+    cls_n = np.where(F, nF, n - nF)
+    cls_p = np.where(F, pF, 1.0 - pF)
+    has_p = cls_p > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        PF = np.where(n + g_f > 0, (nF + g_f * pF) / (n + g_f), pF)
+        within = np.where(has_p, prior / np.where(has_p, cls_p, 1.0), 0.0)  # the parent within the class
+        den = cls_n + np.where(has_p, g_c, 0.0)
+        cond = np.where(den > 0, (counts + g_c * within) / den, within)
+    P = np.where(F, PF, 1.0 - PF) * cond
+    return np.where(n > 0, P, prior)

@@ -79,7 +79,9 @@ def save_model(model, path) -> Path:
     if history is not None:
         # history-aware chains: the back-off strength of each level (re-derived from the counts on
         # loading; written for read_header and for checking)
-        header["history_backoff"] = {k: float(v) for k, v in model.chain_.backoff_.items()}
+        header["history_backoff"] = {
+            level: {kind: (None if np.isnan(v) else float(v)) for kind, v in row.items()}
+            for level, row in model.chain_.backoff_.to_dict(orient="index").items()}
     return write_model_file(path, header, arrays)
 
 
