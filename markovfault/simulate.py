@@ -32,7 +32,7 @@ given the row's hidden dependency state and memory.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -1747,6 +1747,73 @@ class SimulatedHistories:
     def true_failure_probabilities(self, horizon: int) -> np.ndarray:
         """The exact P(fail within 1..horizon) of every row; see :func:`true_failure_probabilities`."""
         return true_failure_probabilities(self, horizon)
+
+    def filtered_failure_probabilities(self, horizon: int) -> np.ndarray:
+        """The best forecast of every row from what can be seen: the exact risk, mixed over the exact
+        filter of the row's hidden group dependency.
+
+        :meth:`true_failure_probabilities` knows whether the row's dependency is down; no forecaster
+        does. The filter follows each group's dependency (its two-state chain) through the
+        transitions of all its members, each step drawn under the dependency from the simulator's
+        own matrices (the event's arrival does not depend on it, nor does finishing). A row's
+        forecast uses the group's steps before its own step, and its own transition; the other
+        members' same step is left out (with a jittered clock it may come after the row). Then
+        ``P(down) * risk(down) + P(up) * risk(up)``. This, not the truth, is the ceiling of any
+        forecaster of the histories. Without groups it is the truth.
+
+        Examples
+        --------
+        >>> sim = simulate_histories(30, 300, n_groups=3, flaky_fraction=0.0, random_state=1,
+        ...                          return_result=True)
+        >>> truth, seen = sim.true_failure_probabilities(3), sim.filtered_failure_probabilities(3)
+        >>> bool(np.all((seen >= truth.min(axis=0)) & (seen <= 1)))
+        True
+        """
+        horizon = int(check_scalar(horizon, "horizon", (int, np.integer), min_val=1))
+        if not self.n_groups:
+            return self.true_failure_probabilities(horizon)
+        down = self._dependency_posterior()[:, None]
+        n_rows = len(down)
+        risk_up = true_failure_probabilities(replace(self, dependency_down=np.zeros(n_rows, bool)), horizon)
+        risk_down = true_failure_probabilities(replace(self, dependency_down=np.ones(n_rows, bool)), horizon)
+        return (1.0 - down) * risk_up + down * risk_down
+
+    def _dependency_posterior(self) -> np.ndarray:
+        """P(the row's dependency is down | its group's steps before the row's step, and its own
+        transition), per row (see :meth:`filtered_failure_probabilities`)."""
+        system, W = self.system, self.memory_window
+        S = len(system.state_names)
+        states = np.asarray(self._states, dtype=np.int64)
+        events = pd.Index(system.event_names).get_indexer(self.frame["event_type"].to_numpy(dtype=object))
+        handler = pd.factorize(self.frame["handler"])[0]
+        group = pd.factorize(self.frame["group"])[0]
+        step = np.asarray(self.step, dtype=np.int64)
+        order = np.lexsort((step, handler))
+        prev = np.full(len(states), -1, dtype=np.int64)
+        after = (handler[order][1:] == handler[order][:-1]) & (step[order][1:] > step[order][:-1])
+        prev[order[1:][after]] = order[:-1][after]  # duplicates (the same step again) have none
+        r = np.flatnonzero(prev >= 0)
+        r = r[(states[r] < S) & (states[prev[r]] < S)]  # into or out of the end: as likely either way
+        ll = np.zeros((len(states), 2))
+        for name in np.unique(self._classes[r]):  # a loop over handler classes (one or two)
+            rows = r[self._classes[r] == name]
+            M = system.group_event_matrices(name, W, self.memory_boost, self.group_outage_boost)
+            ll[rows] = np.log(np.stack([
+                M[u, self.memory[prev[rows]], events[rows], states[prev[rows]], states[rows]]
+                for u in (0, 1)], axis=1))
+        L = np.zeros((group.max() + 1, step.max() + 1, 2))
+        np.add.at(L, (group, step), ll)
+        A, stationary = _dependency_chain(self.group_outage_rate, self.group_outage_length)
+        before = np.empty_like(L)  # P(U_n | the group's steps before n)
+        p = np.tile([1.0 - stationary, stationary], (L.shape[0], 1))
+        for n in range(L.shape[1]):  # a loop over steps, vectorised over groups
+            before[:, n] = p @ A if n else p
+            w = np.log(before[:, n]) + L[:, n]
+            w = np.exp(w - w.max(axis=1, keepdims=True))
+            p = w / w.sum(axis=1, keepdims=True)
+        w = np.log(before[group, step]) + ll  # the row's own step, not the others'
+        w = np.exp(w - w.max(axis=1, keepdims=True))
+        return (w / w.sum(axis=1, keepdims=True))[:, 1]
 
 
 def true_failure_probabilities(

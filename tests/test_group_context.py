@@ -18,8 +18,11 @@ ROWS = [  # entity, group, time, status
     ("b1", "B", 0, "ok"), ("b1", "B", 1, "down"), ("b1", "B", 2, "down"), ("b1", "B", 4, "ok"),
     ("b2", "B", 3, "ok"), ("b2", "B", 5, "ok"),
 ]
-# failures of the other members in [t - 3, t), counted by hand (in entity, time order)
+# failure steps of the other members in [t - 3, t), counted by hand (in entity, time order)
 HAND_W3 = [0, 0, 2, 1, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2, 1]
+# failures (onsets): every failure step of group A enters its failure; b1's down at 2 follows its down at 1,
+# so b2@3 sees one failure (b1@1) and b2@5 none
+HAND_W3_ONSETS = [0, 0, 2, 1, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0]
 
 
 def _traj(rows=ROWS, shuffle=False):
@@ -35,9 +38,12 @@ def _traj(rows=ROWS, shuffle=False):
 def test_group_failures_match_a_hand_count(shuffle):
     traj = _traj(shuffle=shuffle)
     assert traj.group.tolist() == [0] * 10 + [1] * 6
-    assert group_failures(traj, 3).tolist() == HAND_W3
-    # a window of 1: only failures at t - 1; a2@1 sees a1@0, a2@3 sees a3@2, b2@3 sees b1@2
-    assert group_failures(traj, 1).tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert group_failures(traj, 3, "steps").tolist() == HAND_W3
+    assert group_failures(traj, 3).tolist() == group_failures(traj, 3, "onsets").tolist() == HAND_W3_ONSETS
+    # a window of 1: only failures at t - 1; a2@1 sees a1@0, a2@3 sees a3@2, b2@3 sees b1@2 (a step down,
+    # not a new failure)
+    assert group_failures(traj, 1, "steps").tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert group_failures(traj, 1).tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
 
 
 def test_group_level_is_bucketed_in_the_code():
@@ -45,13 +51,13 @@ def test_group_level_is_bucketed_in_the_code():
     spec = HistorySpec(group_window=3, group_levels=2)
     layout = HistoryLayout(spec, 2, 1)
     comps = layout.components(augment(traj, spec))
-    assert comps[layout.index["group"]].tolist() == np.minimum(HAND_W3, 1).tolist()
+    assert comps[layout.index["group"]].tolist() == np.minimum(HAND_W3_ONSETS, 1).tolist()
     assert comps[0].tolist() == traj.state.tolist()
 
 
 def test_exogenous_counts_and_rows_match_hand_counts():
     traj = _traj()
-    spec = HistorySpec(group_window=3, group_levels=3, backoff=2.0)
+    spec = HistorySpec(group_window=3, group_levels=3, backoff=2.0, group_count="steps")
     chain = HistoryChain(spec, alpha=1.0, beta=1.5)
     counts = chain.count(traj)
     layout = HistoryLayout(spec, 2, 1)
@@ -146,6 +152,7 @@ def test_group_context_without_a_group_column_is_refused():
     ({"group_window": 3, "group_levels": 1}, "group_levels = 1"),
     ({"group_window": "soon", "group_levels": 2}, "not a positive duration"),
     ({"group_window": -2, "group_levels": 2}, "positive integer"),
+    ({"group_window": 3, "group_levels": 2, "group_count": "failures"}, "group_count = 'failures'"),
 ])
 def test_bad_group_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -163,6 +170,10 @@ def test_levels_put_the_group_right_above_the_failure_window():
     assert [label for label, _ in spec.levels()] == [
         "base", "failure_window=1", "failure_window=2", "group_levels=2", "group_levels=3", "order=2"]
     assert HistorySpec.from_config(spec.to_config()) == spec
+    assert all(s.group_count == "onsets" for _, s in spec.levels() if s.group_levels)
+    steps = HistorySpec(group_window=3, group_levels=2, group_count="steps")
+    assert HistorySpec.from_config(steps.to_config()) == steps
+    assert [s.group_count for _, s in steps.levels() if s.group_levels] == ["steps"]
 
 
 def test_the_group_column_is_read_and_carried_into_the_trajectories(tmp_path):
@@ -178,7 +189,7 @@ def test_the_group_column_is_read_and_carried_into_the_trajectories(tmp_path):
     assert "group" in frame.columns and ColumnMap().group is None
     state = frame["status"].map({"ok": 0, "down": 1}).to_numpy()
     traj = encode_frame(frame, state, ["ok", "down"], [False, True])
-    assert group_failures(traj, 3).tolist() == HAND_W3
+    assert group_failures(traj, 3).tolist() == HAND_W3_ONSETS
     assert "group" not in read_histories(path, columns=ColumnMap(entity="who", time="t")).columns
 
 

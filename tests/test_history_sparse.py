@@ -249,8 +249,10 @@ def test_auto_backoff_maximises_the_likelihood_of_refits_without_each_transition
     for kind in kinds:
         g = chosen[kind]
         best = refit_loo(traj, spec, g, 0.7, 1.5)[kind]
-        top = g > 0.999 * STRENGTH_GRID[-1]  # the largest strength considered: nothing above it
-        for other in (g / 1.5, 0.05, 1.0, 20.0, 500.0) + (() if top else (g * 1.5,)):
+        # the strengths considered end at 0.01 and 1e5: nothing beyond them
+        near = (() if g < 1.001 * STRENGTH_GRID[0] else (g / 1.5,)) + \
+            (() if g > 0.999 * STRENGTH_GRID[-1] else (g * 1.5,))
+        for other in (0.05, 1.0, 20.0, 500.0) + near:
             assert refit_loo(traj, spec, other, 0.7, 1.5)[kind] <= best + 1e-9, (kind, g, other)
 
 

@@ -1168,3 +1168,54 @@ def test_frame_truth_with_groups_or_finishing_needs_its_inputs():
     sim = simulate_histories(4, 10, n_groups=2, random_state=0, return_result=True)
     with pytest.raises(TypeError, match="pass them only with a DataFrame"):
         true_failure_probabilities(sim, 3, n_groups=2)
+
+
+# ------------------------------------------------------------------ the filtered truth
+@pytest.mark.parametrize("seed", [3, 5])
+def test_dependency_filter_is_the_posterior_of_every_dependency_path(seed):
+    # one group of two handlers over 7 steps: enumerate the 2^7 dependency paths, weigh each by its
+    # chain probability and by the simulator's own probabilities of the transitions the row may see (every
+    # member's steps before the row's, and the row's own), and read off P(down)
+    import itertools
+
+    W, rate, length, boost = 2, 0.2, 3.0, 6.0
+    sim = simulate_histories(2, 7, n_groups=1, flaky_fraction=0.0, memory_window=W, group_outage_rate=rate,
+                             group_outage_length=length, group_outage_boost=boost, with_metrics=False,
+                             clock="aligned", random_state=seed, return_result=True)
+    assert len(set(sim.memory)) == 3  # failures, so the memory moves
+    system = sim.system
+    M = system.group_event_matrices("normal", W, sim.memory_boost, boost)
+    frame = sim.frame.reset_index(drop=True)
+    state = frame["status"].map(system.state_names.index).to_numpy()
+    event = frame["event_type"].map(system.event_names.index).to_numpy()
+    who, step, memory = pd.factorize(frame["handler"])[0], sim.step, sim.memory
+    A = np.array([[1 - rate, rate], [1 / length, 1 - 1 / length]])
+    pi = np.array([1 / length, rate]) / (rate + 1 / length)
+    got = sim._dependency_posterior()
+    for i in range(len(frame)):  # a loop over rows and paths: the slow reference
+        num = den = 0.0
+        for path in itertools.product((0, 1), repeat=7):
+            w = pi[path[0]] * np.prod([A[path[k - 1], path[k]] for k in range(1, 7)])
+            for j in range(len(frame)):  # the transitions into row j the posterior of row i sees
+                seen = step[j] < step[i] or j == i
+                if seen and step[j] > 0:
+                    k = j - 1  # the handler's previous row (rows: handler, then step)
+                    w *= M[path[step[j]], memory[k], event[j], state[k], state[j]]
+            num += w * path[step[i]]
+            den += w
+        assert got[i] == pytest.approx(num / den, rel=1e-9), i
+    assert 0.05 < got.min() and got.max() > 0.5  # the members' failures move it
+
+
+def test_filtered_risk_lies_between_the_risks_up_and_down_and_is_the_truth_without_groups():
+    sim = simulate_histories(20, 200, n_groups=2, flaky_fraction=0.2, memory_window=3, finish_rate=0.01,
+                             with_metrics=False, random_state=2, return_result=True)
+    seen, truth = sim.filtered_failure_probabilities(4), sim.true_failure_probabilities(4)
+    from dataclasses import replace
+    up = replace(sim, dependency_down=np.zeros(len(truth), bool)).true_failure_probabilities(4)
+    down = replace(sim, dependency_down=np.ones(len(truth), bool)).true_failure_probabilities(4)
+    assert np.all((seen >= np.minimum(up, down) - 1e-12) & (seen <= np.maximum(up, down) + 1e-12))
+    q = sim._dependency_posterior()[:, None]
+    np.testing.assert_allclose(seen, (1 - q) * up + q * down, rtol=1e-12)
+    plain = simulate_histories(10, 100, memory_window=3, with_metrics=False, random_state=2, return_result=True)
+    np.testing.assert_array_equal(plain.filtered_failure_probabilities(3), plain.true_failure_probabilities(3))
