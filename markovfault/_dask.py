@@ -78,6 +78,7 @@ import pandas as pd
 
 from ._eventmix import (RECENT, arrival_bins, check_event_mix, check_event_mixes, choose_recent_strength,
                         merge_bins, recent_strength_for)
+from ._estimator import clone
 from ._priors import AUTO, DEFAULT_RECENT_STRENGTH
 from ._timecodec import parse_max_gap, time_int
 from .backtest._backtest import cutoffs_from, resolve_window, transform_states
@@ -93,6 +94,7 @@ from .predictor._settings import (check_failure_states, column_map_of, history_s
 from .predictor._tails import last_steps, merge_last_seen, prepend_tail
 from .predictor._updates import batch_bins, encode_with, install_fit, merge_recent, recent_bins_of, with_ends
 from .states import CategoricalStates, ThresholdStates
+from .states._history import gap_counts, with_gap_edges
 from .states._extractors import END_EVENT
 from .trajectories import Trajectories, encode_frame, mark_ends
 
@@ -230,6 +232,33 @@ def _count_part(part, chain, extractor, events, max_gap, model=None):
     return chain.count(traj), last_steps(traj, chain.tail_length), bins
 
 
+def _gaps_part(part, extractor, events, max_gap, before=None, data_end=None):
+    """The distinct gaps of one partition and their counts (:func:`gap_counts`; steps before ``before``)."""
+    if part is None or not len(part[0]):
+        return None
+    frame, _ = part
+    codes = extractor.transform(frame) if before is None else transform_states(extractor, frame)
+    traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, events, max_gap)
+    return gap_counts(with_ends(traj, extractor, data_end), before)
+
+
+def _resolved_gaps(spec, parts, extractor, events, max_gap, time_kind, before=None, data_end=None):
+    """``spec`` with gap edges chosen from the gaps of every partition (one more pass over them, only for
+    gap bins chosen from the data): the distinct gaps and their counts travel, summed on the client."""
+    if spec is None or spec.is_resolved:
+        return spec
+    import dask
+
+    pieces = [g for g in dask.compute(*[dask.delayed(_gaps_part)(p, extractor, events, max_gap, before,
+                                                                 data_end)
+                                        for p in parts]) if g is not None]
+    values = np.concatenate([v for v, _ in pieces]) if pieces else np.zeros(0, dtype=np.int64)
+    weights = np.concatenate([c for _, c in pieces]) if pieces else np.zeros(0, dtype=np.int64)
+    distinct, inverse = np.unique(values, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(distinct)).astype(np.int64)
+    return with_gap_edges(spec, distinct, counts, time_kind)
+
+
 def _merged_bins(pieces):
     """The arrival bins of all partitions (None when none were counted)."""
     pieces = [b for b in pieces if b is not None]
@@ -280,7 +309,9 @@ def fit(model, ddf):
     _fit_extractor(extractor, [s[2] for s in summaries], columns, distinct)
     check_failure_states(extractor)
     parse_max_gap(model.max_gap, report.time_kind or "integer")
-    chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
+    spec = _resolved_gaps(history_spec_of(model.history), parts, extractor, events, model.max_gap,
+                          report.time_kind or "integer")
+    chain = make_chain(spec, alpha=model.alpha, beta=model.beta)
     results = [r for r in dask.compute(*[
         dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap, model)
         for p in parts]) if r is not None]
@@ -735,6 +766,13 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     if getattr(extractor, "end_after", None) is not None and END_EVENT not in events:
         events = events + [END_EVENT]  # where mark_ends puts it in memory: after the sorted events
     mixes, recent_width = check_event_mixes(event_mix, events, time_kind, recent_window)
+    # gap bins chosen from the data: from the steps before the first cutoff, as in memory; the
+    # partitions and the folds then share the predictor with those edges
+    spec = history_spec_of(predictor.history)
+    resolved = _resolved_gaps(spec, parts, extractor, events, predictor.max_gap, time_kind,
+                              before=cuts[0], data_end=t_max)
+    if resolved is not spec:
+        predictor = clone(predictor).set_params(history=resolved)
 
     K = len(cuts)
     runs = dask.persist(*[dask.delayed(_bt_local)(p, extractor, events, predictor, cuts, width,

@@ -90,7 +90,9 @@ def load_model(path):
                 f"from the model's {vocab['states']}"
             )
         is_failure = np.isin(np.asarray(vocab["states"], dtype=object), vocab["failure_states"])
-        spec = history_spec_of(model.history)
+        # the spec as fitted (its gap edges); files without one were fitted with the setting itself
+        fitted = header.get("history_fitted")
+        spec = history_spec_of(model.history if fitted is None else fitted)
         chain = make_chain(spec, alpha=params["alpha"], beta=params["beta"])
         counts = counts_from_arrays(arrays, history=spec is not None)
         chain.fit_from_counts(counts, vocab["states"], vocab["events"], is_failure,

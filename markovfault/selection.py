@@ -21,6 +21,7 @@ from .chain import HistoryChain
 from .exceptions import ConfigError, HistoryError
 from .predictor._settings import new_extractor, read_input
 from .states import HistorySpec, candidate_specs
+from .states._history import resolve_gap_edges
 from .trajectories import encode_frame
 
 __all__ = ["select_states", "SelectionResult", "candidate_specs"]
@@ -116,7 +117,9 @@ def select_states(
     test_bin = (traj.time >= split).astype(np.int64)
     rows, kept = [], []
     for spec in specs:  # a loop over candidates, each vectorised
-        chain = HistoryChain(spec, alpha=predictor.alpha, beta=predictor.beta)
+        # gap bins chosen from the data: from the steps before the hold-out
+        chain = HistoryChain(resolve_gap_edges(spec, traj, before=split), alpha=predictor.alpha,
+                             beta=predictor.beta)
         try:
             train, test = chain.count(traj, test_bin, 2)
         except ConfigError as exc:  # too many seen states to count: reported, not fatal

@@ -56,7 +56,7 @@ def test_order_three_rows_by_hand():
     assert [label for label, _ in chain.levels_] == ["base", "order=2", "order=3"]
     assert chain.backoff_["next"].to_dict() == {"order=2": 2.0, "order=3": 2.0}
     assert chain.backoff_["arrivals"].to_dict() == {"order=2": 2.0, "order=3": 2.0}
-    assert chain.backoff_[["failure", "group"]].isna().all(axis=None)  # whole rows, no group context
+    assert chain.backoff_[["failure", "exogenous"]].isna().all(axis=None)  # whole rows, no group context
     x, y = 0, 1
     # base (alpha = beta = 0): from ok, x led to ok, ok, down and y to down, ok; arrivals x 3, y 2
     base = row(chain, "ok|prev=*,*")
@@ -193,7 +193,7 @@ def refit_loo(traj, spec, strength, alpha, beta):
         return HistoryChain(spec_g, alpha=alpha, beta=beta).fit_from_counts(HistoryCounts(counts.codes, n, x),
                                                                             *names)
 
-    out = {"failure": 0.0, "next": 0.0, "arrivals": 0.0, "group": 0.0}
+    out = {"failure": 0.0, "next": 0.0, "arrivals": 0.0, "exogenous": 0.0}
     for e, a, j in zip(*np.nonzero(N)):  # a loop over distinct cells: the slow reference
         n = N.copy()
         n[e, a, j] -= 1
@@ -216,7 +216,7 @@ def refit_loo(traj, spec, strength, alpha, beta):
             xx = X.copy()
             xx[a, x] -= 1
             ref = refit(N, xx)
-            out["group"] += X[a, x] * np.log(ref.exo_probs_[ref.state_index(counts.codes[[a]])[0], x])
+            out["exogenous"] += X[a, x] * np.log(ref.exo_probs_[ref.state_index(counts.codes[[a]])[0], x])
     return out
 
 
@@ -241,7 +241,7 @@ def test_auto_backoff_maximises_the_likelihood_of_refits_without_each_transition
         traj = Trajectories(**{**traj.__dict__, "time": np.tile(np.arange(n_steps), 2),
                                "group": np.zeros(2 * n_steps, dtype=np.int64)})
         spec, label = HistorySpec(group_window=1, group_levels=2, backoff="auto"), "group_levels=2"
-        kinds = ("next", "arrivals", "group")
+        kinds = ("next", "arrivals", "exogenous")
     chain = fit_chain(traj, spec, alpha=0.7, beta=1.5)
     chosen = chain.backoff_.loc[label].to_dict()
     kinds = ("failure",) + kinds

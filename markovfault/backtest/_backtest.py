@@ -115,7 +115,9 @@ def backtest(
     censored otherwise.
 
     The state extractor is fitted on the steps before the *first* cutoff and
-    used for every fold, so no fold's states depend on its future.
+    used for every fold, so no fold's states depend on its future; so are the
+    edges of gap bins chosen from the data (``[states.history] gap_bins``),
+    which ``result.params["history"]`` shows.
 
     ``histories`` may be a ``dask.dataframe.DataFrame`` (``markovfault[dask]``):
     the result is the same, exactly. Each partition (all the rows of its
@@ -180,6 +182,8 @@ def backtest(
         cutoffs=list(run.cuts), rows_read=report.n_rows_read, rows_dropped=report.n_dropped,
         failure_states=[n for n, f in zip(tr.state_names, tr.is_failure) if f],
         n_boot=int(n_boot), confidence=float(confidence),
+        # the history-aware states of every fold (gap edges as chosen before the first cutoff)
+        history=None if run.chain.spec is None else run.chain.spec.to_config(),
     )
     return result
 

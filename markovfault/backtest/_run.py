@@ -15,6 +15,7 @@ from .._priors import pseudo_origin_rates
 from ..chain import EventMarkovChain, make_chain
 from ..exceptions import HistoryError
 from ..predictor._settings import history_spec_of
+from ..states._history import resolve_gap_edges
 from ..trajectories import end_mask
 from . import _bootstrap
 from ._baselines import GradientBoostingBaseline
@@ -50,9 +51,10 @@ class Run:
         self.threshold, self.predictor, self.base_specs = threshold, predictor, base_specs
         self.origins, self.n_jobs, self.progress = origins, n_jobs, progress
         # an unfitted chain of the predictor's kind: it counts and encodes (the plain or the
-        # history-aware chain, through one interface)
-        self.chain = make_chain(history_spec_of(predictor.history), alpha=predictor.alpha,
-                                beta=predictor.beta)
+        # history-aware chain, through one interface); gap bins chosen from the data take their
+        # edges from the steps before the first cutoff, shared by every fold like the states
+        spec = resolve_gap_edges(history_spec_of(predictor.history), traj, before=cuts[0])
+        self.chain = make_chain(spec, alpha=predictor.alpha, beta=predictor.beta)
         self.code = self.chain.encode(traj)  # each step's chain state (with history: the past only)
         self.event_mixes = list(event_mixes)
         self.recent_width = recent_width

@@ -13,8 +13,8 @@ strength ``gamma_L`` (hierarchical shrinkage, n-gram style)::
     P_L(j | c, e) = (N_L[e, c, j] + gamma_L * P_{L-1}(j | parent(c), e)) / (N_L[e, c, .] + gamma_L)
     Q_L(e | c)    = (M_L[c, e]    + gamma_L * Q_{L-1}(e | parent(c)))    / (M_L[c, .]    + gamma_L)
 
-(:func:`markovfault._priors.back_off`, one level at a time). With an exogenous component (the group
-context), the rows of its next value ``x'`` are counted and backed off the same way, from the counts
+(:func:`markovfault._priors.back_off`, one level at a time). With exogenous components (the group
+context, the gap; jointly when both are on), the rows of their next value ``x'`` are counted and backed off the same way, from the counts
 ``M_L[c, x']``, and the base rows shrink toward the overall mix of ``x'`` (``alpha``, ``beta``'s arrival
 strength)::
 
@@ -33,7 +33,7 @@ state is a failure, then which state within its class, each with a strength of i
 (alike for the non-failure states). History changes the failure probability of a row far more than the
 rest of it (a handler fails more often right after a failure, and moves among its other states as
 before): one strength for the whole row is a compromise that pulls the failure probability back toward the
-parent's. The arrival rows and the group context's rows have strengths of their own (how far a state's
+parent's. The arrival rows and the exogenous rows have strengths of their own (how far a state's
 arrivals stray from its parent's has nothing to do with how far its transitions do). Each strength
 maximises the leave-one-out likelihood of its level's transitions, in closed form
 (:func:`loo_strengths`): every transition is held out of its row *and* of every row below it (the parents
@@ -85,8 +85,8 @@ __all__ = ["HistoryChain", "relayout"]
 
 #: The columns of :attr:`HistoryChain.backoff_`: the strengths of each level's rows of whether the next
 #: state is a failure, of which state it is (within its class; with a numeric ``backoff``, the whole row),
-#: of the arrivals and of the group context.
-BACKOFF_KINDS = ("failure", "next", "arrivals", "group")
+#: of the arrivals and of the exogenous components' next value (the group context and the gap).
+BACKOFF_KINDS = ("failure", "next", "arrivals", "exogenous")
 
 
 class HistoryChain(Estimator):
@@ -110,9 +110,10 @@ class HistoryChain(Estimator):
     backoff_ : DataFrame
         The back-off strengths of each level above the base (index: the labels of :attr:`levels_`),
         columns :data:`BACKOFF_KINDS`: ``"failure"`` (whether the next state is a failure) and ``"next"``
-        (which state, within failures or within the others), ``"arrivals"`` and ``"group"`` (NaN
-        without a group context). With a numeric ``spec.backoff`` every row backs off whole with that
-        strength (``"failure"`` is NaN); with ``"auto"`` each is chosen from the data.
+        (which state, within failures or within the others), ``"arrivals"`` and ``"exogenous"`` (the
+        rows ``R`` of the next group level and gap bin; NaN without either). With a numeric
+        ``spec.backoff`` every row backs off whole with that strength (``"failure"`` is NaN); with
+        ``"auto"`` each is chosen from the data.
     n_aug_ : int
         Number of chain states: the seen states, then the coarser states with data and the base states.
     n_seen_ : int
@@ -129,7 +130,8 @@ class HistoryChain(Estimator):
         The chain state after base state ``j`` entered by event ``e`` (and, with exogenous
         components, their next joint value ``x'``).
     exo_probs_ : ndarray of shape (n_aug_, X) or None
-        ``R(x' | a)``, with exogenous components (the group context).
+        ``R(x' | a)``, with exogenous components (the group context, the gap: ``x'`` their joint
+        value, :meth:`HistoryLayout.exo_values`).
     is_failure_ : ndarray of bool, shape (n_aug_,)
         Failure defined on the base state.
     base_state_ : ndarray of int64, shape (n_aug_,)
@@ -187,10 +189,10 @@ class HistoryChain(Estimator):
             a0, b0 = float(self.base_.alpha_), float(self.base_.beta_arrivals_)
             overall = (tot + a0 / X) / (tot.sum() + a0)
             R = [_shrink(level_exo[0], overall[None, :], b0)]
-            strengths["group"] = (loo_strengths(level_exo, parent, self._base_arrivals(level_exo[0], b0, a0))
+            strengths["exogenous"] = (loo_strengths(level_exo, parent, self._base_arrivals(level_exo[0], b0, a0))
                                   if self._auto else [None] + [float(self.spec.backoff)] * D)
             for L in range(1, D + 1):
-                R.append(_shrink(level_exo[L], R[L - 1][parent[L]], strengths["group"][L]))
+                R.append(_shrink(level_exo[L], R[L - 1][parent[L]], strengths["exogenous"][L]))
         self.backoff_ = pd.DataFrame({kind: strengths[kind][1:] if kind in strengths else np.nan
                                       for kind in BACKOFF_KINDS},
                                      index=pd.Index([label for label, _ in self.levels_[1:]], name="level"),
@@ -308,8 +310,8 @@ class HistoryChain(Estimator):
 
     def _base_arrivals(self, counts=None, strength=None, alpha=0.0):
         """``base`` of :func:`loo_strengths` for rows shrunk toward one overall mix: the arrival rows
-        (toward the global event mix, ``beta_arrivals_``), or, given their level-0 counts, the group
-        context's rows (toward their overall mix smoothed with ``alpha``)."""
+        (toward the global event mix, ``beta_arrivals_``), or, given their level-0 counts, the exogenous
+        rows (toward their overall mix smoothed with ``alpha``)."""
         if counts is None:
             counts, strength = self.base_.counts_.sum(axis=2).T, float(self.base_.beta_arrivals_)
         counts = np.asarray(counts, dtype=np.float64)

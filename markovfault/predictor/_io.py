@@ -8,7 +8,7 @@ import numpy as np
 
 from .._modelfile import jsonable, write_model_file
 from ..chain import counts_to_arrays
-from ._settings import column_map_of
+from ._settings import column_map_of, history_spec_of
 
 __all__ = ["save_model"]
 
@@ -32,7 +32,8 @@ def save_model(model, path) -> Path:
         The path written.
     """
     chain = model.base_chain_  # NotFittedError when the model is not fitted
-    history = model.chain_.spec
+    history = model.chain_.spec  # as fitted: gap bins chosen from the data carry their edges
+    setting = history_spec_of(model.history)
     state_params, state_arrays = model.states_.get_config()
     cols = column_map_of(model.columns)
     arrays: dict[str, np.ndarray] = dict(counts_to_arrays(model.chain_.counts_))
@@ -57,7 +58,8 @@ def save_model(model, path) -> Path:
             "alpha": _setting(chain.alpha),
             "beta": _setting(chain.beta),
             "max_gap": jsonable(model.max_gap),
-            "history": None if history is None else history.to_config(),
+            # the setting as given (a refit of the loaded model chooses gap edges again)
+            "history": None if setting is None else setting.to_config(),
             "recent_strength": _setting(model.recent_strength),
         },
         # the values in use (chosen from the data for "auto"): loading chooses them again from the
@@ -77,6 +79,8 @@ def save_model(model, path) -> Path:
     if bins is not None:
         header["recent_bins"] = {"width": int(bins.width)}
     if history is not None:
+        # the spec the chain was fitted with, what loading builds it from
+        header["history_fitted"] = history.to_config()
         # history-aware chains: the back-off strength of each level (re-derived from the counts on
         # loading; written for read_header and for checking)
         header["history_backoff"] = {

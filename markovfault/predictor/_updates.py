@@ -22,6 +22,7 @@ from .._timecodec import parse_max_gap, time_kind_of
 from ..chain import make_chain
 from ..exceptions import ConfigError, HistoryError
 from ..histories._read import iter_frames
+from ..states._history import resolve_gap_edges
 from ..trajectories import Trajectories, encode_frame, mark_ends, run_starts_of
 from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
@@ -137,7 +138,9 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
     parse_max_gap(model.max_gap, time_kind_of(frame))
     traj = encode_frame(frame, codes, extractor.state_names_, extractor.is_failure_, None, model.max_gap)
     traj = with_ends(traj, extractor)
-    chain = make_chain(history_spec_of(model.history), alpha=model.alpha, beta=model.beta)
+    # the gap bins' edges (if chosen from the data) from the training histories, kept on chain_.spec
+    spec = resolve_gap_edges(history_spec_of(model.history), traj)
+    chain = make_chain(spec, alpha=model.alpha, beta=model.beta)
     chain.fit_from_counts(chain.count(traj), traj.state_names, traj.event_names, traj.is_failure,
                           warn=True, is_end=traj.is_end)
     install_fit(model, extractor, chain, traj.time_kind, report, last_steps(traj, chain.tail_length),

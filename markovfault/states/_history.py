@@ -20,12 +20,34 @@ augmented state carries the history that matters:
   edges from the data: the levels mean the same in every fold and model
   file). Computed vectorised (:func:`group_failures`: failures sorted by
   group and by entity, two ``searchsorted`` each).
+* ``gap_bins``, ``gap_edges`` (the *gap*): which of ``K`` bins the time since
+  the entity's previous step falls in (bin ``k``: ``edges[k-1] <= gap <
+  edges[k]``; :func:`gap_bin`). The first step of a run is in the last bin:
+  nothing recent precedes it (the start of the history, or a break longer
+  than ``max_gap``, which is longer than every gap inside a run), and no
+  value is needed that no transition ever enters (the next step of a run
+  always has a previous one). The edges are given (``gap_edges``, durations
+  or numbers) or chosen from the training data (``gap_bins`` alone): the
+  ``K``-quantile edges of the gaps of every step that follows another step
+  of its run, fewer when ties leave fewer distinct edges
+  (:func:`gap_edges_from_counts`). They are chosen before anything is
+  counted, from training data only, and kept on the spec, so that
+  :func:`augment` is a function of the spec: :func:`resolve_gap_edges` runs
+  in the fit (a streamed fit: on its first batch, like the state extractor;
+  Dask: from the gap counts of every partition), in the backtest on the steps
+  before the first cutoff (which every fold shares, as it shares the state
+  extractor, so one encoding serves every fold), and in
+  :func:`~markovfault.selection.select_states` on the steps before the
+  hold-out. A fitted chain's ``spec`` has them, and so has a model file.
 
 The endogenous components move deterministically once the next base state
-``j`` and the next event ``e`` are known. The group context is *exogenous*
-(:data:`EXOGENOUS`): its next value ``x'`` is drawn from ``R(x' | a)``,
-independently of ``(e, j)`` given ``a``, so the augmented chain is
-``T[a, f(a, e, j, x')] += Q(e | a) P(j | a, e) R(x' | a)``. The sufficient
+``j`` and the next event ``e`` are known. The group context and the gap are
+*exogenous* (:data:`EXOGENOUS`): their next value ``x'`` is drawn from
+``R(x' | a)``, independently of ``(e, j)`` given ``a``, so the augmented chain is
+``T[a, f(a, e, j, x')] += Q(e | a) P(j | a, e) R(x' | a)``. With both on,
+``x'`` is their joint value (mixed radix, the group level fastest,
+:meth:`HistoryLayout.exo_values`) and ``R`` is one row over it: the next gap
+and the next group level may depend on each other. The sufficient
 statistics are the counts ``N[e, a, j]`` and, with an exogenous component,
 ``M[a, x']`` (:attr:`HistoryCounts.exo`, the value of the state each
 transition enters).
@@ -50,8 +72,9 @@ the base state. Going *down* (dropping history), the order is:
 1. the entering event is dropped;
 2. the failure count's cap is lowered, ``C -> C-1 -> ... -> 0``;
 3. the oldest lag is dropped, ``order m -> m-1 -> ... -> 1``;
-4. the group context's cap is lowered, ``L-1 -> ... -> 1 -> dropped``;
-5. the failure window's cap is lowered, ``W -> W-1 -> ... -> 0``: the base state.
+4. the gap's bins are merged from the top, ``K -> K-1 -> ... -> 2 -> dropped``;
+5. the group context's cap is lowered, ``L-1 -> ... -> 1 -> dropped``;
+6. the failure window's cap is lowered, ``W -> W-1 -> ... -> 0``: the base state.
 
 The group context sits right above the failure window: the failure memory
 is then learned from every step of the state, whatever the group is doing,
@@ -67,6 +90,19 @@ its next step (drawn from that state's ``R``), so where it sits costs
 nothing in closure. Lowering its cap merges the largest counts first, where
 the data is thinnest.
 
+The gap sits right above the group context, for the same reason: the failure
+memory is learned from every step whatever the gap, and each gap bin refines
+it. It goes before the group context because it is the less direct evidence
+of failure (how long the handler was quiet, against how many of its
+neighbours just failed) and it fragments the data as much. On the simulated
+order service whose failures follow idle gaps (``benchmarks/accuracy_gap.py``)
+the gap right above the failure window and the gap right above the base
+state (below the failure window) score within ... of each other. A level
+with ``k`` bins keeps the first ``k - 1`` edges, so lowering the cap merges
+the longest gaps (and the first steps of runs, in the last bin) first; the
+successor map commutes with it, because the next bin is drawn (``x'``) and
+capped the same way at every level.
+
 Why this order: each level must itself be a valid history whose successor
 map commutes with coarsening (lowering a cap, dropping the oldest lag or the
 entering event all do), so that every level is a closed chain of its own and
@@ -81,37 +117,37 @@ nearer past predicts better); the steps since the last failure go last,
 because they are the failure memory that history-aware states exist for, and
 lowering their cap merges the distinctions furthest from a failure first.
 
-Adding a component (time since the previous step, group context, ...) means
-giving it a place in :class:`HistoryLayout` (its radix and, for a capped
-count, its cap), its update in :func:`augment` and
-:meth:`HistoryLayout.successor`, and its notches in :meth:`HistorySpec.levels`;
-coarsening and lifting between levels are generic over "kept" and "capped"
-components.
+Adding a component means giving it a place in :class:`HistoryLayout` (its
+radix and, for a capped count, its cap), its update in :func:`augment` and
+:meth:`HistoryLayout.successor` (an exogenous component: its name in
+:data:`EXOGENOUS`, and the successor map takes its next value from ``x'``),
+and its notches in :meth:`HistorySpec.levels`; coarsening and lifting between
+levels are generic over "kept" and "capped" components.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from .._priors import AUTO, check_prior
-from ..exceptions import ConfigError
-from .._timecodec import parse_max_gap
-from ..exceptions import HistoryError
+from ..exceptions import ConfigError, DataWarning, HistoryError
 from ..trajectories import Trajectories
 
 __all__ = ["HistorySpec", "HistoryLayout", "HistoryCounts", "augment", "count_augmented",
            "candidate_specs", "group_failures", "window_in_units", "MAX_COUNT_CELLS", "EXOGENOUS",
-           "GROUP_COUNTS"]
+           "GROUP_COUNTS", "gap_bin", "gap_counts", "gap_edges_from_counts", "with_gap_edges",
+           "resolve_gap_edges", "gap_edges_in_units"]
 
 #: The largest dense count array of seen states, ``n_bins * E * A_seen * S`` cells (2 GiB of int64).
 MAX_COUNT_CELLS = 2 ** 28
 _MAX_CODE = 2 ** 62  # mixed-radix codes must fit in int64 with room to spare
 #: components whose next value is random (drawn from R(x' | a)), not a function of (a, e, j)
-EXOGENOUS = ("group",)
+EXOGENOUS = ("group", "gap")
 #: What the group context may count (:attr:`HistorySpec.group_count`).
 GROUP_COUNTS = ("onsets", "steps")
 
@@ -152,11 +188,27 @@ class HistorySpec:
         (``benchmarks/accuracy_groups.py``) onsets separate a shared outage
         from the usual background better (Brier skill 0.299 against 0.290
         at h = 2, 0.156 against 0.151 at h = 10).
+    gap_bins : int, default=0
+        ``K >= 2`` adds the time since the entity's previous step, as one of
+        ``K`` bins: quantile bins of the training data's gaps (steps that
+        follow another step of the same run), chosen when a model is fitted
+        (see :func:`resolve_gap_edges`); fewer when ties leave fewer distinct
+        edges. The first step of a run is in the last bin. 0: off.
+    gap_edges : sequence of str or numbers, optional
+        The bins' edges themselves, increasing: durations such as
+        ``["30s", "5min"]`` for timestamps, numbers for sequence numbers.
+        Bin ``k`` holds the gaps ``g`` with ``edges[k-1] <= g < edges[k]``, so
+        ``len(gap_edges) + 1`` bins (``gap_bins``, when given, must agree). A
+        fitted model's spec carries the edges it chose, so that
+        :func:`augment` is a function of the spec alone.
 
     Examples
     --------
-    >>> HistorySpec.from_config({"order": 2, "failure_window": 3})
-    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0, failure_count=0, group_window=None, group_levels=0, group_count='onsets')
+    >>> HistorySpec.from_config({"order": 2, "failure_window": 3})  # doctest: +NORMALIZE_WHITESPACE
+    HistorySpec(order=2, failure_window=3, entering_event=False, backoff=5.0, failure_count=0,
+                group_window=None, group_levels=0, group_count='onsets', gap_bins=0, gap_edges=None)
+    >>> HistorySpec(gap_edges=["30s", "5min"]).gap_bins
+    3
     """
 
     order: int = 1
@@ -167,6 +219,8 @@ class HistorySpec:
     group_window: int | str | None = None
     group_levels: int = 0
     group_count: str = "onsets"
+    gap_bins: int = 0
+    gap_edges: tuple | None = None
 
     def __post_init__(self):
         for name in ("order", "failure_window", "failure_count"):
@@ -214,6 +268,7 @@ class HistorySpec:
             raise ConfigError(f"history group_count = {self.group_count!r} must be one of "
                               f"{list(GROUP_COUNTS)}: \"onsets\" counts the other members' failures "
                               "(entries into a failure state), \"steps\" their steps in one")
+        self._check_gap()
         if not isinstance(self.entering_event, (bool, np.bool_)):
             raise ConfigError(f"history entering_event = {self.entering_event!r} must be true or false")
         if isinstance(self.backoff, str):
@@ -222,6 +277,52 @@ class HistorySpec:
                                   f"{AUTO!r} (chosen from the data, level by level).")
         else:
             check_prior("history backoff", self.backoff)
+
+    def _check_gap(self) -> None:
+        """``gap_bins`` and ``gap_edges``: edges kept as a tuple, ``gap_bins`` set from them."""
+        K, edges = self.gap_bins, self.gap_edges
+        if isinstance(K, bool) or not isinstance(K, (int, np.integer)):
+            raise ConfigError(f"history gap_bins = {K!r} must be an integer")
+        if K == 1 or K < 0:
+            raise ConfigError(f"history gap_bins = {K}, must be 0 (no gap) or >= 2 (how many bins the "
+                              "time since the previous step falls in)")
+        if edges is None:
+            return
+        if isinstance(edges, (str, bytes)) or not isinstance(edges, (list, tuple, np.ndarray)):
+            raise ConfigError(f"history gap_edges = {edges!r} must be a list of the bins' edges: "
+                              "durations such as [\"30s\", \"5min\"] (timestamps) or numbers (sequence "
+                              "numbers)")
+        edges = tuple(e.item() if isinstance(e, np.generic) else e for e in edges)
+        if not edges:
+            raise ConfigError("history gap_edges = [] holds no edge; give at least one (two bins), or "
+                              "gap_bins = K alone to choose K bins from the training data")
+        if all(isinstance(e, str) for e in edges):
+            try:
+                values = [pd.Timedelta(e) for e in edges]
+            except ValueError:
+                values = None
+            if values is None or not all(v > pd.Timedelta(0) for v in values):
+                raise ConfigError(f"history gap_edges = {list(edges)!r} must be positive durations such "
+                                  "as \"30s\" or \"5min\"")
+            values = [v.value for v in values]
+        elif all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges):
+            values = list(edges)
+            if not all(np.isfinite(v) and v > 0 for v in values):
+                raise ConfigError(f"history gap_edges = {list(edges)!r} must be positive numbers (time "
+                                  "units of sequence numbers) or durations such as \"30s\"")
+        else:
+            raise ConfigError(f"history gap_edges = {list(edges)!r} must be all durations (timestamps, "
+                              "e.g. [\"30s\", \"5min\"]) or all numbers (sequence numbers), not a mix")
+        if len(values) > 1 and not (np.diff(np.asarray(values, dtype=np.float64)) > 0).all():
+            raise ConfigError(f"history gap_edges = {list(edges)!r} must increase strictly (bin k holds "
+                              "the gaps from edge k-1 up to edge k)")
+        object.__setattr__(self, "gap_edges", edges)
+        if K == 0:
+            object.__setattr__(self, "gap_bins", len(edges) + 1)
+        elif K != len(edges) + 1:
+            raise ConfigError(f"history gap_bins = {K} but gap_edges has {len(edges)} edge(s), which make "
+                              f"{len(edges) + 1} bins; give gap_edges alone, or gap_bins = "
+                              f"{len(edges) + 1}")
 
     @classmethod
     def from_config(cls, table) -> "HistorySpec":
@@ -235,7 +336,7 @@ class HistorySpec:
         if isinstance(table, HistorySpec):
             return table
         known = {"order", "failure_window", "failure_count", "entering_event", "backoff",
-                 "group_window", "group_levels", "group_count"}
+                 "group_window", "group_levels", "group_count", "gap_bins", "gap_edges"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(
@@ -253,6 +354,10 @@ class HistorySpec:
             out["group_window"] = gw if isinstance(gw, str) else int(gw)
             out["group_levels"] = int(self.group_levels)
             out["group_count"] = str(self.group_count)
+        if self.gap_bins:
+            out["gap_bins"] = int(self.gap_bins)
+            if self.gap_edges is not None:
+                out["gap_edges"] = list(self.gap_edges)
         return out
 
     @property
@@ -261,9 +366,19 @@ class HistorySpec:
         return bool(self.group_levels)
 
     @property
+    def has_gap(self) -> bool:
+        """Whether the states carry the time since the previous step (an exogenous component)."""
+        return bool(self.gap_bins)
+
+    @property
+    def is_resolved(self) -> bool:
+        """Whether :func:`augment` can encode with this spec: no gap, or gap edges known."""
+        return not self.gap_bins or self.gap_edges is not None
+
+    @property
     def is_plain(self) -> bool:
         return (self.order == 1 and self.failure_window == 0 and not self.entering_event
-                and not self.group_levels)
+                and not self.group_levels and not self.gap_bins)
 
     @property
     def tail(self) -> int:
@@ -280,11 +395,14 @@ class HistorySpec:
         --------
         >>> [label for label, _ in HistorySpec(order=3, failure_window=2, entering_event=True).levels()]
         ['base', 'failure_window=1', 'failure_window=2', 'order=2', 'order=3', 'entering_event']
+        >>> [(label, s.gap_edges) for label, s in HistorySpec(gap_edges=[2, 5, 9]).levels()]
+        [('base', None), ('gap_bins=2', (2,)), ('gap_bins=3', (2, 5)), ('gap_bins=4', (2, 5, 9))]
         """
         W, C, m = int(self.failure_window), int(self.failure_count), int(self.order)
-        G = int(self.group_levels)
+        G, K = int(self.group_levels), int(self.gap_bins)
         gw = self.group_window
         grp = {"group_window": gw, "group_levels": G, "group_count": self.group_count} if G else {}
+        gap = {"gap_bins": K, "gap_edges": self.gap_edges} if K else {}
         out = [("base", HistorySpec(backoff=self.backoff))]
         out += [(f"failure_window={w}", HistorySpec(failure_window=w, backoff=self.backoff))
                 for w in range(1, W + 1)]
@@ -292,10 +410,15 @@ class HistorySpec:
                                                   group_count=self.group_count,
                                                   backoff=self.backoff))
                 for g in range(2, G + 1)]
-        out += [(f"order={o}", HistorySpec(order=o, failure_window=W, backoff=self.backoff, **grp))
+        # the gap's cap lowered merges its top bins: k bins keep the first k - 1 edges
+        out += [(f"gap_bins={k}", HistorySpec(failure_window=W, backoff=self.backoff, **grp, gap_bins=k,
+                                              gap_edges=None if self.gap_edges is None
+                                              else self.gap_edges[:k - 1]))
+                for k in range(2, K + 1)]
+        out += [(f"order={o}", HistorySpec(order=o, failure_window=W, backoff=self.backoff, **grp, **gap))
                 for o in range(2, m + 1)]
         out += [(f"failure_count={c}", HistorySpec(order=m, failure_window=W, failure_count=c,
-                                                   backoff=self.backoff, **grp))
+                                                   backoff=self.backoff, **grp, **gap))
                 for c in range(1, C + 1)]
         if self.entering_event:
             out.append(("entering_event", self))
@@ -303,10 +426,12 @@ class HistorySpec:
 
 
 class HistoryLayout:
-    """Mixed-radix codes of augmented states: base, lags, since-failure, failure count, entering event.
+    """Mixed-radix codes of augmented states: base, lags, since-failure, failure count, entering event,
+    group context, gap.
 
     Components are "kept" (the base state, each lag, the entering event: coarsening keeps or
-    drops them) or "capped" (steps since failure, failure count: coarsening lowers the cap).
+    drops them) or "capped" (steps since failure, failure count, group level, gap bin: coarsening
+    lowers the cap).
     The product space has :attr:`A` codes; nothing here allocates it.
     """
 
@@ -322,6 +447,8 @@ class HistoryLayout:
             parts.append(("in", self.E + 1, None))
         if spec.group_levels:
             parts.append(("group", spec.group_levels, spec.group_levels - 1))
+        if spec.gap_bins:
+            parts.append(("gap", spec.gap_bins, spec.gap_bins - 1))
         self.parts = parts
         self.index = {name: k for k, (name, _, _) in enumerate(parts)}
         radices = [r for _, r, _ in parts]
@@ -428,6 +555,9 @@ class HistoryLayout:
                     parts.append(f"group={'>=' if v == cap else ''}{v}")
                 else:
                     parts.append("group=*")
+            if fs.gap_bins:
+                parts.append(_gap_name(col[has["gap"]], self.parts[has["gap"]][2], self.spec.gap_edges)
+                             if "gap" in has else "gap=*")
             out.append("|".join(parts))
         return out
 
@@ -667,7 +797,171 @@ def augment(traj: Trajectories, spec: HistorySpec, n_events: int | None = None) 
         level = np.minimum(group_failures(traj, spec.group_window, spec.group_count),
                            spec.group_levels - 1)
         code += level * st[ix["group"]]
+    if spec.gap_bins:
+        code += gap_bin(traj, spec) * st[ix["gap"]]
     return code
+
+
+# ------------------------------------------------------------------ the time since the previous step
+def _duration_text(ns: int) -> str:
+    """A whole number of nanoseconds as the shortest exact duration text (``"90s"``, ``"5min"``)."""
+    ns = int(ns)
+    for unit, size in (("d", 86_400 * 10 ** 9), ("h", 3_600 * 10 ** 9), ("min", 60 * 10 ** 9),
+                       ("s", 10 ** 9), ("ms", 10 ** 6), ("us", 10 ** 3)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def _gap_name(v: int, cap: int, edges) -> str:
+    """The name of gap bin ``v`` of a level whose last bin is ``cap``: ``gap<30s``, ``gap=[30s,5min)``,
+    ``gap>=5min`` (bin numbers when the edges are not chosen yet)."""
+    if edges is None:
+        return f"gap={'>=' if v == cap else ''}{v}"
+    if v == 0:
+        return f"gap<{edges[0]}"
+    if v == cap:
+        return f"gap>={edges[v - 1]}"
+    return f"gap=[{edges[v - 1]},{edges[v]})"
+
+
+def gap_edges_in_units(edges, time_kind: str) -> np.ndarray:
+    """``gap_edges`` in the units of the time column (nanoseconds for timestamps).
+
+    Examples
+    --------
+    >>> gap_edges_in_units(("30s", "5min"), "datetime").tolist(), gap_edges_in_units((2, 5), "integer").tolist()
+    ([30000000000, 300000000000], [2, 5])
+    """
+    durations = all(isinstance(e, str) for e in edges)
+    if time_kind == "datetime":
+        if not durations:
+            raise ConfigError(f"history gap_edges = {list(edges)!r} are bare numbers but the time column "
+                              "holds timestamps; give durations such as [\"30s\", \"5min\"].")
+        return np.array([pd.Timedelta(e).value for e in edges], dtype=np.int64)
+    if durations:
+        raise ConfigError(f"history gap_edges = {list(edges)!r} are durations but the time column holds "
+                          "sequence numbers; give numbers of time units, such as [2, 5].")
+    return np.asarray(edges)
+
+
+def _step_gaps(traj: Trajectories) -> np.ndarray:
+    """Each step's time minus the time of the step before it (meaningless at run starts)."""
+    time = np.asarray(traj.time, dtype=np.int64)
+    return time - np.r_[time[:1], time[:-1]]
+
+
+def gap_bin(traj: Trajectories, spec: HistorySpec) -> np.ndarray:
+    """The gap bin of every step of ``traj`` (0..``gap_bins - 1``): the bin of the time since the previous
+    step of its run (bin ``k``: ``edges[k-1] <= gap < edges[k]``), the last bin at the first step of a
+    run (nothing recent precedes it: the start of the history, or a break longer than ``max_gap``).
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([0, 0, 0, 0, 0], lengths=[4, 1], state_names=["ok"])
+    >>> traj = Trajectories(**{**traj.__dict__, "time": np.array([0, 1, 4, 12, 3])})
+    >>> gap_bin(traj, HistorySpec(gap_edges=[2, 5])).tolist()  # gaps -, 1, 3, 8 and a new entity
+    [2, 0, 1, 2, 2]
+    """
+    if spec.gap_edges is None:
+        raise HistoryError(
+            f"history gap_bins = {spec.gap_bins}: the bins' edges are chosen from the training data "
+            "when a model is fitted (FaultPredictor.fit, backtest, select_states); to encode histories "
+            "directly, choose them first with resolve_gap_edges(spec, traj), or give gap_edges.")
+    edges = gap_edges_in_units(spec.gap_edges, traj.time_kind)
+    out = np.searchsorted(edges, _step_gaps(traj), side="right").astype(np.int64)
+    out[traj.is_run_start()] = spec.gap_bins - 1
+    return out
+
+
+def gap_counts(traj: Trajectories, before: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct gaps of ``traj`` and how often each occurs: the time since the previous step of
+    every step that follows another step of its run (and lies before ``before``, when given); steps
+    into an end state are left out (an end added for silence has a made-up time). Summed over parts
+    (``np.unique`` of the concatenated values, weighted), they are the gaps of the whole.
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([0] * 5, lengths=[4, 1], state_names=["ok"])
+    >>> traj = Trajectories(**{**traj.__dict__, "time": np.array([0, 1, 4, 5, 3])})
+    >>> [v.tolist() for v in gap_counts(traj)]
+    [[1, 3], [2, 1]]
+    """
+    keep = ~traj.is_run_start()
+    if traj.is_end is not None:
+        keep &= ~np.asarray(traj.is_end, dtype=bool)[traj.state]
+    if before is not None:
+        keep &= np.asarray(traj.time, dtype=np.int64) < before
+    return np.unique(_step_gaps(traj)[keep], return_counts=True)
+
+
+def gap_edges_from_counts(values: np.ndarray, counts: np.ndarray, n_bins: int) -> np.ndarray:
+    """Quantile edges of ``n_bins`` gap bins from the distinct gaps ``values`` (sorted) seen ``counts``
+    times: edge ``k`` (k = 1..n_bins-1) is the gap at position ``floor(k n / n_bins)`` (0-based) of the
+    ``n`` sorted gaps, so without ties bin ``k`` holds the gaps from that position up to the next edge's.
+    Ties can make edges equal (kept once) or equal to the smallest gap (dropped: its bin 0 would be
+    empty), so fewer bins may come out. Exact on integers (no interpolation).
+
+    Examples
+    --------
+    >>> gap_edges_from_counts(np.arange(1, 10), np.ones(9, dtype=int), 3).tolist()  # 1..9: 3 + 3 + 3
+    [4, 7]
+    >>> gap_edges_from_counts(np.array([1, 2, 3]), np.array([6, 1, 2]), 3).tolist()  # six 1s: one edge
+    [2]
+    """
+    cum = np.cumsum(counts)
+    pos = (np.arange(1, n_bins, dtype=np.int64) * int(cum[-1])) // n_bins
+    edges = np.unique(np.asarray(values)[np.searchsorted(cum, pos, side="right")])
+    return edges[edges > values[0]]
+
+
+def with_gap_edges(spec: HistorySpec, values: np.ndarray, counts: np.ndarray, time_kind: str) -> HistorySpec:
+    """``spec`` with its gap edges chosen from the training gaps ``values`` (seen ``counts`` times; see
+    :func:`gap_counts`), written as durations for timestamps (exact, e.g. ``"90s"``) and as integers for
+    sequence numbers; ``gap_bins`` becomes their number plus one. A :class:`DataWarning` when ties leave
+    fewer bins than asked for; a :class:`HistoryError` when fewer than two are left.
+    """
+    K = int(spec.gap_bins)
+
+    def text(e):
+        return _duration_text(e) if time_kind == "datetime" else int(e)
+
+    if not len(values):
+        raise HistoryError(
+            f"history gap_bins = {K}: no step of the training data follows another step of its run, so no "
+            "gap bins can be chosen from it; give the edges (gap_edges = [...]) or drop gap_bins.")
+    edges = gap_edges_from_counts(values, counts, K)
+    if not len(edges):
+        raise HistoryError(
+            f"history gap_bins = {K}: every training gap is {text(values[0])!r} (one value), so no bins can "
+            "be chosen from the data; give the edges (gap_edges = [...]) or drop gap_bins.")
+    chosen = tuple(text(e) for e in edges)
+    if len(edges) + 1 < K:
+        warnings.warn(
+            f"history gap_bins = {K}: the training gaps have ties, so their quantiles give only "
+            f"{len(edges) + 1} distinct bins (edges {list(chosen)}); the model uses those. Give gap_edges "
+            "to choose the bins yourself.", DataWarning, stacklevel=3)
+    return replace(spec, gap_bins=len(edges) + 1, gap_edges=chosen)
+
+
+def resolve_gap_edges(spec: HistorySpec | None, traj: Trajectories, before: int | None = None):
+    """``spec`` with its gap bins' edges chosen from the gaps of ``traj`` (the steps before ``before``, when
+    given: a backtest's first cutoff); ``spec`` itself when it has no gap or its edges are known.
+
+    A fit chooses them from its training histories (a streamed fit: from the first batch, as the state
+    extractor), a backtest from the steps before its first cutoff, :func:`~markovfault.selection.select_states`
+    from the steps before its hold-out; the fitted chain's ``spec`` keeps them, and so does a model file.
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([0] * 10, state_names=["ok"])
+    >>> traj = Trajectories(**{**traj.__dict__, "time": np.cumsum([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])})
+    >>> resolve_gap_edges(HistorySpec(gap_bins=3), traj).gap_edges  # gaps 1..9
+    (4, 7)
+    """
+    if spec is None or spec.is_resolved:
+        return spec
+    return with_gap_edges(spec, *gap_counts(traj, before), traj.time_kind)
 
 
 def window_in_units(window, time_kind: str) -> int:
