@@ -22,9 +22,14 @@ window of steps, so the chain varies in time along a known schedule.
 *Groups*: handlers in a group (``payments-db-1``, ...) share a hidden
 dependency that goes down and recovers (a two-state Markov chain); while it
 is down its members' failure probabilities are boosted, so they fail
-together. *Finishing*: a handler may finish (a non-failure, absorbing end,
-with a ``finished`` row or none), and handlers may start late. The true
-process is then a chain over (dependency, state, memory) and END:
+together. *Idle gaps*: a step that comes more than ``idle_after`` after the
+handler's previous step boosts the failure probabilities of the handler's
+next step (a handler back from a long silence fails more); the gaps are
+independent of everything else, so the true process carries one more flag,
+drawn afresh at every step. *Finishing*: a handler may finish (a non-failure,
+absorbing end, with a ``finished`` row or none), and handlers may start late.
+The true process is then a chain over (dependency or idle flag, state,
+memory) and END:
 :func:`true_failure_probabilities` gives every simulated row its exact risk,
 given the row's hidden dependency state and memory.
 """
@@ -270,6 +275,7 @@ def _joint_matrix(
     failure_mask: np.ndarray,
     dependency_chain: np.ndarray | None,
     finish: np.ndarray | None,
+    idle_share: float | None = None,
 ) -> np.ndarray:
     """The first-order chain over (dependency, state, memory), plus END when handlers finish.
 
@@ -280,12 +286,21 @@ def _joint_matrix(
     under its new value. ``K[(u, s, d), END] = phi[s]``; END is absorbing.
     With one dependency slot (``dependency_chain`` None) and no ``finish`` it
     is :func:`_augmented_matrix`.
+
+    With ``idle_share`` (and no dependency chain) the first index is the idle
+    flag ``i`` of the current step instead: the next step is drawn under it
+    and the next flag is idle with probability ``idle_share``, whatever came
+    before, ``K[(i, s, d), (i', s', d')] = pi[i'] (1 - phi[s]) T_{i, d}[s, s']
+    [d' = next(s, d)]`` with ``pi = (1 - idle_share, idle_share)``.
     """
     blocks = [
         _augmented_matrix(matrices, event_probs, failure_mask)
         for matrices in dependency_matrices
     ]
-    if dependency_chain is None:
+    if idle_share is not None:
+        pi = (1.0 - idle_share, idle_share)
+        K = np.block([[pi[v] * blocks[u] for v in range(2)] for u in range(2)])
+    elif dependency_chain is None:
         K = blocks[0]
     else:
         A = dependency_chain
@@ -411,6 +426,51 @@ def _check_groups(rate, length, boost) -> tuple[float, float, float]:
         meaning="the factor on the failure probabilities of a group's members while its dependency is down",
     )
     return rate, length, boost
+
+
+def _check_idle(idle_after, idle_boost, clock: str, n_groups: int) -> tuple[float | None, float]:
+    """``idle_after`` in milliseconds (None: off) and ``idle_boost``."""
+    boost = _check_number(
+        idle_boost, "idle_boost", low=0.0, low_open=True,
+        meaning="the factor on the failure probabilities of the step after an idle step",
+    )
+    if idle_after is None:
+        return None, boost
+    try:
+        after = pd.Timedelta(idle_after)
+    except (TypeError, ValueError):
+        after = None
+    if after is None or after <= pd.Timedelta(0):
+        raise ConfigError(
+            f"idle_after = {idle_after!r} must be a positive duration such as \"80s\": a step that "
+            "comes more than this long after the handler's previous step is idle (None: off)."
+        )
+    if clock != "drift":
+        raise ConfigError(
+            "idle_after needs clock='drift': with the aligned clock a step's gap depends on the "
+            "gap before it, and the exact truth assumes gaps independent of each other."
+        )
+    if n_groups:
+        raise ConfigError(
+            "idle_after cannot be combined with n_groups: the exact truth and the filter of a "
+            "group's dependency do not carry the idle flag. Use one or the other."
+        )
+    return after.value / 1e6, boost
+
+
+def _idle_share(step_ms: float, jitter: float, idle_ms: float) -> float:
+    """P(a gap is idle): P(max(rint(step_ms * U), 1) > idle_ms), U uniform on [1 - jitter, 1 + jitter).
+
+    A gap is a whole number of milliseconds, so it is idle when it is at least ``m = floor(idle_ms) + 1``,
+    that is when ``step_ms * U >= m - 1/2`` (for ``m >= 2``; every gap is idle when ``m = 1``).
+    """
+    m = np.floor(idle_ms) + 1.0
+    if m <= 1.0:
+        return 1.0
+    if jitter == 0.0:
+        return float(max(np.rint(step_ms), 1.0) >= m)
+    low, high = step_ms * (1.0 - jitter), step_ms * (1.0 + jitter)
+    return float(np.clip((high - (m - 0.5)) / (high - low), 0.0, 1.0))
 
 
 def _check_finish(
@@ -1210,6 +1270,15 @@ class _Schedule:
         return self.segment_regime[np.searchsorted(self.bounds, steps, side="right")]
 
 
+def _draw_gaps(rng, step_ms: float, jitter: float, n_handlers: int, n_steps: int) -> np.ndarray:
+    """The time from each handler's previous step, in whole milliseconds (at least 1), and at step 0 its
+    offset from the start (within one interval)."""
+    gaps = np.rint(step_ms * rng.uniform(1.0 - jitter, 1.0 + jitter, (n_handlers, n_steps)))
+    gaps[:, 0] = np.floor(step_ms * rng.random(n_handlers))
+    gaps[:, 1:] = np.maximum(gaps[:, 1:], 1.0)
+    return gaps
+
+
 def _draw_outages(
     rng, n_steps: int, outages: int, outage_length: int, outage_boost
 ) -> list[tuple[int, int, dict[str, float]]]:
@@ -1253,6 +1322,8 @@ def simulate_histories(
     finish_rate: float | Mapping[str, float] = 0.0,
     finish_status: str | None = "finished",
     start_spread: int = 0,
+    idle_after: str | pd.Timedelta | None = None,
+    idle_boost: float = 3.0,
     truth_columns: bool = False,
     return_result: bool = False,
 ) -> pd.DataFrame | SimulatedHistories:
@@ -1373,12 +1444,28 @@ def simulate_histories(
         start_spread`` (so histories hold handlers of different ages); less
         than ``n_steps``. Its time follows the clock, as if it had been
         stepping since ``start``. 0: all start at step 0.
+    idle_after : str or Timedelta, default=None
+        A row that comes more than this long after the handler's previous
+        row is *idle*, and so is a handler's first row (nothing precedes it).
+        After an idle row, the probabilities of moving from a non-failure into
+        a failure state at the handler's next step are multiplied by
+        ``idle_boost`` (rows renormalised; on top of the failure memory): a
+        handler back from a long silence (a stale connection, a cold cache)
+        fails more on its next step. The gaps are drawn as without it, before
+        the steps, independently of everything else, so a row's risk depends
+        on whether it is idle and the next rows are idle with the known
+        probability :attr:`SimulatedHistories.idle_share`. Needs
+        ``clock='drift'`` and no groups. None: off.
+    idle_boost : float, default=3.0
+        The factor of an idle row on the failure probabilities of the next
+        step, > 0.
     truth_columns : bool, default=False
         Add ``step`` (the row's step of the run; its index within its handler
         unless ``start_spread``), ``memory`` (``d``) and ``regime`` (0 = no
         shift, else the id of the combination of shifts in force), all int64,
-        and with groups ``dependency_down`` (bool: the step was drawn while
-        the group's dependency was down), at the end.
+        with groups ``dependency_down`` (bool: the step was drawn while the
+        group's dependency was down) and with ``idle_after`` ``idle`` (bool:
+        the row is idle), at the end.
     return_result : bool, default=False
         Return a :class:`SimulatedHistories` (the frame, the truth and the
         schedule) instead of the frame; its ``true_failure_probabilities``
@@ -1487,6 +1574,7 @@ def simulate_histories(
         group_outage_rate, group_outage_length, group_outage_boost
     )
     phi, finish_status = _check_finish(finish_rate, finish_status, system.state_names)
+    idle_ms, idle_boost = _check_idle(idle_after, idle_boost, clock, n_groups)
     start_spread = int(check_scalar(start_spread, "start_spread", (int, np.integer), min_val=0))
     if start_spread >= n_steps:
         raise ConfigError(
@@ -1541,12 +1629,17 @@ def simulate_histories(
         for k in range(len(all_classes))
     ]))
     P_table = table(system.event_matrices)
+    # the first slot axis: the dependency (up, down) with groups, the idle flag with idle_after
+    slot_boost = group_boost if n_groups else (idle_boost if idle_ms is not None else None)
     cum_P = _cumulative(np.stack([
-        _dependency_matrices(
-            P_table[k], fail, memory_window, memory_boost, group_boost if n_groups else None
-        )
+        _dependency_matrices(P_table[k], fail, memory_window, memory_boost, slot_boost)
         for k in range(len(all_classes))
     ]))
+    step_ms = interval.value / 1e6
+    if idle_ms is not None:  # the gaps first: each step is drawn under the flag of the row before it
+        gaps = _draw_gaps(rng, step_ms, jitter, n_handlers, n_steps)
+        idle = (gaps > idle_ms) | (np.arange(n_steps)[None, :] <= first_step[:, None])
+        idle_before = np.concatenate([np.ones((n_handlers, 1), bool), idle[:, :-1]], axis=1)
     cum_0 = _cumulative(table(system.initial_probs))
 
     n_states = len(system.state_names)
@@ -1558,6 +1651,8 @@ def simulate_histories(
     d = np.full(n_handlers, memory_window, dtype=np.int64)  # before the first row
     for n in range(n_steps):
         down = dependency_path[group_of, n].astype(np.intp) if n_groups else 0
+        if idle_ms is not None:
+            down = idle_before[:, n].astype(np.intp)
         e = _sample_categorical(rng, cum_Q[cls, step_regime[n], s])
         s_next = _sample_categorical(rng, cum_P[cls, down, d, e, s])
         recorded = s_next
@@ -1573,10 +1668,8 @@ def simulate_histories(
         memory[:, n] = d
 
     # Times: whole milliseconds, strictly increasing per handler.
-    step_ms = interval.value / 1e6
-    gaps = np.rint(step_ms * rng.uniform(1.0 - jitter, 1.0 + jitter, (n_handlers, n_steps)))
-    gaps[:, 0] = np.floor(step_ms * rng.random(n_handlers))
-    gaps[:, 1:] = np.maximum(gaps[:, 1:], 1.0)
+    if idle_ms is None:
+        gaps = _draw_gaps(rng, step_ms, jitter, n_handlers, n_steps)
     offsets_ms = np.cumsum(gaps.astype(np.int64), axis=1)
     if clock == "aligned":
         # step n of every handler falls in [n, n + jitter) intervals after start, so steps
@@ -1632,6 +1725,8 @@ def simulate_histories(
         columns["regime"] = regime
         if n_groups:
             columns["dependency_down"] = dependency_down
+        if idle_ms is not None:
+            columns["idle"] = cells(idle)
     frame = pd.DataFrame(columns)
 
     taken = np.arange(n_rows)
@@ -1671,6 +1766,9 @@ def simulate_histories(
         finish_status=finish_status,
         handlers=handlers,
         dependency_path=dependency_path,
+        idle=None if idle_ms is None else cells(idle)[taken],
+        idle_boost=idle_boost,
+        idle_share=None if idle_ms is None else _idle_share(step_ms, jitter, idle_ms),
     )
 
 
@@ -1714,6 +1812,15 @@ class SimulatedHistories:
     dependency_path : ndarray of bool of shape (n_groups, n_steps)
         Each group's dependency per step (True: down), groups in the order
         of their names.
+    idle : ndarray of bool, one per row of ``frame``, or None
+        With ``idle_after``: whether the row is idle (see
+        :func:`simulate_histories`); None without it.
+    idle_boost : float
+        The factor of an idle row on the next step's failure probabilities.
+    idle_share : float or None
+        With ``idle_after``: the exact probability that a row after the
+        first is idle (``P(gap > idle_after)`` of the jittered, rounded
+        gaps); None without it.
     """
 
     frame: pd.DataFrame
@@ -1735,6 +1842,9 @@ class SimulatedHistories:
     finish_status: str | None = "finished"
     handlers: pd.DataFrame | None = field(default=None, repr=False)
     dependency_path: np.ndarray | None = field(default=None, repr=False)
+    idle: np.ndarray | None = field(default=None, repr=False)
+    idle_boost: float = 3.0
+    idle_share: float | None = None
 
     @property
     def regime_multipliers(self) -> pd.DataFrame:
@@ -1853,6 +1963,11 @@ def true_failure_probabilities(
     members of its group carry no further information, because they are
     independent of the handler given their dependency.
 
+    With idle gaps (``idle_after``; a :class:`SimulatedHistories` only) the
+    first index is the row's idle flag: the next step is drawn under it and
+    each later row is idle with probability ``idle_share``, independently of
+    everything else (see :func:`_joint_matrix`).
+
     Parameters
     ----------
     data : SimulatedHistories or DataFrame
@@ -1936,7 +2051,11 @@ def true_failure_probabilities(
         phi = data.finish_rate
         if phi is not None and not np.any(phi > 0):
             phi = None
+        idle_share, idle_boost = data.idle_share, data.idle_boost
+        if idle_share is not None:  # the idle flag takes the dependency's place (no groups with it)
+            dependency = np.asarray(data.idle, dtype=bool)
     elif isinstance(data, pd.DataFrame):
+        idle_share = idle_boost = None
         if system is None:
             system = OrderServiceSystem.default()
         elif not isinstance(system, OrderServiceSystem):
@@ -2000,7 +2119,7 @@ def true_failure_probabilities(
         )
 
     schedule = _Schedule.build(system.event_names, shifts)
-    n_memory, n_dependency = W + 1, 2 if grouped else 1
+    n_memory, n_dependency = W + 1, 2 if grouped or idle_share is not None else 1
     n_states = len(system.state_names)
     fail = _joint_failure_mask(system.failure_mask, n_memory, n_dependency, phi is not None)
     chain = _dependency_chain(rate, length)[0] if grouped else None
@@ -2019,11 +2138,12 @@ def true_failure_probabilities(
     for name in pd.unique(classes):
         Pm = _dependency_matrices(
             system.event_matrices[name], system.failure_mask, W, boost,
-            group_boost if grouped else None,
+            group_boost if grouped else idle_boost,
         )
         matrices = np.stack([
             _joint_matrix(
-                Pm, _shifted_probs(system.event_probs[name], m), system.failure_mask, chain, phi
+                Pm, _shifted_probs(system.event_probs[name], m), system.failure_mask, chain, phi,
+                idle_share,
             )
             for m in schedule.multipliers
         ])
