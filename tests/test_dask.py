@@ -58,10 +58,14 @@ def _pair(dataset, **params):
     {"states": {"kind": "quantiles", "columns": ["latency_ms"], "n_bins": 4,
                 "failure_top": "latency_ms"},
      "columns": dict(COLUMNS, metrics=["latency_ms"])},
-], ids=["plain", "history", "quantiles"])
+    {"states": CATEGORICAL, "history": {"failure_window": 3, "gap_bins": 4}},
+], ids=["plain", "history", "quantiles", "gap"])
 def test_fit_and_predict_equal_in_memory(client, dataset, params):
     in_memory, on_dask, ddf = _pair(dataset, **params)
     assert_same_counts(on_dask, in_memory)
+    assert on_dask.chain_.spec == in_memory.chain_.spec  # gap edges from the gaps of every partition
+    if getattr(in_memory.chain_.counts_, "exo", None) is not None:  # the next gaps' counts M[a, x']
+        np.testing.assert_array_equal(on_dask.chain_.counts_.exo, in_memory.chain_.counts_.exo)
     assert on_dask.state_names_ == in_memory.state_names_
     assert on_dask.event_names_ == in_memory.event_names_
     pd.testing.assert_frame_equal(on_dask.last_seen_, in_memory.last_seen_)
@@ -192,7 +196,9 @@ def test_a_bad_event_mix_is_the_same_error_in_predict_backtest_and_on_dask(clien
          event_mix={"order_created": 1.0}, columns=dict(COLUMNS, metrics=["latency_ms"]),
          states={"kind": "quantiles", "columns": ["latency_ms"], "n_bins": 4,
                  "failure_top": "latency_ms"}),
-], ids=["cutoff_origins_recent_gb", "history_sliding_every_step", "given_cutoffs_quantiles"])
+    dict(history={"failure_window": 2, "gap_bins": 4}, horizon=3, cutoffs=2, origins="every_step"),
+], ids=["cutoff_origins_recent_gb", "history_sliding_every_step", "given_cutoffs_quantiles",
+        "gap_every_step"])
 def test_backtest_equals_in_memory(client, dataset, monkeypatch, case):
     from markovfault import _dask
     from markovfault.backtest._baselines import GradientBoostingBaseline
