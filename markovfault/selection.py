@@ -8,6 +8,7 @@ best choice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,10 +52,35 @@ class SelectionResult:
     criterion: str
 
     def best_config(self) -> str:
-        """The winner as a ``[states.history]`` TOML table."""
+        """The winner as a ``[states.history]`` TOML table.
+
+        Examples
+        --------
+        >>> spec = HistorySpec(failure_window=3, backoff="auto", gap_edges=["30s", "5min"])
+        >>> print(SelectionResult(pd.DataFrame(), spec, "heldout_loglik").best_config())
+        [states.history]
+        order = 1
+        failure_window = 3
+        failure_count = 0
+        entering_event = false
+        backoff = "auto"
+        gap_bins = 3
+        gap_edges = ["30s", "5min"]
+        <BLANKLINE>
+        """
         c = self.best.to_config()
-        return "[states.history]\n" + "".join(
-            f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in c.items())
+        return "[states.history]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in c.items())
+
+
+def _toml_value(v) -> str:
+    """A config value as TOML: booleans in lower case, strings quoted, lists of them."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
 
 
 def _as_spec(c) -> HistorySpec:

@@ -460,6 +460,15 @@ def test_select_states_compares_gap_candidates():
         {"failure_window": 2}, {"failure_window": 2, "gap_bins": 3}], horizon=None)
     assert len(res.table) == 2 and res.table["heldout_loglik"].notna().all()
     assert res.table["gap_bins"].fillna(0).tolist().count(3) == 1
+    # the winner's table is TOML that reads back as the same spec, durations and edges included
+    import tomllib
+
+    from markovfault.selection import SelectionResult
+
+    spec = HistorySpec(failure_window=2, backoff="auto", group_window="5min", group_levels=2,
+                       gap_edges=["30s", "5min"])
+    toml = SelectionResult(res.table, spec, "heldout_loglik").best_config()
+    assert HistorySpec.from_config(tomllib.loads(toml)["states"]["history"]) == spec
 
 
 # ------------------------------------------------------------------ model files and configuration
