@@ -14,9 +14,9 @@ strength ``gamma_L`` (hierarchical shrinkage, n-gram style)::
     Q_L(e | c)    = (M_L[c, e]    + gamma_L * Q_{L-1}(e | parent(c)))    / (M_L[c, .]    + gamma_L)
 
 (:func:`markovfault._priors.back_off`, one level at a time). With exogenous components (the group
-context, the gap; jointly when both are on), the rows of their next value ``x'`` are counted and backed off the same way, from the counts
-``M_L[c, x']``, and the base rows shrink toward the overall mix of ``x'`` (``alpha``, ``beta``'s arrival
-strength)::
+context, the gap; jointly when both are on), the rows of their next value ``x'`` are counted and backed
+off the same way, from the counts ``M_L[c, x']``, and the base rows shrink toward the overall mix of ``x'``
+(``alpha``, ``beta``'s arrival strength)::
 
     R_L(x' | c) = (M_L[c, x'] + gamma_L * R_{L-1}(x' | parent(c))) / (M_L[c, .] + gamma_L)
 
