@@ -1,0 +1,247 @@
+"""The group context on every path that fits, selects or forecasts: partial_fit, chunked fits, Dask,
+select_states, model files and the job.
+
+The reference of every incremental or distributed fit is one in-memory fit on everything; what the
+group context sees is re-counted with pandas from the raw rows (a self-merge on the group column).
+"""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import markovfault as mf
+from markovfault.exceptions import HistoryError, MissingColumnError
+from markovfault.simulate import simulate_histories
+
+COLUMNS = {"entity": "handler", "time": "timestamp", "event": "event_type", "status": "status",
+           "event_id": "event_id", "group": "team"}
+FAILURE = ["error", "timeout", "down"]
+STATES = {"kind": "categorical", "states": ["ok", "slow", "error", "timeout", "down"],
+          "failure": FAILURE}
+WINDOW = "3min"
+HISTORY = {"failure_window": 2, "group_window": WINDOW, "group_levels": 3}
+quiet = pytest.mark.filterwarnings("ignore::markovfault.exceptions.DataWarning")
+
+
+def _simulated(seed=3, n_handlers=12, n_steps=90):
+    """Handlers in 3 groups of 4 whose shared dependency goes down now and then; the group column is
+    named ``team``."""
+    hist = simulate_histories(n_handlers, n_steps, random_state=seed, with_metrics=False,
+                              flaky_fraction=0.0, memory_window=3, n_groups=3, clock="aligned",
+                              group_outage_rate=0.05, group_outage_length=5.0,
+                              group_outage_boost=8.0)
+    return hist.drop(columns=["handler_class"]).rename(columns={"group": "team"})
+
+
+@pytest.fixture(scope="module")
+def hist():
+    return _simulated()
+
+
+def model(history=HISTORY, **kw):
+    return mf.FaultPredictor(states=STATES, columns=COLUMNS, history=history, **kw)
+
+
+def pandas_group_counts(frame, window=WINDOW, count="onsets"):
+    """For every row of ``frame`` (raw column names): the failures of the other members of its team at
+    times in [t - window, t), re-counted with pandas (``count``: "onsets" or "steps")."""
+    f = frame.sort_values(["handler", "timestamp"], kind="stable").reset_index(drop=True)
+    fail = f["status"].isin(FAILURE)
+    if count == "onsets":
+        fail = fail & ~fail.groupby(f["handler"]).shift(fill_value=False).astype(bool)
+    events = f.loc[fail, ["handler", "team", "timestamp"]]
+    m = f.reset_index().merge(events, on="team", suffixes=("", "_f"))
+    w = pd.Timedelta(window)
+    m = m[(m["handler_f"] != m["handler"]) & (m["timestamp_f"] >= m["timestamp"] - w)
+          & (m["timestamp_f"] < m["timestamp"])]
+    f["n"] = m.groupby("index").size().reindex(f.index, fill_value=0).to_numpy()
+    return f
+
+
+def pandas_exo_totals(frame, levels=3, count="onsets"):
+    """M summed by (base state left, group level entered): a pandas cross table of the transitions."""
+    f = pandas_group_counts(frame, count=count)
+    prev = f.groupby("handler")["status"].shift()
+    inner = prev.notna()
+    level = np.minimum(f["n"], levels - 1)
+    return pd.crosstab(prev[inner], level[inner])
+
+
+def exo_by_base(fitted):
+    """The fitted exogenous counts summed over the history of the state left, by its base state."""
+    counts = fitted.chain_.counts_
+    S = len(fitted.state_names_)
+    out = np.zeros((S, counts.exo.shape[1]), dtype=np.int64)
+    np.add.at(out, counts.codes % S, counts.exo)
+    return pd.DataFrame(out, index=fitted.state_names_)
+
+
+def assert_same_fit(got, want):
+    """The counts (with the exogenous ones), the vocabularies and what each model remembers."""
+    a, b = got.chain_.counts_, want.chain_.counts_
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.exo, b.exo)
+    assert got.event_names_ == want.event_names_ and got.state_names_ == want.state_names_
+    pd.testing.assert_frame_equal(got.last_seen_, want.last_seen_)
+    pd.testing.assert_frame_equal(got.group_failures_, want.group_failures_)
+
+
+def _cut(hist, q):
+    return hist["timestamp"].quantile(q)
+
+
+# ------------------------------------------------------------------------------- the reference
+@quiet
+@pytest.mark.parametrize("count", ["onsets", "steps"])
+def test_one_fit_counts_what_pandas_recounts(hist, count):
+    fitted = model({**HISTORY, "group_count": count}).fit(hist)
+    want = pandas_exo_totals(hist, count=count)
+    got = exo_by_base(fitted).loc[want.index, want.columns]
+    np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())
+    assert (want.to_numpy()[:, 1:].sum() > 50) and want.shape[1] == 3  # the context is not idle
+
+
+# ----------------------------------------------------------------- partial_fit and chunked fits
+@quiet
+@pytest.mark.parametrize("count", ["onsets", "steps"])
+def test_partial_fit_in_time_order_equals_one_fit(hist, count):
+    spec = {**HISTORY, "group_count": count, "order": 2}
+    t = hist["timestamp"]
+    cuts = [_cut(hist, 0.4), _cut(hist, 0.41), _cut(hist, 0.7)]  # one batch shorter than the window
+    pieces = [hist[t < cuts[0]]] + [hist[(t >= lo) & (t < hi)] for lo, hi in zip(cuts, cuts[1:])]
+    pieces.append(hist[t >= cuts[-1]])
+    assert 0 < len(pieces[1]) < 20
+    inc = model(spec).fit(pieces[0].sample(frac=1.0, random_state=1))
+    for piece in pieces[1:]:
+        inc.partial_fit(piece.sample(frac=1.0, random_state=2))
+    one = model(spec).fit(hist)
+    assert_same_fit(inc, one)
+    assert set(one.last_seen_.columns) == {"time", "event", "state", "group", "group_failures"}
+    pd.testing.assert_frame_equal(inc.predict(None, horizon=4), one.predict(None, horizon=4))
+
+
+@quiet
+def test_partial_fit_of_a_new_group_at_the_same_times_equals_one_fit(hist):
+    new = hist["team"] == hist["team"].max()
+    inc = model().fit(hist[~new]).partial_fit(hist[new])
+    assert_same_fit(inc, model().fit(hist))
+
+
+@quiet
+def test_partial_fit_with_steps_before_the_latest_of_their_group_is_refused(hist):
+    held = hist["handler"] == hist["handler"].iloc[0]
+    team = hist.loc[held, "team"].iloc[0]
+    fitted = model().fit(hist[~held])
+    before = copy.deepcopy(fitted)
+    with pytest.raises(HistoryError, match=rf"group {team!r}.*before the latest step.*Fix"):
+        fitted.partial_fit(hist[held])
+    assert_same_fit(fitted, before)  # nothing counted
+
+
+@quiet
+def test_chunked_fit_of_a_time_ordered_export_equals_one_fit(hist, tmp_path):
+    path = tmp_path / "by_time.csv"
+    hist.sort_values("timestamp", kind="stable").to_csv(path, index=False)
+    streamed = model().fit(path, chunksize=97)
+    assert_same_fit(streamed, model().fit(path))
+
+
+@quiet
+def test_chunked_fit_of_an_export_by_handler_is_refused(hist, tmp_path):
+    path = tmp_path / "by_handler.csv"
+    hist.to_csv(path, index=False)
+    with pytest.raises(HistoryError, match=r"chunksize.*time order.*group.*Fix: sort the export by time"):
+        model().fit(path, chunksize=200)
+
+
+@quiet
+def test_fit_on_a_list_of_files_equals_one_fit(hist, tmp_path):
+    paths = []
+    for k, team in enumerate(sorted(hist["team"].unique())):
+        paths.append(tmp_path / f"team{k}.parquet")
+        hist[hist["team"] == team].to_parquet(paths[-1], index=False)
+    assert_same_fit(model().fit(paths), model().fit(hist))
+
+
+# ----------------------------------------------------------------------------- model files
+@quiet
+def test_a_saved_group_model_forecasts_new_rows_as_the_whole_history_does(hist, tmp_path):
+    t = hist["timestamp"]
+    cut = _cut(hist, 0.6)
+    old, new = hist[t < cut], hist[(t >= cut) & (t < cut + pd.Timedelta("90s"))]
+    fitted = model().fit(old)
+    fitted.save(tmp_path / "m.npz")
+    loaded = mf.load_model(tmp_path / "m.npz")
+    assert_same_fit(loaded, fitted)
+    got = loaded.predict(new, horizon=4)
+    pd.testing.assert_frame_equal(got, fitted.predict(new, horizon=4))
+    pd.testing.assert_frame_equal(loaded.predict(None, horizon=4), fitted.predict(None, horizon=4))
+    # the new rows are shorter than the window: their group context reaches into the training rows,
+    # which the model remembers; forecasting from the whole history gives the same
+    whole = fitted.predict(pd.concat([old, new]), horizon=4)
+    whole = whole[whole["entity"].isin(got["entity"])].reset_index(drop=True)
+    whole["entity"] = whole["entity"].cat.remove_unused_categories()
+    pd.testing.assert_frame_equal(got, whole)
+    # and a loaded model adds new rows as the saved one does
+    assert_same_fit(loaded.partial_fit(new), fitted.partial_fit(new))
+
+
+@quiet
+def test_forecast_rows_without_the_group_column_are_a_clear_error(hist):
+    fitted = model().fit(hist)
+    with pytest.raises(MissingColumnError, match="'team'"):
+        fitted.predict(hist.drop(columns=["team"]), horizon=2)
+    canonical = mf.read_histories(hist, columns={**COLUMNS, "group": None})
+    with pytest.raises(HistoryError, match=r"group column.*\[columns\] group"):
+        fitted.predict(canonical, horizon=2)
+
+
+# -------------------------------------------------------------------------------------- job
+JOB = """
+[columns]
+{columns}
+[states]
+kind = "categorical"
+states = ["ok", "slow", "error", "timeout", "down"]
+failure = ["error", "timeout", "down"]
+
+[states.history]
+failure_window = 2
+group_window = "{window}"
+group_levels = 3
+
+[job]
+input = "in"
+output = "out"
+horizons = [1, 3]
+threshold = 0.2
+"""
+
+
+@quiet
+def test_job_with_a_group_context_runs_end_to_end(hist, tmp_path):
+    from markovfault.job import load_job_config, run_job
+
+    (tmp_path / "in").mkdir()
+    start = hist["timestamp"].min().floor("20min")
+    slot = ((hist["timestamp"] - start) // pd.Timedelta("20min")).astype(int)
+    for k in sorted(slot.unique()):
+        hist[slot == k].to_csv(tmp_path / "in" / f"export-{k}.csv", index=False)
+    cols = "".join(f'{k} = "{v}"\n' for k, v in COLUMNS.items())
+    (tmp_path / "job.toml").write_text(JOB.format(columns=cols, window=WINDOW))
+    job = load_job_config(tmp_path / "job.toml")
+    for as_of in (start + pd.Timedelta("40min"), start + pd.Timedelta("65min")):
+        result = run_job(job, as_of=as_of.isoformat())
+        assert result.status == "ok" and result.exit_code == 0
+        table = pd.read_parquet(result.partition / "forecast.parquet")
+        # the reference: one fit on every row before the as-of, forecasting from the last steps
+        ref = model().fit(hist[hist["timestamp"] < as_of])
+        want = ref.predict(None, horizon=3)
+        want = want[want["horizon"].isin([1, 3])]
+        np.testing.assert_allclose(table["p_fail"].to_numpy(), want["p_fail"].to_numpy(), rtol=1e-12)
+        assert table["entity"].tolist() == want["entity"].astype(str).tolist()
+        saved = mf.load_model(tmp_path / "out" / "model.npz")
+        assert_same_fit(saved, ref)
