@@ -6,6 +6,7 @@ group context sees is re-counted with pandas from the raw rows (a self-merge on 
 """
 
 import copy
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,75 @@ def test_forecast_rows_without_the_group_column_are_a_clear_error(hist):
     canonical = mf.read_histories(hist, columns={**COLUMNS, "group": None})
     with pytest.raises(HistoryError, match=r"group column.*\[columns\] group"):
         fitted.predict(canonical, horizon=2)
+
+
+# --------------------------------------------------------------------------------- selection
+@quiet
+def test_select_states_scores_group_candidates_as_their_fitted_models_do(hist):
+    from markovfault.predictor._updates import encode_with
+    from markovfault.selection import select_states
+
+    plain, grp = {"failure_window": 2}, HISTORY
+    res = select_states(hist, model(None), candidates=[plain, grp], horizon=3, cutoffs=2)
+    assert len(res.table) == 2 and res.table["heldout_loglik"].is_monotonic_decreasing
+    t = hist["timestamp"]
+    split = np.quantile(t.astype("int64"), 0.75, method="higher")
+    for spec in (plain, grp):
+        # the reference: a model fitted on the steps before the split, scoring every later transition
+        # from the state its whole history puts it in (log Q(e | a) + log P(j | a, e))
+        ref = model(spec).fit(hist[t.astype("int64") < split])
+        frame = mf.read_histories(hist, columns=COLUMNS)
+        traj = encode_with(ref, frame, ref.states_.transform(frame), ref.event_names_)
+        rows = ref.chain_.encode(traj)
+        test = (traj.time[1:] >= split) & ~traj.is_run_start()[1:]
+        e, a, j = traj.event[1:][test], rows[:-1][test], traj.state[1:][test]
+        ll = np.log(ref.chain_.next_probs_[e, a, j]) + np.log(ref.chain_.event_probs_[a, e])
+        got = res.table[res.table["group_levels"].fillna(0) == spec.get("group_levels", 0)]
+        assert got["heldout_loglik"].iloc[0] == pytest.approx(ll.mean(), rel=1e-10)
+        bt = mf.backtest(hist, model(spec), horizon=3, cutoffs=2, baselines=[], progress=False,
+                         n_boot=0)
+        mean = bt.metrics[bt.metrics["fold"] == "mean"]
+        assert got["bss"].iloc[0] == pytest.approx(mean["bss"].mean(), rel=1e-12)
+
+
+def test_candidate_specs_with_and_without_the_group_context():
+    from markovfault.selection import candidate_specs
+    from markovfault.states import HistorySpec
+
+    got = candidate_specs(orders=(1,), failure_windows=(2,), group_levels=(0, 3), group_window=WINDOW,
+                          group_count="steps")
+    assert got == [HistorySpec(failure_window=2),
+                   HistorySpec(failure_window=2, group_window=WINDOW, group_levels=3,
+                               group_count="steps")]
+
+
+def test_the_chosen_group_context_is_printed_as_a_valid_toml_table():
+    from markovfault.selection import SelectionResult
+    from markovfault.states import HistorySpec
+
+    best = HistorySpec(failure_window=2, group_window=WINDOW, group_levels=3, backoff="auto")
+    printed = SelectionResult(pd.DataFrame(), best, "heldout_loglik").best_config()
+    assert HistorySpec.from_config(tomllib.loads(printed)["states"]["history"]) == best
+
+
+@quiet
+def test_select_states_command_with_a_group_column(hist, tmp_path, capsys):
+    from markovfault.cli import main
+
+    hist.to_csv(tmp_path / "h.csv", index=False)
+    cols = "".join(f'{k} = "{v}"\n' for k, v in COLUMNS.items())
+    (tmp_path / "c.toml").write_text(
+        f"[columns]\n{cols}\n[states]\nkind = \"categorical\"\nfailure = {FAILURE!r}\n".replace("'", '"')
+        + f'\n[states.history]\nfailure_window = 2\ngroup_window = "{WINDOW}"\ngroup_levels = 3\n')
+    code = main(["select-states", str(tmp_path / "h.csv"), "--config", str(tmp_path / "c.toml"),
+                 "--orders", "1", "--failure-windows", "2", "--entering-event", "no",
+                 "--horizon", "2", "--cutoffs", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    table = out[:out.index("best by")]
+    assert "group_levels" in table and len(table.strip().splitlines()) == 3  # header, two candidates
+    chosen = tomllib.loads(out[out.index("[states.history]"):])["states"]["history"]
+    assert mf.states.HistorySpec.from_config(chosen).failure_window == 2
 
 
 # -------------------------------------------------------------------------------------- job

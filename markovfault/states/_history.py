@@ -820,10 +820,29 @@ def count_augmented(aug: np.ndarray, traj: Trajectories, bins: np.ndarray | None
 
 
 def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
-                    backoff=5.0, failure_counts=(0,)) -> list:
-    """Every valid combination, as :class:`HistorySpec` (a grid for :func:`select_states`)."""
-    return [HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff,
-                        failure_count=c)
-            for o, w, c, e in itertools.product(orders, failure_windows, failure_counts,
-                                                entering_event)
-            if not (c and not w)]
+                    backoff=5.0, failure_counts=(0,), group_levels=(0,), group_window=None,
+                    group_count: str = "onsets") -> list:
+    """Every valid combination, as :class:`HistorySpec` (a grid for :func:`select_states`).
+
+    ``group_levels``: the group context's levels to try (0: without it), each over ``group_window``
+    counting ``group_count`` (see :class:`HistorySpec`).
+
+    Examples
+    --------
+    >>> [s.to_config().get("group_levels", 0) for s in candidate_specs(
+    ...     orders=(1,), failure_windows=(3,), group_levels=(0, 3), group_window="5min")]
+    [0, 3]
+    """
+    if any(g for g in group_levels) and group_window is None:
+        raise ConfigError(f"candidates with group_levels {[g for g in group_levels if g]} need a "
+                          "group_window: the trailing window (\"10min\" for timestamps, an int for "
+                          "sequence numbers) in which the other members' failures are counted")
+    out = []
+    for o, w, c, e, g in itertools.product(orders, failure_windows, failure_counts, entering_event,
+                                           group_levels):
+        if c and not w:
+            continue
+        grp = {"group_window": group_window, "group_levels": g, "group_count": group_count} if g else {}
+        out.append(HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff,
+                               failure_count=c, **grp))
+    return out
