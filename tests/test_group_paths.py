@@ -315,3 +315,86 @@ def test_job_with_a_group_context_runs_end_to_end(hist, tmp_path):
         assert table["entity"].tolist() == want["entity"].astype(str).tolist()
         saved = mf.load_model(tmp_path / "out" / "model.npz")
         assert_same_fit(saved, ref)
+
+
+# ------------------------------------------------------------------------------------- dask
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
+    client = distributed.Client(cluster, timeout="60s")
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _ddf(frame, tmp_path, n=4, seed=0):
+    """``frame`` written over ``n`` Parquet files, rows shuffled: every team spans every file."""
+    dd = pytest.importorskip("dask.dataframe")
+    frame = frame.iloc[np.random.default_rng(seed).permutation(len(frame))].reset_index(drop=True)
+    root = tmp_path / f"parts{seed}"
+    root.mkdir()
+    for k, rows in enumerate(np.array_split(np.arange(len(frame)), n)):
+        frame.iloc[rows].to_parquet(root / f"part-{k}.parquet", index=False)
+    return dd.read_parquet(str(root))
+
+
+@quiet
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
+def test_dask_fit_predict_and_partial_fit_equal_in_memory(client, hist, tmp_path):
+    ddf = _ddf(hist, tmp_path)
+    want = model().fit(hist)
+    got = model().fit(ddf)
+    assert_same_fit(got, want)
+    # what the group context saw on the partitions: every member of the team (pandas re-count)
+    expected = pandas_exo_totals(hist)
+    np.testing.assert_array_equal(exo_by_base(got).loc[expected.index, expected.columns].to_numpy(),
+                                  expected.to_numpy())
+    pd.testing.assert_frame_equal(got.predict(ddf, horizon=3), want.predict(hist, horizon=3))
+    # partial_fit on dask: the later rows, over partitions that split every team
+    t = hist["timestamp"]
+    cut = _cut(hist, 0.55)
+    fitted = model().fit(hist[t < cut])
+    on_dask = copy.deepcopy(fitted).partial_fit(_ddf(hist[t >= cut], tmp_path, n=3, seed=1))
+    assert_same_fit(on_dask, want)
+    pd.testing.assert_frame_equal(on_dask.predict(None, horizon=3), want.predict(None, horizon=3))
+    held = hist["handler"] == hist["handler"].iloc[0]
+    with pytest.raises(HistoryError, match=r"before the latest step.*Fix"):
+        model().fit(hist[~held]).partial_fit(_ddf(hist[held], tmp_path, n=2, seed=2))
+
+
+@quiet
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
+def test_dask_backtest_with_groups_equals_in_memory(client, hist, tmp_path):
+    kw = dict(horizon=3, cutoffs=2, baselines=["climatology"], origins="every_step", progress=False)
+    want = mf.backtest(hist, model(), **kw)
+    got = mf.backtest(_ddf(hist, tmp_path), model(), **kw)
+    pd.testing.assert_frame_equal(got.predictions, want.predictions)
+    pd.testing.assert_frame_equal(got.metrics, want.metrics)
+
+
+@quiet
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
+def test_dask_refuses_a_handler_in_two_groups(client, hist, tmp_path):
+    bad = hist.copy()
+    who = bad["handler"].iloc[0]
+    bad.loc[bad.index[(bad["handler"] == who).to_numpy()][-5:], "team"] = "elsewhere"
+    with pytest.raises(HistoryError, match=rf"{who!r} is in more than one group"):
+        model().fit(bad)
+    with pytest.raises(HistoryError, match=rf"{who!r} is in more than one group"):
+        model().fit(_ddf(bad, tmp_path))
+
+
+@quiet
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
+def test_a_handler_that_moves_to_another_group_is_refused_in_memory_and_on_dask(client, hist, tmp_path):
+    t = hist["timestamp"]
+    cut = _cut(hist, 0.5)
+    later = hist[t >= cut].copy()
+    who = later["handler"].iloc[0]
+    later.loc[later["handler"] == who, "team"] = "elsewhere"
+    fitted = model().fit(hist[t < cut])
+    for batch in (later, _ddf(later, tmp_path, n=4, seed=3)):
+        with pytest.raises(HistoryError, match=rf"{who!r} is in more than one group"):
+            copy.deepcopy(fitted).partial_fit(batch)

@@ -108,12 +108,11 @@ def with_memory(model, traj: Trajectories, supersede: bool) -> Trajectories:
     return replace(traj, group_memory=np.stack([g[keep], e[keep], t[keep]]).astype(np.int64))
 
 
-def check_in_order(model, frame: pd.DataFrame, stream: bool) -> None:
-    """Refuse a batch with a step of a group before the latest step already counted in that group
-    (:class:`HistoryError`, naming the group, both times and the fix)."""
-    seen = model.last_seen_
-    if group_spec(model) is None or "group" not in frame.columns or "group" not in seen.columns \
-            or not len(seen) or not len(frame):
+def check_in_order(seen: pd.DataFrame, time_kind: str, frame: pd.DataFrame, stream: bool) -> None:
+    """Refuse a batch ``frame`` with a step of a group before the latest step already counted in that
+    group (``seen``: remembered steps, ``last_seen_``), with a :class:`HistoryError` naming the group,
+    both times and the fix."""
+    if "group" not in frame.columns or "group" not in seen.columns or not len(seen) or not len(frame):
         return
     latest = seen.groupby("group", sort=True)["time"].max()
     groups = np.asarray(frame["group"].astype(str), dtype=object)
@@ -123,7 +122,7 @@ def check_in_order(model, frame: pd.DataFrame, stream: bool) -> None:
     if not early.any():
         return
     g = common[np.flatnonzero(early)[0]]
-    at, last = from_time_int([first[g], latest[g]], model.time_kind_)
+    at, last = from_time_int([first[g], latest[g]], time_kind)
     more = int(early.sum()) - 1
     where = (f"group {g!r} has a step at {at} before the latest step already counted in it ({last})"
              f"{f'; {more} more groups too' if more else ''}")

@@ -230,7 +230,7 @@ def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
     spec = group_spec(model)
     if spec is not None and "group" in frame.columns:  # before anything is counted
         check_groups_kept(model.last_seen_, frame["entity"].astype(str), frame["group"])
-        check_in_order(model, frame, stream)
+        check_in_order(model.last_seen_, model.time_kind_, frame, stream)
     both, both_codes, n_tail = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=warn,
                                             stream=stream)
     old_events = list(chain.base_.event_names_)
