@@ -15,7 +15,10 @@ Design (exact: counts and forecasts equal the in-memory ones):
    hashes to bucket ``b`` (``set_index`` on the bucket with known
    divisions), so the client can route per-entity state to the right
    partition without asking. Each partition is then read and validated
-   where it lies with :func:`~markovfault.read_histories`.
+   where it lies with :func:`~markovfault.read_histories`. With the group
+   context (which counts the failures of the other members of a group) the
+   rows are shuffled by group instead: every partition holds whole groups,
+   and the client checks that no entity turns up in two of them.
 3. **Global extractor fit.** The event vocabulary (sorted union) and the
    state extractor are fitted on the client from a small pass over the
    partitions: the distinct values of the extractor's columns for
@@ -30,7 +33,9 @@ Design (exact: counts and forecasts equal the in-memory ones):
    (``last_seen_``: a few steps per entity) of its own bucket's entities
    only, prepends them, applies the older-than-seen rule and counts there,
    on one event vocabulary (the model's events, then the new ones sorted,
-   found in a first small pass). The count increments and the new tails
+   found in a first small pass). With the group context the tails go to the
+   partition of their group, and the failures the model remembers of its
+   groups (``group_failures_``, small) travel with the model. The count increments and the new tails
    travel back; the client merges them as the in-memory ``partial_fit``
    does, and logs the entities whose steps started a new run.
 6. **Forecasts.** ``predict`` computes the forecast table once, forecasts each
@@ -88,6 +93,8 @@ from .exceptions import ConfigError, EmptyHistoryError, HistoryError, MissingCol
 from .histories import ReadReport
 from .histories._read import read_frame
 from .predictor._forecasts import forecast_table
+from .predictor._groups import (check_groups_kept, check_in_order, contexts_of, group_spec, new_failures,
+                                remember, with_memory)
 from .predictor._output import forecast_frame
 from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
                                   read_input)
@@ -132,33 +139,35 @@ def _bucket_of(keys, n_buckets: int) -> np.ndarray:
     return (h % np.uint64(max(n_buckets, 1))).astype(np.int64)
 
 
-def _add_pos(df: pd.DataFrame, entity: str, n_buckets: int = 1,
+def _add_pos(df: pd.DataFrame, route: str, n_buckets: int = 1,
              partition_info=None) -> pd.DataFrame:
-    from .histories._contract import as_str as _as_str  # the reader's own normalisation of the entity
+    from .histories._contract import as_str as _as_str  # the reader's own normalisation of the names
 
     number = 0 if partition_info is None else int(partition_info["number"])
     out = df.copy()
     out[_POS] = (np.int64(number) << _PART_SHIFT) + np.arange(len(df), dtype=np.int64)
-    key = _as_str(df[entity]).astype(object)
+    key = _as_str(df[route]).astype(object)
     out[_KEY] = key
     out[_BUCKET] = _bucket_of(key.to_numpy(), n_buckets)
     return out
 
 
-def _shuffled(ddf, cmap):
-    """The frame shuffled by entity, each row carrying its global read position.
+def _shuffled(ddf, cmap, by_group: bool = False):
+    """The frame shuffled by entity (``by_group``: by group), each row carrying its global read position.
 
-    Partition ``b`` holds exactly the entities of bucket ``b`` (:func:`_bucket_of`), so
+    Partition ``b`` holds exactly the entities (groups) of bucket ``b`` (:func:`_bucket_of`), so
     the client can send each partition what it keeps per entity (the tails of
-    ``partial_fit``) without asking which entities it holds.
+    ``partial_fit``) without asking which entities it holds. The group context counts the failures
+    of the other members of a group: with it, every partition holds whole groups.
     """
-    if cmap.entity not in ddf.columns:
+    route, what = (cmap.group, "group") if by_group else (cmap.entity, "entity")
+    if route is None or route not in ddf.columns:
         raise MissingColumnError(
-            f"the entity column {cmap.entity!r} is missing; the columns are "
-            f"{list(map(str, ddf.columns))} (set entity in the [columns] table)")
+            f"the {what} column {route!r} is missing; the columns are "
+            f"{list(map(str, ddf.columns))} (set {what} in the [columns] table)")
     n = max(ddf.npartitions, 1)
-    meta = _add_pos(ddf._meta, cmap.entity, n)
-    tagged = ddf.map_partitions(_add_pos, cmap.entity, n, meta=meta)
+    meta = _add_pos(ddf._meta, route, n)
+    tagged = ddf.map_partitions(_add_pos, route, n, meta=meta)
     # known divisions 0, 1, ..., n: partition b receives the rows of bucket b
     return tagged.set_index(_BUCKET, divisions=list(range(n + 1)), sort=True)
 
@@ -173,12 +182,12 @@ def _read_part(df: pd.DataFrame, cmap, bucket: int | None = None):
     return read_frame(df, columns=cmap)
 
 
-def _canonical_parts(ddf, cmap):
-    """Delayed (frame, report) per partition (partition b: the entities of bucket b),
-    persisted where they lie."""
+def _canonical_parts(ddf, cmap, by_group: bool = False):
+    """Delayed (frame, report) per partition (partition b: the entities, or with ``by_group`` the
+    groups, of bucket b), persisted where they lie."""
     import dask
 
-    parts = _shuffled(ddf, cmap).to_delayed()
+    parts = _shuffled(ddf, cmap, by_group).to_delayed()
     read = [dask.delayed(_read_part)(p, cmap, b) for b, p in enumerate(parts)]
     return list(dask.persist(*read))
 
@@ -220,8 +229,9 @@ def _summary(part, columns, distinct):
 
 
 def _count_part(part, chain, extractor, events, max_gap, model=None):
-    """The counts of one partition (on the global event vocabulary), its entities' last steps and, with
-    ``recent_strength="auto"``, its arrival bins (they add up across partitions like the counts)."""
+    """The counts of one partition (on the global event vocabulary), its entities' last steps, with
+    ``recent_strength="auto"`` its arrival bins (they add up across partitions like the counts) and, with
+    the group context, the failures it counts (the partitions hold whole groups)."""
     if part is None:
         return None
     frame, _ = part
@@ -229,7 +239,28 @@ def _count_part(part, chain, extractor, events, max_gap, model=None):
                         events, max_gap)
     traj = mark_ends(traj, extractor.is_end_)
     bins = None if model is None else recent_bins_of(model, traj, events)
-    return chain.count(traj), last_steps(traj, chain.tail_length), bins
+    spec = _group_of(chain.spec)
+    return (chain.count(traj), last_steps(traj, chain.tail_length, contexts=contexts_of(spec, traj)), bins,
+            new_failures(spec, traj))
+
+
+def _group_of(spec):
+    """``spec`` when it carries the group context, else None."""
+    return spec if spec is not None and spec.has_group else None
+
+
+def _one_group_each(pieces: list) -> None:
+    """The partitions of a run by group hold disjoint entities (``pieces``: the last steps of each),
+    unless an entity is in two groups."""
+    names = pd.Index(np.concatenate([p.index.unique().to_numpy(dtype=object) for p in pieces]))
+    twice = names.duplicated()
+    if twice.any():
+        who = names[twice][0]
+        groups = sorted({str(g) for p in pieces if who in p.index for g in p.loc[[who], "group"]})
+        raise HistoryError(
+            f"entity {who!r} is in more than one group ({', '.join(map(repr, groups))}): the group "
+            "context counts the failures of an entity's group, so an entity must stay in one group. "
+            "Fix: give each entity one group (or name the entity by its group, e.g. entity@group).")
 
 
 def _gaps_part(part, extractor, events, max_gap, before=None, data_end=None):
@@ -295,7 +326,8 @@ def fit(model, ddf):
     import dask
 
     cmap = column_map_of(model.columns)
-    parts = _canonical_parts(ddf, cmap)
+    spec = _group_of(history_spec_of(model.history))
+    parts = _canonical_parts(ddf, cmap, by_group=spec is not None)
     extractor = new_extractor(model.states)
     _no_end_after(extractor)
     distinct = isinstance(extractor, (CategoricalStates, ThresholdStates))
@@ -315,12 +347,15 @@ def fit(model, ddf):
     results = [r for r in dask.compute(*[
         dask.delayed(_count_part)(p, chain, extractor, events, model.max_gap, model)
         for p in parts]) if r is not None]
+    if spec is not None:
+        _one_group_each([r[1] for r in results])
+    last_seen = pd.concat([r[1] for r in results]).sort_index(kind="stable")
     counts, _ = merge_counts([r[0] for r in results])
     chain.fit_from_counts(counts, extractor.state_names_, events, extractor.is_failure_, warn=True,
                           is_end=extractor.is_end_)
-    install_fit(model, extractor, chain, report.time_kind, report,
-                pd.concat([r[1] for r in results]).sort_index(kind="stable"),
-                _merged_bins([r[2] for r in results]))
+    install_fit(model, extractor, chain, report.time_kind, report, last_seen,
+                _merged_bins([r[2] for r in results]),
+                remember(spec, report.time_kind, [r[3] for r in results], last_seen))
     logger.info("fitted on %d transitions of %d entities over %d dask partitions",
                 chain.n_transitions_, report.n_entities, ddf.npartitions)
     return model
@@ -342,6 +377,9 @@ def _partial_part(part, model, tails, events):
         return None
     frame, report = part
     chain = model.chain_
+    spec = group_spec(model)
+    if spec is not None and "group" in frame.columns:  # the tails of this partition's groups
+        check_in_order(tails, model.time_kind_, frame, stream=False)
     codes = model.states_.transform(frame)
     both, both_codes, n_tail = prepend_tail(tails, model.time_kind_, frame, codes, warn=False)
     # entities with a tail that prepend_tail did not carry: steps no later than the
@@ -350,19 +388,21 @@ def _partial_part(part, model, tails, events):
     with_tail = present.intersection(pd.Index(tails.index.unique()))
     carried = pd.Index(pd.unique(both["entity"].iloc[:n_tail].astype(str).to_numpy(dtype=object)))
     late = with_tail.difference(carried)  # sorted
-    traj = encode_with(model, both, both_codes, events)
+    traj = with_memory(model, encode_with(model, both, both_codes, events), supersede=False)
     counts = chain.count(traj)
     tail = None
     if n_tail:  # the transitions among the carried tail rows were counted already
         tail = encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], events)
         counts = counts - chain.count(tail)
-    return (counts, last_steps(traj, chain.tail_length), report, len(late), list(late[:3]),
-            batch_bins(model, traj, tail))
+    return (counts, last_steps(traj, chain.tail_length, contexts=contexts_of(spec, traj)), report,
+            len(late), list(late[:3]), batch_bins(model, traj, tail), new_failures(spec, traj))
 
 
-def _split_by_bucket(frame: pd.DataFrame, n_buckets: int) -> list:
-    """Rows of an entity-indexed frame per bucket (each keeps its order)."""
-    bucket = _bucket_of(frame.index.to_numpy(dtype=object), n_buckets)
+def _split_by_bucket(frame: pd.DataFrame, n_buckets: int, by_group: bool = False) -> list:
+    """Rows of an entity-indexed frame per bucket of their entity (``by_group``: of their group; each
+    keeps its order)."""
+    keys = frame["group"] if by_group else frame.index
+    bucket = _bucket_of(keys.to_numpy(dtype=object), n_buckets)
     order = np.argsort(bucket, kind="stable")
     bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
     return [frame.iloc[order[bounds[b]:bounds[b + 1]]] for b in range(n_buckets)]
@@ -380,14 +420,15 @@ def partial_fit(model, ddf):
     _require()
     import dask
 
-    parts = _canonical_parts(ddf, column_map_of(model.columns))
+    spec = group_spec(model)
+    parts = _canonical_parts(ddf, column_map_of(model.columns), by_group=spec is not None)
     seen = [e for e in dask.compute(*[dask.delayed(_events_part)(p) for p in parts])
             if e is not None]
     if not seen:
         raise EmptyHistoryError("the dask DataFrame holds no rows")
     known = list(model.base_chain_.event_names_)
     events = known + sorted(set().union(*seen) - set(known))
-    tails = _split_by_bucket(model.last_seen_, len(parts))
+    tails = _split_by_bucket(model.last_seen_, len(parts), by_group=spec is not None)
     shared = _copy_without_tails(model)
     shared = dask.delayed(shared, name=f"markovfault-model-{uuid.uuid4().hex}")
     results = [r for r in dask.compute(*[
@@ -399,11 +440,19 @@ def partial_fit(model, ddf):
             "%d entities have steps no later than their last step already counted "
             "(e.g. %s); those steps start a new run and the transition into them is "
             "not counted.", n_late, sorted(e for r in results for e in r[4])[:3])
+    new_seen = pd.concat([r[1] for r in results])
+    if spec is not None:  # before anything changes: each entity in the one group it was counted in
+        _one_group_each([r[1] for r in results])
+        check_groups_kept(model.last_seen_, new_seen.index.to_numpy(dtype=object), new_seen["group"])
     new, _ = merge_counts([r[0] for r in results])
     model.chain_ = model.chain_.add_counts(new, events, warn=True)
     merge_recent(model, known, _merged_bins([r[5] for r in results]), events)
     model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)
-    model.last_seen_ = merge_last_seen(model.last_seen_, pd.concat([r[1] for r in results]))
+    model.last_seen_ = merge_last_seen(model.last_seen_, new_seen)
+    if spec is not None:
+        model.group_failures_ = remember(spec, model.time_kind_,
+                                         [model.group_failures_] + [r[6] for r in results],
+                                         model.last_seen_)
     logger.info("added %d rows of %d entities over %d dask partitions",
                 model.read_report_.n_rows_kept, model.read_report_.n_entities, ddf.npartitions)
     return model
@@ -426,7 +475,7 @@ def _predict_part(part, model, table):
     codes = model.states_.transform(frame)
     both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False)
     events = model.base_chain_.event_names_
-    traj = encode_with(model, both, codes, events)
+    traj = with_memory(model, encode_with(model, both, codes, events), supersede=True)
     out = forecast_frame(traj, model.chain_.encode(traj, n_events=len(events)), table)
     out["entity"] = out["entity"].astype(object)
     out["state"] = out["state"].astype(object)
@@ -439,7 +488,7 @@ def predict(model, ddf, horizon, scenario, event_mix, recent_window):
     import dask
 
     mix, _ = check_event_mix(event_mix, model.base_chain_.event_names_, model.time_kind_, recent_window)
-    parts = _canonical_parts(ddf, column_map_of(model.columns))
+    parts = _canonical_parts(ddf, column_map_of(model.columns), by_group=group_spec(model) is not None)
     shared = dask.delayed(model, name=f"markovfault-model-{uuid.uuid4().hex}")
     counts = _recent_counts(model, parts, shared, recent_window) if mix == RECENT else None
     table = forecast_table(model, horizon, scenario, event_mix, recent_window, counts=counts)
@@ -735,7 +784,8 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     _require()
     import dask
 
-    parts = _canonical_parts(ddf, column_map_of(predictor.columns))
+    by_group = _group_of(history_spec_of(predictor.history)) is not None
+    parts = _canonical_parts(ddf, column_map_of(predictor.columns), by_group=by_group)
     scans = [x for x in dask.compute(*[dask.delayed(_scan_part)(p) for p in parts])
              if x is not None]
     report = _merge_reports([x[0] for x in scans], ddf.npartitions)
@@ -786,6 +836,11 @@ def backtest_run(ddf, predictor, *, horizon, cutoffs, window, window_size, origi
     lengths = np.concatenate([g[4] for _, g in got]).astype(np.int64)
     order = np.argsort(names, kind="stable")
     twice = np.flatnonzero(names[order][1:] == names[order][:-1])
+    if len(twice) and by_group:  # the partitions hold whole groups
+        raise HistoryError(
+            f"entity {names[order][twice[0]]!r} is in more than one group (its rows were read in the "
+            "partitions of two groups): the group context counts the failures of an entity's group, "
+            "so an entity must stay in one group. Fix: give each entity one group.")
     if len(twice):
         raise HistoryError(
             f"entity {names[order][twice[0]]!r} was read in two partitions: its raw values "

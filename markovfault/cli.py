@@ -118,6 +118,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(default 0)")
     p.add_argument("--entering-event", choices=["no", "yes", "both"], default="both",
                    help="add the event that entered the state (default: try both)")
+    p.add_argument("--group-levels", default=None,
+                   help="levels of the group context to try, 0 = none (needs [columns] group; default: 0 "
+                        "and the config's [states.history] group_levels, if it has one, else 0)")
+    p.add_argument("--group-window", default=None,
+                   help="the group context's trailing window, e.g. 5min, or an integer for sequence "
+                        "numbers (default: the config's [states.history] group_window)")
     p.add_argument("--criterion", choices=["heldout_loglik", "bss", "roc_auc"],
                    default="heldout_loglik")
     p.add_argument("--horizon", type=int, default=5, help="backtest horizon (default 5)")
@@ -277,9 +283,18 @@ def _cmd_select_states(args) -> int:
     if "states" not in config:
         raise ConfigError(f"{args.config}: a [states] table is needed (kind, failure)")
     entering = {"no": (False,), "yes": (True,), "both": (False, True)}[args.entering_event]
+    history = dict(config["states"].get("history") or {})
+    levels = args.group_levels
+    if levels is None:  # with and without the config's own group context
+        levels = f"0,{history['group_levels']}" if history.get("group_levels") else "0"
+    window = args.group_window if args.group_window is not None else history.get("group_window")
+    if isinstance(window, str) and window.strip().isdigit():  # sequence numbers
+        window = int(window)
     candidates = candidate_specs(_ints(args.orders, "--orders"),
                                  _ints(args.failure_windows, "--failure-windows"), entering,
-                                 failure_counts=_ints(args.failure_counts, "--failure-counts"))
+                                 failure_counts=_ints(args.failure_counts, "--failure-counts"),
+                                 group_levels=_ints(levels, "--group-levels"), group_window=window,
+                                 group_count=history.get("group_count", "onsets"))
     result = select_states(args.histories, FaultPredictor.from_config(config), candidates,
                            criterion=args.criterion, horizon=args.horizon, cutoffs=args.cutoffs)
     print(result.table.to_string(index=False, float_format="%.4f"))

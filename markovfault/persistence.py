@@ -111,7 +111,19 @@ def load_model(path):
              "state": arrays["last_seen/state"]},
             index=pd.Index(arrays["last_seen/entity"].astype(str).astype(object), name="entity"),
         )
-        install_fit(model, extractor, chain, header["time_kind"], None, last_seen, bins)
+        failures = None
+        if spec is not None and spec.has_group:  # what the group context remembers
+            if "group_failures/time" not in arrays:
+                raise ModelFileError(
+                    f"{path}: the states carry the group context but the file does not hold what it "
+                    "remembers of the groups (written by an earlier version); fit the model again.")
+            last_seen["group"] = arrays["last_seen/group"].astype(str).astype(object)
+            last_seen["group_failures"] = arrays["last_seen/group_failures"].astype(np.int64)
+            failures = pd.DataFrame({
+                "entity": arrays["group_failures/entity"].astype(str).astype(object),
+                "group": arrays["group_failures/group"].astype(str).astype(object),
+                "time": arrays["group_failures/time"].astype(np.int64)})
+        install_fit(model, extractor, chain, header["time_kind"], None, last_seen, bins, failures)
         _check_priors(path, model, header)
     except ModelFileError:
         raise

@@ -1,9 +1,9 @@
 """Choosing history-aware states from data.
 
 :func:`select_states` compares candidate :class:`~markovfault.states.HistorySpec`
-settings (orders, failure windows, the entering event) by the log-likelihood
-of held-out transitions and by backtest skill, and returns a table and the
-best choice.
+settings (orders, failure windows, the entering event, the group context) by
+the log-likelihood of held-out transitions and by backtest skill, and returns
+a table and the best choice.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ class SelectionResult:
         gap_bins = 3
         gap_edges = ["30s", "5min"]
         <BLANKLINE>
+        >>> SelectionResult(pd.DataFrame(), HistorySpec(group_window="5min", group_levels=3),
+        ...                 "heldout_loglik").best_config().splitlines()[-3:]
+        ['group_window = "5min"', 'group_levels = 3', 'group_count = "onsets"']
         """
         c = self.best.to_config()
         return "[states.history]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in c.items())
@@ -80,7 +83,7 @@ def _toml_value(v) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
+    return str(v)
 
 
 def _as_spec(c) -> HistorySpec:
@@ -111,6 +114,12 @@ def select_states(
         ``history`` is ignored.
     candidates : sequence of HistorySpec or dict, optional
         Default: orders 1-3 x failure windows 0, 3 x entering event off/on.
+        Candidates with the group context (``group_levels``, see
+        :func:`candidate_specs`) need ``predictor``'s columns to name the
+        group column; every candidate is scored on the same observations,
+        each held-out step's event and next state (the group context's own
+        next value, ``R(x' | a)``, is what a candidate knows, not what it
+        is scored on).
     holdout : float, default=0.25
         The last share of the steps (by time) is held out for the likelihood.
     criterion : {'heldout_loglik', 'bss', 'roc_auc'}, default='heldout_loglik'
@@ -171,8 +180,10 @@ def select_states(
             row["roc_auc"] = float(mean["roc_auc"].mean())
         rows.append(row)
         kept.append(spec)
-    table = pd.DataFrame(rows).sort_values(criterion, ascending=False, kind="stable",
-                                           na_position="last")
+    table = pd.DataFrame(rows)
+    if "group_levels" in table:  # candidates without the group context: 0 levels
+        table["group_levels"] = table["group_levels"].fillna(0).astype(np.int64)
+    table = table.sort_values(criterion, ascending=False, kind="stable", na_position="last")
     if table[criterion].isna().all():
         raise ConfigError("no candidate could be scored: " + "; ".join(table["note"]))
     best = kept[int(table.index[0])]

@@ -19,7 +19,11 @@ from ._sorting import group_order
 from ._timecodec import parse_max_gap, time_values
 from .exceptions import ConfigError, HistoryError
 
-__all__ = ["Trajectories", "parse_max_gap", "group_codes"]
+__all__ = ["Trajectories", "parse_max_gap", "group_codes", "CARRIED"]
+
+#: The column of a frame of remembered last steps that holds the group context they were counted with
+#: (:attr:`Trajectories.group_carried`; -1 on the rows whose context is counted from the histories).
+CARRIED = "_group_failures"
 
 
 @dataclass(eq=False)
@@ -56,6 +60,16 @@ class Trajectories:
     group : ndarray of shape (n_steps,), int64, optional
         The group of each step's entity (the input's ``group`` column, in sorted order of the
         group names; see :func:`group_codes`).
+    group_names : tuple of str, optional
+        The names of the group codes.
+    group_carried : ndarray of shape (n_steps,), int64, optional
+        The group context of the steps counted before (the remembered last steps a later batch
+        continues, from the input's ``_group_failures`` column), -1 for the steps whose context is
+        counted here.
+    group_memory : ndarray of shape (3, n_failures), int64, optional
+        Failures of group members remembered from earlier batches that are not steps here: their
+        group code, entity code (-1 for an entity without steps here) and time. The group context
+        counts them with the failures among the steps.
 
     Examples
     --------
@@ -86,6 +100,12 @@ class Trajectories:
     is_end: np.ndarray | None = field(default=None, repr=False)
     #: the group code of each step (one group per entity, see :func:`group_codes`); None: no groups
     group: np.ndarray | None = field(default=None, repr=False)
+    #: the names of the group codes
+    group_names: tuple | None = field(default=None, repr=False)
+    #: the group context of steps counted before (remembered tails), -1 elsewhere; None: none
+    group_carried: np.ndarray | None = field(default=None, repr=False)
+    #: remembered failures of group members that are not steps here: (group, entity, time) x n
+    group_memory: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -176,8 +196,11 @@ class Trajectories:
         traj.run_starts = run_starts_of(entity, time, parse_max_gap(max_gap, time_kind))
         if "group" in frame.columns:
             grp = np.asarray(frame["group"], dtype=object)
-            traj.group = group_codes(grp if isinstance(order, slice) else grp[order], entity,
-                                     traj.entity_names)
+            traj.group, traj.group_names = group_codes(
+                grp if isinstance(order, slice) else grp[order], entity, traj.entity_names,
+                return_names=True)
+        if CARRIED in frame.columns:
+            traj.group_carried = np.asarray(frame[CARRIED], dtype=np.int64)[order]
         return traj
 
     @classmethod
@@ -462,8 +485,9 @@ def encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_nam
         ev = ev.astype(str)
     ev_codes, ev_vocab = encode_events(ev, event_names)
     time = np.asarray(time, dtype=np.int64)  # (trajectories never write to their arrays)
-    group = (group_codes(np.asarray(frame["group"], dtype=object), entity, tuple(names.tolist()))
-             if "group" in frame.columns else None)
+    group, group_names = (group_codes(np.asarray(frame["group"], dtype=object), entity,
+                                      tuple(names.tolist()), return_names=True)
+                          if "group" in frame.columns else (None, None))
     return Trajectories(
         entity=entity,
         time=time,
@@ -478,12 +502,15 @@ def encode_sorted(frame: pd.DataFrame, state, state_names, is_failure, event_nam
         source_row=(np.asarray(frame["_row"], dtype=np.int64) if "_row" in frame.columns
                     else np.arange(n, dtype=np.int64)),
         group=group,
+        group_names=group_names,
+        group_carried=(np.asarray(frame[CARRIED], dtype=np.int64) if CARRIED in frame.columns
+                       else None),
     )
 
 
-def group_codes(group, entity: np.ndarray, entity_names) -> np.ndarray:
+def group_codes(group, entity: np.ndarray, entity_names, return_names: bool = False):
     """The code of each step's group (over the sorted group names), checking that every entity
-    stays in one group.
+    stays in one group; with ``return_names``, the names too.
 
     Raises
     ------
@@ -502,7 +529,7 @@ def group_codes(group, entity: np.ndarray, entity_names) -> np.ndarray:
         raise HistoryError(f"entity {who!r} has a row without a group: every row needs one in the "
                            "group column. Fix: fill the group of every row, or leave [columns] group "
                            "unset.")
-    codes, _ = pd.factorize(group.astype(str), sort=True)
+    codes, vocab = pd.factorize(group.astype(str), sort=True)
     codes = codes.astype(np.int64)
     entity = np.asarray(entity, dtype=np.int64)
     if len(codes):
@@ -520,7 +547,7 @@ def group_codes(group, entity: np.ndarray, entity_names) -> np.ndarray:
                 f"{'' if len(bad) == 1 else f'; {len(bad) - 1} more entities too'}): the group context "
                 "counts the failures of an entity's group, so an entity must stay in one group. Fix: "
                 "give each entity one group (or name the entity by its group, e.g. entity@group).")
-    return codes
+    return (codes, tuple(str(g) for g in vocab)) if return_names else codes
 
 
 def entity_codes(entity: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -617,7 +644,8 @@ def mark_ends(traj: "Trajectories", is_end, end_after: int | None = None,
     rows = traj.source_row if traj.source_row is not None else np.arange(traj.n_steps)
     source_row = spread(np.asarray(rows, dtype=np.int64), -1)
     group = None if traj.group is None else spread(np.asarray(traj.group), traj.group[last[add]])
+    carried = None if traj.group_carried is None else spread(traj.group_carried, -1)
     run_starts = new_pos[traj.run_starts] if traj.n_runs else traj.run_starts
     return replace(traj, entity=entity, time=time, event=event, state=state,
                    run_starts=np.asarray(run_starts, dtype=np.int64), event_names=tuple(events),
-                   source_row=source_row, is_end=is_end, group=group)
+                   source_row=source_row, is_end=is_end, group=group, group_carried=carried)

@@ -9,7 +9,8 @@ import pandas as pd
 from .._eventmix import RECENT, check_event_mix, event_probs_for, recent_arrivals
 from .._timecodec import parse_max_gap
 from ..exceptions import ConfigError
-from ..trajectories import sorted_steps
+from ..trajectories import CARRIED, sorted_steps
+from ._groups import with_memory
 from ._output import forecast_frame, forecast_output
 from ._settings import read_input, recent_strength_in_use
 from ._tails import prepend_tail
@@ -59,6 +60,8 @@ def last_seen_frame(model) -> tuple[pd.DataFrame, np.ndarray]:
                     if model.time_kind_ == "datetime" else both["time"])
     codes = both.pop("state").to_numpy(np.int64)
     both["_row"] = -1
+    if "group_failures" in both:  # each step as it was counted, its group context too
+        both = both.rename(columns={"group_failures": CARRIED})
     return both, codes
 
 
@@ -90,5 +93,5 @@ def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_win
             return forecast_output(names, time[last], time_kind, base, model.states_.state_names_,
                                    table[base], layout)
     events = chain.base_.event_names_
-    traj = encode_with(model, both, codes, events)
+    traj = with_memory(model, encode_with(model, both, codes, events), supersede=True)
     return forecast_frame(traj, chain.encode(traj, n_events=len(events)), table, layout)

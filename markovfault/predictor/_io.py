@@ -47,6 +47,14 @@ def save_model(model, path) -> Path:
     arrays["last_seen/time"] = seen["time"].to_numpy(np.int64)
     arrays["last_seen/state"] = seen["state"].to_numpy(np.int64)
     arrays["last_seen/event"] = np.asarray(seen["event"].astype(str), dtype=str)
+    if "group" in seen:  # the group context: each remembered step's group and context
+        arrays["last_seen/group"] = np.asarray(seen["group"].astype(str), dtype=str)
+        arrays["last_seen/group_failures"] = seen["group_failures"].to_numpy(np.int64)
+    failures = getattr(model, "group_failures_", None)
+    if failures is not None:  # ... and the failures in the window before each group's latest step
+        for name in ("entity", "group"):
+            arrays[f"group_failures/{name}"] = np.asarray(failures[name].astype(str), dtype=str)
+        arrays["group_failures/time"] = failures["time"].to_numpy(np.int64)
 
     bins = getattr(model, "recent_bins_", None)
     if bins is not None:  # recent_strength="auto": what later batches merge with and choose from

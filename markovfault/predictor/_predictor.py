@@ -66,6 +66,8 @@ class FaultPredictor(Estimator):
     n_transitions_ : int
     priors_ : DataFrame
         The priors in use: ``value`` and ``source`` ("given", or "chosen" from the data for "auto").
+    group_failures_ : DataFrame or None
+        With the group context: the failures its window still reaches (entity, group, time).
 
     Examples
     --------
@@ -159,8 +161,8 @@ class FaultPredictor(Estimator):
 
         Each entity's last steps are carried over, so fitting on A and then
         ``partial_fit`` on B equals fitting on A and B together when B holds
-        only later steps than A, or other entities. Steps older than what was
-        seen start a new run, with a warning.
+        only later steps than A, or other entities (of other groups, with the group
+        context). Older steps start a new run, with a warning (with the group context, an error).
 
         Returns
         -------

@@ -15,7 +15,7 @@ import pandas as pd
 from .._sorting import group_order
 from .._timecodec import time_int, time_values
 from ..exceptions import HistoryError
-from ..trajectories import Trajectories, entity_blocks, entity_codes, factorize_sorted
+from ..trajectories import CARRIED, Trajectories, entity_blocks, entity_codes, factorize_sorted
 
 __all__ = ["Tails", "SortedBatch", "last_steps", "merge_last_seen", "prepend_tail", "sorted_batch",
            "union_sorted", "older_error", "warn_late", "next_true"]
@@ -23,10 +23,12 @@ __all__ = ["Tails", "SortedBatch", "last_steps", "merge_last_seen", "prepend_tai
 logger = logging.getLogger("markovfault.predictor")
 
 
-def last_steps(traj: Trajectories, length: int, old: pd.DataFrame | None = None) -> pd.DataFrame:
+def last_steps(traj: Trajectories, length: int, old: pd.DataFrame | None = None,
+               contexts: np.ndarray | None = None) -> pd.DataFrame:
     """Each entity's last ``length`` steps (time, event, state), indexed by entity and sorted: the carry-over
     for ``partial_fit`` and the history that ``predict`` continues (a model's ``last_seen_``). The entities of
-    ``old`` that ``traj`` does not hold keep their rows."""
+    ``old`` that ``traj`` does not hold keep their rows. With ``contexts`` (the group context of every step,
+    for states that carry it), also each step's ``group`` and ``group_failures`` (its context)."""
     n = traj.n_steps
     # the last tail_length rows of each entity: n_entities x tail_length, not n
     ends = np.flatnonzero(np.r_[traj.entity[1:] != traj.entity[:-1], True]) if n \
@@ -41,6 +43,9 @@ def last_steps(traj: Trajectories, length: int, old: pd.DataFrame | None = None)
          "state": traj.state[keep]},
         index=pd.Index(names[traj.entity[keep]], name="entity"),
     )
+    if contexts is not None:
+        new["group"] = np.asarray(traj.group_names, dtype=object)[traj.group[keep]]
+        new["group_failures"] = np.asarray(contexts, dtype=np.int64)[keep]
     return merge_last_seen(old, new)
 
 
@@ -101,7 +106,15 @@ def prepend_tail(seen: pd.DataFrame, time_kind: str, frame: pd.DataFrame, codes:
             "_row": -1,
         }
     )
-    both = pd.concat([boundary, frame[["entity", "time", "event", "_row"]]], ignore_index=True)
+    # the group context: each carried step keeps its group and the context it was counted with
+    groups = "group" in seen.columns and "group" in frame.columns
+    if groups:
+        boundary["group"] = carried["group"].to_numpy(dtype=object)
+        boundary[CARRIED] = carried["group_failures"].to_numpy(np.int64)
+    both = pd.concat([boundary, frame[["entity", "time", "event", "_row"] + (["group"] if groups else [])]],
+                     ignore_index=True)
+    if groups:
+        both[CARRIED] = both[CARRIED].fillna(-1).astype(np.int64)
     both_codes = np.concatenate([carried["state"].to_numpy(np.int64), codes])
     if interleave and len(boundary):
         # the remembered tails are sorted by entity, and so is frame when grouped:
@@ -230,8 +243,10 @@ class Tails:
 
     @classmethod
     def from_frame(cls, seen, length: int) -> "Tails | None":
-        """From ``last_seen_`` (``None`` when it is not the frame that fit makes)."""
-        if not isinstance(seen, pd.DataFrame) or not {"time", "event", "state"} <= set(seen):
+        """From ``last_seen_`` (``None`` when it is not the frame that fit makes, or when its steps carry the
+        group context, which the general path continues)."""
+        if not isinstance(seen, pd.DataFrame) or not {"time", "event", "state"} <= set(seen) \
+                or "group" in seen:
             return None
         n = len(seen)
         entity = seen.index.to_numpy(dtype=object)

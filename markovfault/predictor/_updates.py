@@ -24,6 +24,8 @@ from ..exceptions import ConfigError, HistoryError
 from ..histories._read import iter_frames
 from ..states._history import resolve_gap_edges
 from ..trajectories import Trajectories, encode_frame, mark_ends, run_starts_of
+from ._groups import (check_groups_kept, check_in_order, contexts_of, group_spec, new_failures, remember,
+                      with_memory)
 from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
 
@@ -55,14 +57,16 @@ def with_ends(traj: Trajectories, extractor, data_end: int | None = None) -> Tra
 
 
 def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.DataFrame,
-                recent_bins=None) -> None:
+                recent_bins=None, group_failures: pd.DataFrame | None = None) -> None:
     """Set a predictor's fitted attributes (every fit path ends here); ``recent_bins``: the arrival bins
-    ``recent_strength="auto"`` is chosen from (see :func:`set_recent`)."""
+    ``recent_strength="auto"`` is chosen from (see :func:`set_recent`); ``group_failures``: the failures
+    the group context remembers (:mod:`markovfault.predictor._groups`), None without one."""
     model.states_ = extractor
     model.chain_ = chain
     model.time_kind_ = time_kind
     model.read_report_ = report
     model.last_seen_ = last_seen
+    model.group_failures_ = group_failures
     set_recent(model, recent_bins)
 
 
@@ -143,8 +147,11 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
     chain = make_chain(spec, alpha=model.alpha, beta=model.beta)
     chain.fit_from_counts(chain.count(traj), traj.state_names, traj.event_names, traj.is_failure,
                           warn=True, is_end=traj.is_end)
-    install_fit(model, extractor, chain, traj.time_kind, report, last_steps(traj, chain.tail_length),
-                recent_bins_of(model, traj, chain.base_.event_names_))
+    spec = chain.spec if chain.spec is not None and chain.spec.has_group else None
+    last_seen = last_steps(traj, chain.tail_length, contexts=contexts_of(spec, traj))
+    install_fit(model, extractor, chain, traj.time_kind, report, last_seen,
+                recent_bins_of(model, traj, chain.base_.event_names_),
+                remember(spec, traj.time_kind, [new_failures(spec, traj)], last_seen))
     logger.info("fitted on %d transitions of %d entities (%d states, %d events)",
                 chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)
 
@@ -223,10 +230,14 @@ def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
     """Count one batch the general way: the remembered tails prepended as rows of a frame, encoded with it
     (any frame; see :func:`add_codes` for the usual one)."""
     chain = model.chain_
+    spec = group_spec(model)
+    if spec is not None and "group" in frame.columns:  # before anything is counted
+        check_groups_kept(model.last_seen_, frame["entity"].astype(str), frame["group"])
+        check_in_order(model.last_seen_, model.time_kind_, frame, stream)
     both, both_codes, n_tail = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=warn,
                                             stream=stream)
     old_events = list(chain.base_.event_names_)
-    traj = encode_with(model, both, both_codes, old_events)
+    traj = with_memory(model, encode_with(model, both, both_codes, old_events), supersede=False)
     new = chain.count(traj)
     tail = None
     if n_tail:  # the transitions among the carried tail rows were counted already
@@ -234,7 +245,11 @@ def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
         new = new - chain.count(tail)
     model.chain_ = chain.add_counts(new, traj.event_names, warn=True)
     add_recent(model, old_events, traj, tail, choose=not stream)
-    model.last_seen_ = last_steps(traj, chain.tail_length, model.last_seen_)
+    model.last_seen_ = last_steps(traj, chain.tail_length, model.last_seen_, contexts_of(spec, traj))
+    if spec is not None:
+        model.group_failures_ = remember(spec, model.time_kind_, [model.group_failures_,
+                                                                  new_failures(spec, traj)],
+                                         model.last_seen_)
 
 
 def add_codes(model, frame, codes, tails: Tails, warn: bool, stream: bool) -> bool:

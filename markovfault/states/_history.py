@@ -146,8 +146,8 @@ from ..exceptions import ConfigError, DataWarning, HistoryError
 from ..trajectories import Trajectories
 
 __all__ = ["HistorySpec", "HistoryLayout", "HistoryCounts", "augment", "count_augmented",
-           "candidate_specs", "group_failures", "window_in_units", "MAX_COUNT_CELLS", "EXOGENOUS",
-           "GROUP_COUNTS", "gap_bin", "gap_counts", "gap_edges_from_counts", "with_gap_edges",
+           "candidate_specs", "group_failures", "counted_failures", "window_in_units", "MAX_COUNT_CELLS",
+           "EXOGENOUS", "GROUP_COUNTS", "gap_bin", "gap_counts", "gap_edges_from_counts", "with_gap_edges",
            "resolve_gap_edges", "gap_edges_in_units"]
 
 #: The largest dense count array of seen states, ``n_bins * E * A_seen * S`` cells (2 GiB of int64).
@@ -990,20 +990,40 @@ def window_in_units(window, time_kind: str) -> int:
     return int(window)
 
 
-def _failures_before(key: np.ndarray, time: np.ndarray, fail: np.ndarray, width: int) -> np.ndarray:
-    """For every step, the failure steps with the same ``key`` at times in ``[t - width, t)``.
+def _events_before(ev_key: np.ndarray, ev_time: np.ndarray, key: np.ndarray, time: np.ndarray,
+                   width: int) -> np.ndarray:
+    """For every query ``(key, time)``, the events with the same key at times in ``[time - width, time)``.
 
-    Vectorised: the failures sorted by (key, time rank), then two ``searchsorted``. Times are ranked
+    Vectorised: the events sorted by (key, time rank), then two ``searchsorted``. Times are ranked
     over every value looked up, so ``key * n_ranks + rank`` cannot overflow.
     """
     lo = time - width
-    ranks = np.unique(np.concatenate([time, lo]))
+    ranks = np.unique(np.concatenate([time, lo, ev_time]))
     K = len(ranks)
-    r_t, r_lo = np.searchsorted(ranks, time), np.searchsorted(ranks, lo)
     key = key.astype(np.int64)
-    sorted_fail = np.sort(key[fail] * K + r_t[fail])
-    return (np.searchsorted(sorted_fail, key * K + r_t, side="left")
-            - np.searchsorted(sorted_fail, key * K + r_lo, side="left"))
+    sorted_ev = np.sort(ev_key.astype(np.int64) * K + np.searchsorted(ranks, ev_time))
+    return (np.searchsorted(sorted_ev, key * K + np.searchsorted(ranks, time), side="left")
+            - np.searchsorted(sorted_ev, key * K + np.searchsorted(ranks, lo), side="left"))
+
+
+def counted_failures(traj: Trajectories, count: str = "onsets") -> np.ndarray:
+    """Which steps of ``traj`` the group context counts as failures (``count``: see
+    :func:`group_failures`); an end state is not a failure.
+
+    Examples
+    --------
+    >>> traj = Trajectories.from_codes([1, 1, 0, 1], state_names=["ok", "down"], failure=["down"])
+    >>> counted_failures(traj).tolist(), counted_failures(traj, "steps").tolist()
+    ([True, False, False, True], [True, True, False, True])
+    """
+    fail = traj.is_failure[traj.state]
+    if traj.is_end is not None:
+        fail = fail & ~np.asarray(traj.is_end, dtype=bool)[traj.state]
+    if count == "onsets":  # a failure step after a failure step of the same run is not a new failure
+        fail = fail & ~np.r_[False, fail[:-1] & ~traj.is_run_start()[1:]]
+    elif count != "steps":
+        raise ValueError(f"count must be one of {list(GROUP_COUNTS)}, got {count!r}")
+    return fail
 
 
 def group_failures(traj: Trajectories, window, count: str = "onsets") -> np.ndarray:
@@ -1013,6 +1033,11 @@ def group_failures(traj: Trajectories, window, count: str = "onsets") -> np.ndar
     ``count="onsets"`` counts the steps that enter a failure state (the step before, of the same run,
     was not a failure; a run that starts failed counts once); ``"steps"`` every step in a failure
     state. An end state is not a failure.
+
+    A later batch continues what was counted before: the remembered last steps it starts with keep
+    the context they were counted with (:attr:`Trajectories.group_carried`, their failures are not
+    counted again), and the failures remembered from earlier batches
+    (:attr:`Trajectories.group_memory`) are counted with those among the new steps.
 
     Examples
     --------
@@ -1030,16 +1055,21 @@ def group_failures(traj: Trajectories, window, count: str = "onsets") -> np.ndar
                            "column: set [columns] group = \"<column>\" (ColumnMap(group=...)), or drop "
                            "group_levels from [states.history].")
     width = window_in_units(window, traj.time_kind)
-    fail = traj.is_failure[traj.state]
-    if traj.is_end is not None:
-        fail = fail & ~np.asarray(traj.is_end, dtype=bool)[traj.state]
-    if count == "onsets":  # a failure step after a failure step of the same run is not a new failure
-        fail = fail & ~np.r_[False, fail[:-1] & ~traj.is_run_start()[1:]]
-    elif count != "steps":
-        raise ValueError(f"count must be one of {list(GROUP_COUNTS)}, got {count!r}")
+    fail = counted_failures(traj, count)
+    carried = traj.group_carried
+    if carried is not None:  # remembered steps: counted before (and remembered if recent)
+        fail = fail & (carried < 0)
     time = np.asarray(traj.time, dtype=np.int64)
-    return (_failures_before(np.asarray(traj.group), time, fail, width)
-            - _failures_before(np.asarray(traj.entity), time, fail, width))
+    group, entity = np.asarray(traj.group, dtype=np.int64), np.asarray(traj.entity, dtype=np.int64)
+    ev_group, ev_entity, ev_time = group[fail], entity[fail], time[fail]
+    if traj.group_memory is not None:
+        memory = np.asarray(traj.group_memory, dtype=np.int64).reshape(3, -1)
+        ev_group = np.concatenate([ev_group, memory[0]])
+        ev_entity = np.concatenate([ev_entity, memory[1]])
+        ev_time = np.concatenate([ev_time, memory[2]])
+    out = (_events_before(ev_group, ev_time, group, time, width)
+           - _events_before(ev_entity, ev_time, entity, time, width))
+    return out if carried is None else np.where(carried >= 0, carried, out)
 
 
 def count_augmented(aug: np.ndarray, traj: Trajectories, bins: np.ndarray | None = None,
@@ -1091,10 +1121,29 @@ def count_augmented(aug: np.ndarray, traj: Trajectories, bins: np.ndarray | None
 
 
 def candidate_specs(orders=(1, 2), failure_windows=(0, 3), entering_event=(False,),
-                    backoff=5.0, failure_counts=(0,)) -> list:
-    """Every valid combination, as :class:`HistorySpec` (a grid for :func:`select_states`)."""
-    return [HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff,
-                        failure_count=c)
-            for o, w, c, e in itertools.product(orders, failure_windows, failure_counts,
-                                                entering_event)
-            if not (c and not w)]
+                    backoff=5.0, failure_counts=(0,), group_levels=(0,), group_window=None,
+                    group_count: str = "onsets") -> list:
+    """Every valid combination, as :class:`HistorySpec` (a grid for :func:`select_states`).
+
+    ``group_levels``: the group context's levels to try (0: without it), each over ``group_window``
+    counting ``group_count`` (see :class:`HistorySpec`).
+
+    Examples
+    --------
+    >>> [s.to_config().get("group_levels", 0) for s in candidate_specs(
+    ...     orders=(1,), failure_windows=(3,), group_levels=(0, 3), group_window="5min")]
+    [0, 3]
+    """
+    if any(g for g in group_levels) and group_window is None:
+        raise ConfigError(f"candidates with group_levels {[g for g in group_levels if g]} need a "
+                          "group_window: the trailing window (\"10min\" for timestamps, an int for "
+                          "sequence numbers) in which the other members' failures are counted")
+    out = []
+    for o, w, c, e, g in itertools.product(orders, failure_windows, failure_counts, entering_event,
+                                           group_levels):
+        if c and not w:
+            continue
+        grp = {"group_window": group_window, "group_levels": g, "group_count": group_count} if g else {}
+        out.append(HistorySpec(order=o, failure_window=w, entering_event=bool(e), backoff=backoff,
+                               failure_count=c, **grp))
+    return out
