@@ -52,10 +52,14 @@ def rng():
 
 
 def assert_same_counts(a, b):
-    """Two chains' (or models') counts are equal: arrays, or history-aware counts over the same states."""
+    """Two chains' (or models') counts are equal: arrays, or history-aware counts over the same states
+    (with their exogenous counts)."""
     a, b = (getattr(getattr(x, "chain_", x), "counts_", x) for x in (a, b))
     if hasattr(a, "codes"):
         np.testing.assert_array_equal(a.codes, b.codes)
+        assert (a.exo is None) == (b.exo is None)  # the exogenous counts (group context, gap) too
+        if a.exo is not None:
+            np.testing.assert_array_equal(a.exo, b.exo)
         a, b = a.counts, b.counts
     np.testing.assert_array_equal(a, b)
     assert a.dtype == b.dtype == np.int64
