@@ -44,8 +44,8 @@ _EXPORTS = {
 }
 
 # submodules reachable as attributes (``markovfault.config.load_config``)
-_SUBMODULES = {"backtest", "chain", "config", "counts", "exceptions", "forecast", "histories", "job",
-               "persistence", "plotting", "predictor", "selection", "simulate", "states", "trajectories"}
+_SUBMODULES = {"backtest", "chain", "config", "counts", "diagnostics", "exceptions", "forecast", "histories",
+               "job", "persistence", "plotting", "predictor", "selection", "simulate", "states", "trajectories"}
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

@@ -19,6 +19,7 @@ PUBLIC = {
     "markovfault.chain": ["EventMarkovChain", "estimate_tensors"],
     "markovfault.config": ["check_config", "load_config"],
     "markovfault.counts": ["count_codes", "count_codes_by_bin", "count_transitions", "event_arrival_counts"],
+    "markovfault.diagnostics": ["drift", "event_dependence", "markov_order"],
     "markovfault.exceptions": ["ConfigError", "DataWarning", "EmptyHistoryError", "HistoryError", "JobLockedError",
                                "MarkovFaultError", "MetricTypeError", "MissingColumnError", "MixedTimezoneError",
                                "ModelFileError", "NewerFormatError", "NoInputError", "NotFittedError", "OutputError",

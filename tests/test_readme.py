@@ -33,3 +33,13 @@ def test_config_example_is_accepted(tmp_path):
     config = load_config(path)
     column_map_of(FaultPredictor.from_config(config).columns)
     extractor_from_config(config["states"])
+
+
+def test_diagnostics_example_runs():
+    import doctest
+
+    (example,) = blocks("pycon")
+    test = doctest.DocTestParser().get_doctest(example, {}, "README diagnostics", str(README), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 5
