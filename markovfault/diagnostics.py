@@ -171,13 +171,29 @@ def event_dependence(model_or_counts: Any) -> pd.DataFrame:
     }, index=pd.Index(labels, name="state"))
 
 
-def _sequences(data: Any) -> tuple[np.ndarray, np.ndarray, int]:
+def _sequences(data: Any, entity: str = "entity", state: str = "state",
+               time: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(state codes of all steps, run id of each step, number of states) of trajectories or sequences."""
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in (entity, state, time) if c is not None and c not in data.columns]
+        if missing:
+            raise ValueError(f"histories: the frame has no column {missing[0]!r}; name the columns with "
+                             f"entity=, state= and time= (it has {list(data.columns)[:8]})")
+        if data[state].isna().any():
+            raise ValueError(f"histories: column {state!r} contains missing states")
+        frame = data.sort_values([entity, time], kind="stable") if time is not None else data
+        run = pd.factorize(frame[entity])[0].astype(np.int64)
+        codes = pd.factorize(frame[state], sort=True)[0].astype(np.int64)
+        step = np.diff(run)
+        if ((step != 0) & (step != 1)).any():  # codes in order of appearance: contiguous rows step by 0 or 1
+            raise ValueError("histories: the rows of an entity are not contiguous; pass time= to sort them")
+        return codes, run, int(codes.max()) + 1 if codes.size else 1
     if isinstance(data, Trajectories):
         run = np.cumsum(data.is_run_start()) - 1
         return data.state.astype(np.int64), run.astype(np.int64), max(data.n_states, 1)
     if isinstance(data, (str, bytes)) or not isinstance(data, Sequence) and not isinstance(data, np.ndarray):
-        raise TypeError(f"histories must be Trajectories or a list of state sequences, got {type(data).__name__}")
+        raise TypeError("histories must be Trajectories, a DataFrame or a list of state sequences, got "
+                        f"{type(data).__name__}")
     seqs = [np.asarray(s).reshape(-1) for s in data]
     if not seqs:
         raise ValueError("histories: no sequence given")
@@ -194,7 +210,8 @@ def _sequences(data: Any) -> tuple[np.ndarray, np.ndarray, int]:
     return codes.astype(np.int64), run, n_states
 
 
-def markov_order(histories: Any, max_order: int = 1) -> pd.DataFrame:
+def markov_order(histories: Any, max_order: int = 1, *, entity: str = "entity", state: str = "state",
+                 time: str | None = None) -> pd.DataFrame:
     """Test Markov order m against order m + 1, for m = 0, ..., max_order - 1 (G² test).
 
     From every window of m + 2 consecutive states within one run, ``(s_{n-m-1}, ..., s_n, s_{n+1})``, the
@@ -205,11 +222,17 @@ def markov_order(histories: Any, max_order: int = 1) -> pd.DataFrame:
 
     Parameters
     ----------
-    histories : Trajectories or sequence of 1-d array-likes
-        Encoded trajectories (transitions counted within runs), or one state sequence (codes or labels)
-        per history.
+    histories : Trajectories, DataFrame or sequence of 1-d array-likes
+        Encoded trajectories (transitions counted within runs), a frame with one row per step (an entity
+        and a state column, such as the ``status`` of exported histories), or one state sequence (codes
+        or labels) per history.
     max_order : int, default=1
         The highest order of the alternatives: the rows test 0 vs 1, ..., max_order - 1 vs max_order.
+    entity, state : str, default="entity", "state"
+        The frame's columns of the entity and of its state.
+    time : str, optional
+        The frame's time column: rows are sorted stably by (entity, time). None: the rows of each entity
+        are contiguous and in time order.
 
     Returns
     -------
@@ -236,20 +259,19 @@ def markov_order(histories: Any, max_order: int = 1) -> pd.DataFrame:
     """
     if isinstance(max_order, bool) or not isinstance(max_order, (int, np.integer)) or max_order < 1:
         raise ValueError(f"max_order == {max_order!r}, must be an integer >= 1")
-    state, run, n_states = _sequences(histories)
-    s = n_states
+    codes, run, s = _sequences(histories, entity, state, time)
     if s ** max_order >= 2 ** 62 // max(s * s, 1):
         raise ValueError(f"max_order == {max_order} is too large for {s} states: windows cannot be coded")
     rows = []
     for m in range(max_order):
         length = m + 2
-        q = np.arange(length - 1, state.shape[0])
+        q = np.arange(length - 1, codes.shape[0])
         q = q[run[q] == run[q - length + 1]]  # windows inside one run
-        oldest = state[q - m - 1]
-        nxt = state[q]
+        oldest = codes[q - m - 1]
+        nxt = codes[q]
         ctx = np.zeros(q.shape[0], dtype=np.int64)
         for lag in range(m, 0, -1):  # a loop over lags, not rows
-            ctx = ctx * s + state[q - lag]
+            ctx = ctx * s + codes[q - lag]
         ctx_u, inv = np.unique(ctx, return_inverse=True)
         flat = (inv.reshape(-1) * s + oldest) * s + nxt
         tables = np.bincount(flat, minlength=len(ctx_u) * s * s).reshape(len(ctx_u), s, s)

@@ -245,7 +245,7 @@ def test_markov_order_size_and_power_on_simulated_truth():
 def test_markov_order_errors():
     with pytest.raises(ValueError, match="max_order"):
         markov_order([[0, 1, 0]], max_order=0)
-    with pytest.raises(TypeError, match="Trajectories or a list"):
+    with pytest.raises(TypeError, match="Trajectories, a DataFrame or a list"):
         markov_order("0101", max_order=1)
     with pytest.raises(ValueError, match="no sequence"):
         markov_order([], max_order=1)
@@ -298,3 +298,28 @@ def test_drift_errors():
         drift(np.ones((1, 2, 2)), HistoryCounts([1, 2], np.ones((1, 2, 2), dtype=np.int64)))
     with pytest.raises(NotFittedError):
         drift(FaultPredictor(columns=COLUMNS, states=STATES), np.ones((2, 2, 2)))
+
+
+def test_markov_order_of_history_frames():
+    history = simulate_histories(n_handlers=6, n_steps=80, flaky_fraction=0, with_metrics=False,
+                                 with_event_ids=False, random_state=2)
+    by_frame = markov_order(history, max_order=2, entity="handler", state="status")
+    seqs = [part["status"].to_numpy() for _, part in history.groupby("handler", sort=False)]
+    pd.testing.assert_frame_equal(by_frame, markov_order(seqs, max_order=2))
+    shuffled = history.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(
+        markov_order(shuffled, max_order=2, entity="handler", state="status", time="timestamp"), by_frame)
+    with pytest.raises(ValueError, match="not contiguous"):
+        markov_order(shuffled, max_order=1, entity="handler", state="status")
+    with pytest.raises(ValueError, match="no column 'entity'"):
+        markov_order(history, max_order=1)
+
+
+def test_markov_order_detects_the_simulators_failure_memory():
+    # with a failure memory the chance of failing depends on steps since the last failure: not first order
+    p = [markov_order(simulate_histories(n_handlers=20, n_steps=300, flaky_fraction=0, memory_window=5,
+                                         memory_boost=5, with_metrics=False, with_event_ids=False,
+                                         random_state=seed),
+                      max_order=2, entity="handler", state="status", time="timestamp").loc[1, "p_value"]
+         for seed in range(5)]
+    assert max(p) < 0.05
