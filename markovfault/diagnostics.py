@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .exceptions import NotFittedError
+from .exceptions import ConfigError, CountsError, HistoryError, MissingColumnError, NotFittedError
 from .states import HistoryCounts
 from .trajectories import Trajectories
 
@@ -104,15 +104,15 @@ def _counts_of(model_or_counts: Any, name: str = "model_or_counts") -> tuple[np.
 def _check_counts(counts: Any, name: str) -> np.ndarray:
     arr = np.asarray(counts)
     if arr.ndim != 3:
-        raise ValueError(f"{name}: counts must have shape (n_events, n_states, n_next_states), got shape "
+        raise CountsError(f"{name}: counts must have shape (n_events, n_states, n_next_states), got shape "
                          f"{arr.shape}; sum a leading bin axis first (counts.sum(axis=0))")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name}: counts must be numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: counts contain NaN or infinite values")
+        raise CountsError(f"{name}: counts contain NaN or infinite values")
     if (arr < 0).any():
-        raise ValueError(f"{name}: counts must be >= 0, found {arr.min():g}")
+        raise CountsError(f"{name}: counts must be >= 0, found {arr.min():g}")
     return arr
 
 
@@ -141,9 +141,11 @@ def event_dependence(model_or_counts: Any) -> pd.DataFrame:
     ------
     NotFittedError
         If the model is not fitted.
-    ValueError
-        If the counts do not have shape (E, S, S), are negative, or hold fewer than two events (a table
-        with one row tests nothing).
+    CountsError
+        If the counts do not have shape (E, S, S), are negative or not finite, or hold fewer than two
+        events (a table with one row tests nothing); a ``ValueError``.
+    TypeError
+        If ``model_or_counts`` is none of these.
 
     Examples
     --------
@@ -157,7 +159,7 @@ def event_dependence(model_or_counts: Any) -> pd.DataFrame:
     """
     counts, labels, _ = _counts_of(model_or_counts)
     if counts.shape[0] < 2:
-        raise ValueError(f"event_dependence needs at least two events, the counts have {counts.shape[0]}: "
+        raise CountsError(f"event_dependence needs at least two events, the counts have {counts.shape[0]}: "
                          "with one event (a table with one row) the next state cannot depend on it")
     out = g2_tables(np.moveaxis(counts, 0, 1))  # (A, E, S)
     k = np.minimum(out["r"], out["c"]) - 1
@@ -177,16 +179,16 @@ def _sequences(data: Any, entity: str = "entity", state: str = "state",
     if isinstance(data, pd.DataFrame):
         missing = [c for c in (entity, state, time) if c is not None and c not in data.columns]
         if missing:
-            raise ValueError(f"histories: the frame has no column {missing[0]!r}; name the columns with "
+            raise MissingColumnError(f"histories: the frame has no column {missing[0]!r}; name the columns with "
                              f"entity=, state= and time= (it has {list(data.columns)[:8]})")
         if data[state].isna().any():
-            raise ValueError(f"histories: column {state!r} contains missing states")
+            raise HistoryError(f"histories: column {state!r} contains missing states")
         frame = data.sort_values([entity, time], kind="stable") if time is not None else data
         run = pd.factorize(frame[entity])[0].astype(np.int64)
         codes = pd.factorize(frame[state], sort=True)[0].astype(np.int64)
         step = np.diff(run)
         if ((step != 0) & (step != 1)).any():  # codes in order of appearance: contiguous rows step by 0 or 1
-            raise ValueError("histories: the rows of an entity are not contiguous; pass time= to sort them")
+            raise HistoryError("histories: the rows of an entity are not contiguous; pass time= to sort them")
         return codes, run, int(codes.max()) + 1 if codes.size else 1
     if isinstance(data, Trajectories):
         run = np.cumsum(data.is_run_start()) - 1
@@ -196,12 +198,12 @@ def _sequences(data: Any, entity: str = "entity", state: str = "state",
                         f"{type(data).__name__}")
     seqs = [np.asarray(s).reshape(-1) for s in data]
     if not seqs:
-        raise ValueError("histories: no sequence given")
+        raise HistoryError("histories: no sequence given")
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     flat = np.concatenate(seqs)
     if np.issubdtype(flat.dtype, np.integer):
         if flat.size and flat.min() < 0:
-            raise ValueError("histories: state codes must be >= 0")
+            raise HistoryError("histories: state codes must be >= 0")
         _, codes = np.unique(flat, return_inverse=True)  # only the states that occur
     else:
         _, codes = np.unique(flat.astype(str), return_inverse=True)
@@ -242,10 +244,13 @@ def markov_order(histories: Any, max_order: int = 1, *, entity: str = "entity", 
 
     Raises
     ------
-    ValueError
+    ConfigError
         If ``max_order < 1``, or the state space is too large to code windows of length max_order + 1.
+    MissingColumnError, HistoryError
+        If the frame lacks a named column, has missing states or an entity's rows are not contiguous
+        (without ``time``); if no sequence is given or a state code is negative.
     TypeError
-        If ``histories`` is neither.
+        If ``histories`` is none of these.
 
     Examples
     --------
@@ -258,10 +263,10 @@ def markov_order(histories: Any, max_order: int = 1, *, entity: str = "entity", 
     1                2   2  20           2
     """
     if isinstance(max_order, bool) or not isinstance(max_order, (int, np.integer)) or max_order < 1:
-        raise ValueError(f"max_order == {max_order!r}, must be an integer >= 1")
+        raise ConfigError(f"max_order == {max_order!r}, must be an integer >= 1")
     codes, run, s = _sequences(histories, entity, state, time)
     if s ** max_order >= 2 ** 62 // max(s * s, 1):
-        raise ValueError(f"max_order == {max_order} is too large for {s} states: windows cannot be coded")
+        raise ConfigError(f"max_order == {max_order} is too large for {s} states: windows cannot be coded")
     rows = []
     for m in range(max_order):
         length = m + 2
@@ -318,8 +323,8 @@ def drift(model_or_counts_before: Any, counts_after: Any) -> pd.DataFrame:
     ------
     NotFittedError
         If the model is not fitted.
-    ValueError
-        If the two counts do not have the same layout.
+    CountsError
+        If the two counts do not have the same layout, or either is not usable as counts.
 
     Examples
     --------
@@ -335,9 +340,9 @@ def drift(model_or_counts_before: Any, counts_after: Any) -> pd.DataFrame:
     before, labels, codes = _counts_of(model_or_counts_before, "model_or_counts_before")
     if codes is not None or isinstance(counts_after, HistoryCounts):
         if codes is None or not isinstance(counts_after, HistoryCounts):
-            raise ValueError("drift: history-aware counts must be compared with HistoryCounts of the same layout")
+            raise CountsError("drift: history-aware counts must be compared with HistoryCounts of the same layout")
         if counts_after.counts.ndim != 3:
-            raise ValueError("counts_after: sum a leading bin axis first (counts.sum(axis=0))")
+            raise CountsError("counts_after: sum a leading bin axis first (counts.sum(axis=0))")
         b_hc = HistoryCounts(codes, before.astype(np.int64))
         before, after, union = _align_history(b_hc, counts_after)
         after = _check_counts(after, "counts_after")
@@ -346,7 +351,7 @@ def drift(model_or_counts_before: Any, counts_after: Any) -> pd.DataFrame:
     else:
         after = _check_counts(counts_after, "counts_after")
     if before.shape != after.shape:
-        raise ValueError(f"drift: counts before have shape {before.shape}, counts after {after.shape}; "
+        raise CountsError(f"drift: counts before have shape {before.shape}, counts after {after.shape}; "
                          "count both periods on the same events and states")
     tables = np.stack([before, after], axis=-2)  # (E, A, 2, S)
     out = g2_tables(tables)

@@ -18,6 +18,7 @@ __all__ = [
     "UnknownStatusError",
     "ConfigError",
     "ModelFileError",
+    "CountsError",
     "NotFittedError",
     "JobLockedError",
     "OutputError",
@@ -69,6 +70,11 @@ class ConfigError(MarkovFaultError, ValueError):
 
 class ModelFileError(MarkovFaultError, ValueError):
     """A model file is truncated, tampered with, or of an unknown format."""
+
+
+class CountsError(MarkovFaultError, ValueError):
+    """Transition counts that cannot be used as given: a wrong shape, negative or non-finite values, two
+    layouts that do not match, or a table with too few rows to test anything."""
 
 
 class NotFittedError(MarkovFaultError, ValueError, AttributeError):

@@ -15,7 +15,7 @@ from scipy.stats.contingency import association
 
 from markovfault import FaultPredictor, Trajectories
 from markovfault.diagnostics import drift, event_dependence, g2_tables, markov_order
-from markovfault.exceptions import NotFittedError
+from markovfault.exceptions import ConfigError, CountsError, HistoryError, MissingColumnError, NotFittedError
 from markovfault.simulate import simulate_histories
 from markovfault.states import HistoryCounts
 
@@ -120,13 +120,13 @@ def test_event_dependence_type_one_error_on_event_free_chain():
 def test_event_dependence_errors():
     with pytest.raises(NotFittedError, match="not fitted"):
         event_dependence(FaultPredictor(columns=COLUMNS, states=STATES))
-    with pytest.raises(ValueError, match="at least two events"):
+    with pytest.raises(CountsError, match="at least two events"):
         event_dependence(np.ones((1, 3, 3)))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(CountsError, match="shape"):
         event_dependence(np.ones((3, 3)))
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(CountsError, match=">= 0"):
         event_dependence(-np.ones((2, 2, 2)))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(CountsError, match="NaN"):
         event_dependence(np.full((2, 2, 2), np.nan))
     with pytest.raises(TypeError, match="must be a fitted FaultPredictor"):
         event_dependence("counts.npz")
@@ -243,13 +243,13 @@ def test_markov_order_size_and_power_on_simulated_truth():
 
 
 def test_markov_order_errors():
-    with pytest.raises(ValueError, match="max_order"):
+    with pytest.raises(ConfigError, match="max_order"):
         markov_order([[0, 1, 0]], max_order=0)
     with pytest.raises(TypeError, match="Trajectories, a DataFrame or a list"):
         markov_order("0101", max_order=1)
-    with pytest.raises(ValueError, match="no sequence"):
+    with pytest.raises(HistoryError, match="no sequence"):
         markov_order([], max_order=1)
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(HistoryError, match=">= 0"):
         markov_order([[0, -1, 0]], max_order=1)
 
 
@@ -292,9 +292,9 @@ def test_drift_history_counts_align_codes():
 
 
 def test_drift_errors():
-    with pytest.raises(ValueError, match="same events and states"):
+    with pytest.raises(CountsError, match="same events and states"):
         drift(np.ones((2, 3, 3)), np.ones((2, 4, 4)))
-    with pytest.raises(ValueError, match="HistoryCounts"):
+    with pytest.raises(CountsError, match="HistoryCounts"):
         drift(np.ones((1, 2, 2)), HistoryCounts([1, 2], np.ones((1, 2, 2), dtype=np.int64)))
     with pytest.raises(NotFittedError):
         drift(FaultPredictor(columns=COLUMNS, states=STATES), np.ones((2, 2, 2)))
@@ -309,9 +309,9 @@ def test_markov_order_of_history_frames():
     shuffled = history.sample(frac=1.0, random_state=0)
     pd.testing.assert_frame_equal(
         markov_order(shuffled, max_order=2, entity="handler", state="status", time="timestamp"), by_frame)
-    with pytest.raises(ValueError, match="not contiguous"):
+    with pytest.raises(HistoryError, match="not contiguous"):
         markov_order(shuffled, max_order=1, entity="handler", state="status")
-    with pytest.raises(ValueError, match="no column 'entity'"):
+    with pytest.raises(MissingColumnError, match="no column 'entity'"):
         markov_order(history, max_order=1)
 
 
