@@ -63,3 +63,28 @@ def assert_same_counts(a, b):
         a, b = a.counts, b.counts
     np.testing.assert_array_equal(a, b)
     assert a.dtype == b.dtype == np.int64
+
+
+def monte_carlo_of_exogenous_chain(chain, horizon: int = 5, n_paths: int = 40000, seed: int = 11):
+    """P(fail within 1..horizon) from about 8 of ``chain``'s states, by simulating the fitted
+    history-aware chain with exogenous components (event, next state, next exogenous value, successor),
+    every path at once; returns (the states, the estimates, their standard errors)."""
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0, chain.n_aug_, max(1, chain.n_aug_ // 8))
+    a = np.repeat(starts, n_paths)
+    failed = np.zeros((len(a), horizon), dtype=bool)
+    hit = np.zeros(len(a), dtype=bool)
+    Q, P, R, f = chain.event_probs_, chain.next_probs_, chain.exo_probs_, chain.successor_
+
+    def draw(p):  # one categorical draw per row of p
+        return (rng.random(len(p))[:, None] > np.cumsum(p, axis=1)).sum(axis=1).clip(0, p.shape[1] - 1)
+
+    for h in range(horizon):  # a loop over steps; every path moves at once
+        e = draw(Q[a])
+        j = draw(P[e, a])
+        x = draw(R[a])
+        a = f[a, e, j, x]
+        hit |= chain.is_failure_[a]
+        failed[:, h] = hit
+    mc = failed.reshape(len(starts), n_paths, horizon).mean(axis=1)
+    return starts, mc, np.sqrt(mc * (1 - mc) / n_paths) + 1e-4

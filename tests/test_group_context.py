@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import monte_carlo_of_exogenous_chain
+
 from markovfault.chain import HistoryChain, counts_from_arrays, counts_to_arrays, merge_counts
 from markovfault.exceptions import ConfigError, HistoryError
 from markovfault.states import HistorySpec
@@ -94,27 +96,8 @@ def test_forecast_matches_monte_carlo_of_the_fitted_augmented_chain():
     spec = HistorySpec(failure_window=2, group_window=7, group_levels=3, backoff=3.0)
     chain = HistoryChain(spec).fit_from_counts(HistoryChain(spec).count(traj), traj.state_names,
                                                traj.event_names, traj.is_failure)
-    H, n_paths = 5, 40000
-    exact = chain.failure_probabilities(H)
-    rng = np.random.default_rng(11)
-    starts = np.arange(0, chain.n_aug_, max(1, chain.n_aug_ // 8))
-    a = np.repeat(starts, n_paths)
-    failed = np.zeros((len(a), H), dtype=bool)
-    hit = np.zeros(len(a), dtype=bool)
-    Q, P, R, f = chain.event_probs_, chain.next_probs_, chain.exo_probs_, chain.successor_
-
-    def draw(p):  # one categorical draw per row of p
-        return (rng.random(len(p))[:, None] > np.cumsum(p, axis=1)).sum(axis=1).clip(0, p.shape[1] - 1)
-
-    for h in range(H):  # a loop over steps; every path moves at once
-        e = draw(Q[a])
-        j = draw(P[e, a])
-        x = draw(R[a])
-        a = f[a, e, j, x]
-        hit |= chain.is_failure_[a]
-        failed[:, h] = hit
-    mc = failed.reshape(len(starts), n_paths, H).mean(axis=1)
-    se = np.sqrt(mc * (1 - mc) / n_paths) + 1e-4
+    starts, mc, se = monte_carlo_of_exogenous_chain(chain)
+    exact = chain.failure_probabilities(5)
     assert (np.abs(mc - exact[starts]) < 5 * se).all()
     assert np.abs(mc - exact[starts]).max() < 0.015
 
