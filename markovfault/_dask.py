@@ -482,8 +482,10 @@ def _predict_part(part, model, table):
     return out
 
 
-def predict(model, ddf, horizon, scenario, event_mix, recent_window):
-    """``FaultPredictor.predict`` on a dask DataFrame: per partition, collected to pandas."""
+def predict(model, ddf, horizon, scenario, event_mix, recent_window, **interval):
+    """``FaultPredictor.predict`` on a dask DataFrame: per partition, collected to pandas (``interval``:
+    the keywords of ``forecast_table``; each partition draws the same posterior draws, so a state's
+    bounds are the same in every partition)."""
     _require()
     import dask
 
@@ -491,7 +493,7 @@ def predict(model, ddf, horizon, scenario, event_mix, recent_window):
     parts = _canonical_parts(ddf, column_map_of(model.columns), by_group=group_spec(model) is not None)
     shared = dask.delayed(model, name=f"markovfault-model-{uuid.uuid4().hex}")
     counts = _recent_counts(model, parts, shared, recent_window) if mix == RECENT else None
-    table = forecast_table(model, horizon, scenario, event_mix, recent_window, counts=counts)
+    table = forecast_table(model, horizon, scenario, event_mix, recent_window, counts=counts, **interval)
     pieces = [p for p in dask.compute(*[dask.delayed(_predict_part)(p, shared, table)
                                         for p in parts]) if p is not None]
     if not pieces:

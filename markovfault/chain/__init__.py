@@ -17,8 +17,10 @@ import numpy as np
 from ..states._history import HistoryCounts
 from ._event import EventMarkovChain, estimate_tensors
 from ._history import HistoryChain
+from ._intervals import failure_bounds, failure_draws, failure_table, scenario_codes
 
 __all__ = ["EventMarkovChain", "estimate_tensors", "HistoryChain", "make_chain", "merge_counts",
+           "failure_table", "failure_bounds", "failure_draws", "scenario_codes",
            "counts_to_arrays", "counts_from_arrays"]
 
 

@@ -10,11 +10,12 @@ import numpy as np
 
 from .. import forecast as _forecast
 from .._estimator import Estimator
+from .._posterior import DEFAULT_DRAWS, Stacked, dirichlet
 from .._priors import absorb_ends, check_prior_setting, choose_priors, estimate_tensors
-from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..counts import count_codes_by_bin, count_transitions
 from ..exceptions import DataWarning, NotFittedError
 from ..trajectories import Trajectories
+from ._intervals import failure_bounds, failure_table, scenario_codes, steps_bounds
 
 __all__ = ["EventMarkovChain", "estimate_tensors"]  # estimate_tensors: see markovfault._priors
 
@@ -337,8 +338,9 @@ class EventMarkovChain(Estimator):
 
     # --------------------------------------------------------------- forecasts
     def failure_probabilities(
-        self, horizon: int, scenario: Sequence[str] | None = None, *, event_probs=None
-    ) -> np.ndarray:
+        self, horizon: int, scenario: Sequence[str] | None = None, *, event_probs=None,
+        interval: float | None = None, n_draws: int = DEFAULT_DRAWS, random_state=None,
+    ):
         """P(at least one failure within the next h steps | current state), h = 1..horizon.
 
         Parameters
@@ -352,18 +354,72 @@ class EventMarkovChain(Estimator):
         event_probs : ndarray of shape (n_states, n_events), optional
             Event-arrival probabilities to use instead of :attr:`event_probs_`
             (an expected event mix; see :func:`markovfault.predictor.mix_event_probs`).
+            They are taken as given: with an ``interval``, only the transition rows are drawn.
+        interval : float, optional
+            Also return a posterior interval of this probability (0.9: the 5% and 95% quantiles of
+            ``n_draws`` draws of the model's rows from their Dirichlet posteriors;
+            :mod:`markovfault._posterior`).
+        n_draws : int, default=200
+        random_state : int, Generator or None
+            Seed of the draws (the same seed, the same bounds).
 
         Returns
         -------
-        ndarray of shape (n_states, horizon)
-            Entry ``[i, h-1]`` is the probability from state ``i``.
+        ndarray of shape (n_states, horizon), or Bounds
+            Entry ``[i, h-1]`` is the probability from state ``i``. With ``interval``, a
+            :class:`~markovfault._posterior.Bounds` ``(estimate, lower, upper)`` of such arrays.
+
+        Examples
+        --------
+        >>> chain = EventMarkovChain(alpha=1, beta=1).fit_from_counts(
+        ...     np.array([[[70, 30], [40, 10]]]), ["ok", "down"], ["step"], [False, True])
+        >>> bounds = chain.failure_probabilities(1, interval=0.9, random_state=0)
+        >>> [round(float(b[0, 0]), 2) for b in bounds]   # from ok: 30 of 100 steps went down
+        [0.3, 0.23, 0.37]
         """
         self._check_fitted()
-        if scenario is None:
-            return hitting_probabilities(self.transition_matrix(event_probs), self.is_failure_,
-                                         check_horizon(horizon))
-        codes = scenario_codes(self, scenario, horizon)
-        return scenario_hitting_probabilities([self.event_matrix(c) for c in codes], self.is_failure_)
+        codes = None if scenario is None else scenario_codes(self, scenario, horizon)
+        table = failure_table(self, horizon, codes, event_probs)
+        if interval is None:
+            return table
+        return failure_bounds(self, table, codes, event_probs, interval, n_draws, random_state)
+
+    # ------------------------------------------------------- posterior draws
+    def posterior_draws(self, n_draws: int, rng: np.random.Generator) -> dict:
+        """``n_draws`` draws of the rows from their posteriors (see :mod:`markovfault._posterior`): the
+        pooled rows ``Dirichlet(C_i + alpha / S)``, each event's rows around the pooled draw
+        ``Dirichlet(C_ei + beta P-bar_i)``, the global event mix ``Dirichlet(N)`` and each arrival row
+        around it ``Dirichlet(N_i + beta_a g)``; a row without data is its prior, an end state stays put.
+        Keys ``pooled`` (D, S, S), ``event_matrices`` (D, E, S, S), ``event_probs`` (D, S, E)."""
+        self._check_fitted()
+        C = self.counts_.astype(np.float64)
+        E, S, _ = C.shape
+        pooled = dirichlet(rng, C.sum(axis=0), np.full((n_draws, S, S), 1.0 / S), self.alpha_)
+        P = dirichlet(rng, C, np.broadcast_to(pooled[:, None], (n_draws, E, S, S)), self.beta_)
+        arrivals = C.sum(axis=2).T  # (S, E)
+        mix = dirichlet(rng, arrivals.sum(axis=0), np.full((n_draws, E), 1.0 / E), 0.0)
+        Q = dirichlet(rng, arrivals, np.broadcast_to(mix[:, None, :], (n_draws, S, E)),
+                      self.beta_arrivals_)
+        end = np.flatnonzero(getattr(self, "is_end_", np.zeros(S, dtype=bool)))
+        if len(end):
+            pooled[:, end] = np.eye(S)[end]
+            P[:, :, end] = np.eye(S)[end]
+        return {"pooled": pooled, "event_matrices": P, "event_probs": Q}
+
+    def draw_matrix(self, draws: dict, event_probs: np.ndarray | None = None, event: int | None = None):
+        """The matrices of ``draws`` (:meth:`posterior_draws`) as one operator over draws x states
+        (:class:`~markovfault._posterior.Stacked`): the marginal chain (under the given arrival
+        probabilities, if any), or the matrix of event code ``event`` (-1: the pooled rows)."""
+        if event is not None:
+            return Stacked(draws["pooled"] if event < 0 else draws["event_matrices"][:, event])
+        Q = draws["event_probs"] if event_probs is None else np.asarray(event_probs, np.float64)[None]
+        return Stacked(np.einsum("dse,desj->dsj", np.broadcast_to(Q, draws["event_probs"].shape),
+                                 draws["event_matrices"]))
+
+    def floats_per_draw(self) -> int:
+        """Floats one posterior draw holds (its rows and its matrices): what sizes the chunks of draws."""
+        E, S = len(self.event_names_), len(self.state_names_)
+        return 3 * (E + 2) * S * S
 
     def predict_proba(
         self, states, horizon: int, scenario: Sequence[str] | None = None
@@ -402,11 +458,28 @@ class EventMarkovChain(Estimator):
             raise ValueError(f"state codes must lie in 0..{self.n_states_ - 1}")
         return table[states]
 
-    def expected_steps_to_failure(self) -> np.ndarray:
+    def expected_steps_to_failure(self, *, interval: float | None = None, n_draws: int = DEFAULT_DRAWS,
+                                  random_state=None):
         """Expected number of steps until the next failure, per state (inf where
-        a failure is not certain to come)."""
+        a failure is not certain to come).
+
+        With ``interval``, a :class:`~markovfault._posterior.Bounds` of the estimate and the posterior
+        bounds: the same closed form solved for every draw of the marginal chain at once
+        (a batched linear solve). Where failure is not certain under the fitted chain the bounds are inf
+        too (the draws keep the fitted chain's zero pattern).
+
+        Examples
+        --------
+        >>> chain = EventMarkovChain(alpha=1, beta=1).fit_from_counts(
+        ...     np.array([[[70, 30], [40, 10]]]), ["ok", "down"], ["step"], [False, True])
+        >>> [round(float(b[0]), 2) for b in chain.expected_steps_to_failure(interval=0.9, random_state=0)]
+        [3.33, 2.67, 4.41]
+        """
         self._check_fitted()
-        return _forecast.expected_steps_to_failure(self.transition_matrix_, self.is_failure_)
+        steps = _forecast.expected_steps_to_failure(self.transition_matrix_, self.is_failure_)
+        if interval is None:
+            return steps
+        return steps_bounds(self, steps, interval, n_draws, random_state)
 
     def log_likelihood(self, X: Trajectories, *, include_events: bool = False) -> float:
         """Log-likelihood of the transitions of held-out trajectories.
@@ -446,21 +519,6 @@ class EventMarkovChain(Estimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "counts_")
-
-
-def scenario_codes(chain, scenario, horizon) -> np.ndarray:
-    """Event codes of the first ``horizon`` events of a what-if ``scenario`` (names, or one
-    comma-separated string), -1 for events never seen (with a warning)."""
-    if isinstance(scenario, str):
-        scenario = [s.strip() for s in scenario.split(",") if s.strip()]
-    scenario = list(scenario)
-    horizon = len(scenario) if horizon is None else check_horizon(horizon)
-    if horizon > len(scenario):
-        raise ValueError(
-            f"horizon = {horizon} exceeds the scenario's {len(scenario)} events; "
-            "give at least as many events as steps."
-        )
-    return chain.base_.event_codes(scenario[:horizon])
 
 
 def sort_events(names: list, counts: np.ndarray) -> tuple[list, np.ndarray]:

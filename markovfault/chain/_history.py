@@ -71,12 +71,13 @@ import numpy as np
 import pandas as pd
 
 from .._estimator import Estimator
+from .._posterior import DEFAULT_DRAWS, block_diagonal, dirichlet, split_dirichlet
 from .._priors import AUTO, STRENGTH_GRID, back_off, maximise_strength
-from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 from ..exceptions import NotFittedError
 from ..states._history import HistoryCounts, HistoryLayout, HistorySpec, augment, count_augmented
 from ..trajectories import Trajectories
-from ._event import EventMarkovChain, scenario_codes
+from ._event import EventMarkovChain
+from ._intervals import failure_bounds, failure_table, scenario_codes
 
 if TYPE_CHECKING:  # pragma: no cover
     from scipy.sparse import csr_matrix
@@ -236,6 +237,10 @@ class HistoryChain(Estimator):
         self.successor_ = succ
         self.n_aug_ = len(self.state_codes_)
         self.n_transitions_ = int(counts.counts.sum())
+        # what posterior_draws repeats with draws in place of means
+        self._parts = {"level_counts": level_counts, "parent": parent, "strengths": strengths, "fail": fail,
+                       "blocks": [(L, rows) for L, _, rows in blocks], "ends": ends,
+                       "level_exo": level_exo if X else None}
         self._pattern = None
         self.__dict__.pop("state_names_", None)
         self._names_of = (list(state_names), list(event_names))
@@ -480,13 +485,9 @@ class HistoryChain(Estimator):
         return hasattr(self, "counts_")
 
     # ----------------------------------------------------------- matrices
-    def _matrix(self, weights: np.ndarray) -> csr_matrix:
-        """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j].
-
-        The sparsity pattern never changes, so it is built once: later calls
-        are one ``bincount`` over the weights (forecasts under many event
-        mixes stay cheap).
-        """
+    def _sparsity(self) -> tuple:
+        """The matrices' sparsity pattern (it never changes, so it is built once): where each weight of
+        ``(A, E, S[, X])`` lands among the nonzeros, their columns, the row pointers and their number."""
         A = self.n_aug_
         if getattr(self, "_pattern", None) is None:
             rows = np.broadcast_to(np.arange(A).reshape((A,) + (1,) * (self.successor_.ndim - 1)),
@@ -495,7 +496,13 @@ class HistoryChain(Estimator):
             uniq, inverse = np.unique(keys, return_inverse=True)
             indptr = np.searchsorted(uniq // A, np.arange(A + 1), side="left")
             self._pattern = (inverse.reshape(-1), (uniq % A).astype(np.int64), indptr, len(uniq))
-        inverse, indices, indptr, nnz = self._pattern
+        return self._pattern
+
+    def _matrix(self, weights: np.ndarray) -> csr_matrix:
+        """Sparse (A, A) matrix with T[a, f(a, e, j)] += weights[a, e, j]: one ``bincount`` over the
+        weights on the fixed pattern (forecasts under many event mixes stay cheap)."""
+        A = self.n_aug_
+        inverse, indices, indptr, nnz = self._sparsity()
         data = np.bincount(inverse, weights=np.ravel(weights), minlength=nnz)
         import scipy.sparse  # only history-aware chains need it: not loaded for plain ones
 
@@ -514,6 +521,9 @@ class HistoryChain(Estimator):
         return self._matrix(self._with_exo(w))
 
     def event_matrix(self, e: int) -> csr_matrix:
+        """The matrix of event code ``e``; for -1 (an event never seen) the marginal chain."""
+        if e < 0:
+            return self.pooled_matrix()
         w = np.zeros((self.n_aug_,) + self.next_probs_.shape[::2])
         w[:, e, :] = self.next_probs_[e]
         return self._matrix(self._with_exo(w))
@@ -523,16 +533,84 @@ class HistoryChain(Estimator):
         return self.transition_matrix()
 
     # ----------------------------------------------------------- forecasts
-    def failure_probabilities(self, horizon: int, scenario=None, *,
-                              event_probs: np.ndarray | None = None) -> np.ndarray:
-        """P(fail within h | chain state), (n_aug_, horizon); ``scenario`` the next events by name."""
+    def failure_probabilities(self, horizon: int, scenario=None, *, event_probs: np.ndarray | None = None,
+                              interval: float | None = None, n_draws: int = DEFAULT_DRAWS,
+                              random_state=None):
+        """P(fail within h | chain state), (n_aug_, horizon); ``scenario`` the next events by name.
+
+        ``interval``, ``n_draws`` and ``random_state`` as in :meth:`EventMarkovChain.failure_probabilities`:
+        with ``interval`` a :class:`~markovfault._posterior.Bounds`, every level's rows drawn around
+        their parent level's draws (:meth:`posterior_draws`).
+        """
         self._check_fitted()
-        if scenario is None:
-            return hitting_probabilities(self.transition_matrix(event_probs), self.is_failure_,
-                                         check_horizon(horizon))
-        codes = scenario_codes(self, scenario, horizon)
-        mats = {c: (self.event_matrix(c) if c >= 0 else self.pooled_matrix()) for c in set(codes.tolist())}
-        return scenario_hitting_probabilities([mats[c] for c in codes.tolist()], self.is_failure_)
+        codes = None if scenario is None else scenario_codes(self, scenario, horizon)
+        table = failure_table(self, horizon, codes, event_probs)
+        if interval is None:
+            return table
+        return failure_bounds(self, table, codes, event_probs, interval, n_draws, random_state)
+
+    # ------------------------------------------------------- posterior draws
+    def posterior_draws(self, n_draws: int, rng: np.random.Generator) -> dict:
+        """``n_draws`` draws of every row from its posterior, level by level as the chain was estimated:
+        the base chain's (:meth:`EventMarkovChain.posterior_draws`), then each level's rows around its
+        parent level's draws, ``Dirichlet(N_L + gamma_L P_{L-1})`` (with ``backoff="auto"``, whether the
+        next state is a failure and which state within its class separately,
+        :func:`~markovfault._posterior.split_dirichlet`), the arrival and the exogenous rows alike; a
+        row without data is its parent's draw. Keys ``next_probs`` (D, E, n_aug_, S), ``event_probs``
+        (D, n_aug_, E), ``exo_probs`` (D, n_aug_, X) or None."""
+        self._check_fitted()
+        parts = self._parts
+        counts, parent, g, fail = parts["level_counts"], parts["parent"], parts["strengths"], parts["fail"]
+        base = self.base_.posterior_draws(n_draws, rng)
+        P, Q = [base["event_matrices"]], [base["event_probs"]]
+        for L in range(1, len(counts)):
+            prior = P[L - 1][:, :, parent[L], :]
+            P.append(split_dirichlet(rng, counts[L], prior, (g["failure"][L], g["next"][L]), fail)
+                     if self._auto else dirichlet(rng, counts[L], prior, g["next"][L]))
+            Q.append(dirichlet(rng, counts[L].sum(axis=2).T, Q[L - 1][:, parent[L]], g["arrivals"][L]))
+        blocks = parts["blocks"]
+        out = {"next_probs": np.concatenate([P[L][:, :, rows, :] for L, rows in blocks], axis=2),
+               "event_probs": np.concatenate([Q[L][:, rows] for L, rows in blocks], axis=1), "exo_probs": None}
+        ends = parts["ends"]
+        if ends.any():
+            out["next_probs"][:, :, ends, :] = base["event_matrices"][:, :, self.base_state_[ends], :]
+        exo = parts["level_exo"]
+        if exo is not None:  # the overall mix, the base rows around it, then level by level
+            X = exo[0].shape[1]
+            overall = dirichlet(rng, exo[0].sum(axis=0), np.full((n_draws, X), 1.0 / X),
+                                float(self.base_.alpha_))
+            R = [dirichlet(rng, exo[0], np.broadcast_to(overall[:, None, :], (n_draws,) + exo[0].shape),
+                           float(self.base_.beta_arrivals_))]
+            for L in range(1, len(exo)):
+                R.append(dirichlet(rng, exo[L], R[L - 1][:, parent[L]], g["exogenous"][L]))
+            out["exo_probs"] = np.concatenate([R[L][:, rows] for L, rows in blocks], axis=1)
+        return out
+
+    def draw_matrix(self, draws: dict, event_probs: np.ndarray | None = None, event: int | None = None):
+        """The matrices of ``draws`` (:meth:`posterior_draws`) as one block-diagonal sparse matrix over
+        draws x chain states: the marginal chain (under the given arrival probabilities, if any), or
+        the matrix of event code ``event`` (-1, an event never seen: the marginal chain)."""
+        P = np.transpose(draws["next_probs"], (0, 2, 1, 3))  # (D, A, E, S)
+        D = P.shape[0]
+        if event is not None and event >= 0:
+            w = np.zeros_like(P)
+            w[:, :, event, :] = P[:, :, event, :]
+        else:
+            Q = draws["event_probs"] if event_probs is None else np.asarray(event_probs, np.float64)[None]
+            w = Q[..., None] * P
+        if draws["exo_probs"] is not None:
+            w = w[..., None] * draws["exo_probs"][:, :, None, None, :]
+        inverse, indices, indptr, nnz = self._sparsity()
+        slots = (inverse[None, :] + (np.arange(D, dtype=np.int64) * nnz)[:, None]).reshape(-1)
+        data = np.bincount(slots, weights=w.reshape(-1), minlength=D * nnz).reshape(D, nnz)
+        return block_diagonal((indices, indptr), data, self.n_aug_)
+
+    def floats_per_draw(self) -> int:
+        """Floats one posterior draw holds (every level's rows, the weights and the matrix)."""
+        E, A, S = self.next_probs_.shape
+        X = 1 if self.exo_probs_ is None else self.exo_probs_.shape[1]
+        levels = sum(c.size for c in self._parts["level_counts"])
+        return 2 * levels + 3 * A * E * S * X
 
     def log_likelihood(self, rows: np.ndarray, traj: Trajectories) -> float:
         """Sum over the transitions of ``traj`` of log P(j | a, e), with ``rows`` its chain states

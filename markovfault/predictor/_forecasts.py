@@ -6,17 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._posterior import DEFAULT_DRAWS, check_draws, check_interval
 from .._eventmix import RECENT, check_event_mix, event_probs_for, recent_arrivals
 from .._timecodec import parse_max_gap
+from ..chain import failure_bounds, failure_table, scenario_codes
 from ..exceptions import ConfigError
 from ..trajectories import CARRIED, sorted_steps
 from ._groups import with_memory
-from ._output import forecast_frame, forecast_output
+from ._output import entity_forecasts, forecast_frame, forecast_output, interval_columns
 from ._settings import read_input, recent_strength_in_use
 from ._tails import prepend_tail
 from ._updates import encode_with
 
-__all__ = ["table_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+__all__ = ["table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
 
 
 def table_frame(chain, table: np.ndarray) -> pd.DataFrame:
@@ -37,11 +39,15 @@ def recent_counts(model, frame: pd.DataFrame, width: int) -> np.ndarray:
 
 
 def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_window=None,
-                   frame: pd.DataFrame | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+                   frame: pd.DataFrame | None = None, counts: np.ndarray | None = None, *,
+                   interval: float | None = None, n_draws: int = DEFAULT_DRAWS, random_state=0):
     """P(fail within h) for every state of the chain, (n_chain_states, horizon).
 
     ``"recent"`` takes the arrivals of the trailing ``recent_window`` of ``frame`` (or the given ``counts``,
-    summed over partitions by the Dask back end).
+    summed over partitions by the Dask back end). With ``interval``: a function of the chain states of
+    the entities to forecast that returns their forecasts and interval columns
+    (:func:`~markovfault.predictor._output.entity_forecasts`): the bounds are drawn for the states that
+    occur only, the same draws whichever states (the same seed, the same bounds in every partition).
     """
     chain = model.chain_
     if isinstance(event_mix, str) and event_mix == RECENT and frame is None and counts is None:
@@ -50,7 +56,26 @@ def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_wi
     if mix == RECENT and counts is None:
         counts = recent_counts(model, frame, width)
     probs = event_probs_for(chain, mix, counts, strength=recent_strength_in_use(model), warn=True)
-    return chain.failure_probabilities(horizon, scenario, event_probs=probs)
+    if interval is None:
+        return chain.failure_probabilities(horizon, scenario, event_probs=probs)
+    interval, n_draws = check_interval(interval), check_draws(n_draws)
+    codes = None if scenario is None else scenario_codes(chain, scenario, horizon)
+    table = failure_table(chain, horizon, codes, probs)
+
+    def at(rows: np.ndarray):
+        bounds = failure_bounds(chain, table, codes, probs, interval, n_draws, random_state, np.unique(rows))
+        return interval_columns(bounds, chain.state_support(), rows)
+
+    at.table = table
+    return at
+
+
+def bounds_frame(chain, bounds) -> pd.DataFrame:
+    """A table of P(fail within h) with its bounds: the chain's states by (``p_fail`` | ``p_fail_lo`` |
+    ``p_fail_hi``, horizon)."""
+    frames = {name: table_frame(chain, values) for name, values in
+              zip(("p_fail", "p_fail_lo", "p_fail_hi"), bounds)}
+    return pd.concat(frames, axis=1, names=["value"])
 
 
 def last_seen_frame(model) -> tuple[pd.DataFrame, np.ndarray]:
@@ -65,8 +90,9 @@ def last_seen_frame(model) -> tuple[pd.DataFrame, np.ndarray]:
     return both, codes
 
 
-def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_window, layout):
-    """``FaultPredictor.predict`` on in-memory input (a frame, files, or the remembered steps)."""
+def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_window, layout, **interval):
+    """``FaultPredictor.predict`` on in-memory input (a frame, files, or the remembered steps);
+    ``interval``: the keywords ``interval``, ``n_draws``, ``random_state`` of :func:`forecast_table`."""
     chain = model.chain_
     if histories is None:
         frame = None
@@ -82,7 +108,7 @@ def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_win
         else:
             both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False,
                                           interleave=True)
-    table = forecast_table(model, horizon, scenario, event_mix, recent_window, frame)
+    table = forecast_table(model, horizon, scenario, event_mix, recent_window, frame, **interval)
     if chain.tail_length == 1:
         steps = sorted_steps(both)
         if steps is not None:  # sorted by (entity, time): the last row of each block
@@ -90,8 +116,9 @@ def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_win
             parse_max_gap(model.max_gap, time_kind)  # the check encoding makes
             last = np.append(starts[1:] - 1, len(both) - 1)
             base = np.asarray(codes, dtype=np.int64)[last]
+            p, extra = entity_forecasts(table, base)
             return forecast_output(names, time[last], time_kind, base, model.states_.state_names_,
-                                   table[base], layout)
+                                   p, layout, extra=extra)
     events = chain.base_.event_names_
     traj = with_memory(model, encode_with(model, both, codes, events), supersede=True)
     return forecast_frame(traj, chain.encode(traj, n_events=len(events)), table, layout)

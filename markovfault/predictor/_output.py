@@ -13,7 +13,7 @@ from ..exceptions import HistoryError
 from ..trajectories import Trajectories
 from ._settings import recent_strength_in_use
 
-__all__ = ["LAYOUTS", "check_layout", "forecast_frame", "forecast_output", "tidy_to_wide", "html_summary",
+__all__ = ["LAYOUTS", "check_layout", "forecast_frame", "entity_forecasts", "interval_columns", "forecast_output", "tidy_to_wide", "html_summary",
            "priors_frame"]
 
 LAYOUTS = ("tidy", "wide")
@@ -26,25 +26,43 @@ def check_layout(layout) -> str:
     return layout
 
 
-def forecast_frame(traj: Trajectories, state: np.ndarray, table: np.ndarray,
-                   layout: str = "tidy") -> pd.DataFrame:
+def forecast_frame(traj: Trajectories, state: np.ndarray, table, layout: str = "tidy") -> pd.DataFrame:
     """One row per (entity, horizon) from each entity's last step; vectorised.
 
     ``state`` indexes the rows of ``table`` (augmented codes with history);
-    the ``state`` column shows the base state. See :func:`forecast_output`
-    for the layouts.
+    the ``state`` column shows the base state. ``table`` is an array, or a function of the chain states
+    of the entities' last steps that returns their forecasts (:func:`entity_forecasts`). See
+    :func:`forecast_output` for the layouts.
     """
     if traj.n_steps == 0:
         raise HistoryError("no rows to forecast from")
     rows = traj.last_index()
+    p, extra = entity_forecasts(table, state[rows])
     return forecast_output(np.array(traj.entity_names, dtype=object), traj.time[rows],
                            traj.time_kind, traj.state[rows], traj.state_names,
-                           table[state[rows]], layout=layout, entity=traj.entity[rows])
+                           p, layout=layout, entity=traj.entity[rows], extra=extra)
+
+
+def entity_forecasts(table, rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Each entity's forecast from the chain state ``rows`` of its last step: ``table[rows]``, or what a
+    function ``table(rows)`` returns (the forecasts and the extra columns, as with an interval)."""
+    if callable(table):
+        return table(np.asarray(rows, dtype=np.int64))
+    return table[rows], {}
+
+
+def interval_columns(bounds, support: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The forecasts and interval columns of entities in chain states ``rows``, from ``bounds`` over the
+    distinct states ``np.unique(rows)`` (:class:`~markovfault._posterior.Bounds`) and the transitions
+    counted out of every chain state."""
+    inverse = np.unique(rows, return_inverse=True)[1].reshape(-1)
+    return bounds.estimate[inverse], {"p_fail_lo": bounds.lower[inverse], "p_fail_hi": bounds.upper[inverse],
+                                      "n_support": np.asarray(support, dtype=np.int64)[rows]}
 
 
 def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: np.ndarray,
                     state_names, p: np.ndarray, layout: str = "tidy",
-                    entity: np.ndarray | None = None) -> pd.DataFrame:
+                    entity: np.ndarray | None = None, extra: dict | None = None) -> pd.DataFrame:
     """The forecast frame from each entity's last step.
 
     ``names`` (object array of str, ascending, unique) are the entities and
@@ -66,6 +84,9 @@ def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: 
     ``layout='wide'``: columns ``entity``, ``as_of``, ``state`` as above,
     then ``p_fail_1`` ... ``p_fail_<horizon>`` (float64, one 2-D block that is
     ``p`` itself); one row per entity. ``wide`` equals ``tidy`` pivoted.
+
+    ``extra`` (an interval): ``p_fail_lo`` and ``p_fail_hi`` (n_entities, horizon) and ``n_support``
+    (n_entities,), after ``p_fail`` (wide: ``p_fail_lo_<h>``, ``p_fail_hi_<h>``, then ``n_support``).
     """
     n_ent, horizon = p.shape
     if entity is None:
@@ -84,17 +105,23 @@ def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: 
         out.insert(0, "entity", _from_codes(entity.copy(), entity_dtype))
         out.insert(1, "as_of", as_of.copy())
         out.insert(2, "state", _from_codes(base.copy(), state_dtype))
+        for name, values in (extra or {}).items():
+            if values.ndim == 1:
+                out[name] = values
+            else:
+                for h in range(horizon):
+                    out[f"{name}_{h + 1}"] = values[:, h]
         return out
-    return pd.DataFrame(
-        {
-            "entity": _from_codes(np.repeat(entity, horizon), entity_dtype),
-            "as_of": as_of.repeat(horizon),
-            "state": _from_codes(np.repeat(base, horizon), state_dtype),
-            "horizon": np.tile(np.arange(1, horizon + 1, dtype=np.int64), n_ent),
-            "p_fail": p.reshape(-1),
-        },
-        copy=False,
-    )
+    columns = {
+        "entity": _from_codes(np.repeat(entity, horizon), entity_dtype),
+        "as_of": as_of.repeat(horizon),
+        "state": _from_codes(np.repeat(base, horizon), state_dtype),
+        "horizon": np.tile(np.arange(1, horizon + 1, dtype=np.int64), n_ent),
+        "p_fail": p.reshape(-1),
+    }
+    for name, values in (extra or {}).items():
+        columns[name] = values.reshape(-1) if values.ndim == 2 else np.repeat(values, horizon)
+    return pd.DataFrame(columns, copy=False)
 
 
 def tidy_to_wide(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -105,6 +132,13 @@ def tidy_to_wide(tidy: pd.DataFrame) -> pd.DataFrame:
     first = tidy.iloc[::horizon].reset_index(drop=True)
     for k, name in enumerate(("entity", "as_of", "state")):
         out.insert(k, name, first[name])
+    for name in ("p_fail_lo", "p_fail_hi"):
+        if name in tidy:
+            values = tidy[name].to_numpy(dtype=np.float64).reshape(-1, horizon)
+            for h in range(horizon):
+                out[f"{name}_{h + 1}"] = values[:, h]
+    if "n_support" in tidy:
+        out["n_support"] = first["n_support"].to_numpy()
     return out
 
 

@@ -5,24 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from .._backends import backend_for
 from .._estimator import Estimator
 from .._eventmix import DEFAULT_RECENT_STRENGTH
-from ..chain import EventMarkovChain
-from ..exceptions import NotFittedError
+from .._posterior import DEFAULT_DRAWS
 from ..histories import ColumnMap
 from ..states import HistorySpec, StateExtractor
-from ._forecasts import forecast_table, predict_in_memory, table_frame
-from ._output import check_layout, html_summary, priors_frame, tidy_to_wide
+from ._forecasts import bounds_frame, forecast_table, predict_in_memory, table_frame
+from ._access import FittedAccess
+from ._output import check_layout, tidy_to_wide
 from ._settings import params_from_config, read_input
 from ._updates import add_frame, fit_frame, fit_stream
 
 __all__ = ["FaultPredictor"]
 
 
-class FaultPredictor(Estimator):
+class FaultPredictor(FittedAccess, Estimator):
     """Fit an event-conditioned chain on histories and forecast failures.
 
     Parameters
@@ -182,23 +183,14 @@ class FaultPredictor(Estimator):
         return self
 
     # ----------------------------------------------------------------- forecast
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "chain_"):
-            raise NotFittedError("This FaultPredictor is not fitted yet; call fit(histories) or load a "
-                                 "model with markovfault.load_model(path).")
-
-    @property
-    def base_chain_(self) -> EventMarkovChain:
-        """The chain over base states (the model itself without history-aware states)."""
-        self._check_fitted()
-        return self.chain_.base_
-
     def failure_probabilities(
-        self, horizon: int, scenario: Sequence[str] | None = None, *, event_mix=None
+        self, horizon: int, scenario: Sequence[str] | None = None, *, event_mix=None,
+        interval: float | None = None, n_draws: int = DEFAULT_DRAWS, random_state=0,
     ) -> pd.DataFrame:
         """P(fail within h) for every state, as a DataFrame (states x horizons).
 
-        With history-aware states the rows are the augmented states.
+        With history-aware states the rows are the augmented states. With ``interval`` (see
+        :meth:`predict`) the columns are (``p_fail`` | ``p_fail_lo`` | ``p_fail_hi``, horizon).
 
         Examples
         --------
@@ -213,7 +205,12 @@ class FaultPredictor(Estimator):
         ok       1.0  1.0
         """
         self._check_fitted()
-        return table_frame(self.chain_, forecast_table(self, horizon, scenario, event_mix))
+        table = forecast_table(self, horizon, scenario, event_mix, interval=interval, n_draws=n_draws,
+                               random_state=random_state)
+        if interval is None:
+            return table_frame(self.chain_, table)
+        p, extra = table(np.arange(len(self.chain_.state_names_)))
+        return bounds_frame(self.chain_, (p, extra["p_fail_lo"], extra["p_fail_hi"]))
 
     def predict(
         self,
@@ -224,6 +221,9 @@ class FaultPredictor(Estimator):
         event_mix="long_run",
         recent_window=None,
         layout: str = "tidy",
+        interval: float | None = None,
+        n_draws: int = DEFAULT_DRAWS,
+        random_state=0,
     ) -> pd.DataFrame:
         """Forecast P(fail within h), h = 1..horizon, from each entity's last state.
 
@@ -256,6 +256,14 @@ class FaultPredictor(Estimator):
             row per entity, columns ``entity, as_of, state, p_fail_1, ...,
             p_fail_<horizon>``: the tidy frame pivoted, in a fraction of the
             memory and time.
+        interval : float, optional
+            Add a posterior interval: 0.9 adds ``p_fail_lo`` and ``p_fail_hi`` (the 5% and 95%
+            quantiles of P(fail within h) over ``n_draws`` draws of the model's rows from their
+            Dirichlet posteriors, with the scenario or the event mix) and ``n_support`` (the
+            transitions counted out of the entity's chain state: what the interval rests on).
+        n_draws : int, default=200
+        random_state : int, Generator or None, default=0
+            Seed of the draws: the same model and seed give the same bounds.
 
         Returns
         -------
@@ -280,44 +288,8 @@ class FaultPredictor(Estimator):
         self._check_fitted()
         layout = check_layout(layout)
         backend = backend_for(histories)
+        bounds = {"interval": interval, "n_draws": n_draws, "random_state": random_state}
         if backend is not None:  # forecast partition by partition
-            out = backend.predict(self, histories, horizon, scenario, event_mix, recent_window)
+            out = backend.predict(self, histories, horizon, scenario, event_mix, recent_window, **bounds)
             return out if layout == "tidy" else tidy_to_wide(out)
-        return predict_in_memory(self, histories, horizon, scenario, event_mix, recent_window, layout)
-
-    # -------------------------------------------------------------- accessors
-    @property
-    def state_names_(self) -> list:
-        """The base states (without history)."""
-        return list(self.base_chain_.state_names_)
-
-    @property
-    def event_names_(self) -> list:
-        return list(self.base_chain_.event_names_)
-
-    @property
-    def failure_states_(self) -> list:
-        base = self.base_chain_
-        return [s for s, f in zip(base.state_names_, base.is_failure_) if f]
-
-    @property
-    def n_transitions_(self) -> int:
-        self._check_fitted()
-        return self.chain_.n_transitions_
-
-    priors_ = property(priors_frame)
-
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (a safe ``.npz`` file; see
-        :func:`markovfault.load_model`)."""
-        from ._io import save_model
-
-        save_model(self, path)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "chain_")
-
-    def _repr_html_(self) -> str:
-        """For notebooks: per state, P(fail within 1, 5, 10) and the transitions seen (unfitted, the
-        estimator diagram); Jupyter shows it in the mime bundle too."""
-        return html_summary(self)
+        return predict_in_memory(self, histories, horizon, scenario, event_mix, recent_window, layout, **bounds)
