@@ -1251,6 +1251,10 @@ class DiagnosticsReport:
     def to_text(self, top: int = 5) -> str:
         """A readable report: each test's table and its plain-language line."""
         lines = [f"markovfault diagnostics ({'asymptotic p-values' if not self.bootstrap else f'asymptotic and bootstrap p-values, {self.bootstrap} replicates'})"]
+        if self.bootstrap and 1.0 / (1 + self.bootstrap) >= self.alpha:
+            lines.append(f"note: with {self.bootstrap} replicates the smallest bootstrap p-value is "
+                         f"{1 / (1 + self.bootstrap):.3g}, not below {self.alpha:g}: no bootstrap test can reject; "
+                         "use 199 or more")
         findings = self.findings()
         cols = {"event_dependence": ["g2", "df", "p_value", "p_boot", "cramers_v", "n"],
                 "markov_order": ["alternative", "g2", "df", "p_value", "p_boot", "mutual_info", "n"],
