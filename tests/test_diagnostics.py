@@ -659,3 +659,29 @@ def test_diagnose_report_text_json_and_findings():
     assert summary.loc[summary["test"] == "markov_order", "label"].tolist() == ["order 0 vs 1", "order 1 vs 2"]
     again = diagnose(None, traj, bootstrap=49, random_state=0, max_order=2, split_time=50)
     pd.testing.assert_frame_equal(report.summary(), again.summary())
+
+
+def test_plot_diagnostics_draws_every_row_with_its_labels():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from markovfault.plotting import plot_diagnostics
+
+    rng = np.random.default_rng(3)
+    st, ev = simulate_sets(rng, 1, [40] * 3, P1)
+    traj = Trajectories.from_codes(st[0], ev[0], lengths=[40] * 3, state_names=["ok", "slow", "down"])
+    report = diagnose(None, traj, bootstrap=19, random_state=0, max_order=2)
+    ax = plot_diagnostics(report)
+    summary = report.summary()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == len(summary)
+    assert labels[0].startswith("event_dependence: ok  (cramers_v = ")
+    assert f"{summary.loc[0, 'effect']:.3f}" in labels[0]
+    assert "markov_order: order 1 vs 2" in " ".join(labels)
+    # two bars per row (asymptotic and bootstrap), of length -log10 p
+    widths = sorted(round(p.get_width(), 9) for p in ax.patches)
+    expect = sorted(round(float(-np.log10(v)), 9) for v in np.concatenate([summary["p_value"], summary["p_boot"]]))
+    assert widths == expect
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["p = 0.05", "asymptotic", "bootstrap"]
+    plt.close(ax.figure)
