@@ -1,4 +1,4 @@
-"""The ``markovfault`` command line: simulate, train, predict, demo.
+"""The ``markovfault`` command line: simulate, train, predict, backtest, diagnose, demo, ...
 
 Thin by design: every command calls the public Python API, so the tests of
 that API cover the command line too. A user's mistake prints one line and
@@ -128,6 +128,20 @@ def _build_parser() -> argparse.ArgumentParser:
                    default="heldout_loglik")
     p.add_argument("--horizon", type=int, default=5, help="backtest horizon (default 5)")
     p.add_argument("--cutoffs", type=int, default=3, help="backtest cutoffs (default 3)")
+
+    p = sub.add_parser("diagnose", help="test the model's assumptions on histories: event dependence, "
+                       "Markov order, history components, drift, heterogeneity")
+    p.add_argument("model", metavar="MODEL_OR_CONFIG",
+                   help="model file written by `markovfault train` (.npz), or a TOML config to fit on the histories")
+    p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
+    p.add_argument("--bootstrap", type=int, default=199,
+                   help="parametric-bootstrap replicates per test (default 199; 0: asymptotic p-values only)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+    p.add_argument("--max-order", type=int, default=2, help="test orders 0..M-1 against 1..M (default 2)")
+    p.add_argument("--split-time", default=None,
+                   help="test drift: the transitions before this time against those after "
+                        "(ISO 8601, or an integer for sequence numbers)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
 
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
@@ -380,6 +394,39 @@ def _cmd_inspect(args) -> int:
     return EX_OK
 
 
+def _cmd_diagnose(args) -> int:
+    import json
+
+    from .diagnostics import diagnose
+
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap {args.bootstrap}: give an integer >= 0 (0: asymptotic p-values only)")
+    if args.max_order < 1:
+        raise ValueError(f"--max-order {args.max_order}: give an integer >= 1")
+    if args.model.endswith(".toml"):
+        from .config import load_config
+        from .predictor import FaultPredictor
+
+        config = load_config(args.model)
+        if "states" not in config:
+            raise ConfigError(f"{args.model}: a [states] table is needed (kind, failure)")
+        model = FaultPredictor.from_config(config).fit(args.histories)
+    else:
+        from .persistence import load_model
+
+        model = load_model(args.model)
+    split = args.split_time
+    if split is not None and split.strip().lstrip("-").isdigit():
+        split = int(split)
+    report = diagnose(model, args.histories, bootstrap=args.bootstrap, random_state=args.seed,
+                      max_order=args.max_order, split_time=split)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.to_text())
+    return EX_OK
+
+
 _COMMANDS = {
     "simulate": _cmd_simulate,
     "train": _cmd_train,
@@ -389,6 +436,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "forecast": _cmd_forecast,
     "inspect": _cmd_inspect,
+    "diagnose": _cmd_diagnose,
 }
 
 

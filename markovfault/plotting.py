@@ -52,6 +52,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "plot_diagnostics",
     "plot_reliability",
     "plot_roc",
     "plot_precision_recall",
@@ -974,4 +975,66 @@ def plot_riskiest(forecast, horizon: int | None = None, top: int = 15, ax=None):
     ax.set_axisbelow(True)
     ax.set_xlabel(f"P(fail within h = {int(H)})")
     ax.set_title(f"riskiest entities: top {len(rows)} of {n_all:,}", fontsize="medium")
+    return ax
+
+
+# ------------------------------------------------------------ diagnostics
+def plot_diagnostics(report, alpha: float | None = None, ax=None):
+    """The p-values of a :class:`~markovfault.diagnostics.DiagnosticsReport`, one bar per test and state (or
+    order), with each row's effect size.
+
+    Bars are ``-log10(p)`` of the asymptotic p-value (hollow) and of the bootstrap p-value (filled, where the
+    report has one); the dashed line is the level ``alpha`` (default: the report's): bars past it reject.
+    Each row's label ends in its effect size (``report.summary()``'s ``effect_name=effect``). Nothing is
+    computed here but the logarithm.
+
+    Parameters
+    ----------
+    report : DiagnosticsReport
+    alpha : float, optional
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault import Trajectories
+    >>> from markovfault.diagnostics import diagnose
+    >>> traj = Trajectories.from_codes([0, 1, 1, 0, 1, 0, 0, 1] * 4, lengths=[8] * 4, state_names=["ok", "slow"])
+    >>> ax = plot_diagnostics(diagnose(None, traj, max_order=1), ax=Figure().subplots())
+    >>> ax.get_xlabel()
+    '-log10 p-value'
+    """
+    import numpy as np
+
+    summary = report.summary()
+    level = report.alpha if alpha is None else float(alpha)
+    ax = _axes(ax)
+    if summary.empty:
+        ax.set_title("diagnostics: no test was run")
+        return ax
+    y = np.arange(len(summary))[::-1]
+    tiny = 1e-300
+
+    def logp(p):
+        return -np.log10(np.clip(p.to_numpy(dtype=float), tiny, 1.0))
+
+    has_boot = summary["p_boot"].notna().any()
+    height = 0.4 if has_boot else 0.8
+    ax.barh(y + (height / 2 if has_boot else 0), np.nan_to_num(logp(summary["p_value"])), height=height,
+            facecolor="none", edgecolor="black", label="asymptotic")
+    if has_boot:
+        ax.barh(y - height / 2, np.nan_to_num(logp(summary["p_boot"])), height=height, color="0.4",
+                label="bootstrap")
+    ax.axvline(-np.log10(level), color="black", linestyle="--", linewidth=1, label=f"p = {level:g}")
+    labels = [f"{t}: {lab}  ({name} = {_fmt(e)})" for t, lab, name, e in
+              zip(summary["test"], summary["label"], summary["effect_name"], summary["effect"])]
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize="small")
+    ax.set_xlabel("-log10 p-value")
+    ax.set_title("diagnostics: p-values (effect sizes in the labels)")
+    ax.legend(loc="lower right", fontsize="small")
     return ax

@@ -81,7 +81,8 @@ def test_scanner_sees_deferred_and_relative_imports(tmp_path, monkeypatch):
 HEAVY = ("numpy", "pandas", "sklearn", "scipy", "matplotlib", "pyarrow", "dask", "joblib")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["forecast", "--help"], ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["forecast", "--help"], ["diagnose", "--help"],
+                                  ["--version"]])
 def test_command_line_parses_without_numerical_libraries(argv):
     code = ("import sys\n"
             "from markovfault.cli import main\n"

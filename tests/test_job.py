@@ -402,3 +402,24 @@ def test_inspect_prints_states_events_and_risks(base, capsys):
     assert f"-> model.{RUN[1]}.npz" in text and "error*, timeout*, down*" in text
     assert "Riskiest states" in text and "h=10" in text and "expected_steps" in text
     assert "Events that raise the risk most" in text and "payment_failed" in text
+
+
+def test_each_incremental_run_logs_a_drift_test(tmp_path, base, exports):
+    cfg = copy(base, tmp_path / "job")
+    shutil.copy2(exports[1], tmp_path / "job" / "in")
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 0, proc.stderr
+    rec = [r for r in proc.logs if r.get("event") == "drift"]
+    assert len(rec) == 1 and rec[0]["level"] == "info", rec
+    d = rec[0]
+    assert d["df"] > 0 and 0 <= d["p_value"] <= 1 and d["n_new"] > 0
+    assert d["message"].startswith(f"drift of the rows counted against the model's counts before them: G2 = "
+                                   f"{d['g2']:.2f}, df = {d['df']}")
+    # the statistic is the drift test of the new counts against the old ones, recomputed here
+    from markovfault.diagnostics import drift
+    old = load_model(base / "out" / "model.npz").chain_.counts_
+    new = load_model(tmp_path / "job" / "out" / "model.npz").chain_.counts_
+    pad = np.zeros(new.shape)
+    pad[tuple(slice(0, k) for k in old.shape)] = old
+    ref = drift(pad, new - pad)
+    assert d["g2"] == pytest.approx(ref["g2"].sum(), rel=1e-6) and d["df"] == ref["df"].sum()

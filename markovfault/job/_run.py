@@ -6,6 +6,7 @@ says what it did."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import logging
 import os
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError, HistoryError, NoInputError, UsageError
@@ -180,7 +182,9 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                 logger.info("trained a new model on %d transitions", model.n_transitions_,
                             extra={"event": "model_trained", "refit": refit})
             else:
+                before = _counts_copy(model.chain_.counts_)
                 model.partial_fit(frame)
+                _log_drift(before, model.chain_.counts_)
         cross = getattr(model, "read_report_", None)
         for reason, n in (cross.dropped.items() if cross is not None else ()):
             stats["dropped"][reason] = stats["dropped"].get(reason, 0) + n
@@ -230,6 +234,46 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
                          int(n_window), read, skipped, dict(timer))
+
+
+def _counts_copy(counts):
+    """The counts of a model before a batch is added (plain arrays or history-aware counts)."""
+    return counts.copy() if hasattr(counts, "copy") else copy.deepcopy(counts)
+
+
+def _log_drift(before, after_total) -> None:
+    """One log line: the asymptotic drift test (:func:`markovfault.diagnostics.drift`) of the rows this run
+    counted against the model's counts before them. A diagnostic only: when it cannot be computed, a warning
+    says why and the run goes on."""
+    from ..diagnostics import drift
+
+    try:
+        if isinstance(before, np.ndarray):  # new events extend the vocabulary: pad the old counts
+            old = np.zeros(np.shape(after_total), dtype=np.float64)
+            old[tuple(slice(0, k) for k in before.shape)] = before
+            new = np.asarray(after_total, dtype=np.float64) - old
+        else:
+            old, new = before, after_total - before
+        res = drift(old, new)
+    except Exception as exc:  # noqa: BLE001 - never fail a run over its diagnostic
+        logger.warning("drift not tested: %s", exc, extra={"event": "drift", "error": str(exc)})
+        return
+    tested = res[res["df"] > 0]
+    changed = [str(s) for s in tested.index[(tested["p_value"] < 0.01).to_numpy()]]
+    g2, df = float(tested["g2"].sum()), int(tested["df"].sum())
+    p = float(drift_p(g2, df)) if df else float("nan")
+    logger.info("drift of the rows counted against the model's counts before them: G2 = %.2f, df = %d, "
+                "p = %.3g; states changed at p < 0.01: %s", g2, df, p, ", ".join(changed) or "none",
+                extra={"event": "drift", "g2": round(g2, 6), "df": df, "p_value": p,
+                       "states_changed": changed, "states_tested": int(len(tested)),
+                       "n_new": int(res["n_after"].sum())})
+
+
+def drift_p(g2: float, df: int) -> float:
+    """The chi-square upper tail of the summed drift statistic."""
+    from scipy.stats import chi2
+
+    return chi2.sf(g2, df)
 
 
 def _iso_from_perf(t0: float) -> str:
