@@ -70,6 +70,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=10, help="largest horizon h (default 10)")
     p.add_argument("--scenario", default=None,
                    help="what-if: the next events, comma-separated (e.g. payment_failed,payment_failed)")
+    p.add_argument("--interval", type=float, default=None, metavar="LEVEL",
+                   help="add a posterior interval: p_fail_lo, p_fail_hi and n_support (e.g. 0.9)")
+    p.add_argument("--draws", type=int, default=200, help="posterior draws behind --interval (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--out", default=None, help="forecast file (.csv or .parquet); default: print")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=_SCHEDULER_HELP)
 
@@ -239,9 +243,14 @@ def _cmd_predict(args) -> int:
     from .persistence import load_model
 
     _check_out(args.out)
+    if args.interval is not None and not 0 < args.interval < 1:
+        raise ValueError(f"--interval {args.interval:g}: give a probability between 0 and 1, e.g. 0.9")
+    if args.draws < 2:
+        raise ValueError(f"--draws {args.draws}: give an integer >= 2 (default 200)")
     model = load_model(args.model)
     with _histories(args) as histories:
-        forecast = model.predict(histories, horizon=args.horizon, scenario=args.scenario)
+        forecast = model.predict(histories, horizon=args.horizon, scenario=args.scenario,
+                                 interval=args.interval, n_draws=args.draws, random_state=args.seed)
     if args.out:
         _write_table(forecast, args.out)
         print(f"wrote {len(forecast)} forecasts to {args.out}")

@@ -119,6 +119,23 @@ def test_predict_to_csv_and_parquet(small, capsys, tmp_path):
     np.testing.assert_allclose(parquet["p_fail"], api["p_fail"], rtol=0, atol=0)
 
 
+def test_predict_with_an_interval_writes_the_apis_bounds(small, capsys, tmp_path):
+    hist, model = small
+    path = tmp_path / "f.parquet"
+    code, out, err = run(capsys, "predict", "--model", model, hist, "--horizon", 3, "--interval", 0.8,
+                         "--seed", 5, "--out", path)
+    assert code == 0 and err == ""
+    got = pd.read_parquet(path)
+    assert list(got.columns) == FORECAST_COLUMNS + ["p_fail_lo", "p_fail_hi", "n_support"]
+    api = load_model(model).predict(hist, horizon=3, interval=0.8, random_state=5)
+    np.testing.assert_array_equal(got["p_fail_lo"], api["p_fail_lo"])
+    np.testing.assert_array_equal(got["n_support"], api["n_support"])
+    for bad, flag in (("1.5", "--interval"), ("1", "--draws")):
+        code, _, err = run(capsys, "predict", "--model", model, hist, "--interval",
+                           bad if flag == "--interval" else 0.9, *(["--draws", bad] if flag == "--draws" else []))
+        assert code == 64 and flag in err
+
+
 def test_predict_without_out_prints_a_table(small, capsys):
     hist, model = small
     code, out, err = run(capsys, "predict", "--model", model, hist, "--horizon", 2)

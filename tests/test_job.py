@@ -176,8 +176,8 @@ def test_first_run_layout_columns_and_json_logs(base):
     assert (out / ".lock").read_text() == ""  # released; no holder left
     frame = pd.read_parquet(out / "runs" / RUN[1] / "forecast.parquet")
     assert list(frame.columns) == ["run_id", "issued_at", "data_cutoff", "entity", "state",
-                                   "horizon", "p_fail", "alert", "threshold", "n_support",
-                                   "model_version", "last_seen"]
+                                   "horizon", "p_fail", "p_fail_lo", "p_fail_hi", "alert", "threshold",
+                                   "n_support", "model_version", "last_seen"]
     assert len(frame) == 12 * 3 and sorted(frame["horizon"].unique()) == [1, 3, 10]
     assert (frame["run_id"] == RUN[1]).all() and (frame["model_version"] == f"model.{RUN[1]}.npz").all()
     assert (frame["data_cutoff"] == pd.Timestamp(T[1])).all()
@@ -186,6 +186,12 @@ def test_first_run_layout_columns_and_json_logs(base):
     model = load_model(out / "model.npz")
     support = dict(zip(model.state_names_, model.chain_.state_support()))
     assert (frame["n_support"] == frame["state"].map(support)).all()
+    # the bounds are the model's 90% interval, seed 0
+    pred = model.predict(None, horizon=10, interval=0.9, random_state=0).set_index(["entity", "horizon"])
+    want = pred.loc[list(zip(frame["entity"], frame["horizon"]))]
+    np.testing.assert_array_equal(frame["p_fail_lo"].to_numpy(), want["p_fail_lo"].to_numpy())
+    np.testing.assert_array_equal(frame["p_fail_hi"].to_numpy(), want["p_fail_hi"].to_numpy())
+    assert (frame["p_fail_lo"] < frame["p_fail_hi"]).all()
     csv = pd.read_csv(out / "runs" / RUN[1] / "forecast.csv")
     np.testing.assert_array_equal(csv["p_fail"], frame["p_fail"])  # full precision in CSV
     wm = json.loads((out / "watermark.json").read_text())
@@ -423,3 +429,36 @@ def test_each_incremental_run_logs_a_drift_test(tmp_path, base, exports):
     pad[tuple(slice(0, k) for k in old.shape)] = old
     ref = drift(pad, new - pad)
     assert d["g2"] == pytest.approx(ref["g2"].sum(), rel=1e-6) and d["df"] == ref["df"].sum()
+
+
+@pytest.mark.parametrize("alert_on", ["p_fail", "p_fail_lo"])
+def test_alert_on_chooses_the_estimate_or_its_lower_bound(base, alert_on):
+    from markovfault.job._config import JobConfig
+    from markovfault.job._partition import forecast_table
+
+    model = load_model(base / "out" / "model.npz")
+    pred = model.predict(None, horizon=10, interval=0.9, random_state=0)
+    pred = pred[pred["horizon"].isin([1, 10])]
+    widest = (pred["p_fail"] - pred["p_fail_lo"]).idxmax()  # a threshold between its bound and estimate
+    threshold = float((pred.loc[widest, "p_fail"] + pred.loc[widest, "p_fail_lo"]) / 2)
+
+    def job(**kw):
+        return JobConfig.from_config({"states": {"kind": "categorical", "failure": ["down"]},
+                                      "job": {"input": "in", "output": "out", "horizons": [1, 10],
+                                              "threshold": threshold, **kw}})
+
+    table = forecast_table(model, job(alert_on=alert_on), pd.Timestamp(T[1]), "r", "m")
+    assert (table["alert"] == (table[alert_on] >= threshold)).all()
+    if alert_on == "p_fail_lo":  # fewer alerts than on the estimate (the default), and some
+        default = forecast_table(model, job(), pd.Timestamp(T[1]), "r", "m")
+        assert 0 < table["alert"].sum() < default["alert"].sum()
+
+
+def test_bad_interval_and_alert_on_settings_name_the_key():
+    from markovfault.exceptions import ConfigError
+    from markovfault.job._config import JobConfig
+
+    for bad, key in (({"interval": 90}, "interval"), ({"alert_on": "p_fail_hi"}, "alert_on")):
+        with pytest.raises(ConfigError, match=key):
+            JobConfig.from_config({"states": {"kind": "categorical", "failure": ["down"]},
+                                   "job": {"input": "in", "output": "out", **bad}})

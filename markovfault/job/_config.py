@@ -13,6 +13,10 @@ import pandas as pd
 from ..exceptions import ConfigError
 
 
+#: What may raise an alert (``[job] alert_on``): the estimate or its posterior lower bound.
+ALERT_ON = ("p_fail", "p_fail_lo")
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """The ``[job]`` table of a config, resolved, plus the whole config.
@@ -31,7 +35,13 @@ class JobConfig:
         as ``<stem>.<run_id>.npz``. Default ``<output>/model.npz``.
     horizons : tuple of int, default=(1, 5, 10)
     threshold : float, default=0.5
-        ``alert = p_fail >= threshold``.
+        ``alert = <alert_on> >= threshold``.
+    interval : float, default=0.9
+        The posterior interval the partitions carry (``p_fail_lo``, ``p_fail_hi``: the 5% and 95%
+        quantiles of 200 posterior draws, seeded, so a rerun of an as-of writes the same bounds).
+    alert_on : {"p_fail", "p_fail_lo"}, default="p_fail"
+        What raises an alert: the estimate, or its lower bound (alert only when the risk is above the
+        threshold with 95% posterior probability: fewer alerts on states seen a handful of times).
     retention : int, default=168
         Runs (partitions) to keep; a week of hourly runs.
     keep_models : int, default=24
@@ -60,6 +70,8 @@ class JobConfig:
     retention: int = 168
     keep_models: int = 24
     max_silence: object = None
+    interval: float = 0.9
+    alert_on: str = "p_fail"
     config: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -111,6 +123,14 @@ class JobConfig:
                 or not 0 <= threshold <= 1):
             raise ConfigError(f"{source}: [job] threshold = {threshold!r} must be a number "
                               "in [0, 1].")
+        interval = table.get("interval", 0.9)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < 1:
+            raise ConfigError(f"{source}: [job] interval = {interval!r} must be a probability between 0 "
+                              "and 1 (0.9 for a 90% interval).")
+        alert_on = table.get("alert_on", "p_fail")
+        if alert_on not in ALERT_ON:
+            raise ConfigError(f"{source}: [job] alert_on = {alert_on!r} must be one of "
+                              f"{', '.join(repr(a) for a in ALERT_ON)}.")
         silence = table.get("max_silence")
         if silence is not None:
             if isinstance(silence, str):
@@ -137,6 +157,8 @@ class JobConfig:
             retention=integer("retention", 168),
             keep_models=integer("keep_models", 24),
             max_silence=silence,
+            interval=float(interval),
+            alert_on=alert_on,
             config=config,
         )
 

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
     from ._config import JobConfig
 
 OUTPUT_COLUMNS = ["run_id", "issued_at", "data_cutoff", "entity", "state", "horizon", "p_fail",
-                  "alert", "threshold", "n_support", "model_version", "last_seen"]
+                  "p_fail_lo", "p_fail_hi", "alert", "threshold", "n_support", "model_version", "last_seen"]
 
 
 def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> pd.DataFrame:
-    """The partition: one row per entity and configured horizon."""
-    pred = model.predict(None, horizon=max(job.horizons))
+    """The partition: one row per entity and configured horizon, with the posterior bounds of ``p_fail``
+    (``job.interval``, seed 0: a rerun writes the same bounds) and the transitions counted out of each
+    entity's chain state (``n_support``); ``alert`` compares ``job.alert_on`` with the threshold."""
+    pred = model.predict(None, horizon=max(job.horizons), interval=job.interval, random_state=0)
     pred = pred[pred["horizon"].isin(job.horizons)]
     last = pred["as_of"]
     if job.max_silence is not None:
@@ -33,8 +35,6 @@ def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> p
             pred = pred[last.to_numpy() >= as_of - int(job.max_silence)]
         else:
             pred = pred[last >= as_of - pd.Timedelta(job.max_silence)]
-    base = getattr(model, "base_chain_", model.chain_)
-    support = dict(zip(base.state_names_, np.asarray(base.state_support(), dtype=np.int64)))
     state = pred["state"].astype(str).to_numpy()
     p = pred["p_fail"].to_numpy(np.float64)
     n = len(pred)
@@ -50,9 +50,11 @@ def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> p
         "state": state.astype(object),
         "horizon": pred["horizon"].to_numpy(np.int64),
         "p_fail": p,
-        "alert": p >= job.threshold,
+        "p_fail_lo": pred["p_fail_lo"].to_numpy(np.float64),
+        "p_fail_hi": pred["p_fail_hi"].to_numpy(np.float64),
+        "alert": pred[job.alert_on].to_numpy(np.float64) >= job.threshold,
         "threshold": np.full(n, job.threshold),
-        "n_support": np.array([support.get(s, 0) for s in state], dtype=np.int64),
+        "n_support": pred["n_support"].to_numpy(np.int64),
         "model_version": np.full(n, version, dtype=object),
         "last_seen": last if isinstance(as_of, int) else last.array,
     })
