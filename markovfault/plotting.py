@@ -884,7 +884,8 @@ def plot_entity_risk(forecast, entities=None, ax=None):
     ----------
     forecast : DataFrame
         What :meth:`FaultPredictor.predict` returns (columns ``entity``,
-        ``state``, ``horizon``, ``p_fail``).
+        ``state``, ``horizon``, ``p_fail``). With ``predict(..., interval=)``
+        (columns ``p_fail_lo``, ``p_fail_hi``) each curve gets its band.
     entities : str or list of str, optional
         The entities to draw. Default: the 8 riskiest at the largest
         horizon (ties broken by name).
@@ -915,13 +916,18 @@ def plot_entity_risk(forecast, entities=None, ax=None):
     if unknown or not entities:
         raise ValueError(f"entities {unknown or entities} are not in the forecast "
                          f"(it holds {len(known)} entities, e.g. {sorted(known)[:3]})")
+    bands = {"p_fail_lo", "p_fail_hi"} <= set(forecast.columns)
     for i, e in enumerate(entities):
         rows = forecast[ents == e].sort_values("horizon")
-        ax.plot(rows["horizon"], rows["p_fail"], label=f"{e} ({rows['state'].iloc[0]})",
-                clip_on=False, **_line_style(i))
+        (line,) = ax.plot(rows["horizon"], rows["p_fail"], label=f"{e} ({rows['state'].iloc[0]})",
+                          clip_on=False, **_line_style(i))
+        if bands:  # the posterior interval, a light band in the line's colour
+            ax.fill_between(rows["horizon"], rows["p_fail_lo"], rows["p_fail_hi"], color=line.get_color(),
+                            alpha=0.12, linewidth=0)
     _horizon_axis(ax, forecast["horizon"].unique())
     which = f"the {len(entities)} riskiest at h = {H}" if chosen else f"{len(entities)} entities"
-    ax.set_title(f"P(fail within h) by entity, {which}", fontsize="medium")
+    ax.set_title(f"P(fail within h) by entity, {which}" + (", with posterior intervals" if bands else ""),
+                 fontsize="medium")
     ax.legend(title="entity (state now)", fontsize="small", loc="best")
     return ax
 

@@ -478,6 +478,21 @@ def test_entity_risk_defaults_to_the_riskiest(fitted, ax):
     check_distinguishable(ax.get_lines())
 
 
+def test_entity_risk_draws_the_posterior_band_of_each_curve(fitted, ax):
+    model, forecast = fitted
+    banded = model.predict(horizon=4, interval=0.9, random_state=1)
+    entity = str(banded["entity"].iloc[0])
+    plot_entity_risk(banded, entities=[entity], ax=ax)
+    (band,) = ax.collections
+    rows = banded[banded["entity"].astype(str) == entity].sort_values("horizon")
+    path = band.get_paths()[0].vertices  # the lower edge then the upper edge, back
+    np.testing.assert_allclose(path[1:5, 1], rows["p_fail_lo"])
+    np.testing.assert_allclose(sorted(path[:, 1])[-1], rows["p_fail_hi"].max())
+    assert ax.get_title().endswith("with posterior intervals")
+    plain = plot_entity_risk(forecast, entities=[str(forecast["entity"].iloc[0])], ax=Figure().subplots())
+    assert not plain.collections  # no band without an interval
+
+
 def test_entity_risk_chosen_entities(fitted, ax):
     _, forecast = fitted
     plot_entity_risk(forecast, entities="handler-03" if "handler-03" in set(forecast["entity"])
