@@ -38,8 +38,18 @@ def test_config_example_is_accepted(tmp_path):
 def test_diagnostics_example_runs():
     import doctest
 
-    (example,) = blocks("pycon")
+    (example,) = [b for b in blocks("pycon") if "markovfault.diagnostics" in b]
     test = doctest.DocTestParser().get_doctest(example, {}, "README diagnostics", str(README), 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
     assert runner.failures == 0 and runner.tries >= 5
+
+
+def test_intervals_example_runs():
+    import doctest
+
+    (example,) = [b for b in blocks("pycon") if "interval=0.9" in b]
+    test = doctest.DocTestParser().get_doctest(example, {}, "README intervals", str(README), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 4
