@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._nullsim import rng_of  # the one generator of seeds, Generators and RandomStates
+
 __all__ = ["DEFAULT_DRAWS", "DRAW_BUDGET", "Bounds", "check_interval", "check_draws", "rng_of",
            "dirichlet", "split_dirichlet", "draw_chunks", "bounds_of", "Stacked", "block_diagonal"]
 
@@ -70,13 +72,6 @@ def check_draws(n_draws) -> int:
         raise ValueError(f"n_draws = {n_draws!r} must be an integer >= 2 (posterior draws behind an "
                          f"interval; {DEFAULT_DRAWS} by default).")
     return int(n_draws)
-
-
-def rng_of(random_state) -> np.random.Generator:
-    """A generator from a seed, a ``Generator`` (used as it is) or None (fresh entropy)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    return np.random.default_rng(random_state)
 
 
 def dirichlet(rng: np.random.Generator, counts: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
