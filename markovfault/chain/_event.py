@@ -15,7 +15,7 @@ from .._priors import absorb_ends, check_prior_setting, choose_priors, estimate_
 from ..counts import count_codes_by_bin, count_transitions
 from ..exceptions import DataWarning, NotFittedError
 from ..trajectories import Trajectories
-from ._intervals import failure_bounds, failure_table, scenario_codes, steps_bounds
+from ._intervals import chain_forecast, steps_bounds
 
 __all__ = ["EventMarkovChain", "estimate_tensors"]  # estimate_tensors: see markovfault._priors
 
@@ -378,11 +378,7 @@ class EventMarkovChain(Estimator):
         [0.3, 0.23, 0.37]
         """
         self._check_fitted()
-        codes = None if scenario is None else scenario_codes(self, scenario, horizon)
-        table = failure_table(self, horizon, codes, event_probs)
-        if interval is None:
-            return table
-        return failure_bounds(self, table, codes, event_probs, interval, n_draws, random_state)
+        return chain_forecast(self, horizon, scenario, event_probs, interval, n_draws, random_state)
 
     # ------------------------------------------------------- posterior draws
     def posterior_draws(self, n_draws: int, rng: np.random.Generator) -> dict:

@@ -77,7 +77,7 @@ from ..exceptions import NotFittedError
 from ..states._history import HistoryCounts, HistoryLayout, HistorySpec, augment, count_augmented
 from ..trajectories import Trajectories
 from ._event import EventMarkovChain
-from ._intervals import failure_bounds, failure_table, scenario_codes
+from ._intervals import chain_forecast
 
 if TYPE_CHECKING:  # pragma: no cover
     from scipy.sparse import csr_matrix
@@ -543,11 +543,7 @@ class HistoryChain(Estimator):
         their parent level's draws (:meth:`posterior_draws`).
         """
         self._check_fitted()
-        codes = None if scenario is None else scenario_codes(self, scenario, horizon)
-        table = failure_table(self, horizon, codes, event_probs)
-        if interval is None:
-            return table
-        return failure_bounds(self, table, codes, event_probs, interval, n_draws, random_state)
+        return chain_forecast(self, horizon, scenario, event_probs, interval, n_draws, random_state)
 
     # ------------------------------------------------------- posterior draws
     def posterior_draws(self, n_draws: int, rng: np.random.Generator) -> dict:

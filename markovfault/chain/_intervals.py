@@ -10,7 +10,7 @@ from .._posterior import (DEFAULT_DRAWS, Bounds, bounds_of, check_draws, check_i
                           rng_of)
 from .._recursion import check_horizon, hitting_probabilities, scenario_hitting_probabilities
 
-__all__ = ["scenario_codes", "failure_table", "forecast_bounds", "failure_draws", "failure_bounds", "steps_bounds"]
+__all__ = ["scenario_codes", "failure_table", "chain_forecast", "failure_draws", "failure_bounds", "steps_bounds"]
 
 
 def scenario_codes(chain, scenario, horizon) -> np.ndarray:
@@ -39,13 +39,15 @@ def failure_table(chain, horizon: int, codes: np.ndarray | None = None, event_pr
     return scenario_hitting_probabilities([mats[c] for c in np.asarray(codes).tolist()], chain.is_failure_)
 
 
-def forecast_bounds(chain, horizon: int, scenario=None, event_probs=None, interval: float = 0.9,
-                    n_draws: int = DEFAULT_DRAWS, random_state=None, rows: np.ndarray | None = None) -> Bounds:
-    """P(fail within h) with its posterior bounds at the chain states ``rows`` (default: all), the
-    scenario's event names resolved once."""
+def chain_forecast(chain, horizon: int, scenario=None, event_probs=None, interval: float | None = None,
+                   n_draws: int = DEFAULT_DRAWS, random_state=None):
+    """``failure_probabilities`` of either chain: the table of every chain state, or with ``interval`` its
+    :class:`~markovfault._posterior.Bounds`; the scenario's event names resolved once."""
     codes = None if scenario is None else scenario_codes(chain, scenario, horizon)
     table = failure_table(chain, horizon, codes, event_probs)
-    return failure_bounds(chain, table, codes, event_probs, interval, n_draws, random_state, rows)
+    if interval is None:
+        return table
+    return failure_bounds(chain, table, codes, event_probs, interval, n_draws, random_state)
 
 
 def failure_draws(chain, horizon: int, codes: np.ndarray | None = None, event_probs=None,
