@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -112,7 +113,8 @@ def open_model_file(path) -> tuple[dict, dict]:
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError,
-            NotImplementedError, RuntimeError) as exc:  # zipfile: bad method, "encrypted"
+            NotImplementedError, RuntimeError,  # zipfile: bad method, "encrypted"
+            SyntaxError, tokenize.TokenError) as exc:  # numpy: a damaged array header's text
         raise ModelFileError(
             f"{path} cannot be read as a markovfault model file ({type(exc).__name__}: {exc}); "
             "it may be truncated or not a model file. Re-copy it or retrain."

@@ -23,6 +23,7 @@ only ``markovfault forecast`` reads and needs):
     beta = 1.0           # or "auto"
     max_gap = "30min"
     recent_strength = 500.0   # or "auto"
+    time_model = "semi_markov"  # or "ctmc": the waits of time horizons (within = ["15min"])
 
     [job]                # the scheduled job (``markovfault forecast``)
     input = "exports/"
@@ -61,7 +62,7 @@ __all__ = ["load_config", "check_config"]
 
 _TABLES = {"columns", "states", "model", "job", "compute"}
 _COMPUTE_KEYS = {"scheduler"}  # [compute] scheduler = "tcp://host:8786": run on a Dask cluster
-_MODEL_KEYS = {"alpha", "beta", "max_gap", "recent_strength"}
+_MODEL_KEYS = {"alpha", "beta", "max_gap", "recent_strength", "time_model", "sojourn"}
 _PRIOR_KEYS = ("alpha", "beta", "recent_strength")  # pseudo-counts, or "auto" (chosen from the data)
 _JOB_KEYS = {"input", "output", "model", "horizons", "threshold", "retention", "keep_models",
              "max_silence", "interval", "alert_on"}
@@ -106,7 +107,7 @@ def check_config(config: Mapping, source: str = "config") -> dict:
     >>> check_config({"model": {"alpah": 1}})
     Traceback (most recent call last):
     ...
-    markovfault.exceptions.ConfigError: config: unknown key 'alpah' in [model]; the keys are alpha, beta, max_gap, recent_strength.
+    markovfault.exceptions.ConfigError: config: unknown key 'alpah' in [model]; the keys are alpha, beta, max_gap, recent_strength, sojourn, time_model.
     >>> check_config({"model": {"alpha": "auto", "beta": "Auto"}})
     Traceback (most recent call last):
     ...

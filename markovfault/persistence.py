@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from ._eventmix import DEFAULT_RECENT_STRENGTH, ArrivalBins
+from ._sojourns import SojournCounts
 from ._modelfile import FORMAT_NAME, FORMAT_VERSION, open_model_file, read_header
 from .chain import counts_from_arrays, make_chain
 from .exceptions import ConfigError, ModelFileError
 from .predictor import FaultPredictor
 from .predictor._io import save_model
 from .predictor._settings import history_spec_of
+from .predictor._time import check_time_settings
 from .predictor._updates import install_fit
 from .states import extractor_from_config
 
@@ -83,7 +85,10 @@ def load_model(path):
             max_gap=params.get("max_gap"),
             history=params.get("history"),
             recent_strength=params.get("recent_strength", DEFAULT_RECENT_STRENGTH),
+            time_model=params.get("time_model", "semi_markov"),
+            sojourn=params.get("sojourn", "auto"),
         )
+        check_time_settings(model)
         if list(extractor.state_names_) != list(vocab["states"]):
             raise ModelFileError(
                 f"{path}: the state extractor's states {list(extractor.state_names_)} differ "
@@ -123,7 +128,10 @@ def load_model(path):
                 "entity": arrays["group_failures/entity"].astype(str).astype(object),
                 "group": arrays["group_failures/group"].astype(str).astype(object),
                 "time": arrays["group_failures/time"].astype(np.int64)})
-        install_fit(model, extractor, chain, header["time_kind"], None, last_seen, bins, failures)
+        # files written before time horizons hold no sojourns: predict(within=...) says to fit again
+        sojourns = (SojournCounts.from_arrays({k: arrays[f"sojourns/{k}"] for k in SojournCounts.FIELDS})
+                    if "sojourns/done" in arrays else None)
+        install_fit(model, extractor, chain, header["time_kind"], None, last_seen, bins, failures, sojourns)
         _check_priors(path, model, header)
     except ModelFileError:
         raise

@@ -138,7 +138,7 @@ def test_file_is_plain_npz_with_json_header(saved, model):
     assert header["vocabulary"] == {"states": model.state_names_, "events": model.event_names_,
                                     "failure_states": model.failure_states_}
     assert header["model"] == {"alpha": 1.0, "beta": 1.0, "max_gap": "30min", "history": None,
-                               "recent_strength": 500.0}
+                               "recent_strength": 500.0, "time_model": "semi_markov", "sojourn": "auto"}
     assert header["states"]["kind"] == "categorical"
     assert header["states"]["failure"] == ["error", "timeout", "down"]
     assert set(header["arrays"]) == set(arrays)
@@ -208,6 +208,25 @@ def test_corrupted_bytes(saved, tmp_path):
         except ModelFileError:
             n_refused += 1
     assert n_refused > len(range(30, len(raw), 7)) // 2
+
+
+def test_damaged_array_header_is_a_model_file_error(saved, tmp_path):
+    # an array whose npy header text is cut inside a string: numpy's parser raises tokenize.TokenError,
+    # which used to escape load_model
+    import zipfile
+    path = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(path, "w") as dst:
+        names = src.namelist()
+        victim = next(n for n in names if n.startswith("last_seen"))
+        for name in names:
+            data = src.read(name)
+            if name == victim:
+                start = data.index(b"{")
+                data = data[:start] + b"{'descr': '<i" + b" " * (data.index(b"}") - start - 12) + data[
+                    data.index(b"}") + 1:]
+            dst.writestr(name, data)
+    with pytest.raises(ModelFileError, match="cannot be read"):
+        load_model(path)
 
 
 @pytest.mark.parametrize(

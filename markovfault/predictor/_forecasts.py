@@ -18,7 +18,7 @@ from ._settings import read_input, recent_strength_in_use
 from ._tails import prepend_tail
 from ._updates import encode_with
 
-__all__ = ["table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+__all__ = ["forecast_probs", "table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
 
 
 def table_frame(chain, table: np.ndarray) -> pd.DataFrame:
@@ -38,6 +38,18 @@ def recent_counts(model, frame: pd.DataFrame, width: int) -> np.ndarray:
                            t.max() - width, t.max() + 1)
 
 
+def forecast_probs(model, event_mix=None, recent_window=None, frame: pd.DataFrame | None = None,
+                   counts: np.ndarray | None = None):
+    """The event mix of a forecast (None: the fitted arrivals), as :func:`forecast_table` resolves it."""
+    chain = model.chain_
+    if isinstance(event_mix, str) and event_mix == RECENT and frame is None and counts is None:
+        raise ConfigError("event_mix='recent' needs the recent histories: use predict(histories, ...)")
+    mix, width = check_event_mix(event_mix, chain.base_.event_names_, model.time_kind_, recent_window)
+    if mix == RECENT and counts is None:
+        counts = recent_counts(model, frame, width)
+    return event_probs_for(chain, mix, counts, strength=recent_strength_in_use(model), warn=True)
+
+
 def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_window=None,
                    frame: pd.DataFrame | None = None, counts: np.ndarray | None = None, *,
                    interval: float | None = None, n_draws: int = DEFAULT_DRAWS, random_state=0):
@@ -50,12 +62,7 @@ def forecast_table(model, horizon: int, scenario=None, event_mix=None, recent_wi
     occur only, the same draws whichever states (the same seed, the same bounds in every partition).
     """
     chain = model.chain_
-    if isinstance(event_mix, str) and event_mix == RECENT and frame is None and counts is None:
-        raise ConfigError("event_mix='recent' needs the recent histories: use predict(histories, ...)")
-    mix, width = check_event_mix(event_mix, chain.base_.event_names_, model.time_kind_, recent_window)
-    if mix == RECENT and counts is None:
-        counts = recent_counts(model, frame, width)
-    probs = event_probs_for(chain, mix, counts, strength=recent_strength_in_use(model), warn=True)
+    probs = forecast_probs(model, event_mix, recent_window, frame, counts)
     if interval is None:
         return chain.failure_probabilities(horizon, scenario, event_probs=probs)
     interval, n_draws = check_interval(interval), check_draws(n_draws)

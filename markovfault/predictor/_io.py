@@ -60,6 +60,9 @@ def save_model(model, path) -> Path:
     if bins is not None:  # recent_strength="auto": what later batches merge with and choose from
         arrays["recent_bins/ids"] = np.asarray(bins.ids, dtype=np.int64)
         arrays["recent_bins/counts"] = np.asarray(bins.counts, dtype=np.int64)
+    sojourns = getattr(model, "sojourn_counts_", None)
+    if sojourns is not None:  # the sojourn times of time horizons (open last sojourns: from last_seen)
+        arrays.update({f"sojourns/{k}": v for k, v in sojourns.to_arrays().items()})
     priors = model.priors_
     header = {
         "model": {
@@ -69,6 +72,8 @@ def save_model(model, path) -> Path:
             # the setting as given (a refit of the loaded model chooses gap edges again)
             "history": None if setting is None else setting.to_config(),
             "recent_strength": _setting(model.recent_strength),
+            "time_model": model.time_model,
+            "sojourn": model.sojourn,
         },
         # the values in use (chosen from the data for "auto"): loading chooses them again from the
         # counts and the arrival bins, and checks that it finds these

@@ -62,7 +62,8 @@ def interval_columns(bounds, support: np.ndarray, rows: np.ndarray) -> tuple[np.
 
 def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: np.ndarray,
                     state_names, p: np.ndarray, layout: str = "tidy",
-                    entity: np.ndarray | None = None, extra: dict | None = None) -> pd.DataFrame:
+                    entity: np.ndarray | None = None, extra: dict | None = None,
+                    horizons: tuple | None = None) -> pd.DataFrame:
     """The forecast frame from each entity's last step.
 
     ``names`` (object array of str, ascending, unique) are the entities and
@@ -87,6 +88,10 @@ def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: 
 
     ``extra`` (an interval): ``p_fail_lo`` and ``p_fail_hi`` (n_entities, horizon) and ``n_support``
     (n_entities,), after ``p_fail`` (wide: ``p_fail_lo_<h>``, ``p_fail_hi_<h>``, then ``n_support``).
+
+    ``horizons`` (time horizons): ``(labels, kinds)``, one label (``"3"``, ``"15min"``) and kind (``"steps"``
+    or ``"time"``) per column of ``p``; ``horizon`` is then a categorical of the labels in that order, after
+    it ``kind`` (tidy), and the wide columns are ``p_fail_<label>``.
     """
     n_ent, horizon = p.shape
     if entity is None:
@@ -99,9 +104,9 @@ def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: 
         as_of = pd.to_datetime(np.asarray(as_of, dtype=np.int64), utc=True).array
     else:
         as_of = np.asarray(as_of, dtype=np.int64)
+    labels = [str(h) for h in range(1, horizon + 1)] if horizons is None else list(horizons[0])
     if layout == "wide":
-        out = pd.DataFrame(p, columns=[f"p_fail_{h}" for h in range(1, horizon + 1)],
-                           copy=False)
+        out = pd.DataFrame(p, columns=[f"p_fail_{h}" for h in labels], copy=False)
         out.insert(0, "entity", _from_codes(entity.copy(), entity_dtype))
         out.insert(1, "as_of", as_of.copy())
         out.insert(2, "state", _from_codes(base.copy(), state_dtype))
@@ -110,7 +115,7 @@ def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: 
                 out[name] = values
             else:
                 for h in range(horizon):
-                    out[f"{name}_{h + 1}"] = values[:, h]
+                    out[f"{name}_{labels[h]}"] = values[:, h]
         return out
     columns = {
         "entity": _from_codes(np.repeat(entity, horizon), entity_dtype),
@@ -119,6 +124,13 @@ def forecast_output(names: np.ndarray, as_of: np.ndarray, time_kind: str, base: 
         "horizon": np.tile(np.arange(1, horizon + 1, dtype=np.int64), n_ent),
         "p_fail": p.reshape(-1),
     }
+    if horizons is not None:
+        codes = np.tile(np.arange(horizon, dtype=np.int8 if horizon < 127 else np.int32), n_ent)
+        columns["horizon"] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(labels, ordered=True))
+        kinds = pd.CategoricalDtype(["steps", "time"])
+        columns = {**{k: columns[k] for k in ("entity", "as_of", "state", "horizon")},
+                   "kind": pd.Categorical(np.tile(np.asarray(horizons[1], dtype=object), n_ent), dtype=kinds),
+                   "p_fail": columns["p_fail"]}
     for name, values in (extra or {}).items():
         columns[name] = values.reshape(-1) if values.ndim == 2 else np.repeat(values, horizon)
     return pd.DataFrame(columns, copy=False)

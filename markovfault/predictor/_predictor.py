@@ -16,6 +16,7 @@ from ..histories import ColumnMap
 from ..states import HistorySpec, StateExtractor
 from ._forecasts import bounds_frame, forecast_table, predict_in_memory, table_frame
 from ._access import FittedAccess
+from ._timeforecast import TimeForecastsMixin, predict_in_time
 from ._output import check_layout, tidy_to_wide
 from ._settings import params_from_config, read_input
 from ._updates import add_frame, fit_frame, fit_stream
@@ -23,7 +24,7 @@ from ._updates import add_frame, fit_frame, fit_stream
 __all__ = ["FaultPredictor"]
 
 
-class FaultPredictor(FittedAccess, Estimator):
+class FaultPredictor(TimeForecastsMixin, FittedAccess, Estimator):
     """Fit an event-conditioned chain on histories and forecast failures.
 
     Parameters
@@ -53,6 +54,12 @@ class FaultPredictor(FittedAccess, Estimator):
         Pseudo-counts of the prior that pulls the recent event mix of
         ``event_mix='recent'`` toward each state's long-run mix (a prior like
         ``alpha`` and ``beta``): states seldom visited lately keep a sensible mix.
+    time_model : {'semi_markov', 'ctmc'}, default='semi_markov'
+        How the waits between steps are modelled for time horizons (``predict(within=...)``): a sojourn
+        distribution per state, conditioned on the current silence, or exponential waits (see README).
+    sojourn : {'auto', 'empirical', 'expon', 'weibull_min', 'gamma', 'lognorm'}, default='auto'
+        The semi-Markov sojourn distributions: the scipy.stats family with the best AIC per state, one
+        family, or the life table.
 
     Attributes
     ----------
@@ -103,7 +110,8 @@ class FaultPredictor(FittedAccess, Estimator):
     def __init__(self, *, states: StateExtractor | Mapping | None = None, alpha: float | str = 1.0,
                  beta: float | str = 1.0, columns: ColumnMap | Mapping | None = None, max_gap=None,
                  history: HistorySpec | Mapping | None = None,
-                 recent_strength: float | str = DEFAULT_RECENT_STRENGTH):
+                 recent_strength: float | str = DEFAULT_RECENT_STRENGTH, time_model: str = "semi_markov",
+                 sojourn: str = "auto"):
         self.states = states
         self.alpha = alpha
         self.beta = beta
@@ -111,6 +119,8 @@ class FaultPredictor(FittedAccess, Estimator):
         self.max_gap = max_gap
         self.history = history
         self.recent_strength = recent_strength
+        self.time_model = time_model
+        self.sojourn = sojourn
 
     @classmethod
     def from_config(cls, config: Mapping) -> "FaultPredictor":
@@ -215,7 +225,7 @@ class FaultPredictor(FittedAccess, Estimator):
     def predict(
         self,
         histories=None,
-        horizon: int = 10,
+        horizon: int | None = None,
         scenario: Sequence[str] | str | None = None,
         *,
         event_mix="long_run",
@@ -224,6 +234,10 @@ class FaultPredictor(FittedAccess, Estimator):
         interval: float | None = None,
         n_draws: int = DEFAULT_DRAWS,
         random_state=0,
+        within=None,
+        at=None,
+        silence_fails=None,
+        rate_factors: bool = True,
     ) -> pd.DataFrame:
         """Forecast P(fail within h), h = 1..horizon, from each entity's last state.
 
@@ -236,7 +250,7 @@ class FaultPredictor(FittedAccess, Estimator):
             the model has seen, from the last steps counted by
             ``fit``/``partial_fit`` (what a scheduled job that updates the
             model incrementally wants).
-        horizon : int, default=10
+        horizon : int, default=10 (none with ``within``)
         scenario : sequence of str or comma-separated str, optional
             The next events, in order (a what-if). Events never seen in
             training use the pooled transitions, with a warning.
@@ -264,6 +278,17 @@ class FaultPredictor(FittedAccess, Estimator):
         n_draws : int, default=200
         random_state : int, Generator or None, default=0
             Seed of the draws: the same model and seed give the same bounds.
+        within : duration or list of them, optional
+            Time horizons (``["15min", "1h"]``; numbers for integer time), after the step horizons of an
+            explicit ``horizon``. The frame then has ``horizon`` (labels, ordered), ``kind`` ("steps" |
+            "time"), ``silent_for`` (time since the last step at ``at``) and ``rate_factor``.
+        at : timestamp or int, optional
+            The forecast time of time horizons; default: the latest step in ``histories``.
+        silence_fails : duration, optional
+            An entity silent this long at ``at`` has failed (a missing heartbeat): p_fail 1 on time
+            horizons, column ``silent`` True.
+        rate_factors : bool, default=True
+            Scale each entity's waits by how fast it stepped in ``histories`` (README, "Forecasts in time").
 
         Returns
         -------
@@ -289,6 +314,11 @@ class FaultPredictor(FittedAccess, Estimator):
         layout = check_layout(layout)
         backend = backend_for(histories)
         bounds = {"interval": interval, "n_draws": n_draws, "random_state": random_state}
+        if within is not None:
+            time = {"at": at, "silence_fails": silence_fails, "rate_factors": rate_factors}
+            return predict_in_time(self, histories, horizon, scenario, within, event_mix, recent_window,
+                                   layout, backend, **bounds, **time)
+        horizon = 10 if horizon is None else horizon
         if backend is not None:  # forecast partition by partition
             out = backend.predict(self, histories, horizon, scenario, event_mix, recent_window, **bounds)
             return out if layout == "tidy" else tidy_to_wide(out)

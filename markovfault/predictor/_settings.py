@@ -38,6 +38,8 @@ def params_from_config(config: Mapping) -> dict:
         "max_gap": model.get("max_gap"),
         "history": dict(history) if history is not None else None,
         "recent_strength": model.get("recent_strength", DEFAULT_RECENT_STRENGTH),
+        "time_model": model.get("time_model", "semi_markov"),
+        "sojourn": model.get("sojourn", "auto"),
     }
 
 

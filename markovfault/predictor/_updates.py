@@ -27,6 +27,7 @@ from ..trajectories import Trajectories, encode_frame, mark_ends, run_starts_of
 from ._groups import (check_groups_kept, check_in_order, contexts_of, group_spec, new_failures, remember,
                       with_memory)
 from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
+from ._time import add_sojourns, check_time_settings, sojourns_of
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
 
 __all__ = ["fit_frame", "fit_stream", "add_frame", "add_codes", "add_frames", "encode_with", "install_fit",
@@ -57,16 +58,18 @@ def with_ends(traj: Trajectories, extractor, data_end: int | None = None) -> Tra
 
 
 def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.DataFrame,
-                recent_bins=None, group_failures: pd.DataFrame | None = None) -> None:
+                recent_bins=None, group_failures: pd.DataFrame | None = None, sojourns=None) -> None:
     """Set a predictor's fitted attributes (every fit path ends here); ``recent_bins``: the arrival bins
     ``recent_strength="auto"`` is chosen from (see :func:`set_recent`); ``group_failures``: the failures
-    the group context remembers (:mod:`markovfault.predictor._groups`), None without one."""
+    the group context remembers (:mod:`markovfault.predictor._groups`), None without one; ``sojourns``: the
+    sojourn times counted (:mod:`markovfault.predictor._time`)."""
     model.states_ = extractor
     model.chain_ = chain
     model.time_kind_ = time_kind
     model.read_report_ = report
     model.last_seen_ = last_seen
     model.group_failures_ = group_failures
+    model.sojourn_counts_ = sojourns
     set_recent(model, recent_bins)
 
 
@@ -136,6 +139,7 @@ def add_recent(model, old_events, traj: Trajectories, tail: Trajectories | None,
 def fit_frame(model, frame: pd.DataFrame, report) -> None:
     """Fit the extractor and the chain on one canonical frame."""
     check_priors(model)
+    check_time_settings(model)
     extractor = new_extractor(model.states)
     codes = extractor.fit_transform(frame)
     check_failure_states(extractor)
@@ -151,7 +155,8 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
     last_seen = last_steps(traj, chain.tail_length, contexts=contexts_of(spec, traj))
     install_fit(model, extractor, chain, traj.time_kind, report, last_seen,
                 recent_bins_of(model, traj, chain.base_.event_names_),
-                remember(spec, traj.time_kind, [new_failures(spec, traj)], last_seen))
+                remember(spec, traj.time_kind, [new_failures(spec, traj)], last_seen),
+                sojourns_of(traj, extractor))
     logger.info("fitted on %d transitions of %d entities (%d states, %d events)",
                 chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)
 
@@ -245,6 +250,7 @@ def add_frames(model, frame, codes, warn: bool, stream: bool) -> None:
         new = new - chain.count(tail)
     model.chain_ = chain.add_counts(new, traj.event_names, warn=True)
     add_recent(model, old_events, traj, tail, choose=not stream)
+    add_sojourns(model, traj, tail)
     model.last_seen_ = last_steps(traj, chain.tail_length, model.last_seen_, contexts_of(spec, traj))
     if spec is not None:
         model.group_failures_ = remember(spec, model.time_kind_, [model.group_failures_,
@@ -336,6 +342,7 @@ def add_codes(model, frame, codes, tails: Tails, warn: bool, stream: bool) -> bo
     old_events = list(chain.base_.event_names_)
     model.chain_ = chain.add_counts(new, vocab, warn=True)
     add_recent(model, old_events, traj, tail, choose=not stream)
+    add_sojourns(model, traj, tail)
     # each entity's last steps (tails included) replace what was remembered
     t_index = {e: k for k, e in enumerate(tails.events)}
     for e in vocab:
