@@ -1116,6 +1116,15 @@ def _check_rng(random_state: _RandomStateLike):
     return check_random_state(random_state)
 
 
+def _generator(random_state) -> np.random.Generator:
+    """A ``np.random.Generator`` from a seed, a Generator (used as is) or None."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31))
+    return np.random.default_rng(random_state)
+
+
 def _sample_categorical(rng, cumulative: np.ndarray) -> np.ndarray:
     """One draw per row of ``cumulative`` (rows are cumulative sums ending in 1)."""
     u = rng.random(cumulative.shape[0])
@@ -2165,6 +2174,209 @@ class SimulatedHistories:
     def true_failure_probabilities(self, horizon: int) -> np.ndarray:
         """The exact P(fail within 1..horizon) of every row; see :func:`true_failure_probabilities`."""
         return true_failure_probabilities(self, horizon)
+
+    def _time_process(self) -> tuple[list, np.ndarray, tuple[str, ...]]:
+        """The sojourns (in state order), the marginal chains per class and the classes, or ConfigError."""
+        if self.sojourns is None:
+            raise ConfigError(
+                "the truth in time needs state-dependent times: simulate with sojourns='exponential' "
+                "or a dict of sojourn distributions (the jittered clock has no exact truth in time)."
+            )
+        refused = [
+            ("memory_window > 0", self.memory_window > 0),
+            ("mix_shifts or outages", bool(self.mix_shifts)),
+            ("n_groups > 0", self.n_groups > 0),
+            ("finish_rate > 0", self.finish_rate is not None and bool(np.any(self.finish_rate > 0))),
+        ]
+        on = [name for name, used in refused if used]
+        if on:
+            raise ConfigError(
+                f"the truth in time is exact only for the plain Markov renewal process, but this run has "
+                f"{', '.join(on)}; simulate with sojourns and without them (memory, step-indexed shifts, "
+                "groups and finishing change the process in ways the truth in time does not follow)."
+            )
+        classes = self.system.handler_classes
+        chains = np.stack([self.system.transition_matrix(name) for name in classes])
+        return [self.sojourns[s] for s in self.system.state_names], chains, classes
+
+    def _exponential_means(self, dists: list) -> np.ndarray:
+        for name, dist in zip(self.system.state_names, dists):
+            if dist.dist.name != "expon" or dist.support()[0] != 0.0:
+                raise ConfigError(
+                    f"method='expm' needs every sojourn exponential from 0, but sojourns[{name!r}] is "
+                    f"{dist.dist.name} on [{dist.support()[0]:g}, ...); use method='mc'."
+                )
+        return np.array([float(dist.mean()) for dist in dists])
+
+    def true_time_failure_probabilities(
+        self,
+        within,
+        at: str | pd.Timestamp | None = None,
+        *,
+        method: str = "mc",
+        n_paths: int = 20000,
+        random_state: _RandomStateLike = 0,
+    ) -> TimeFailureTruth:
+        """The exact P(fail within T) at time ``at`` of every handler, from its last step at or before it.
+
+        For a handler whose last step at or before ``tau = at`` ended in state ``s`` at ``t_last``
+        (age ``a = tau - t_last``), of class ``k`` and rate factor ``c``: the probability that one of
+        its steps in ``(tau, tau + T]`` ends in a failure state. Its current state does not count (as
+        in the step forecasts), also when it is a failure. The next step comes after the residual
+        wait ``R``, ``P(R > u) = S_s(c (a + u)) / S_s(c a)``, and ends in ``j`` with probability
+        ``T_k[s, j]``; later steps follow the Markov renewal process from age 0. Computed only from
+        the simulator's own ``Q``, ``P`` and sojourns, no predictor.
+
+        ``method="mc"``: ``p = sum_{j in F} T[s, j] F_R(T) + sum_{j not in F} T[s, j] E[F_R(T - H_j / c)]``,
+        exact in ``R`` and ``j``; ``H_j``, the time to the first failure step from ``j`` entered at age
+        0 for rate factor 1, is drawn as a pool of ``n_paths`` paths per (class, state) (a vectorised
+        loop over the paths' steps, cut at ``c_max T_max``) shared by all handlers, so the standard
+        error is the pool's, ``sqrt(sum_j T[s, j]^2 var(F_R(T - H_j / c)) / n_paths)``. The errors of
+        different handlers and durations are correlated (one pool). ``method="expm"`` (every sojourn
+        exponential): the closed form ``expm(c T G_k)[s, FAIL]`` of the generator with failures
+        absorbing, ``diag(1 / mean) (T_k - I)`` on the non-failure states, where a handler in a failure
+        state takes its first jump with the true ``T_k``; its standard errors are 0.
+
+        Exact for the process with continuous waits; the frame's times are rounded to whole
+        milliseconds. Refuses (ConfigError) runs without ``sojourns``, and with memory, shifts or
+        outages, groups or finishing. Handlers with no step at or before ``at`` are left out.
+
+        Parameters
+        ----------
+        within : str, Timedelta or list of them
+            The durations ``T``, such as ``["2min", "30min"]``.
+        at : str or Timestamp, default=None
+            The time ``tau`` (naive values are UTC); the latest time in the frame when None.
+        method : {'mc', 'expm'}, default='mc'
+        n_paths : int, default=20000
+            Pool paths per (class, state), with ``method="mc"``.
+        random_state : int, Generator or None, default=0
+            The pool's random numbers.
+
+        Returns
+        -------
+        TimeFailureTruth
+            ``(probabilities, standard_errors, origins)``, each indexed by handler; one column per
+            duration (labelled as given) in the first two; ``origins`` holds each handler's
+            ``handler_class``, ``state``, ``last_time``, ``age`` and ``rate_factor``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import simulate_histories
+        >>> sim = simulate_histories(8, 100, sojourns="exponential", rate_spread=0.3,
+        ...                          random_state=0, return_result=True)
+        >>> mc = sim.true_time_failure_probabilities(["2min", "10min"], n_paths=4000)
+        >>> exact = sim.true_time_failure_probabilities(["2min", "10min"], method="expm")
+        >>> mc.probabilities.shape
+        (8, 2)
+        >>> bool((np.abs(mc.probabilities - exact.probabilities) < 5 * mc.standard_errors + 1e-9).all().all())
+        True
+        """
+        dists, chains, classes = self._time_process()
+        labels, within_ns = _durations(within)
+        if method not in ("mc", "expm"):
+            raise ConfigError(f"method = {method!r}; use 'mc' (Monte Carlo) or 'expm' (exponential sojourns).")
+        frame = self.frame
+        times = frame["timestamp"]
+        tau = times.max() if at is None else pd.Timestamp(at)
+        tau = tau.tz_localize("UTC") if tau.tzinfo is None else tau.tz_convert("UTC")
+        seen = pd.DataFrame({
+            "handler": frame["handler"].to_numpy(dtype=object), "time": pd.DatetimeIndex(times).asi8,
+            "code": np.asarray(self._states, dtype=np.intp),
+        })[(times <= tau).to_numpy()]  # time: ns since the epoch
+        last = seen.sort_values("time", kind="stable").groupby("handler", sort=True).tail(1)
+        last = last.set_index("handler").sort_index()
+        names = last.index
+        klass_names = self.handlers["handler_class"].reindex(names).to_numpy(dtype=object)
+        klass = pd.Index(classes).get_indexer(klass_names)
+        state = last["code"].to_numpy(dtype=np.intp)
+        unit = float(self.step_interval.value)
+        age_ns = (tau.value - last["time"].to_numpy(dtype=np.int64)).astype(float)
+        rate = self.rate_factors.reindex(names).to_numpy(dtype=float)
+        if method == "expm":
+            p = _time_truth_expm(self._exponential_means(dists), chains, self.system.failure_mask,
+                                 klass, state, rate, within_ns / unit)
+            se = np.zeros_like(p)
+        else:
+            n_paths = int(check_scalar(n_paths, "n_paths", (int, np.integer), min_val=2))
+            p, se = _time_truth_mc(dists, chains, self.system.failure_mask, klass, state, age_ns / unit,
+                                   rate, within_ns / unit, n_paths, _generator(random_state))
+        index = pd.Index(names, name="handler")
+        origins = pd.DataFrame({
+            "handler_class": klass_names,
+            "state": np.asarray(self.system.state_names, dtype=object)[state],
+            "last_time": pd.to_datetime(last["time"].to_numpy(dtype=np.int64), utc=True).as_unit("ns"),
+            "age": pd.to_timedelta(age_ns.astype(np.int64), unit="ns"),
+            "rate_factor": rate,
+        }, index=index)
+        return TimeFailureTruth(
+            pd.DataFrame(p, index=index, columns=labels),
+            pd.DataFrame(se, index=index, columns=labels),
+            origins,
+        )
+
+    def true_time_failure_table(
+        self,
+        within,
+        *,
+        rate_factor: float = 1.0,
+        method: str = "mc",
+        n_paths: int = 20000,
+        random_state: _RandomStateLike = 0,
+    ) -> TimeFailureTruth:
+        """P(fail within T | the handler just entered state s, age 0) per (handler class, state).
+
+        The truth of a backtest origin at a step: the probability that one of the next steps within
+        ``T`` of it ends in a failure (the step's own state does not count), for a handler of rate
+        factor ``rate_factor``. The rule for a handler of factor ``c``: its curve is the rate-1 curve
+        at ``c T`` (every wait divided by ``c``), so ``table(T, rate_factor=c) == table(c T)``;
+        :attr:`rate_factors` holds each handler's ``c``. Computed as
+        :meth:`true_time_failure_probabilities` (same method, pool and refusals) at age 0.
+
+        Returns
+        -------
+        TimeFailureTruth
+            Indexed by (``handler_class``, ``state``), one column per duration (labelled as given).
+
+        Examples
+        --------
+        >>> from markovfault.simulate import simulate_histories
+        >>> sim = simulate_histories(4, 50, sojourns="exponential", random_state=0, return_result=True)
+        >>> table = sim.true_time_failure_table(["1min", "5min"], method="expm").probabilities
+        >>> table.shape
+        (10, 2)
+        >>> bool((table["5min"] > table["1min"]).all())
+        True
+        """
+        dists, chains, classes = self._time_process()
+        labels, within_ns = _durations(within)
+        if method not in ("mc", "expm"):
+            raise ConfigError(f"method = {method!r}; use 'mc' (Monte Carlo) or 'expm' (exponential sojourns).")
+        rate_factor = _check_number(rate_factor, "rate_factor", low=0.0, low_open=True,
+                                    meaning="the handler's rate factor c")
+        S = len(self.system.state_names)
+        klass = np.repeat(np.arange(len(classes)), S)
+        state = np.tile(np.arange(S), len(classes))
+        rate = np.full(klass.size, rate_factor)
+        within_u = within_ns / float(self.step_interval.value)
+        if method == "expm":
+            p = _time_truth_expm(self._exponential_means(dists), chains, self.system.failure_mask,
+                                 klass, state, rate, within_u)
+            se = np.zeros_like(p)
+        else:
+            n_paths = int(check_scalar(n_paths, "n_paths", (int, np.integer), min_val=2))
+            p, se = _time_truth_mc(dists, chains, self.system.failure_mask, klass, state,
+                                   np.zeros(klass.size), rate, within_u, n_paths, _generator(random_state))
+        index = pd.MultiIndex.from_arrays(
+            [np.asarray(classes, dtype=object)[klass], np.asarray(self.system.state_names, dtype=object)[state]],
+            names=["handler_class", "state"],
+        )
+        origins = pd.DataFrame({"age": pd.to_timedelta(np.zeros(klass.size, np.int64)), "rate_factor": rate},
+                               index=index)
+        return TimeFailureTruth(
+            pd.DataFrame(p, index=index, columns=labels), pd.DataFrame(se, index=index, columns=labels), origins
+        )
 
     def filtered_failure_probabilities(self, horizon: int) -> np.ndarray:
         """The best forecast of every row from what can be seen: the exact risk, mixed over the exact
