@@ -32,6 +32,24 @@ The true process is then a chain over (dependency or idle flag, state,
 memory) and END:
 :func:`true_failure_probabilities` gives every simulated row its exact risk,
 given the row's hidden dependency state and memory.
+
+*Sojourns* (``sojourns=``) make the clock part of the process: a Markov
+renewal process, in which the wait after a step that ends in state ``s`` is
+drawn from that state's own distribution (a frozen ``scipy.stats``
+distribution in units of ``step_interval``, ``'exponential'`` for mean-one
+exponentials everywhere), divided by the handler's rate factor ``c``
+(``rate_spread``: ``log c ~ N(0, rate_spread^2)``); the next event and state
+are drawn as before, independently of the wait. The states and events are
+those of the same seed without sojourns; only the times differ.
+:meth:`SimulatedHistories.true_time_failure_probabilities` gives each handler's
+exact P(a step ending in a failure within the next ``T``) at a time ``tau``,
+from its last state, its age and its rate factor (conditional Monte Carlo over
+a pool of age-0 paths with its standard errors, or the closed form ``expm`` of
+the generator when every sojourn is exponential), and
+:meth:`SimulatedHistories.true_time_failure_table` the same at age 0 per
+(class, state), the truth of an origin at a step. Both use only the true
+``Q``, ``P`` and sojourns, and refuse memory, shifts, groups and finishing,
+which the simulation supports with sojourns but this truth does not follow.
 """
 
 from __future__ import annotations
@@ -1426,7 +1444,9 @@ def _residual_cdf(dist, age: np.ndarray, u: np.ndarray) -> np.ndarray:
     out = np.zeros(u.shape)
     ok = u >= 0.0
     if ok.any():
-        out[ok] = -np.expm1(dist.logsf(age[ok] + u[ok]) - dist.logsf(age[ok]))
+        now = dist.logsf(age[ok])
+        with np.errstate(invalid="ignore"):  # past a bounded support the next step is due at once
+            out[ok] = np.where(np.isneginf(now), 1.0, -np.expm1(dist.logsf(age[ok] + u[ok]) - now))
     return out
 
 
@@ -1799,6 +1819,22 @@ def simulate_histories(
     True
     >>> sim.true_failure_probabilities(5).shape == (len(sim.frame), 5)
     True
+
+    A clock that depends on the state: Weibull waits in ``ok``, exponential ones (mean one
+    interval) elsewhere, handlers faster or slower by their rate factors:
+
+    >>> from scipy import stats
+    >>> timed = simulate_histories(
+    ...     20, 200, sojourns={"ok": stats.weibull_min(3, scale=2.0)}, rate_spread=0.3,
+    ...     random_state=0, return_result=True,
+    ... )
+    >>> bool(timed.sojourns["ok"].mean() > timed.sojourns["down"].mean())
+    True
+    >>> timed.rate_factors.index.equals(timed.handlers.index)
+    True
+    >>> truth = timed.true_time_failure_probabilities(["5min", "15min"], n_paths=2000)
+    >>> truth.probabilities.shape, bool((truth.probabilities["15min"] >= truth.probabilities["5min"]).all())
+    ((20, 2), True)
     """
     n_handlers = check_scalar(n_handlers, "n_handlers", (int, np.integer), min_val=1)
     n_steps = check_scalar(n_steps, "n_steps", (int, np.integer), min_val=1)
