@@ -1780,7 +1780,11 @@ def simulate_histories(
     ------
     ConfigError
         If a parameter of the groups, of finishing or ``start_spread`` is out
-        of range (a ValueError).
+        of range (a ValueError); if ``sojourns`` names an unknown state, holds
+        something other than a frozen continuous ``scipy.stats`` distribution
+        on ``[0, inf)`` with a finite mean, or comes with ``clock='aligned'``
+        or ``idle_after``; if ``rate_spread`` is negative or given without
+        ``sojourns``.
     ValueError
         If another parameter is out of range or the system lacks a handler
         class.
