@@ -229,3 +229,17 @@ def test_the_truth_in_time_refuses_what_it_cannot_make_exact():
 def test_sojourn_options_are_checked(options, match):
     with pytest.raises(ConfigError, match=match):
         simulate_histories(3, 10, random_state=0, **options)
+
+
+def test_origins_are_each_handlers_last_step_before_the_time():
+    sim = simulate_histories(15, 60, random_state=6, sojourns=SOJOURNS, rate_spread=0.4, start_spread=30,
+                             duplicate_rate=0.1, shuffle=True, with_metrics=False, return_result=True)
+    at = pd.Timestamp("2026-01-01 00:40", tz="UTC")
+    truth = sim.true_time_failure_probabilities(["5min"], at, n_paths=500)
+    f = sim.frame[sim.frame["timestamp"] <= at].sort_values("timestamp")
+    last = f.groupby("handler").tail(1).set_index("handler").sort_index()
+    assert truth.origins.index.equals(last.index)  # handlers that start later are left out
+    assert len(last) < 15
+    assert (truth.origins["state"] == last["status"]).all()
+    assert (truth.origins["age"] == at - last["timestamp"]).all()
+    assert (truth.origins["rate_factor"] == sim.rate_factors[last.index]).all()
