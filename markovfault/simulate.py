@@ -1753,7 +1753,8 @@ def simulate_histories(
         state ``s`` the handler waits ``W ~ sojourns[s]`` (in units of ``step_interval``: 1.0 is one
         interval) divided by its rate factor ``c``, then takes its next step. States left out of
         the dict, and every state with ``'exponential'``, wait ``expon(scale=1)``. Each handler's
-        first step still falls within one interval of ``start``; ``jitter`` is not used. Times are
+        first step still falls within one interval of ``start`` (with ``start_spread``, the steps
+        before its first row wait as its initial state does); ``jitter`` is not used. Times are
         whole milliseconds (at least 1 ms), so use an interval of seconds or more. The states,
         events and all other draws of the run are those of ``sojourns=None`` with the same seed:
         only the clock (and the ids and metrics drawn after it) differ. Needs ``clock='drift'`` and
