@@ -32,15 +32,35 @@ The true process is then a chain over (dependency or idle flag, state,
 memory) and END:
 :func:`true_failure_probabilities` gives every simulated row its exact risk,
 given the row's hidden dependency state and memory.
+
+*Sojourns* (``sojourns=``) make the clock part of the process: a Markov
+renewal process, in which the wait after a step that ends in state ``s`` is
+drawn from that state's own distribution (a frozen ``scipy.stats``
+distribution in units of ``step_interval``, ``'exponential'`` for mean-one
+exponentials everywhere), divided by the handler's rate factor ``c``
+(``rate_spread``: ``log c ~ N(0, rate_spread^2)``); the next event and state
+are drawn as before, independently of the wait. The states and events are
+those of the same seed without sojourns; only the times differ.
+:meth:`SimulatedHistories.true_time_failure_probabilities` gives each handler's
+exact P(a step ending in a failure within the next ``T``) at a time ``tau``,
+from its last state, its age and its rate factor (conditional Monte Carlo over
+a pool of age-0 paths with its standard errors, or the closed form ``expm`` of
+the generator when every sojourn is exponential), and
+:meth:`SimulatedHistories.true_time_failure_table` the same at age 0 per
+(class, state), the truth of an origin at a step. Both use only the true
+``Q``, ``P`` and sojourns, and refuse memory, shifts, groups and finishing,
+which the simulation supports with sojourns but this truth does not follow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import linalg, stats
 from sklearn.utils import check_random_state, check_scalar
 
 from markovfault.exceptions import ConfigError
@@ -48,6 +68,7 @@ from markovfault.exceptions import ConfigError
 __all__ = [
     "OrderServiceSystem",
     "SimulatedHistories",
+    "TimeFailureTruth",
     "simulate_histories",
     "true_failure_probabilities",
 ]
@@ -1113,6 +1134,15 @@ def _check_rng(random_state: _RandomStateLike):
     return check_random_state(random_state)
 
 
+def _generator(random_state) -> np.random.Generator:
+    """A ``np.random.Generator`` from a seed, a Generator (used as is) or None."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31))
+    return np.random.default_rng(random_state)
+
+
 def _sample_categorical(rng, cumulative: np.ndarray) -> np.ndarray:
     """One draw per row of ``cumulative`` (rows are cumulative sums ending in 1)."""
     u = rng.random(cumulative.shape[0])
@@ -1294,6 +1324,252 @@ def _draw_outages(
     return [(int(s), int(s) + outage_length, dict(outage_boost)) for s in starts]
 
 
+# --- state-dependent sojourns (a Markov renewal process): simulation and exact truth in time -------
+
+
+def _resolve_sojourns(sojourns, state_names: tuple[str, ...]) -> dict[str, object]:
+    """``sojourns`` as a dict state name -> frozen continuous distribution, every state present.
+
+    ``"exponential"`` gives every state ``expon(scale=1)``; a mapping may leave states out, which then
+    get ``expon(scale=1)`` too. Raises :class:`ConfigError` for unknown states, objects that are not
+    frozen ``scipy.stats`` continuous distributions, a support reaching below 0 or a mean that is not
+    finite and positive.
+    """
+    if isinstance(sojourns, str):
+        if sojourns != "exponential":
+            raise ConfigError(
+                f"sojourns = {sojourns!r}: the only name accepted is 'exponential' (every state waits an "
+                "exponential time of mean one step_interval); otherwise give a dict of state name to a "
+                "frozen scipy.stats distribution such as scipy.stats.weibull_min(3, scale=1.1)."
+            )
+        sojourns = {}
+    if not isinstance(sojourns, Mapping):
+        raise ConfigError(
+            f"sojourns must be None, 'exponential' or a dict of state name to a frozen scipy.stats "
+            f"distribution, got {type(sojourns).__name__}."
+        )
+    unknown = [s for s in sojourns if s not in state_names]
+    if unknown:
+        raise ConfigError(
+            f"sojourns names states {unknown} that are not among {state_names}; key the dict by the "
+            "system's state names."
+        )
+    out = {}
+    for name in state_names:
+        dist = sojourns.get(name)
+        if dist is None:
+            out[name] = stats.expon(scale=1.0)
+            continue
+        if not (isinstance(dist, stats.distributions.rv_frozen) and isinstance(dist.dist, stats.rv_continuous)):
+            raise ConfigError(
+                f"sojourns[{name!r}] is a {type(dist).__name__}, not a frozen continuous scipy.stats "
+                "distribution; pass one with its parameters, such as scipy.stats.expon(scale=2.0) "
+                "(times in units of step_interval)."
+            )
+        low, _ = dist.support()
+        mean = float(dist.mean())
+        if not low >= 0.0 or not (np.isfinite(mean) and mean > 0.0):
+            raise ConfigError(
+                f"sojourns[{name!r}] has support from {low:g} and mean {mean:g}: a wait must be >= 0 "
+                "with a finite positive mean; use a distribution on [0, inf), such as "
+                "scipy.stats.weibull_min(3, scale=1.0) or a gamma, not one that reaches negative times."
+            )
+        out[name] = dist
+    return out
+
+
+def _draw_waits(rng, dists: list, codes: np.ndarray) -> np.ndarray:
+    """One wait per entry of ``codes`` (state codes), ``dists[code].ppf(U)``, vectorised per state."""
+    u = rng.random(codes.shape)
+    w = np.empty(codes.shape)
+    for code, dist in enumerate(dists):
+        at = codes == code
+        if at.any():
+            w[at] = dist.ppf(u[at])
+    return w
+
+
+def _draw_sojourn_gaps(rng, step_ms: float, held: np.ndarray, dists: list, rate: np.ndarray) -> np.ndarray:
+    """The gaps of the Markov renewal clock in whole milliseconds (at least 1).
+
+    Column 0 is each handler's offset from the start (within one interval, as :func:`_draw_gaps`);
+    column ``n >= 1`` the wait after step ``n - 1``, drawn from the sojourn of ``held[:, n - 1]`` (the
+    state the handler is in after step ``n - 1``) and divided by the handler's rate factor.
+    """
+    n_handlers, n_steps = held.shape
+    gaps = np.empty((n_handlers, n_steps))
+    gaps[:, 0] = np.floor(step_ms * rng.random(n_handlers))
+    waits = _draw_waits(rng, dists, held[:, :-1])
+    gaps[:, 1:] = np.maximum(np.rint(step_ms * waits / rate[:, None]), 1.0)
+    return gaps
+
+
+def _hitting_pool(rng, dists: list, chains: np.ndarray, failure_mask: np.ndarray, n_paths: int,
+                  horizon: float) -> np.ndarray:
+    """Sampled times to the first failure step from each (class, state) entered at age 0, rate factor 1.
+
+    ``chains[k]`` is the marginal chain ``T`` of class ``k``. A path from ``s`` waits ``D_s``, moves
+    by ``T[s]``, stops when it enters a failure state; paths past ``horizon`` (in units of
+    step_interval) are cut and get ``inf``. Vectorised over all paths: a loop over steps only, each
+    step dropping the paths that failed or passed the horizon. Only non-failure starts are sampled
+    (the others stay ``inf``; they are never used). Returns shape (K, S, n_paths).
+    """
+    K, S, _ = chains.shape
+    out = np.full((K, S, n_paths), np.inf)
+    starts = np.flatnonzero(~failure_mask)
+    k = np.repeat(np.arange(K), starts.size * n_paths)
+    cur = np.tile(np.repeat(starts, n_paths), K)
+    slot = np.flatnonzero(np.broadcast_to(~failure_mask[None, :, None], out.shape).ravel())
+    t = np.zeros(k.size)
+    cumulative = _cumulative(chains)
+    flat = out.reshape(-1)
+    while k.size:
+        t += _draw_waits(rng, dists, cur)
+        nxt = _sample_categorical(rng, cumulative[k, cur])
+        alive = t <= horizon
+        hit = alive & failure_mask[nxt]
+        flat[slot[hit]] = t[hit]
+        go = alive & ~hit
+        k, cur, t, slot = k[go], nxt[go], t[go], slot[go]
+    return out
+
+
+def _residual_cdf(dist, age: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``P(R <= u)`` of the residual wait ``R`` at ``age`` (unit time): ``1 - S(age + u) / S(age)``, 0 for u < 0.
+
+    Through ``logsf``, so old ages whose survival underflows stay exact.
+    """
+    u = np.asarray(u, dtype=float)
+    age = np.broadcast_to(age, u.shape)
+    out = np.zeros(u.shape)
+    ok = u >= 0.0
+    if ok.any():
+        now = dist.logsf(age[ok])
+        with np.errstate(invalid="ignore"):  # past a bounded support the next step is due at once
+            out[ok] = np.where(np.isneginf(now), 1.0, -np.expm1(dist.logsf(age[ok] + u[ok]) - now))
+    return out
+
+
+def _time_truth_mc(dists: list, chains: np.ndarray, failure_mask: np.ndarray, klass: np.ndarray,
+                   state: np.ndarray, age: np.ndarray, rate: np.ndarray, within: np.ndarray,
+                   n_paths: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """P(fail within each T) and its Monte Carlo standard error per origin (class, state, age, rate factor).
+
+    All times in units of step_interval. With ``x = c a`` the origin's age in the time of a rate-1
+    handler, the first next step comes after the residual ``R`` (``P(R > v) = S_s(x + v) / S_s(x)``)
+    and ends in ``j`` with probability ``T[s, j]``, independently; if ``j`` fails the hit is ``R``,
+    else ``R + H_j`` with ``H_j`` the age-0 hitting time from ``j``. In handler time, ``P(hit <= T)``
+    is that at ``c T``, so (conditioning on ``j`` and integrating ``R`` exactly)
+
+    ``p = sum_{j in F} T[s, j] F_R(cT) + sum_{j not in F} T[s, j] E[F_R(cT - H_j)]``
+
+    with the expectation a mean over the pool of :func:`_hitting_pool` (``n_paths`` per class and
+    state, shared by all origins): Monte Carlo only over ``H_j``, whose draws are iid, so the
+    standard error is ``sqrt(sum_j T[s, j]^2 var(F_R(cT - H_j)) / n_paths)``. Loops over states,
+    next states, durations and blocks of origins; vectorised over origins and pool draws.
+    """
+    n = klass.shape[0]
+    p = np.zeros((n, within.size))
+    var = np.zeros((n, within.size))
+    if n == 0:
+        return p, var
+    x = rate * age
+    y = rate[:, None] * within[None, :]  # the durations in rate-1 time
+    pool = _hitting_pool(rng, dists, chains, failure_mask, n_paths, float(y.max()))
+    healthy = np.flatnonzero(~failure_mask)
+    block = max(1, 2_000_000 // n_paths)
+    for s, dist in enumerate(dists):
+        rows = np.flatnonzero(state == s)
+        for lo in range(0, rows.size, block):
+            r = rows[lo:lo + block]
+            T_s = chains[klass[r], s]  # (r, S)
+            for m in range(within.size):
+                direct = _residual_cdf(dist, x[r], y[r, m])
+                p[r, m] += T_s[:, failure_mask].sum(axis=1) * direct
+                for j in healthy:
+                    g = _residual_cdf(dist, x[r, None], y[r, m, None] - pool[klass[r], j])
+                    p[r, m] += T_s[:, j] * g.mean(axis=1)
+                    var[r, m] += T_s[:, j] ** 2 * g.var(axis=1, ddof=1) / n_paths
+    return np.clip(p, 0.0, 1.0), np.sqrt(var)
+
+
+def _fail_generator(chain: np.ndarray, means: np.ndarray, failure_mask: np.ndarray) -> np.ndarray:
+    """The generator of the exponential clock with failures absorbing, rate factor 1: shape (S + 1, S + 1).
+
+    Index ``S`` is FAIL (absorbing, row zero). From any state ``s`` (failure or not) the next step
+    comes at rate ``1 / mean_s`` and moves by ``T[s]``: into a non-failure ``j != s`` directly, into
+    any failure state (``s`` itself included) to FAIL. Nothing enters a failure state's own index, so
+    a handler in a failure state takes its first jump with the true ``T`` (its current state does not
+    count) and is absorbed at the next failure. On non-failure states this is ``diag(lambda) (T - I)``.
+    """
+    S = chain.shape[0]
+    lam = 1.0 / means
+    G = np.zeros((S + 1, S + 1))
+    healthy = ~failure_mask
+    G[:S, :S][:, healthy] = lam[:, None] * chain[:, healthy]
+    G[:S, S] = lam * chain[:, failure_mask].sum(axis=1)
+    G[np.arange(S), np.arange(S)] = 0.0
+    G[np.arange(S), np.arange(S)] = -G[:S].sum(axis=1)
+    return G
+
+
+def _time_truth_expm(means: np.ndarray, chains: np.ndarray, failure_mask: np.ndarray, klass: np.ndarray,
+                     state: np.ndarray, rate: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """The closed form for exponential sojourns: ``expm(c T G_k)[s, FAIL]`` per origin and duration.
+
+    ``G_k`` is :func:`_fail_generator` of the class; age does not matter (memoryless). One batched
+    ``scipy.linalg.expm`` over origins and durations.
+    """
+    S = chains.shape[1]
+    if klass.size == 0:
+        return np.zeros((0, within.size))
+    G = np.stack([_fail_generator(chain, means, failure_mask) for chain in chains])
+    A = (rate[:, None] * within[None, :])[:, :, None, None] * G[klass][:, None]
+    E = linalg.expm(A)
+    return np.clip(E[np.arange(klass.size), :, state, S], 0.0, 1.0)
+
+
+def _durations(within) -> tuple[list, np.ndarray]:
+    """``within`` as labels (as given) and positive Timedeltas."""
+    items = [within] if isinstance(within, (str, pd.Timedelta)) else list(within)
+    if not items:
+        raise ConfigError("within is empty; give durations such as ['2min', '15min'].")
+    out = []
+    for item in items:
+        try:
+            td = pd.Timedelta(item)
+        except (TypeError, ValueError):
+            td = None
+        if td is None or pd.isna(td) or td <= pd.Timedelta(0):
+            raise ConfigError(
+                f"within holds {item!r}; each duration must be positive, such as '15min' or "
+                "pd.Timedelta(minutes=15)."
+            )
+        out.append(td)
+    return items, np.array([td.value for td in out], dtype=float)
+
+
+class TimeFailureTruth(NamedTuple):
+    """The exact P(fail within T) in time: what :meth:`SimulatedHistories.true_time_failure_probabilities` returns.
+
+    Unpacks as ``probabilities, standard_errors, origins``.
+
+    Attributes
+    ----------
+    probabilities : DataFrame
+        One row per origin, one column per duration of ``within`` (labelled as given).
+    standard_errors : DataFrame
+        The Monte Carlo standard error of each entry (zeros with ``method="expm"``).
+    origins : DataFrame
+        Per row: ``handler_class``, ``state`` (its last state), ``age`` (Timedelta) and ``rate_factor``
+        (and ``last_time`` for handlers).
+    """
+
+    probabilities: pd.DataFrame
+    standard_errors: pd.DataFrame
+    origins: pd.DataFrame
+
+
 def simulate_histories(
     n_handlers: int = 50,
     n_steps: int = 1000,
@@ -1326,6 +1602,8 @@ def simulate_histories(
     idle_boost: float = 3.0,
     truth_columns: bool = False,
     return_result: bool = False,
+    sojourns: Mapping[str, object] | str | None = None,
+    rate_spread: float = 0.0,
 ) -> pd.DataFrame | SimulatedHistories:
     """Simulate the status histories of order-service handlers.
 
@@ -1470,6 +1748,22 @@ def simulate_histories(
         Return a :class:`SimulatedHistories` (the frame, the truth and the
         schedule) instead of the frame; its ``true_failure_probabilities``
         gives every row's exact risk.
+    sojourns : dict of str to frozen scipy.stats distribution, or 'exponential', default=None
+        State-dependent times between steps (a Markov renewal process): after a step that ends in
+        state ``s`` the handler waits ``W ~ sojourns[s]`` (in units of ``step_interval``: 1.0 is one
+        interval) divided by its rate factor ``c``, then takes its next step. States left out of
+        the dict, and every state with ``'exponential'``, wait ``expon(scale=1)``. Each handler's
+        first step still falls within one interval of ``start`` (with ``start_spread``, the steps
+        before its first row wait as its initial state does); ``jitter`` is not used. Times are
+        whole milliseconds (at least 1 ms), so use an interval of seconds or more. The states,
+        events and all other draws of the run are those of ``sojourns=None`` with the same seed:
+        only the clock (and the ids and metrics drawn after it) differ. Needs ``clock='drift'`` and
+        no ``idle_after``. Memory, shifts (indexed by step), groups and finishing are simulated as
+        without it, but :meth:`SimulatedHistories.true_time_failure_probabilities` refuses them.
+        None: the jittered clock.
+    rate_spread : float, default=0.0
+        With ``sojourns``: each handler's rate factor is ``c = exp(rate_spread * z)``, ``z ~ N(0, 1)``
+        (a handler with ``c = 2`` waits half as long in every state); 0: ``c = 1``. >= 0.
 
     Returns
     -------
@@ -1487,7 +1781,11 @@ def simulate_histories(
     ------
     ConfigError
         If a parameter of the groups, of finishing or ``start_spread`` is out
-        of range (a ValueError).
+        of range (a ValueError); if ``sojourns`` names an unknown state, holds
+        something other than a frozen continuous ``scipy.stats`` distribution
+        on ``[0, inf)`` with a finite mean, or comes with ``clock='aligned'``
+        or ``idle_after``; if ``rate_spread`` is negative or given without
+        ``sojourns``.
     ValueError
         If another parameter is out of range or the system lacks a handler
         class.
@@ -1526,6 +1824,22 @@ def simulate_histories(
     True
     >>> sim.true_failure_probabilities(5).shape == (len(sim.frame), 5)
     True
+
+    A clock that depends on the state: Weibull waits in ``ok``, exponential ones (mean one
+    interval) elsewhere, handlers faster or slower by their rate factors:
+
+    >>> from scipy import stats
+    >>> timed = simulate_histories(
+    ...     20, 200, sojourns={"ok": stats.weibull_min(3, scale=2.0)}, rate_spread=0.3,
+    ...     random_state=0, return_result=True,
+    ... )
+    >>> bool(timed.sojourns["ok"].mean() > timed.sojourns["down"].mean())
+    True
+    >>> timed.rate_factors.index.equals(timed.handlers.index)
+    True
+    >>> truth = timed.true_time_failure_probabilities(["5min", "15min"], n_paths=2000)
+    >>> truth.probabilities.shape, bool((truth.probabilities["15min"] >= truth.probabilities["5min"]).all())
+    ((20, 2), True)
     """
     n_handlers = check_scalar(n_handlers, "n_handlers", (int, np.integer), min_val=1)
     n_steps = check_scalar(n_steps, "n_steps", (int, np.integer), min_val=1)
@@ -1581,6 +1895,29 @@ def simulate_histories(
             f"start_spread == {start_spread} must be less than n_steps == {n_steps}, "
             "so that every handler starts within the run."
         )
+    rate_spread = _check_number(
+        rate_spread, "rate_spread", low=0.0,
+        meaning="the spread of the handlers' log rate factors (0: every handler has rate factor 1)",
+    )
+    if sojourns is None:
+        resolved = None
+        if rate_spread:
+            raise ConfigError(
+                f"rate_spread == {rate_spread:g} needs sojourns: rate factors scale the state-dependent "
+                "waits; pass sojourns='exponential' or a dict of distributions, or rate_spread=0."
+            )
+    else:
+        resolved = _resolve_sojourns(sojourns, system.state_names)
+        if clock != "drift":
+            raise ConfigError(
+                "sojourns needs clock='drift': with sojourns the time between steps is the state's "
+                "wait, so steps cannot be aligned to a grid; drop clock='aligned' or sojourns."
+            )
+        if idle_ms is not None:
+            raise ConfigError(
+                "sojourns cannot be combined with idle_after: idle gaps are defined on the jittered "
+                "clock; use one or the other."
+            )
     rng = _check_rng(random_state)
 
     n_flaky = int(round(flaky_fraction * n_handlers))
@@ -1646,6 +1983,7 @@ def simulate_histories(
     states = np.empty((n_handlers, n_steps), dtype=np.intp)  # n_states: finished
     events = np.empty((n_handlers, n_steps), dtype=np.intp)
     memory = np.empty((n_handlers, n_steps), dtype=np.int64)
+    held = np.empty((n_handlers, n_steps), dtype=np.intp)  # the state after each step (sojourns)
     finish_step = np.full(n_handlers, -1, dtype=np.int64)
     s = _sample_categorical(rng, cum_0[cls])
     d = np.full(n_handlers, memory_window, dtype=np.int64)  # before the first row
@@ -1666,9 +2004,14 @@ def simulate_histories(
         events[:, n] = e
         states[:, n] = recorded
         memory[:, n] = d
+        held[:, n] = s
 
     # Times: whole milliseconds, strictly increasing per handler.
-    if idle_ms is None:
+    rate_factors = np.ones(n_handlers)
+    if resolved is not None:  # the Markov renewal clock: each wait from the state it follows
+        rate_factors = np.exp(rate_spread * rng.standard_normal(n_handlers))
+        gaps = _draw_sojourn_gaps(rng, step_ms, held, list(resolved.values()), rate_factors)
+    elif idle_ms is None:
         gaps = _draw_gaps(rng, step_ms, jitter, n_handlers, n_steps)
     offsets_ms = np.cumsum(gaps.astype(np.int64), axis=1)
     if clock == "aligned":
@@ -1769,6 +2112,9 @@ def simulate_histories(
         idle=None if idle_ms is None else cells(idle)[taken],
         idle_boost=idle_boost,
         idle_share=None if idle_ms is None else _idle_share(step_ms, jitter, idle_ms),
+        sojourns=resolved,
+        rate_factors=pd.Series(rate_factors, index=handlers.index, name="rate_factor"),
+        step_interval=interval,
     )
 
 
@@ -1821,6 +2167,15 @@ class SimulatedHistories:
         With ``idle_after``: the exact probability that a row after the
         first is idle (``P(gap > idle_after)`` of the jittered, rounded
         gaps); None without it.
+    sojourns : dict of str to frozen scipy.stats distribution, or None
+        With ``sojourns``: every state's wait after a step ending in it, in units of
+        ``step_interval`` for a handler of rate factor 1 (the resolved mapping, all states);
+        None with the jittered clock.
+    rate_factors : Series
+        Each handler's rate factor ``c`` (index ``handler``): its waits are the sojourns divided by
+        ``c``; all 1 without ``sojourns`` or with ``rate_spread=0``.
+    step_interval : Timedelta
+        The unit of the sojourns.
     """
 
     frame: pd.DataFrame
@@ -1845,6 +2200,9 @@ class SimulatedHistories:
     idle: np.ndarray | None = field(default=None, repr=False)
     idle_boost: float = 3.0
     idle_share: float | None = None
+    sojourns: dict | None = field(default=None, repr=False)
+    rate_factors: pd.Series | None = field(default=None, repr=False)
+    step_interval: pd.Timedelta | None = None
 
     @property
     def regime_multipliers(self) -> pd.DataFrame:
@@ -1857,6 +2215,209 @@ class SimulatedHistories:
     def true_failure_probabilities(self, horizon: int) -> np.ndarray:
         """The exact P(fail within 1..horizon) of every row; see :func:`true_failure_probabilities`."""
         return true_failure_probabilities(self, horizon)
+
+    def _time_process(self) -> tuple[list, np.ndarray, tuple[str, ...]]:
+        """The sojourns (in state order), the marginal chains per class and the classes, or ConfigError."""
+        if self.sojourns is None:
+            raise ConfigError(
+                "the truth in time needs state-dependent times: simulate with sojourns='exponential' "
+                "or a dict of sojourn distributions (the jittered clock has no exact truth in time)."
+            )
+        refused = [
+            ("memory_window > 0", self.memory_window > 0),
+            ("mix_shifts or outages", bool(self.mix_shifts)),
+            ("n_groups > 0", self.n_groups > 0),
+            ("finish_rate > 0", self.finish_rate is not None and bool(np.any(self.finish_rate > 0))),
+        ]
+        on = [name for name, used in refused if used]
+        if on:
+            raise ConfigError(
+                f"the truth in time is exact only for the plain Markov renewal process, but this run has "
+                f"{', '.join(on)}; simulate with sojourns and without them (memory, step-indexed shifts, "
+                "groups and finishing change the process in ways the truth in time does not follow)."
+            )
+        classes = self.system.handler_classes
+        chains = np.stack([self.system.transition_matrix(name) for name in classes])
+        return [self.sojourns[s] for s in self.system.state_names], chains, classes
+
+    def _exponential_means(self, dists: list) -> np.ndarray:
+        for name, dist in zip(self.system.state_names, dists):
+            if dist.dist.name != "expon" or dist.support()[0] != 0.0:
+                raise ConfigError(
+                    f"method='expm' needs every sojourn exponential from 0, but sojourns[{name!r}] is "
+                    f"{dist.dist.name} on [{dist.support()[0]:g}, ...); use method='mc'."
+                )
+        return np.array([float(dist.mean()) for dist in dists])
+
+    def true_time_failure_probabilities(
+        self,
+        within,
+        at: str | pd.Timestamp | None = None,
+        *,
+        method: str = "mc",
+        n_paths: int = 20000,
+        random_state: _RandomStateLike = 0,
+    ) -> TimeFailureTruth:
+        """The exact P(fail within T) at time ``at`` of every handler, from its last step at or before it.
+
+        For a handler whose last step at or before ``tau = at`` ended in state ``s`` at ``t_last``
+        (age ``a = tau - t_last``), of class ``k`` and rate factor ``c``: the probability that one of
+        its steps in ``(tau, tau + T]`` ends in a failure state. Its current state does not count (as
+        in the step forecasts), also when it is a failure. The next step comes after the residual
+        wait ``R``, ``P(R > u) = S_s(c (a + u)) / S_s(c a)``, and ends in ``j`` with probability
+        ``T_k[s, j]``; later steps follow the Markov renewal process from age 0. Computed only from
+        the simulator's own ``Q``, ``P`` and sojourns, no predictor.
+
+        ``method="mc"``: ``p = sum_{j in F} T[s, j] F_R(T) + sum_{j not in F} T[s, j] E[F_R(T - H_j / c)]``,
+        exact in ``R`` and ``j``; ``H_j``, the time to the first failure step from ``j`` entered at age
+        0 for rate factor 1, is drawn as a pool of ``n_paths`` paths per (class, state) (a vectorised
+        loop over the paths' steps, cut at ``c_max T_max``) shared by all handlers, so the standard
+        error is the pool's, ``sqrt(sum_j T[s, j]^2 var(F_R(T - H_j / c)) / n_paths)``. The errors of
+        different handlers and durations are correlated (one pool). ``method="expm"`` (every sojourn
+        exponential): the closed form ``expm(c T G_k)[s, FAIL]`` of the generator with failures
+        absorbing, ``diag(1 / mean) (T_k - I)`` on the non-failure states, where a handler in a failure
+        state takes its first jump with the true ``T_k``; its standard errors are 0.
+
+        Exact for the process with continuous waits; the frame's times are rounded to whole
+        milliseconds. Refuses (ConfigError) runs without ``sojourns``, and with memory, shifts or
+        outages, groups or finishing. Handlers with no step at or before ``at`` are left out.
+
+        Parameters
+        ----------
+        within : str, Timedelta or list of them
+            The durations ``T``, such as ``["2min", "30min"]``.
+        at : str or Timestamp, default=None
+            The time ``tau`` (naive values are UTC); the latest time in the frame when None.
+        method : {'mc', 'expm'}, default='mc'
+        n_paths : int, default=20000
+            Pool paths per (class, state), with ``method="mc"``.
+        random_state : int, Generator or None, default=0
+            The pool's random numbers.
+
+        Returns
+        -------
+        TimeFailureTruth
+            ``(probabilities, standard_errors, origins)``, each indexed by handler; one column per
+            duration (labelled as given) in the first two; ``origins`` holds each handler's
+            ``handler_class``, ``state``, ``last_time``, ``age`` and ``rate_factor``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from markovfault.simulate import simulate_histories
+        >>> sim = simulate_histories(8, 100, sojourns="exponential", rate_spread=0.3,
+        ...                          random_state=0, return_result=True)
+        >>> mc = sim.true_time_failure_probabilities(["2min", "10min"], n_paths=4000)
+        >>> exact = sim.true_time_failure_probabilities(["2min", "10min"], method="expm")
+        >>> mc.probabilities.shape
+        (8, 2)
+        >>> bool((np.abs(mc.probabilities - exact.probabilities) < 5 * mc.standard_errors + 1e-9).all().all())
+        True
+        """
+        dists, chains, classes = self._time_process()
+        labels, within_ns = _durations(within)
+        if method not in ("mc", "expm"):
+            raise ConfigError(f"method = {method!r}; use 'mc' (Monte Carlo) or 'expm' (exponential sojourns).")
+        frame = self.frame
+        times = frame["timestamp"]
+        tau = times.max() if at is None else pd.Timestamp(at)
+        tau = tau.tz_localize("UTC") if tau.tzinfo is None else tau.tz_convert("UTC")
+        seen = pd.DataFrame({
+            "handler": frame["handler"].to_numpy(dtype=object), "time": pd.DatetimeIndex(times).asi8,
+            "code": np.asarray(self._states, dtype=np.intp),
+        })[(times <= tau).to_numpy()]  # time: ns since the epoch
+        last = seen.sort_values("time", kind="stable").groupby("handler", sort=True).tail(1)
+        last = last.set_index("handler").sort_index()
+        names = last.index
+        klass_names = self.handlers["handler_class"].reindex(names).to_numpy(dtype=object)
+        klass = pd.Index(classes).get_indexer(klass_names)
+        state = last["code"].to_numpy(dtype=np.intp)
+        unit = float(self.step_interval.value)
+        age_ns = (tau.value - last["time"].to_numpy(dtype=np.int64)).astype(float)
+        rate = self.rate_factors.reindex(names).to_numpy(dtype=float)
+        if method == "expm":
+            p = _time_truth_expm(self._exponential_means(dists), chains, self.system.failure_mask,
+                                 klass, state, rate, within_ns / unit)
+            se = np.zeros_like(p)
+        else:
+            n_paths = int(check_scalar(n_paths, "n_paths", (int, np.integer), min_val=2))
+            p, se = _time_truth_mc(dists, chains, self.system.failure_mask, klass, state, age_ns / unit,
+                                   rate, within_ns / unit, n_paths, _generator(random_state))
+        index = pd.Index(names, name="handler")
+        origins = pd.DataFrame({
+            "handler_class": klass_names,
+            "state": np.asarray(self.system.state_names, dtype=object)[state],
+            "last_time": pd.to_datetime(last["time"].to_numpy(dtype=np.int64), utc=True).as_unit("ns"),
+            "age": pd.to_timedelta(age_ns.astype(np.int64), unit="ns"),
+            "rate_factor": rate,
+        }, index=index)
+        return TimeFailureTruth(
+            pd.DataFrame(p, index=index, columns=labels),
+            pd.DataFrame(se, index=index, columns=labels),
+            origins,
+        )
+
+    def true_time_failure_table(
+        self,
+        within,
+        *,
+        rate_factor: float = 1.0,
+        method: str = "mc",
+        n_paths: int = 20000,
+        random_state: _RandomStateLike = 0,
+    ) -> TimeFailureTruth:
+        """P(fail within T | the handler just entered state s, age 0) per (handler class, state).
+
+        The truth of a backtest origin at a step: the probability that one of the next steps within
+        ``T`` of it ends in a failure (the step's own state does not count), for a handler of rate
+        factor ``rate_factor``. The rule for a handler of factor ``c``: its curve is the rate-1 curve
+        at ``c T`` (every wait divided by ``c``), so ``table(T, rate_factor=c) == table(c T)``;
+        :attr:`rate_factors` holds each handler's ``c``. Computed as
+        :meth:`true_time_failure_probabilities` (same method, pool and refusals) at age 0.
+
+        Returns
+        -------
+        TimeFailureTruth
+            Indexed by (``handler_class``, ``state``), one column per duration (labelled as given).
+
+        Examples
+        --------
+        >>> from markovfault.simulate import simulate_histories
+        >>> sim = simulate_histories(4, 50, sojourns="exponential", random_state=0, return_result=True)
+        >>> table = sim.true_time_failure_table(["1min", "5min"], method="expm").probabilities
+        >>> table.shape
+        (10, 2)
+        >>> bool((table["5min"] > table["1min"]).all())
+        True
+        """
+        dists, chains, classes = self._time_process()
+        labels, within_ns = _durations(within)
+        if method not in ("mc", "expm"):
+            raise ConfigError(f"method = {method!r}; use 'mc' (Monte Carlo) or 'expm' (exponential sojourns).")
+        rate_factor = _check_number(rate_factor, "rate_factor", low=0.0, low_open=True,
+                                    meaning="the handler's rate factor c")
+        S = len(self.system.state_names)
+        klass = np.repeat(np.arange(len(classes)), S)
+        state = np.tile(np.arange(S), len(classes))
+        rate = np.full(klass.size, rate_factor)
+        within_u = within_ns / float(self.step_interval.value)
+        if method == "expm":
+            p = _time_truth_expm(self._exponential_means(dists), chains, self.system.failure_mask,
+                                 klass, state, rate, within_u)
+            se = np.zeros_like(p)
+        else:
+            n_paths = int(check_scalar(n_paths, "n_paths", (int, np.integer), min_val=2))
+            p, se = _time_truth_mc(dists, chains, self.system.failure_mask, klass, state,
+                                   np.zeros(klass.size), rate, within_u, n_paths, _generator(random_state))
+        index = pd.MultiIndex.from_arrays(
+            [np.asarray(classes, dtype=object)[klass], np.asarray(self.system.state_names, dtype=object)[state]],
+            names=["handler_class", "state"],
+        )
+        origins = pd.DataFrame({"age": pd.to_timedelta(np.zeros(klass.size, np.int64)), "rate_factor": rate},
+                               index=index)
+        return TimeFailureTruth(
+            pd.DataFrame(p, index=index, columns=labels), pd.DataFrame(se, index=index, columns=labels), origins
+        )
 
     def filtered_failure_probabilities(self, horizon: int) -> np.ndarray:
         """The best forecast of every row from what can be seen: the exact risk, mixed over the exact
