@@ -110,10 +110,11 @@ def _histogram(state: np.ndarray, durations: np.ndarray, n_states: int) -> tuple
     return cells.reshape(n_states, N_BINS).astype(np.int64), np.bincount(state, durations, n_states)
 
 
-def count_sojourns(traj, exclude: np.ndarray | None = None) -> SojournCounts:
+def count_sojourns(traj, exclude: np.ndarray | None = None, cap: float | None = None) -> SojournCounts:
     """The sojourns between consecutive steps of ``traj`` (a :class:`~markovfault.trajectories.Trajectories`):
-    completed within a run, censored across a run break of the same entity (a silence past ``max_gap``).
-    States in ``exclude`` (bool per state: end states) have no sojourn."""
+    completed within a run, censored across a run break of the same entity (a silence past ``max_gap``,
+    censored at ``cap``, the max_gap in time units: what was watched). States in ``exclude`` (bool per state:
+    end states) have no sojourn."""
     n_states = traj.n_states
     if traj.n_steps < 2:
         return SojournCounts.zeros(n_states)
@@ -127,7 +128,8 @@ def count_sojourns(traj, exclude: np.ndarray | None = None) -> SojournCounts:
     d = (traj.time[1:] - traj.time[:-1]).astype(np.float64) * unit
     broken = same & ~done
     done_h, done_s = _histogram(state[done], d[done], n_states)
-    cens_h, cens_s = _histogram(state[broken], d[broken], n_states)
+    gaps = d[broken] if cap is None else np.minimum(d[broken], cap)
+    cens_h, cens_s = _histogram(state[broken], gaps, n_states)
     return SojournCounts(done_h, done_s, cens_h, cens_s)
 
 
@@ -205,22 +207,51 @@ class _Scaled(Sojourn):
         return self.inner.age_at_hazard(h) * self.factor
 
 
+def _family_logsf(family: str, shape: float | None, scale: float, x: np.ndarray) -> np.ndarray:
+    """log P(W > x) of a family with ``loc = 0``, in closed form (no frozen object per call: the fits
+    evaluate it hundreds of times)."""
+    from scipy import special
+
+    z = np.maximum(np.asarray(x, np.float64), 0.0) / scale
+    if family == "expon":
+        return -z
+    if family == "weibull_min":
+        return -(z ** shape)
+    if family == "lognorm":
+        with np.errstate(divide="ignore"):
+            return special.log_ndtr(-np.log(z) / shape)
+    with np.errstate(divide="ignore"):  # gamma: the regularised upper incomplete gamma function
+        out = np.log(special.gammaincc(shape, z))
+    far = ~np.isfinite(out) & (z > 0)
+    if np.any(far):  # its asymptotic tail, (a - 1) log z - z - log Gamma(a), where it underflows
+        zf = z[far]
+        out[far] = (shape - 1) * np.log(zf) - zf - special.gammaln(shape) + np.log1p((shape - 1) / zf)
+    return out
+
+
 class Parametric(Sojourn):
-    """A family of :mod:`scipy.stats` with ``loc = 0``."""
+    """A family of :mod:`scipy.stats` with ``loc = 0``: ``dist`` is the frozen distribution."""
 
     def __init__(self, family: str, shape: float | None, scale: float, loglik: float = np.nan):
-        from scipy import stats
-
         self.name, self.loglik = family, float(loglik)
-        self.params = {"scale": float(scale)} if shape is None else {"shape": float(shape),
-                                                                     "scale": float(scale)}
-        args = () if shape is None else (shape,)
-        self.dist = getattr(stats, family)(*args, scale=scale)
-        self.mean = float(self.dist.mean())
+        self.shape, self.scale = (None if shape is None else float(shape)), float(scale)
+        self.params = {"scale": self.scale} if shape is None else {"shape": self.shape, "scale": self.scale}
+        self._dist = None
+        self.mean = self.scale * {"expon": lambda k: 1.0, "weibull_min": lambda k: math.gamma(1 + 1 / k),
+                                  "gamma": lambda k: k, "lognorm": lambda k: math.exp(k * k / 2)}[family](shape)
+
+    @property
+    def dist(self):
+        if self._dist is None:
+            from scipy import stats
+
+            args = () if self.shape is None else (self.shape,)
+            self._dist = getattr(stats, self.name)(*args, scale=self.scale)
+        return self._dist
 
     def logsf(self, x):
         x = np.asarray(x, np.float64)
-        return np.where(x <= 0, 0.0, self.dist.logsf(np.maximum(x, 0.0)))
+        return np.where(x <= 0, 0.0, _family_logsf(self.name, self.shape, self.scale, x))
 
     def age_at_hazard(self, h):
         return self.dist.isf(np.exp(-np.asarray(h, np.float64)))
@@ -280,9 +311,10 @@ def _fit_family(family: str, done, cens, mean: float) -> Parametric:
         return d
 
     def negll(theta):
+        shape, scale = math.exp(theta[0]), math.exp(theta[1])
         try:
-            d = Parametric(family, math.exp(theta[0]), math.exp(theta[1]))
-            value = -_binned_loglik(d.logsf, done, cens)
+            value = -_binned_loglik(lambda x: np.where(x <= 0, 0.0, _family_logsf(family, shape, scale, x)),
+                                    done, cens)
         except (ValueError, FloatingPointError, OverflowError):
             return 1e300
         return value if np.isfinite(value) else 1e300

@@ -23,7 +23,7 @@ from .._timehorizons import (DEFAULT_TOL, TimeHorizons, check_time_model, ctmc_f
 from ..exceptions import ConfigError, NotFittedError
 from ..trajectories import Trajectories
 
-__all__ = ["FittedTime", "fitted_time", "add_sojourns", "sojourns_of", "entity_time", "time_forecasts",
+__all__ = ["FittedTime", "fitted_time", "add_sojourns", "sojourns_of", "watched", "entity_time", "time_forecasts",
            "RATE_PRIOR", "check_time_settings", "resolve_at", "silence_of"]
 
 logger = logging.getLogger("markovfault.forecast")
@@ -61,21 +61,28 @@ def check_time_settings(model) -> None:
     check_sojourn(model.sojourn)
 
 
-def sojourns_of(traj: Trajectories, extractor) -> SojournCounts:
+def watched(model, time_kind: str) -> float | None:
+    """The longest silence a sojourn is watched for: ``max_gap`` in time units (None: no limit). A longer
+    silence (a run break, or an open last sojourn) is censored there."""
+    gap = parse_max_gap(model.max_gap, time_kind)
+    return None if gap is None else gap * time_unit(time_kind)
+
+
+def sojourns_of(model, traj: Trajectories, extractor) -> SojournCounts:
     """The sojourns of ``traj`` (end states have none)."""
     ends = getattr(traj, "is_end", None)
     if ends is None:
         ends = getattr(extractor, "is_end_", None)
-    return count_sojourns(traj, exclude=ends)
+    return count_sojourns(traj, exclude=ends, cap=watched(model, traj.time_kind))
 
 
 def add_sojourns(model, traj: Trajectories, tail: Trajectories | None) -> None:
     """Add a batch's sojourns (``traj`` less its carried ``tail``, counted already) to ``sojourn_counts_``."""
     if getattr(model, "sojourn_counts_", None) is None:
         return
-    new = sojourns_of(traj, model.states_)
+    new = sojourns_of(model, traj, model.states_)
     if tail is not None and tail.n_steps:
-        new = new - sojourns_of(tail, model.states_)
+        new = new - sojourns_of(model, tail, model.states_)
     model.sojourn_counts_ = model.sojourn_counts_ + new
 
 
@@ -103,7 +110,10 @@ def fitted_time(model) -> FittedTime:
     n_states = len(model.states_.state_names_)
     ends = np.asarray(getattr(model.states_, "is_end_", np.zeros(n_states, bool)), bool)
     live = ~ends[state] if len(ends) == n_states else np.ones(len(state), bool)
-    total = counts.padded(n_states) + open_sojourns(state[live], (data_end - t[live]) * unit, n_states)
+    ages = (data_end - t[live]) * unit
+    cap = watched(model, model.time_kind_)
+    total = counts.padded(n_states) + open_sojourns(state[live], ages if cap is None else np.minimum(ages, cap),
+                                                    n_states)
     rates = state_rates(total)
     if model.time_model == "ctmc":  # the exponential of each state's rate
         dists = [Parametric("expon", None, 1.0 / r) for r in rates]

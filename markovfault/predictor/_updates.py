@@ -156,7 +156,7 @@ def fit_frame(model, frame: pd.DataFrame, report) -> None:
     install_fit(model, extractor, chain, traj.time_kind, report, last_seen,
                 recent_bins_of(model, traj, chain.base_.event_names_),
                 remember(spec, traj.time_kind, [new_failures(spec, traj)], last_seen),
-                sojourns_of(traj, extractor))
+                sojourns_of(model, traj, extractor))
     logger.info("fitted on %d transitions of %d entities (%d states, %d events)",
                 chain.n_transitions_, traj.n_entities, traj.n_states, traj.n_events)
 
