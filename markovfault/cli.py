@@ -67,7 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="forecast P(fail within h) for every entity")
     p.add_argument("histories", nargs="+", help="recent history files or directories")
     p.add_argument("--model", required=True, help="model file written by `markovfault train`")
-    p.add_argument("--horizon", type=int, default=10, help="largest horizon h (default 10)")
+    p.add_argument("--horizon", type=int, default=None,
+                   help="largest horizon h in steps (default 10; none with --within unless given)")
+    p.add_argument("--within", default=None, metavar="DURATIONS",
+                   help="time horizons, comma-separated (e.g. 15min,1h; numbers for integer time)")
+    p.add_argument("--at", default=None, help="forecast time of --within (default: the latest step)")
+    p.add_argument("--silence-fails", default=None, metavar="DURATION",
+                   help="with --within: an entity silent this long has failed (a missing heartbeat)")
     p.add_argument("--scenario", default=None,
                    help="what-if: the next events, comma-separated (e.g. payment_failed,payment_failed)")
     p.add_argument("--interval", type=float, default=None, metavar="LEVEL",
@@ -239,6 +245,21 @@ def _cmd_train(args) -> int:
     return EX_OK
 
 
+def _duration(text):
+    """A command-line duration: an int for integer time ("30"), else the text ("15min", a timestamp)."""
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _durations(text: str, option: str) -> list:
+    items = [_duration(t) for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{option} {text!r}: give durations, comma-separated, e.g. 15min,1h")
+    return items
+
+
 def _cmd_predict(args) -> int:
     from .persistence import load_model
 
@@ -248,9 +269,16 @@ def _cmd_predict(args) -> int:
     if args.draws < 2:
         raise ValueError(f"--draws {args.draws}: give an integer >= 2 (default 200)")
     model = load_model(args.model)
+    time = {}
+    if args.within is not None:
+        time = {"within": _durations(args.within, "--within"), "silence_fails": _duration(args.silence_fails),
+                "at": None if args.at is None else _duration(args.at)}
+    elif args.at is not None or args.silence_fails is not None:
+        raise ValueError("--at and --silence-fails go with --within (time horizons), e.g. --within 15min,1h")
+    horizon = 10 if args.horizon is None and args.within is None else args.horizon
     with _histories(args) as histories:
-        forecast = model.predict(histories, horizon=args.horizon, scenario=args.scenario,
-                                 interval=args.interval, n_draws=args.draws, random_state=args.seed)
+        forecast = model.predict(histories, horizon=horizon, scenario=args.scenario,
+                                 interval=args.interval, n_draws=args.draws, random_state=args.seed, **time)
     if args.out:
         _write_table(forecast, args.out)
         print(f"wrote {len(forecast)} forecasts to {args.out}")

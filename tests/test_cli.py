@@ -136,6 +136,23 @@ def test_predict_with_an_interval_writes_the_apis_bounds(small, capsys, tmp_path
         assert code == 64 and flag in err
 
 
+def test_predict_within_writes_the_apis_time_horizons(small, capsys, tmp_path):
+    hist, model = small
+    path = tmp_path / "f.parquet"
+    code, out, err = run(capsys, "predict", "--model", model, hist, "--within", "90s,10min", "--horizon", 2,
+                         "--silence-fails", "3min", "--out", path)
+    assert code == 0
+    got = pd.read_parquet(path)
+    api = load_model(model).predict(hist, horizon=2, within=["90s", "10min"], silence_fails="3min")
+    assert list(got.columns) == list(api.columns)
+    assert got["horizon"].astype(str).tolist() == api["horizon"].astype(str).tolist()
+    np.testing.assert_array_equal(got["p_fail"], api["p_fail"])
+    np.testing.assert_array_equal(got["silent"], api["silent"])
+    for argv, flag in ((("--within", "5"), "bare number"), (("--at", "2026-01-01"), "--at")):
+        code, _, err = run(capsys, "predict", "--model", model, hist, *argv)
+        assert code != 0 and flag in err
+
+
 def test_predict_without_out_prints_a_table(small, capsys):
     hist, model = small
     code, out, err = run(capsys, "predict", "--model", model, hist, "--horizon", 2)
