@@ -462,3 +462,47 @@ def test_bad_interval_and_alert_on_settings_name_the_key():
         with pytest.raises(ConfigError, match=key):
             JobConfig.from_config({"states": {"kind": "categorical", "failure": ["down"]},
                                    "job": {"input": "in", "output": "out", **bad}})
+
+
+def test_time_horizons_mixed_with_steps_in_the_partition(tmp_path, exports):
+    cfg = make_job(tmp_path, exports, [0, 1])
+    cfg.write_text(cfg.read_text().replace("horizons = [1, 3, 10]",
+                                           'horizons = ["1h", 3, "15min", 1]\nsilence_fails = "50min"'))
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_parquet(tmp_path / "out" / "runs" / RUN[2] / "forecast.parquet")
+    assert list(frame.columns[-2:]) == ["kind", "silent_for"]
+    assert frame.groupby("entity")["horizon"].apply(list).map(tuple).unique().tolist() == [
+        ("1", "3", "15min", "1h")]
+    assert frame.groupby("entity")["kind"].apply(list).map(tuple).unique().tolist() == [
+        ("steps", "steps", "time", "time")]
+    model = load_model(tmp_path / "out" / "model.npz")
+    timed = model.predict(None, within=["15min", "1h"], at=pd.Timestamp(T[2]), silence_fails="50min")
+    got = frame[frame["kind"] == "time"]
+    np.testing.assert_array_equal(got["p_fail"].to_numpy(), timed["p_fail"].to_numpy())
+    np.testing.assert_array_equal(got["n_support"].to_numpy(), timed["n_support"].to_numpy())
+    assert got["p_fail_lo"].isna().all() and frame.loc[frame["kind"] == "steps", "p_fail_lo"].notna().all()
+    steps = model.predict(None, horizon=3, interval=0.9, random_state=0)
+    steps = steps[steps["horizon"].isin([1, 3])]
+    np.testing.assert_array_equal(frame.loc[frame["kind"] == "steps", "p_fail"].to_numpy(),
+                                  steps["p_fail"].to_numpy())
+    # the silence at the as-of, the same on every row of an entity
+    last = frame.groupby("entity")["last_seen"].transform("first")
+    assert (frame["silent_for"] == pd.Timestamp(T[2]) - last).all()
+    assert (frame["alert"] == (frame["p_fail"] >= 0.2)).all()
+
+
+def test_bad_horizons_name_the_key():
+    from markovfault.exceptions import ConfigError
+    from markovfault.job._config import JobConfig
+
+    def job(**kw):
+        return JobConfig.from_config({"states": {"kind": "categorical", "failure": ["down"]},
+                                      "job": {"input": "in", "output": "out", **kw}})
+
+    assert job(horizons=["1h", 5, "15min", 5, "60min"]).horizons == (5, "15min", "1h")
+    for bad in ([0], ["soon"], ["-5min"], [True], []):
+        with pytest.raises(ConfigError, match="horizons"):
+            job(horizons=bad)
+    with pytest.raises(ConfigError, match="silence_fails"):
+        job(silence_fails="forever")

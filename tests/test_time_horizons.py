@@ -287,7 +287,9 @@ def test_output_layouts_and_mixed_horizons(weibull_models, weibull_frame):
     recent = weibull_frame[weibull_frame["entity"].isin(["h0001", "h0002"])]
     tidy = model.predict(recent, horizon=2, within=["5min", "1h"])
     assert list(tidy.columns) == ["entity", "as_of", "state", "horizon", "kind", "p_fail", "silent_for",
-                                  "rate_factor"]
+                                  "rate_factor", "n_support"]
+    support = model.predict(recent, horizon=1, interval=0.9, n_draws=20)["n_support"].to_numpy()
+    np.testing.assert_array_equal(tidy["n_support"].to_numpy()[::4], support)
     assert list(tidy["horizon"].cat.categories) == ["1", "2", "5min", "1h"]
     assert tidy["kind"].tolist() == ["steps", "steps", "time", "time"] * 2
     steps = model.predict(recent, horizon=2)

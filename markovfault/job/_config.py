@@ -33,7 +33,12 @@ class JobConfig:
     model : Path
         The model pointer, a ``.npz`` path; versions are written next to it
         as ``<stem>.<run_id>.npz``. Default ``<output>/model.npz``.
-    horizons : tuple of int, default=(1, 5, 10)
+    horizons : tuple of int and str, default=(1, 5, 10)
+        Steps (ints, ascending), then durations (``"15min"``, ``"1h"``: time horizons, shortest first,
+        from each handler's silence at the as-of; see ``FaultPredictor.predict(within=...)``).
+    silence_fails : str, default=None
+        On time horizons, a handler silent this long at the as-of is reported as failed (a missing
+        heartbeat).
     threshold : float, default=0.5
         ``alert = <alert_on> >= threshold``.
     interval : float, default=0.9
@@ -73,6 +78,7 @@ class JobConfig:
     interval: float = 0.9
     alert_on: str = "p_fail"
     config: dict = field(default_factory=dict, compare=False, repr=False)
+    silence_fails: str | None = None
 
     @classmethod
     def from_config(cls, config: Mapping, base_dir=".", source: str = "config") -> "JobConfig":
@@ -112,12 +118,13 @@ class JobConfig:
             raise ConfigError(f"{source}: [job] model = {table.get('model')!r} must end in .npz "
                               "(it is the pointer to the current model version).")
         horizons = table.get("horizons", [1, 5, 10])
-        if isinstance(horizons, int) and not isinstance(horizons, bool):
+        if isinstance(horizons, (int, str)) and not isinstance(horizons, bool):
             horizons = [horizons]
-        if (not isinstance(horizons, list) or not horizons
-                or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in horizons)):
-            raise ConfigError(f"{source}: [job] horizons = {horizons!r} must be a list of "
-                              "integers >= 1, e.g. [1, 5, 10].")
+        horizons = _horizons(source, horizons)
+        silence_fails = table.get("silence_fails")
+        if silence_fails is not None and _duration(silence_fails) is None:
+            raise ConfigError(f"{source}: [job] silence_fails = {silence_fails!r} must be a duration such as "
+                              "\"2h\": a handler silent that long is reported as failed on time horizons.")
         threshold = table.get("threshold", 0.5)
         if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                 or not 0 <= threshold <= 1):
@@ -152,7 +159,7 @@ class JobConfig:
             input=path("input"),
             output=output,
             model=model,
-            horizons=tuple(sorted(set(horizons))),
+            horizons=horizons,
             threshold=float(threshold),
             retention=integer("retention", 168),
             keep_models=integer("keep_models", 24),
@@ -160,7 +167,18 @@ class JobConfig:
             interval=float(interval),
             alert_on=alert_on,
             config=config,
+            silence_fails=silence_fails,
         )
+
+    @property
+    def step_horizons(self) -> tuple:
+        """The horizons in steps (ints)."""
+        return tuple(h for h in self.horizons if isinstance(h, int))
+
+    @property
+    def time_horizons(self) -> tuple:
+        """The horizons in time (duration strings), shortest first."""
+        return tuple(h for h in self.horizons if isinstance(h, str))
 
     @property
     def model_dir(self) -> Path:
@@ -169,6 +187,34 @@ class JobConfig:
     def version_name(self, run_id: str) -> str:
         """The file name of the model version a run writes."""
         return f"{self.model.stem}.{run_id}.npz"
+
+
+def _duration(value) -> pd.Timedelta | None:
+    """``value`` as a positive duration, None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        width = pd.Timedelta(value)
+    except (ValueError, TypeError):
+        return None
+    return width if width > pd.Timedelta(0) else None
+
+
+def _horizons(source: str, horizons) -> tuple:
+    """``[job] horizons``: ints >= 1 (steps) and durations (time); steps ascending, then durations, each once."""
+    bad = ConfigError(f"{source}: [job] horizons = {horizons!r} must be a list of integers >= 1 (steps) "
+                      "and durations (time), e.g. [1, 5, 10] or [1, \"15min\", \"1h\"].")
+    if not isinstance(horizons, list) or not horizons:
+        raise bad
+    steps, times = set(), {}
+    for h in horizons:
+        if isinstance(h, int) and not isinstance(h, bool) and h >= 1:
+            steps.add(h)
+        elif _duration(h) is not None:
+            times.setdefault(_duration(h), h.strip())
+        else:
+            raise bad
+    return tuple(sorted(steps)) + tuple(times[k] for k in sorted(times))
 
 
 def load_job_config(path) -> JobConfig:

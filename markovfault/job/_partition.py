@@ -21,14 +21,39 @@ if TYPE_CHECKING:
 
 OUTPUT_COLUMNS = ["run_id", "issued_at", "data_cutoff", "entity", "state", "horizon", "p_fail",
                   "p_fail_lo", "p_fail_hi", "alert", "threshold", "n_support", "model_version", "last_seen"]
+#: with time horizons: ``horizon`` holds labels ("5", "15min") and ``kind`` says which ("steps" | "time")
+TIME_COLUMNS = ["kind", "silent_for"]
+
+
+def _predictions(model, job: JobConfig, as_of) -> pd.DataFrame:
+    """Every entity's forecast at the configured horizons: steps (with their bounds), then time horizons
+    (from each entity's silence at ``as_of``; no bounds)."""
+    steps = job.step_horizons
+    pred = None
+    if steps:
+        pred = model.predict(None, horizon=max(steps), interval=job.interval, random_state=0)
+        pred = pred[pred["horizon"].isin(steps)]
+    if not job.time_horizons:
+        return pred
+    timed = model.predict(None, within=list(job.time_horizons), at=as_of, silence_fails=job.silence_fails)
+    timed["p_fail_lo"] = np.nan
+    timed["p_fail_hi"] = np.nan
+    if pred is None:
+        return timed
+    pred = pred.assign(horizon=pred["horizon"].astype(str), kind="steps")
+    pred = pred.merge(timed[["entity", "silent_for"]].drop_duplicates("entity"), on="entity", how="left")
+    both = pd.concat([pred, timed.assign(horizon=timed["horizon"].astype(str))], ignore_index=True)
+    order = {str(h): k for k, h in enumerate(job.horizons)}
+    both["_k"] = both["horizon"].map(order)
+    return both.sort_values(["entity", "_k"], kind="stable").drop(columns="_k").reset_index(drop=True)
 
 
 def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> pd.DataFrame:
     """The partition: one row per entity and configured horizon, with the posterior bounds of ``p_fail``
     (``job.interval``, seed 0: a rerun writes the same bounds) and the transitions counted out of each
     entity's chain state (``n_support``); ``alert`` compares ``job.alert_on`` with the threshold."""
-    pred = model.predict(None, horizon=max(job.horizons), interval=job.interval, random_state=0)
-    pred = pred[pred["horizon"].isin(job.horizons)]
+    pred = _predictions(model, job, as_of)
+    timed = bool(job.time_horizons)
     last = pred["as_of"]
     if job.max_silence is not None:
         if isinstance(as_of, int):
@@ -48,7 +73,8 @@ def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> p
         "data_cutoff": None,
         "entity": pred["entity"].astype(str).to_numpy(dtype=object),
         "state": state.astype(object),
-        "horizon": pred["horizon"].to_numpy(np.int64),
+        "horizon": (pred["horizon"].astype(str).to_numpy(dtype=object) if timed
+                    else pred["horizon"].to_numpy(np.int64)),
         "p_fail": p,
         "p_fail_lo": pred["p_fail_lo"].to_numpy(np.float64),
         "p_fail_hi": pred["p_fail_hi"].to_numpy(np.float64),
@@ -59,9 +85,15 @@ def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> p
         "last_seen": last if isinstance(as_of, int) else last.array,
     })
     out["data_cutoff"] = out["issued_at"]
-    for name in ("run_id", "entity", "state", "model_version"):
+    names = ["run_id", "entity", "state", "model_version"]
+    columns = OUTPUT_COLUMNS
+    if timed:
+        out["kind"] = pred["kind"].astype(str).to_numpy(dtype=object)
+        out["silent_for"] = pred["silent_for"].to_numpy()
+        names, columns = names + ["horizon", "kind"], OUTPUT_COLUMNS + TIME_COLUMNS
+    for name in names:
         out[name] = out[name].astype("str")
-    return out.reset_index(drop=True)[OUTPUT_COLUMNS]
+    return out.reset_index(drop=True)[columns]
 
 
 def write_partition(job: JobConfig, run_id: str, table: pd.DataFrame) -> Path:

@@ -228,7 +228,8 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "rows_dropped": stats["dropped"], "rows_late": stats["late"],
                    "rows_after_cutoff": stats["after"], "entities": n_entities,
                    "alerts": n_alerts, "alerts_by_horizon": {
-                       int(h): int(n) for h, n in table.groupby("horizon")["alert"].sum().items()},
+                       (h if isinstance(h, str) else int(h)): int(n)
+                       for h, n in table.groupby("horizon", sort=False)["alert"].sum().items()},
                    "model_version": version, "partition": str(partition),
                    "duration_s": round(duration, 3),
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})

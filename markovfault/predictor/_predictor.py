@@ -281,7 +281,7 @@ class FaultPredictor(TimeForecastsMixin, FittedAccess, Estimator):
         within : duration or list of them, optional
             Time horizons (``["15min", "1h"]``; numbers for integer time), after the step horizons of an
             explicit ``horizon``. The frame then has ``horizon`` (labels, ordered), ``kind`` ("steps" |
-            "time"), ``silent_for`` (time since the last step at ``at``) and ``rate_factor``.
+            "time"), ``silent_for`` (time since the last step at ``at``), ``rate_factor`` and ``n_support``.
         at : timestamp or int, optional
             The forecast time of time horizons; default: the latest step in ``histories``.
         silence_fails : duration, optional

@@ -101,7 +101,8 @@ def predict_in_time(model, histories, horizon, scenario, within, event_mix, rece
         logger.debug("time horizons: truncation error at most %.3g", bound)
     extra = {"silent_for": (pd.to_timedelta(ages, unit="s").to_numpy() if traj.time_kind == "datetime"
                             else ages),
-             "rate_factor": quantize_factors(factors)}
+             "rate_factor": quantize_factors(factors),
+             "n_support": np.asarray(chain.state_support(), dtype=np.int64)[rows]}
     silence = silence_of(silence_fails, traj.time_kind, timing.unit)
     if silence is not None:
         silent = ages >= silence
