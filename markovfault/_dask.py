@@ -99,6 +99,7 @@ from .predictor._output import forecast_frame
 from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
                                   read_input)
 from .predictor._tails import last_steps, merge_last_seen, prepend_tail
+from .predictor._time import sojourns_of
 from .predictor._updates import batch_bins, encode_with, install_fit, merge_recent, recent_bins_of, with_ends
 from .states import CategoricalStates, ThresholdStates
 from .states._history import gap_counts, with_gap_edges
@@ -240,8 +241,9 @@ def _count_part(part, chain, extractor, events, max_gap, model=None):
     traj = mark_ends(traj, extractor.is_end_)
     bins = None if model is None else recent_bins_of(model, traj, events)
     spec = _group_of(chain.spec)
+    sojourns = None if model is None else sojourns_of(model, traj, extractor)
     return (chain.count(traj), last_steps(traj, chain.tail_length, contexts=contexts_of(spec, traj)), bins,
-            new_failures(spec, traj))
+            new_failures(spec, traj), sojourns)
 
 
 def _group_of(spec):
@@ -288,6 +290,17 @@ def _resolved_gaps(spec, parts, extractor, events, max_gap, time_kind, before=No
     distinct, inverse = np.unique(values, return_inverse=True)
     counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(distinct)).astype(np.int64)
     return with_gap_edges(spec, distinct, counts, time_kind)
+
+
+def _summed(pieces):
+    """The sum of the partitions' sojourn counts (they add like the transition counts)."""
+    pieces = [p for p in pieces if p is not None]
+    if not pieces:
+        return None
+    total = pieces[0]
+    for p in pieces[1:]:
+        total = total + p
+    return total
 
 
 def _merged_bins(pieces):
@@ -355,7 +368,8 @@ def fit(model, ddf):
                           is_end=extractor.is_end_)
     install_fit(model, extractor, chain, report.time_kind, report, last_seen,
                 _merged_bins([r[2] for r in results]),
-                remember(spec, report.time_kind, [r[3] for r in results], last_seen))
+                remember(spec, report.time_kind, [r[3] for r in results], last_seen),
+                _summed([r[4] for r in results]))
     logger.info("fitted on %d transitions of %d entities over %d dask partitions",
                 chain.n_transitions_, report.n_entities, ddf.npartitions)
     return model
@@ -394,8 +408,13 @@ def _partial_part(part, model, tails, events):
     if n_tail:  # the transitions among the carried tail rows were counted already
         tail = encode_with(model, both.iloc[:n_tail], both_codes[:n_tail], events)
         counts = counts - chain.count(tail)
+    sojourns = None
+    if getattr(model, "sojourn_counts_", None) is not None:
+        sojourns = sojourns_of(model, traj, model.states_)
+        if tail is not None:
+            sojourns = sojourns - sojourns_of(model, tail, model.states_)
     return (counts, last_steps(traj, chain.tail_length, contexts=contexts_of(spec, traj)), report,
-            len(late), list(late[:3]), batch_bins(model, traj, tail), new_failures(spec, traj))
+            len(late), list(late[:3]), batch_bins(model, traj, tail), new_failures(spec, traj), sojourns)
 
 
 def _split_by_bucket(frame: pd.DataFrame, n_buckets: int, by_group: bool = False) -> list:
@@ -447,6 +466,9 @@ def partial_fit(model, ddf):
     new, _ = merge_counts([r[0] for r in results])
     model.chain_ = model.chain_.add_counts(new, events, warn=True)
     merge_recent(model, known, _merged_bins([r[5] for r in results]), events)
+    added = _summed([r[7] for r in results])
+    if added is not None:
+        model.sojourn_counts_ = model.sojourn_counts_ + added
     model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)
     model.last_seen_ = merge_last_seen(model.last_seen_, new_seen)
     if spec is not None:

@@ -53,7 +53,13 @@ def rng():
 
 def assert_same_counts(a, b):
     """Two chains' (or models') counts are equal: arrays, or history-aware counts over the same states
-    (with their exogenous counts)."""
+    (with their exogenous counts); two models' sojourn times too."""
+    soj = [getattr(x, "sojourn_counts_", None) for x in (a, b)]
+    if soj[0] is not None or soj[1] is not None:
+        np.testing.assert_array_equal(soj[0].done, soj[1].done)
+        np.testing.assert_array_equal(soj[0].cens, soj[1].cens)
+        np.testing.assert_allclose(soj[0].done_sum, soj[1].done_sum, rtol=1e-12)
+        np.testing.assert_allclose(soj[0].cens_sum, soj[1].cens_sum, rtol=1e-12)
     a, b = (getattr(getattr(x, "chain_", x), "counts_", x) for x in (a, b))
     if hasattr(a, "codes"):
         np.testing.assert_array_equal(a.codes, b.codes)

@@ -73,6 +73,8 @@ def test_fit_and_predict_equal_in_memory(client, dataset, params):
     assert on_dask.read_report_.dropped == in_memory.read_report_.dropped
     expected = in_memory.predict(pd.read_parquet(dataset), horizon=4)
     pd.testing.assert_frame_equal(on_dask.predict(ddf, horizon=4), expected)
+    pd.testing.assert_frame_equal(on_dask.predict(None, within=["5min", "1h"]),
+                                  in_memory.predict(None, within=["5min", "1h"]), rtol=1e-6)
     # an in-memory model forecasting from dask histories, and a what-if
     scenario = [in_memory.event_names_[0]] * 3
     pd.testing.assert_frame_equal(in_memory.predict(ddf, horizon=3, scenario=scenario),
