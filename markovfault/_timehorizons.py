@@ -23,8 +23,7 @@ is taken as m Delta), with w_b(m) = H_b(m Delta) - H_b((m-1) Delta), the renewal
 
 are solved forward in l. From age a the first wait is conditioned on the sojourn having lasted a,
 H(u | a) = (H(a + u) - H(a)) / (1 - H(a)): Phi_i(l | a) = sum_m w_b(m | a) G_i(l - m), computed by FFT
-for a grid of ages uniform in the cumulative hazard of H_b (exact for exponential waits, where the age does
-not matter) and interpolated bilinearly in (cumulative hazard of the age, time). The grid's error is first
+for a grid of ages (exact for exponential waits, where the age does not matter) and interpolated bilinearly in (age, time) (:func:`age_grid`). The grid's error is first
 order in Delta; the forecast is the Richardson extrapolation 2 P(Delta) - P(2 Delta) of two grids.
 """
 
@@ -39,7 +38,8 @@ import pandas as pd
 
 from .exceptions import ConfigError
 
-__all__ = ["TIME_MODELS", "TimeHorizons", "parse_within", "check_time_model", "quantize_factors",
+__all__ = ["TIME_MODELS", "TimeHorizons", "parse_within", "check_time_model", "quantize_factors", "factor_steps",
+           "FACTOR_SPAN",
            "ctmc_failure", "semi_markov_failure", "DEFAULT_TOL", "AGE_HAZARD_MAX"]
 
 logger = logging.getLogger("markovfault.forecast")
@@ -49,10 +49,14 @@ DEFAULT_TOL = 1e-12
 #: the age grid of the semi-Markov forecast spans the cumulative hazard 0 .. this (survival 1e-9); an older
 #: sojourn is taken at that age
 AGE_HAZARD_MAX = -math.log(1e-9)
-N_AGES = 64
-MIN_GRID, MAX_GRID = 1024, 2 ** 15
-#: rate factors are rounded to a geometric grid of this ratio (1%), so that handlers share curves
+N_AGES = 32
+MIN_GRID, MAX_GRID = 512, 2 ** 15
+#: grid steps per shortest mean sojourn (the Richardson extrapolation makes the grid's error second order)
+STEPS_PER_MEAN = 20
+#: rate factors are rounded to a geometric grid of this ratio (1%), so that handlers share curves, and
+#: kept within FACTOR_STEP ** +-FACTOR_SPAN (1/4 .. 4)
 FACTOR_STEP = 1.01
+FACTOR_SPAN = 139
 
 
 def check_time_model(time_model) -> str:
@@ -121,14 +125,20 @@ def parse_within(within, time_kind: str) -> TimeHorizons:
     return TimeHorizons(labels, np.asarray(values, dtype=np.float64))
 
 
-def quantize_factors(factors: np.ndarray) -> np.ndarray:
-    """Rate factors rounded to the nearest power of :data:`FACTOR_STEP` (1%), so handlers share curves.
-
-    >>> quantize_factors(np.array([1.0, 1.004, 2.0])).round(4).tolist()
-    [1.0, 1.0, 2.0068]
-    """
+def factor_steps(factors: np.ndarray) -> np.ndarray:
+    """The power of :data:`FACTOR_STEP` nearest each rate factor, within +-:data:`FACTOR_SPAN` (int64)."""
     k = np.rint(np.log(np.asarray(factors, np.float64)) / math.log(FACTOR_STEP))
-    return FACTOR_STEP ** k
+    return np.clip(k, -FACTOR_SPAN, FACTOR_SPAN).astype(np.int64)
+
+
+def quantize_factors(factors: np.ndarray) -> np.ndarray:
+    """Rate factors rounded to the nearest power of :data:`FACTOR_STEP` (1%), so handlers share curves, and
+    kept within 1/4 .. 4 (a handler further off its states is more likely a different kind of handler).
+
+    >>> quantize_factors(np.array([1.0, 1.004, 2.0, 9.0])).round(4).tolist()
+    [1.0, 1.0, 2.0068, 3.9872]
+    """
+    return FACTOR_STEP ** factor_steps(factors).astype(np.float64)
 
 
 def _pairs(rows: np.ndarray, times: np.ndarray):
@@ -199,84 +209,96 @@ def _kernel(dist, ages: np.ndarray, delta: float, m: int) -> np.ndarray:
     return np.maximum(sf[:, :-1] - sf[:, 1:], 0.0)
 
 
+def _kernel_length(kernel: np.ndarray, tol: float = 1e-15) -> int:
+    """How many grid steps of a kernel carry mass: the rest sums to less than ``tol``."""
+    tail = np.cumsum(kernel[::-1])[::-1]
+    return int(np.searchsorted(-tail, -tol, side="left")) if len(kernel) else 0
+
+
+#: a dense chain of at most this many states solves the renewal equations by FFT (one small linear solve
+#: per frequency); larger (sparse, history-aware) chains step forward on the grid
+MAX_FFT_STATES = 64
+
+
 def _renewal(matrix, mask: np.ndarray, base: np.ndarray, kernels: list, m: int) -> np.ndarray:
-    """G = T F on the grid, (m + 1, S): the renewal equations solved forward (see the module)."""
+    """G = T F on the grid, (m + 1, S): the renewal equations (see the module) solved forward on the grid,
+    or, for a small dense chain, by a damped FFT (:func:`_renewal_fft`); each state's kernel is cut where
+    its remaining mass is below 1e-15."""
     n = len(mask)
     fail = np.asarray(mask, np.float64)
     keep = 1.0 - fail
-    groups = [(b, np.flatnonzero((base == b) & ~mask)) for b in range(len(kernels))]
-    groups = [(b, cols) for b, cols in groups if len(cols)]
-    lengths = {b: int(np.max(np.flatnonzero(kernels[b] > 1e-300), initial=-1)) + 1 for b, _ in groups}
+    span = max([_kernel_length(kernels[b]) for b in np.unique(base[~mask])], default=0)
+    W = np.zeros((span, n))  # W[j - 1, i] = w_{b(i)}(j); zero on failure states
+    if span:
+        live = np.flatnonzero(~mask)
+        W[:, live] = np.stack([kernels[b][:span] for b in base[live]], axis=1)
+    if isinstance(matrix, np.ndarray) and n <= MAX_FFT_STATES:
+        return _renewal_fft(matrix, fail, W, m)
     G = np.zeros((m + 1, n))
     G[0] = np.asarray(matrix @ fail).reshape(-1)
-    F = fail.copy()
     for ell in range(1, m + 1):
-        F[:] = fail
-        for b, cols in groups:
-            span = min(ell, lengths[b])
-            if span:
-                w = kernels[b][:span]  # w(1..span) against G(ell-1 .. ell-span)
-                F[cols] = w @ G[ell - 1::-1][:span, cols]
-        F *= keep
-        F += fail
-        G[ell] = np.asarray(matrix @ F).reshape(-1)
+        j = min(ell, span)
+        acc = np.einsum("ji,ji->i", W[:j], G[ell - 1::-1][:j]) if j else np.zeros(n)
+        G[ell] = np.asarray(matrix @ (fail + keep * acc)).reshape(-1)
     return G
 
 
-def _first_step(G: np.ndarray, kernel_by_age: np.ndarray, cols: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """Phi[k, i, l] = sum_j w(j | a_k) G[l - j, i] for the columns ``cols`` and grid points ``need``, by FFT."""
+def _renewal_fft(T: np.ndarray, fail: np.ndarray, W: np.ndarray, m: int) -> np.ndarray:
+    """The renewal equations F = 1_F + 1_{not F} (W * G), G = T F, as sequences over l = 0..N-1 damped by
+    r^l with r^N = 1e-14: their DFTs solve (I - diag(W^) T) F^ = phi^ at every frequency, and G = r^-l
+    IDFT(T F^) for l <= m. With N >= 4 (m + 1) the wrapped terms are below 1e-14 r^-m = 10^-10.5."""
+    n = len(fail)
+    size = 1 << int(math.ceil(math.log2(4 * (m + 1))))
+    damp = np.exp(math.log(1e-14) / size * np.arange(size))
+    w = np.zeros((size, n))
+    w[1:1 + min(len(W), size - 1)] = W[:size - 1] * damp[1:1 + min(len(W), size - 1), None]
+    w_hat = np.fft.rfft(w, axis=0)  # (F, n), zero on failure states
+    phi_hat = np.fft.rfft(damp)[:, None] * fail[None, :]  # (F, n)
+    system = np.eye(n)[None, :, :] - w_hat[:, :, None] * T[None, :, :]
+    f_hat = np.linalg.solve(system, phi_hat[:, :, None])[:, :, 0]
+    g = np.fft.irfft(f_hat @ T.T, n=size, axis=0)[:m + 1]
+    return g / damp[:m + 1, None]
+
+
+def _phi_chunks(G: np.ndarray, kernel_by_age: np.ndarray, cols: np.ndarray, chunk: int):
+    """Phi[k, i, l] = sum_j w(j | a_k) G[l - j, i], l = 0..m, for blocks of ``chunk`` of the columns ``cols``
+    (by FFT): yields (block's first position in ``cols``, Phi of the block)."""
     m = G.shape[0] - 1
+    k = kernel_by_age.shape[0]
     size = 1 << int(math.ceil(math.log2(2 * (m + 1))))
-    wk = np.zeros((kernel_by_age.shape[0], size))
+    wk = np.zeros((k, size))
     wk[:, 1:m + 1] = kernel_by_age[:, :m]
     fw = np.fft.rfft(wk, axis=1)
-    out = np.empty((kernel_by_age.shape[0], len(cols), len(need)))
-    chunk = max(1, int(2 ** 22 // (kernel_by_age.shape[0] * size)))
     for s in range(0, len(cols), chunk):
-        c = cols[s:s + chunk]
-        fg = np.fft.rfft(G[:, c].T, n=size, axis=1)  # (chunk, F)
-        conv = np.fft.irfft(fw[:, None, :] * fg[None, :, :], n=size, axis=2)
-        out[:, s:s + len(c), :] = conv[:, :, need]
-    return out
+        fg = np.fft.rfft(G[:, cols[s:s + chunk]].T, n=size, axis=1)  # (chunk, F)
+        yield s, np.fft.irfft(fw[:, None, :] * fg[None, :, :], n=size, axis=2)[:, :, :m + 1]
 
 
-def _semi_markov_once(matrix, mask, base, dists, rows, ages, times, m: int) -> np.ndarray:
-    t_max = float(times.max())
-    delta = t_max / m
-    kernels = [_kernel(d, np.zeros(1), delta, m)[0] for d in dists]
-    G = _renewal(matrix, mask, base, kernels, m)
-    pos = times / delta
-    lo = np.clip(np.floor(pos).astype(np.int64), 0, m)
-    hi = np.minimum(lo + 1, m)
-    frac = np.clip(pos - lo, 0.0, 1.0)
-    need, l_inv = np.unique(np.r_[lo, hi], return_inverse=True)
-    lo_k, hi_k = l_inv[:len(lo)], l_inv[len(lo):]
-    out = np.empty(len(rows))
-    hazard_grid = np.linspace(0.0, AGE_HAZARD_MAX, N_AGES)
-    for b, dist in enumerate(dists):
-        sel = np.flatnonzero(base[rows] == b)
-        if not len(sel):
-            continue
-        ages_grid = np.r_[0.0, dist.age_at_hazard(hazard_grid[1:])]
-        cols, col_inv = np.unique(rows[sel], return_inverse=True)
-        phi = _first_step(G, _kernel(dist, ages_grid, delta, m), cols, need)  # (K, cols, need)
-        h = np.clip(-dist.logsf(ages[sel]), 0.0, AGE_HAZARD_MAX) / hazard_grid[1] if N_AGES > 1 else 0.0
-        k0 = np.clip(np.floor(h).astype(np.int64), 0, N_AGES - 2)
-        u = np.clip(h - k0, 0.0, 1.0)
-        ci = col_inv.reshape(-1)
-        a0 = (1 - frac[sel]) * phi[k0, ci, lo_k[sel]] + frac[sel] * phi[k0, ci, hi_k[sel]]
-        a1 = (1 - frac[sel]) * phi[k0 + 1, ci, lo_k[sel]] + frac[sel] * phi[k0 + 1, ci, hi_k[sel]]
-        out[sel] = (1 - u) * a0 + u * a1
-    return out
+def _extrapolated(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """2 fine - coarse on the fine grid (the coarse grid's odd points interpolated): Richardson."""
+    on_fine = np.empty_like(fine)
+    on_fine[..., ::2] = coarse
+    on_fine[..., 1::2] = 0.5 * (coarse[..., :-1] + coarse[..., 1:])
+    return 2.0 * fine - on_fine
+
+
+def age_grid(dist) -> np.ndarray:
+    """The ages the first wait is conditioned on: uniform in age up to the 99.9% quantile (where the
+    conditional wait changes fastest), then uniform in the cumulative hazard up to :data:`AGE_HAZARD_MAX`;
+    :data:`N_AGES` points, ascending. An age past the last is taken at the last."""
+    split = -math.log(1e-3)
+    early = np.linspace(0.0, float(dist.age_at_hazard(np.array([split]))[0]), N_AGES - N_AGES // 4)
+    late = dist.age_at_hazard(np.linspace(split, AGE_HAZARD_MAX, N_AGES // 4 + 1)[1:])
+    return np.r_[early, late]
 
 
 def grid_size(dists, times: np.ndarray, grid: int | None = None) -> int:
-    """The number of grid steps: ``grid`` if given, else enough for 40 steps per shortest mean sojourn,
-    at least 1024 and at most 2^15 (even, for the extrapolation)."""
+    """The number of grid steps: ``grid`` if given, else :data:`STEPS_PER_MEAN` steps per shortest mean
+    sojourn, at least :data:`MIN_GRID` and at most :data:`MAX_GRID` (even, for the extrapolation)."""
     if grid is not None:
         return int(grid) + int(grid) % 2
     shortest = min(d.mean for d in dists)
-    wanted = 40.0 * float(np.max(times)) / max(shortest, 1e-300)
+    wanted = STEPS_PER_MEAN * float(np.max(times)) / max(shortest, 1e-300)
     m = int(min(MAX_GRID, max(MIN_GRID, math.ceil(wanted))))
     if wanted > MAX_GRID:
         logger.warning("the time grid is capped at %d steps (%d wanted): horizons of %.3g mean sojourns; "
@@ -286,10 +308,11 @@ def grid_size(dists, times: np.ndarray, grid: int | None = None) -> int:
 
 def semi_markov_failure(matrix, mask: np.ndarray, base: np.ndarray, dists: list, rows: np.ndarray,
                         ages: np.ndarray, times: np.ndarray, grid: int | None = None) -> np.ndarray:
-    """P(fail within ``times[k]`` | chain state ``rows[k]``, its sojourn aged ``ages[k]``) of the semi-Markov
-    chain (see the module): ``base`` maps chain states to base states, ``dists`` a sojourn distribution
-    (:class:`~markovfault._sojourns.Sojourn`) per base state. ``grid``: grid steps (default
-    :func:`grid_size`). Returns an array shaped like ``rows``.
+    """P(fail within ``times[k, h]`` | chain state ``rows[k]``, its sojourn aged ``ages[k]``) of the
+    semi-Markov chain (see the module): ``base`` maps chain states to base states, ``dists`` a sojourn
+    distribution (:class:`~markovfault._sojourns.Sojourn`) per base state. ``times`` is (n, H) (or (n,)
+    for one horizon each); ``grid``: grid steps (default :func:`grid_size`). Returns an array shaped like
+    ``times``.
 
     Examples
     --------
@@ -305,12 +328,50 @@ def semi_markov_failure(matrix, mask: np.ndarray, base: np.ndarray, dists: list,
     """
     rows = np.asarray(rows, np.int64).reshape(-1)
     ages = np.asarray(ages, np.float64).reshape(-1)
-    times = np.asarray(times, np.float64).reshape(-1)
+    shape = np.shape(times)
+    times = np.asarray(times, np.float64).reshape(len(rows), -1)
     if not len(rows):
-        return np.zeros(0)
+        return np.zeros(shape)
     mask = np.asarray(mask, bool)
     base = np.asarray(base, np.int64)
     m = grid_size(dists, times, grid)
-    fine = _semi_markov_once(matrix, mask, base, dists, rows, ages, times, m)
-    coarse = _semi_markov_once(matrix, mask, base, dists, rows, ages, times, m // 2)
-    return np.clip(2.0 * fine - coarse, 0.0, 1.0)
+    t_max = float(times.max())
+    solved = []
+    for steps in (m, m // 2):  # the fine grid and the coarse one of the extrapolation
+        delta = t_max / steps
+        G = _renewal(matrix, mask, base, [_kernel(d, np.zeros(1), delta, steps)[0] for d in dists], steps)
+        solved.append((steps, delta, G))
+    pos = times / solved[0][1]
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, m - 1)
+    frac = np.clip(pos - lo, 0.0, 1.0)
+    out = np.empty(times.shape)
+    occupied = np.zeros(len(mask), bool)
+    occupied[rows] = True
+    chunk = max(1, int(2 ** 23 // (N_AGES * 4 * (m + 1))))  # floats of one block of Phi
+    for b, dist in enumerate(dists):
+        cols = np.flatnonzero(occupied & (base == b))
+        if not len(cols):
+            continue
+        sel = np.flatnonzero(base[rows] == b)
+        position = np.full(len(mask), -1, np.int64)
+        position[cols] = np.arange(len(cols))
+        where = position[rows[sel]]
+        ages_grid = age_grid(dist)
+        a = np.minimum(ages[sel], ages_grid[-1])
+        k0 = np.clip(np.searchsorted(ages_grid, a, side="right") - 1, 0, len(ages_grid) - 2)
+        u = ((a - ages_grid[k0]) / (ages_grid[k0 + 1] - ages_grid[k0]))[:, None]
+        fine, coarse = (_phi_chunks(G, _kernel(dist, ages_grid, delta, steps), cols, chunk)
+                        for steps, delta, G in solved)
+        for (s, pf), (_, pc) in zip(fine, coarse):
+            phi = _extrapolated(pf, pc)
+            inside = (where >= s) & (where < s + phi.shape[1])
+            e = sel[inside]
+            width = phi.shape[2]
+            flat = phi.reshape(-1)
+            # the flat index of (age k, column, grid point l); the next age is one column block further
+            at = ((k0[inside] * phi.shape[1] + where[inside] - s) * width)[:, None] + lo[e]
+            f, u_e, next_age = frac[e], u[inside], phi.shape[1] * width
+            low = (1 - f) * flat[at] + f * flat[at + 1]
+            high = (1 - f) * flat[at + next_age] + f * flat[at + next_age + 1]
+            out[e] = (1 - u_e) * low + u_e * high
+    return np.clip(out, 0.0, 1.0).reshape(shape)

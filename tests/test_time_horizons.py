@@ -348,3 +348,23 @@ def test_bad_time_settings_and_old_models(weibull_frame):
     model.sojourn_counts_ = None  # as a model file written before time horizons
     with pytest.raises(NotFittedError, match="fit it again"):
         model.predict(weibull_frame.head(50), within="5min")
+
+
+def test_the_fft_renewal_equals_the_forward_steps():
+    # a dense chain solves the renewal equations by FFT, a sparse one steps forward: the same numbers
+    from scipy import sparse
+
+    from markovfault._sojourns import Parametric
+    from markovfault._timehorizons import semi_markov_failure
+
+    rng = np.random.default_rng(4)
+    T = rng.random((6, 6)) ** 2
+    T /= T.sum(axis=1, keepdims=True)
+    mask = np.array([False, False, False, False, True, True])
+    dists = [Parametric("weibull_min", 2.5, 3.0), Parametric("lognorm", 0.7, 1.3), Parametric("gamma", 0.6, 4.0),
+             Parametric("expon", None, 2.2), Parametric("expon", None, 1.0), Parametric("weibull_min", 1.5, 0.8)]
+    rows = np.repeat(np.arange(6), 3)
+    ages, times = rng.uniform(0, 6, 18), rng.uniform(0.5, 20, (18, 2))
+    dense = semi_markov_failure(T, mask, np.arange(6), dists, rows, ages, times, grid=800)
+    steps = semi_markov_failure(sparse.csr_matrix(T), mask, np.arange(6), dists, rows, ages, times, grid=800)
+    np.testing.assert_allclose(dense, steps, rtol=0, atol=1e-9)

@@ -18,8 +18,8 @@ import pandas as pd
 from .._sojourns import (Parametric, SojournCounts, check_sojourn, count_sojourns, fit_sojourns, open_sojourns,
                          state_rates, time_unit)
 from .._timecodec import parse_max_gap, to_time_int
-from .._timehorizons import (DEFAULT_TOL, TimeHorizons, check_time_model, ctmc_failure, quantize_factors,
-                             semi_markov_failure)
+from .._timehorizons import (DEFAULT_TOL, FACTOR_SPAN, TimeHorizons, check_time_model, ctmc_failure,
+                             factor_steps, quantize_factors, semi_markov_failure)
 from ..exceptions import ConfigError, NotFittedError
 from ..trajectories import Trajectories
 
@@ -167,18 +167,21 @@ def time_forecasts(model, matrix, rows: np.ndarray, ages: np.ndarray, factors: n
     (n_entities, n_horizons), and the bound on the truncation error (0 for the semi-Markov grid)."""
     timing = fitted_time(model)
     chain = model.chain_
+    rows = np.asarray(rows, np.int64)
     c = quantize_factors(factors)
-    n, h = len(rows), len(horizons)
-    r = np.repeat(np.asarray(rows, np.int64), h)
-    times = (c[:, None] * horizons.values[None, :]).reshape(-1)
+    times = c[:, None] * horizons.values[None, :]
     mask = np.asarray(chain.is_failure_, bool)
     base = np.asarray(chain.base_state_, np.int64)
-    if timing.kind == "ctmc":
-        p, bound = ctmc_failure(matrix, mask, timing.rates[base], r, times, DEFAULT_TOL)
-    else:
-        p = semi_markov_failure(matrix, mask, base, timing.dists, r, np.repeat(c * ages, h), times, grid)
-        bound = 0.0
-    return p.reshape(n, h), bound
+    if timing.kind == "semi_markov":
+        return semi_markov_failure(matrix, mask, base, timing.dists, rows, c * ages, times, grid), 0.0
+    # memoryless: one forecast per (chain state, rate factor) pair, looked up for every entity
+    key = rows * (2 * FACTOR_SPAN + 1) + factor_steps(c) + FACTOR_SPAN
+    pairs, inverse = np.unique(key, return_inverse=True)
+    first = np.zeros(len(pairs), np.int64)
+    first[inverse.reshape(-1)] = np.arange(len(rows))
+    p, bound = ctmc_failure(matrix, mask, timing.rates[base], np.repeat(rows[first], len(horizons)),
+                            times[first].reshape(-1), DEFAULT_TOL)
+    return p.reshape(len(pairs), -1)[inverse.reshape(-1)], bound
 
 
 def silence_of(silence_fails, time_kind: str, unit: float) -> float | None:
