@@ -8,8 +8,8 @@ Step n of a handler ends in state S_n at time t_n; the wait until its next step,
 - ``"semi_markov"``: a sojourn-time distribution per base state, a family of :mod:`scipy.stats` (exponential,
   Weibull, gamma, log-normal) chosen by likelihood, or the empirical distribution (life table).
 
-Sojourns are counted on a fixed grid of log-spaced bins (:data:`EDGES`, 40 per decade from 1 ms to 10^9 s;
-integer time: the same numbers in its units), so the counts of batches, partitions and folds add exactly, with
+Sojourns are counted on a fixed grid of log-spaced bins (:data:`EDGES`, 16 per octave from 2^-10 s, about
+1 ms, to 2^30 s; integer time: the same numbers in its units), so the counts of batches, partitions and folds add exactly, with
 the exact sum of the durations beside them. A sojourn that was never seen to end is *censored*: the open last
 sojourn of every entity at the data's end, and the wait across a silence longer than ``max_gap`` (the chain
 does not count that transition, so neither do the sojourns). Censored sojourns count in the time at risk and in
@@ -28,9 +28,12 @@ from .exceptions import ConfigError
 __all__ = ["EDGES", "FAMILIES", "SOJOURN_KINDS", "SojournCounts", "count_sojourns", "open_sojourns",
            "time_unit", "check_sojourn", "Sojourn", "fit_sojourns", "state_rates"]
 
-PER_DECADE = 40
-#: bin edges in time units (seconds for timestamps): 0, then 10^-3 .. 10^9, 40 per decade; the last bin is open
-EDGES = np.r_[0.0, 10.0 ** (np.arange(-3 * PER_DECADE, 9 * PER_DECADE + 1) / PER_DECADE)]
+PER_OCTAVE = 16
+LOW_OCTAVE, N_OCTAVES = -10, 40
+#: bin edges in time units (seconds for timestamps): 0, then 2^-10 (about 1 ms) .. 2^30 (34 years), 16 per
+#: octave (each 1/16 of the octave's start wide: the top four mantissa bits of a double); the last bin is open
+EDGES = np.r_[0.0, np.ldexp(1.0 + (np.arange(1, N_OCTAVES * PER_OCTAVE + 1) % PER_OCTAVE) / PER_OCTAVE,
+                            LOW_OCTAVE + np.arange(1, N_OCTAVES * PER_OCTAVE + 1) // PER_OCTAVE)]
 N_BINS = len(EDGES)  # bins [EDGES[k], EDGES[k + 1]), the last one [EDGES[-1], inf)
 FAMILIES = ("expon", "weibull_min", "gamma", "lognorm")
 SOJOURN_KINDS = ("auto", "empirical") + FAMILIES
@@ -44,7 +47,10 @@ def time_unit(time_kind: str) -> float:
 
 
 def _bin(durations: np.ndarray) -> np.ndarray:
-    return np.clip(np.searchsorted(EDGES, durations, side="right") - 1, 0, N_BINS - 1)
+    """The bin of each duration (>= 0), read from the bits of the doubles: the exponent and the top four
+    mantissa bits (a shift, no search)."""
+    bits = np.ascontiguousarray(durations, dtype=np.float64).view(np.int64) >> 48
+    return np.clip(bits - ((1023 + LOW_OCTAVE) << 4), 0, N_BINS - 1)
 
 
 @dataclass

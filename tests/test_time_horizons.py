@@ -368,3 +368,12 @@ def test_the_fft_renewal_equals_the_forward_steps():
     dense = semi_markov_failure(T, mask, np.arange(6), dists, rows, ages, times, grid=800)
     steps = semi_markov_failure(sparse.csr_matrix(T), mask, np.arange(6), dists, rows, ages, times, grid=800)
     np.testing.assert_allclose(dense, steps, rtol=0, atol=1e-9)
+
+
+def test_sojourn_bins_read_from_the_bits_equal_a_search_of_the_edges():
+    from markovfault._sojourns import EDGES, N_BINS, _bin
+
+    rng = np.random.default_rng(8)
+    d = np.r_[0.0, 1e-6, EDGES[1:], np.nextafter(EDGES[1:], 0), rng.lognormal(2, 4, 50_000), 1e15]
+    expected = np.clip(np.searchsorted(EDGES, d, side="right") - 1, 0, N_BINS - 1)
+    np.testing.assert_array_equal(_bin(d), expected)
