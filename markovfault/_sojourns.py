@@ -50,7 +50,8 @@ def _bin(durations: np.ndarray) -> np.ndarray:
     """The bin of each duration (>= 0), read from the bits of the doubles: the exponent and the top four
     mantissa bits (a shift, no search)."""
     bits = np.ascontiguousarray(durations, dtype=np.float64).view(np.int64) >> 48
-    return np.clip(bits - ((1023 + LOW_OCTAVE) << 4), 0, N_BINS - 1)
+    bits -= (1023 + LOW_OCTAVE) << 4
+    return np.clip(bits, 0, N_BINS - 1, out=bits)
 
 
 @dataclass
@@ -125,15 +126,25 @@ def count_sojourns(traj, exclude: np.ndarray | None = None, cap: float | None = 
     if traj.n_steps < 2:
         return SojournCounts.zeros(n_states)
     unit = time_unit(traj.time_kind)
-    same = traj.entity[1:] == traj.entity[:-1]
-    done = same & ~traj.is_run_start()[1:]
     state = traj.state[:-1]
+    d = np.diff(traj.time).astype(np.float64)
+    if unit != 1.0:
+        d *= unit
+    # one pass over the steps: a completed sojourn counts in its state's row, anything else in row n_states
+    starts = traj.run_starts[traj.run_starts > 0] - 1  # the waits into a run's first step
+    broken = starts[traj.entity[starts] == traj.entity[starts + 1]]  # a run break of one entity: censored
+    row = state.copy()
+    row[starts] = n_states
     if exclude is not None and np.any(exclude):
-        keep = ~np.asarray(exclude, bool)[state]
-        same, done = same & keep, done & keep
-    d = (traj.time[1:] - traj.time[:-1]).astype(np.float64) * unit
-    broken = same & ~done
-    done_h, done_s = _histogram(state[done], d[done], n_states)
+        ends = np.asarray(exclude, bool)[state]
+        row[ends] = n_states
+        broken = broken[~ends[broken]]
+    code = _bin(d)
+    row_code = row * N_BINS
+    row_code += code
+    cells = np.bincount(row_code, minlength=(n_states + 1) * N_BINS)
+    done_h = cells[:n_states * N_BINS].reshape(n_states, N_BINS).astype(np.int64)
+    done_s = np.bincount(row, d, n_states + 1)[:n_states]
     gaps = d[broken] if cap is None else np.minimum(d[broken], cap)
     cens_h, cens_s = _histogram(state[broken], gaps, n_states)
     return SojournCounts(done_h, done_s, cens_h, cens_s)

@@ -45,6 +45,16 @@ def test_diagnostics_example_runs():
     assert runner.failures == 0 and runner.tries >= 5
 
 
+def test_time_horizons_example_runs():
+    import doctest
+
+    (example,) = [b for b in blocks("pycon") if "within=" in b]
+    test = doctest.DocTestParser().get_doctest(example, {}, "README time horizons", str(README), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 5
+
+
 def test_intervals_example_runs():
     import doctest
 
