@@ -358,7 +358,7 @@ def fit_sojourns(counts: SojournCounts, kind: str = "auto") -> list[Sojourn]:
     >>> traj = types.SimpleNamespace(n_states=1, n_steps=4001, time_kind="integer",
     ...     entity=np.zeros(4001, int), state=np.zeros(4001, int),
     ...     time=np.r_[0, np.cumsum(np.rint(1000 * rng.weibull(3.0, 4000)))].astype(np.int64),
-    ...     is_run_start=lambda: np.r_[True, np.zeros(4000, bool)])
+    ...     run_starts=np.array([0]))
     >>> fitted = fit_sojourns(count_sojourns(traj))[0]
     >>> fitted.name, round(fitted.params["shape"], 1)
     ('weibull_min', 3.0)
