@@ -27,7 +27,7 @@ from .._constants import MODEL
 from . import _metrics
 
 __all__ = ["INTERVAL_METRICS", "HIGHER_IS_BETTER", "fold_means", "comparisons_frame",
-           "score_predictions"]
+           "score_predictions", "score_time_horizons", "rescore_in_time"]
 
 #: the scores that get per-fold means and intervals
 INTERVAL_METRICS = ("brier", "log_loss", "bss", "roc_auc", "average_precision", "ece",
@@ -306,3 +306,29 @@ def _interval_frame(estimate, reps, H, M, names, confidence) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def score_time_horizons(fold, hor, model, p, y, base, ent, step, names, labels, K, threshold, n_boot,
+                        confidence, random_state):
+    """:func:`score_predictions` of time horizons, on horizon indices 1..H (no lead times:
+    they count steps), then the horizon columns as labels."""
+    H = len(labels)
+    metrics, intervals, comparisons = score_predictions(
+        fold, hor, model, p, y, base, ent, step, np.full(len(fold), H + 1), list(names), n_folds=K,
+        horizon=H, threshold=threshold, n_boot=n_boot, confidence=confidence, random_state=random_state)
+    for frame in (metrics, intervals, comparisons):
+        if len(frame):
+            frame["horizon"] = labels[frame["horizon"].to_numpy(np.int64) - 1]
+    return metrics, intervals, comparisons
+
+
+def rescore_in_time(pred: pd.DataFrame, labels: list, n_folds: int, threshold: float, n_boot: int,
+                    confidence: float, random_state):
+    """``BacktestResult.rescore`` of a time-horizon result: (metrics, intervals, comparisons)."""
+    labels = np.asarray(labels, dtype=object)
+    hor = pd.Index(list(labels)).get_indexer(pred["horizon"].astype(object)) + 1
+    names = [str(m) for m in pred["model"].cat.categories]
+    return score_time_horizons(
+        pred["fold"].to_numpy(np.int64), hor.astype(np.int64),
+        pred["model"].cat.codes.to_numpy().astype(np.int64), pred["p"].to_numpy(np.float64),
+        pred["y"].to_numpy(np.int64), pred["base_rate"].to_numpy(np.float64),
+        pred["entity_code"].to_numpy(np.int64), pred["origin_step"].to_numpy(np.int64), names, labels,
+        n_folds, threshold, n_boot, confidence, random_state)

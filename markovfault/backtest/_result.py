@@ -105,6 +105,15 @@ class BacktestResult:
         n_boot = int(p.get("n_boot", 200) if n_boot is None else n_boot)
         confidence = float(p.get("confidence", 0.95) if confidence is None else confidence)
         pred = self.predictions
+        if p.get("within") is not None:
+            from ._bootstrap import rescore_in_time
+
+            metrics, intervals, comparisons = rescore_in_time(
+                pred, list(p["within"]), int(p["n_folds"]), float(p["threshold"]), n_boot, confidence,
+                random_state)
+            return BacktestResult(metrics=metrics, predictions=pred, folds=self.folds,
+                                  params={**p, "n_boot": n_boot, "confidence": confidence},
+                                  intervals=intervals, comparisons=comparisons)
         H = int(p["horizon"])
         failing = pred["state"].isin(p.get("failure_states", [])).to_numpy()
         d_onset = np.where(failing, H + 1, pred["steps_to_failure"].to_numpy())
@@ -249,12 +258,17 @@ class BacktestResult:
         lines = [
             "# markovfault backtest",
             "",
-            f"- horizon 1..{p['horizon']}, {p['n_folds']} folds ({p['window']} window"
+            (f"- time horizons {', '.join(map(str, p['within']))} ({p.get('time_model')} against "
+             f"{', '.join(m for m in p.get('time_models', {}).values() if m != p.get('time_model'))})"
+             if p.get("within") is not None else f"- horizon 1..{p['horizon']}")
+            + f", {p['n_folds']} folds ({p['window']} window"
             + (f" of {p['window_size']}" if p.get("window_size") is not None else "")
             + f"), origins: {p['origins']}, alert threshold {p['threshold']}",
             f"- models: {', '.join(self.models)}",
-            f"- censored origins (fewer than h steps observed, none failed): "
-            f"{int(self.folds['n_censored'].sum())} of "
+            ("- censored origins (the histories end before the horizon, none failed): "
+             if p.get("within") is not None else
+             "- censored origins (fewer than h steps observed, none failed): ")
+            + f"{int(self.folds['n_censored'].sum())} of "
             f"{int(self.folds['n_origins'].sum())} (origin, horizon) pairs",
             "",
             "## Verdict",
@@ -286,7 +300,11 @@ class BacktestResult:
         from html import escape
 
         table = self.summary()
-        ends = sorted({int(table["horizon"].min()), int(table["horizon"].max())})
+        if self.params.get("within") is not None:  # time horizons: the first and the last label
+            labels = list(self.params["within"])
+            ends = list(dict.fromkeys([labels[0], labels[-1]]))
+        else:
+            ends = sorted({int(table["horizon"].min()), int(table["horizon"].max())})
         table = table[table["horizon"].isin(ends)].drop(columns=["note"]).round(4)
         lines = self.verdict().splitlines() + self.verdict("roc_auc").splitlines()
         return (f"<p><b>{escape(repr(self))}</b></p><ul>"
@@ -297,6 +315,8 @@ class BacktestResult:
 
 
 def _ranges(values) -> str:
+    if not all(isinstance(v, (int, np.integer)) for v in values):  # time horizons: their labels
+        return ", ".join(str(v) for v in values)
     values = sorted(int(v) for v in values)
     out, start, prev = [], None, None
     for v in values:
