@@ -223,6 +223,17 @@ def test_weibull_waits_the_semi_markov_model_beats_the_ctmc_at_a_short_horizon()
     again = res.rescore(n_boot=0)
     pd.testing.assert_series_equal(again.summary()["brier"], table["brier"])
     assert "time horizons 10s, 1min" in res.report()
+    assert "10s" in res._repr_html_()
+
+
+@quiet
+def test_result_written_to_a_directory(tmp_path):
+    res = backtest(hand_history(), FaultPredictor(states=STATES, time_model="ctmc"), within=[4, 12],
+                   cutoffs=[25], baselines=["climatology"], n_boot=10)
+    res.to_dir(tmp_path)
+    back = pd.read_csv(tmp_path / "metrics.csv")
+    assert set(back["horizon"].astype(str)) == {"4", "12"}
+    assert (tmp_path / "report.md").read_text().startswith("# markovfault backtest")
 
 
 @quiet

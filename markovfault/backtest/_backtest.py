@@ -137,6 +137,27 @@ def backtest(
         one set (which mixes folds of different base rates: a constant forecast
         gets a pooled AUC below 0.5) only by :meth:`BacktestResult.pooled`.
 
+    Examples
+    --------
+    Time horizons: two fits of the predictor (one per cutoff), its semi-Markov model against the
+    continuous-time chain and the climatology, within 5 and 30 minutes of each cutoff:
+
+    >>> import warnings
+    >>> from markovfault import FaultPredictor
+    >>> from markovfault.simulate import simulate_histories
+    >>> hist = simulate_histories(10, 120, random_state=0, with_metrics=False)
+    >>> model = FaultPredictor(states={"failure": ["error", "timeout", "down"]}, sojourn="weibull_min",
+    ...     columns={"entity": "handler", "time": "timestamp", "event": "event_type"})
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     result = backtest(hist, model, within=["5min", "30min"], cutoffs=2, n_boot=20,
+    ...                       baselines=["climatology"])
+    >>> result.summary()[["model", "horizon", "n"]].values.tolist()  # doctest: +NORMALIZE_WHITESPACE
+    [['markov', '5min', 20], ['markov_ctmc', '5min', 20], ['climatology', '5min', 20],
+     ['markov', '30min', 20], ['markov_ctmc', '30min', 20], ['climatology', '30min', 20]]
+    >>> result.folds[["fold", "horizon", "n_origins", "n_censored"]].values.tolist()
+    [[0, '5min', 10, 0], [0, '30min', 10, 0], [1, '5min', 10, 0], [1, '30min', 10, 0]]
+
     Notes
     -----
     Training outcomes (of every baseline, and the base rate Brier skill is

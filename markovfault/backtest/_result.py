@@ -238,7 +238,7 @@ class BacktestResult:
 
     def to_dir(self, path) -> Path:
         """Write metrics.csv, intervals.csv, comparisons.csv, folds.csv, predictions.parquet,
-        report.md and PNG figures."""
+        report.md and PNG figures (not for time horizons: the figures are drawn per step horizon)."""
         from .. import plotting
 
         path = Path(path)
@@ -248,7 +248,9 @@ class BacktestResult:
         self.comparisons.to_csv(path / "comparisons.csv", index=False)
         self.folds.to_csv(path / "folds.csv", index=False)
         self.predictions.to_parquet(path / "predictions.parquet", index=False)
-        figures = plotting.save_backtest_figures(self, path)
+        # the figures are drawn per step horizon; a backtest of time horizons writes its tables only
+        figures = [] if self.params.get("within") is not None else \
+            plotting.save_backtest_figures(self, path)
         (path / "report.md").write_text(self.report(figures=[f.name for f in figures]))
         return path
 

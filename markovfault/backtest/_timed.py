@@ -92,7 +92,7 @@ def time_outcomes(entity: np.ndarray, time: np.ndarray, fail: np.ndarray, end: n
     >>> fail = np.array([False, False, True, False])
     >>> time_outcomes(ent, t, fail, np.zeros(4, bool), np.array([0, 0]), np.array([0, 20]),
     ...               np.array([0, 20]), np.array([5, 25]), 30).tolist()
-    [[0, 1], [-1, -1]]
+    [[0, 1], [0, -1]]
     """
     q_start = np.asarray(q_start, np.int64)
     widths = np.asarray(widths, np.int64)
