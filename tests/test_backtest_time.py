@@ -260,9 +260,14 @@ def test_sliding_window_and_errors():
         backtest(frame, model, within=[4], horizon=3, cutoffs=[25])
     with pytest.raises(ConfigError, match="positive"):
         backtest(frame, model, within=[0], cutoffs=[25])
-    with pytest.raises(HistoryError, match="no training"):
-        backtest(frame, model, within=[4], cutoffs=[25, 40], window="sliding", window_size=1,
+    with pytest.raises(HistoryError, match="no training rows"):
+        backtest(frame, model, within=[4], cutoffs=[39], window="sliding", window_size=1,
                  baselines=[], n_boot=0)
+    with pytest.raises(HistoryError, match="no training transitions"):  # b@23, c@22, f@24: one step each
+        backtest(frame, model, within=[4], cutoffs=[25], window="sliding", window_size=3, baselines=[],
+                 n_boot=0)
+    with pytest.raises(ConfigError, match="recent"):
+        backtest(frame, model, within=[4], cutoffs=[25], event_mix="recent")
 
 
 def _truth_by_monte_carlo(state, age, widths, p_fail, p_recover, shape, scale, n_sims, seed):
