@@ -224,6 +224,10 @@ def test_weibull_waits_the_semi_markov_model_beats_the_ctmc_at_a_short_horizon()
     pd.testing.assert_series_equal(again.summary()["brier"], table["brier"])
     assert "time horizons 10s, 1min" in res.report()
     assert "10s" in res._repr_html_()
+    assert res.calibration("markov", "10s")["n"].sum() == len(
+        res.predictions.query("model == 'markov' and horizon == '10s'"))
+    with pytest.raises(ValueError, match="time horizons are"):
+        res.calibration("markov", 1)
 
 
 @quiet

@@ -218,6 +218,9 @@ class BacktestResult:
         """One row per failure that the forecasts at ``horizon`` could see:
         whether the probability crossed the threshold before it, and how many
         steps ahead (see :func:`markovfault.backtest._metrics.lead_times`)."""
+        if self.params.get("within") is not None:
+            raise ValueError("lead times count steps: a backtest of time horizons has none "
+                             "(backtest(..., horizon=H) for step horizons)")
         horizon = self.params["horizon"] if horizon is None else horizon
         sel = self._select(model, horizon)
         failing = (sel["state"].isin(self.params.get("failure_states", [])).to_numpy()
@@ -231,6 +234,9 @@ class BacktestResult:
 
     def _select(self, model, horizon) -> pd.DataFrame:
         pred = self.predictions
+        within = self.params.get("within")
+        if within is not None and horizon not in within:
+            raise ValueError(f"horizon {horizon!r} was not scored; the time horizons are {list(within)}")
         sel = pred[(pred["model"] == model) & (pred["horizon"] == horizon)]
         if sel.empty and model not in set(pred["model"]):
             raise ValueError(f"model {model!r} is not in this result; models: {self.models}")

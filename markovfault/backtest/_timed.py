@@ -183,11 +183,8 @@ class _Fold:
         self.rows = model.chain_.encode(traj, n_events=len(events))
         self.fail = traj.is_failure[traj.state]
         self.end = end_mask(traj)[traj.state]
-        n = traj.n_steps
         ent = traj.entity
-        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.zeros(0, np.int64)
-        self.ent_of_start = ent[starts]
-        idx = np.arange(n)
+        idx = np.arange(traj.n_steps)
         in_window = (traj.time < c) & (traj.time >= lo)
         self.train_steps = np.flatnonzero(in_window & ~self.end)
         if origins == "cutoff":
