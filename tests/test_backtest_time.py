@@ -65,6 +65,16 @@ def test_hand_counted_outcomes_censoring_ages_and_base_rates():
     assert sf.loc[("d", "4"), "p"] == pytest.approx((0 + 1 / 15) / 3)
     assert sf.loc[("d", "12"), "p"] == pytest.approx((0 + 2 / 12) / 2)
     assert set(res.models) == {"markov", "markov_ctmc", "climatology", "state_frequency"}
+    # lead times in time units: a's failure at 28 is 3 after the cutoff, h's at the cutoff itself
+    assert pred.loc[("a", "4"), "time_to_failure"] == 3 and pred.loc[("f", "20"), "time_to_failure"] == 15
+    assert np.isnan(pred.loc[("d", "4"), "time_to_failure"])  # failing at its origin: no onset ahead
+    low = backtest(hand_history(), model, within=[4, 12, 20], cutoffs=[25], baselines=[], n_boot=0,
+                   threshold=0.0)
+    row = low.metrics.set_index(["fold", "horizon", "model"]).loc[("0", "20", "markov")]
+    # every forecast alarms: the failures of a (3 ahead), f (15 ahead) and h (at the cutoff) are caught
+    assert (row["n_failures"], row["n_caught"]) == (3, 3)
+    # (a failure at the origin's time counts the least lead, one time unit)
+    assert row["mean_lead_time"] == pytest.approx((3 + 15 + 1) / 3)
 
 
 def _independent_labels(frame, origins, known_until, widths, failure="down", end="done"):
@@ -222,6 +232,8 @@ def test_weibull_waits_the_semi_markov_model_beats_the_ctmc_at_a_short_horizon()
     assert labelled["horizon"].tolist() == ["10s", "1min"]
     again = res.rescore(n_boot=0)
     pd.testing.assert_series_equal(again.summary()["brier"], table["brier"])
+    pd.testing.assert_series_equal(again.summary()["mean_lead_time"], table["mean_lead_time"])
+    assert table["mean_lead_time"].notna().any()
     assert "time horizons 10s, 1min" in res.report()
     assert "10s" in res._repr_html_()
     assert res.calibration("markov", "10s")["n"].sum() == len(

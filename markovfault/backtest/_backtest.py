@@ -85,7 +85,11 @@ def backtest(
         when none did and the histories reach origin + T (their latest time is
         at least origin + T) or the entity ended by then, censored otherwise;
         training labels follow the same rule with the data ending at the
-        cutoff. See :mod:`markovfault.backtest._timed`.
+        cutoff. Lead times (``mean_lead_time``) are the time from the origin to
+        the failure caught, in seconds (time units for integer time); the
+        predictions carry each origin's ``silent_for`` and ``time_to_failure``.
+        ``n_jobs`` is not used (the folds run in turn). See
+        :mod:`markovfault.backtest._timed`.
     cutoffs : int or sequence of times, default=5
         ``N`` cutoffs at the ``k/(N+1)`` quantiles of the step times, or the
         cutoff times themselves (timestamps or integers, as the time column).

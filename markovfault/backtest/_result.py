@@ -108,9 +108,7 @@ class BacktestResult:
         if p.get("within") is not None:
             from ._bootstrap import rescore_in_time
 
-            metrics, intervals, comparisons = rescore_in_time(
-                pred, list(p["within"]), int(p["n_folds"]), float(p["threshold"]), n_boot, confidence,
-                random_state)
+            metrics, intervals, comparisons = rescore_in_time(pred, p, n_boot, confidence, random_state)
             return BacktestResult(metrics=metrics, predictions=pred, folds=self.folds,
                                   params={**p, "n_boot": n_boot, "confidence": confidence},
                                   intervals=intervals, comparisons=comparisons)

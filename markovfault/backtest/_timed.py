@@ -292,13 +292,18 @@ def run_in_time(frame: pd.DataFrame, report, predictor, horizons: TimeHorizons, 
                 "n_train_transitions": int(fold.model.chain_.n_transitions_),
                 "train_base_rate": base[h], "n_origins": len(fold.steps),
                 "n_scored": int((y[:, h] >= 0).sum()), "n_censored": int((y[:, h] < 0).sum())})
-        pieces.append((k, fold, y, probs, base))
+        # lead times count failure onsets: from an origin failing already, the next failure may be the
+        # same failure going on
+        t_next = next_time_after(tr.entity, tr.time, fold.fail, tr.entity[fold.steps], fold.after)
+        seen = (t_next != _NEVER) & ~fold.fail[fold.steps]
+        lead = np.where(seen, np.maximum(np.where(seen, t_next, fold.at) - fold.at, 1), 0)
+        pieces.append((k, fold, y, probs, base, lead))
         bar.step("fold")
-    result = _assemble(pieces, fold_rows, names, horizons, time_kind, K, threshold, n_boot, confidence,
-                       random_state)
+    result = _assemble(pieces, fold_rows, names, horizons, widths, unit, time_kind, K, threshold, n_boot,
+                       confidence, random_state)
     result.params.update(
-        horizon=list(horizons.labels), within=list(horizons.labels), within_seconds=horizons.values.tolist()
-        if time_kind == "datetime" else None, time_model=own, time_models={MODEL: own, f"{MODEL}_{other}": other},
+        horizon=list(horizons.labels), within=list(horizons.labels), within_units=widths.tolist(),
+        time_model=own, time_models={MODEL: own, f"{MODEL}_{other}": other},
         n_folds=K, origins=origins, threshold=float(threshold), time_kind=time_kind, cutoffs=list(cuts),
         rows_read=report.n_rows_read, rows_dropped=report.n_dropped, n_boot=int(n_boot),
         confidence=float(confidence), rate_factors=bool(rate_factors),
@@ -332,14 +337,14 @@ def _gb_fold(fold: _Fold, spec, widths, c: int, unit: float, origins: str, base)
     return _gb_forecast(spec, X, y, weight, X_test, base)
 
 
-def _assemble(pieces, fold_rows, names, horizons, time_kind, K, threshold, n_boot, confidence,
-              random_state) -> BacktestResult:
+def _assemble(pieces, fold_rows, names, horizons, widths, unit, time_kind, K, threshold, n_boot,
+              confidence, random_state) -> BacktestResult:
     """Every fold's scored forecasts as flat arrays, scored as the step backtest scores them; the
     horizon columns hold the labels (``"5min"``)."""
     H, M = len(horizons), len(names)
     cols = {c: [] for c in ("fold", "step", "at", "hor", "model", "p", "y", "base", "ent", "state",
-                            "age")}
-    for k, fold, y, probs, base in pieces:
+                            "age", "lead")}
+    for k, fold, y, probs, base, lead in pieces:
         tr = fold.traj
         keep = (y >= 0).ravel()
         step = np.repeat(fold.steps, H)[keep]
@@ -357,22 +362,25 @@ def _assemble(pieces, fold_rows, names, horizons, time_kind, K, threshold, n_boo
             cols["ent"].append(tr.entity[step])
             cols["state"].append(tr.state[step])
             cols["age"].append(at - tr.time[step])
+            cols["lead"].append(np.repeat(lead, H)[keep])
         entity_names, state_names = list(tr.entity_names), list(tr.state_names)
     a = {c: np.concatenate(v) for c, v in cols.items() if v}
     fold, hor, model = (a[c].astype(np.int64) for c in ("fold", "hor", "model"))
     labels = np.asarray(horizons.labels, dtype=object)
     metrics, intervals, comparisons = _bootstrap.score_time_horizons(
         fold, hor, model, a["p"].astype(np.float64),
-        a["y"].astype(np.int64), a["base"].astype(np.float64), a["ent"].astype(np.int64),
-        a["step"].astype(np.int64), names, labels, K, threshold, n_boot, confidence, random_state)
+        a["y"].astype(np.int64), a["base"].astype(np.float64), a["ent"].astype(np.int64), a["lead"],
+        a["at"] + a["lead"], names, labels, widths, unit, K, threshold, n_boot, confidence, random_state)
     cuts = np.asarray([p[1].c for p in pieces], dtype=np.int64)
     at = a["at"].astype(np.int64)
     cut = cuts[fold]
     if time_kind == "datetime":
         at, cut = pd.to_datetime(at, utc=True), pd.to_datetime(cut, utc=True)
         age = pd.to_timedelta(a["age"].astype(np.int64), unit="ns")
+        to_fail = pd.to_timedelta(np.where(a["lead"] > 0, a["lead"], np.iinfo(np.int64).min), unit="ns")
     else:
         age = a["age"].astype(np.int64)
+        to_fail = np.where(a["lead"] > 0, a["lead"].astype(np.float64), np.nan)
     pred = pd.DataFrame({
         "fold": fold, "cutoff": cut,
         "entity": pd.Categorical.from_codes(a["ent"].astype(np.int64),
@@ -384,7 +392,7 @@ def _assemble(pieces, fold_rows, names, horizons, time_kind, K, threshold, n_boo
         "model": pd.Categorical.from_codes(model, categories=pd.Index(names, dtype=object)),
         "p": a["p"].astype(np.float64), "y": a["y"].astype(np.int64),
         "entity_code": a["ent"].astype(np.int64), "origin_step": a["step"].astype(np.int64),
-        "silent_for": age, "base_rate": a["base"].astype(np.float64),
+        "silent_for": age, "time_to_failure": to_fail, "base_rate": a["base"].astype(np.float64),
     })
     folds = pd.DataFrame(fold_rows)
     if time_kind == "datetime" and len(folds):
