@@ -344,3 +344,10 @@ def test_weibull_waits_semi_markov_skill_within_002_of_the_truth():
         reported = res.summary().set_index(["model", "horizon"]).loc[("markov", h), "bss"]
         assert semi == pytest.approx(reported)
         assert abs(semi - true) < 0.02, (h, semi, true, len(sel))
+
+
+def test_time_horizons_are_backtested_in_memory():
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(hand_history(), npartitions=2)
+    with pytest.raises(ConfigError, match="in memory"):
+        backtest(ddf, FaultPredictor(states=STATES), within=[4], cutoffs=[25])
