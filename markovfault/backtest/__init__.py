@@ -15,6 +15,14 @@ the next ``h`` steps of the entity is a failure; ``y = 0`` if ``h`` steps
 were observed and none failed; *censored* (excluded and counted) otherwise.
 Base rates and baseline training labels use only origins whose whole
 ``h``-step window lies before the cutoff.
+
+Time horizons (``backtest(..., within=["5min", "30min"])``, see
+:mod:`markovfault.backtest._timed`): each fold fits a clone of the predictor
+on its training rows and scores P(a step within T ends in a failure state)
+from each origin's chain state and age, its time model against the other
+one, with outcomes observed in time: 1 when a failure step falls in
+(origin, origin + T], 0 when none did and the data reach origin + T (or the
+entity ended), censored otherwise.
 """
 
 from .._constants import BASELINES

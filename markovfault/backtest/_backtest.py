@@ -12,15 +12,18 @@ from .._backends import backend_for
 from .._constants import BASELINES
 from .._eventmix import check_event_mixes
 from .._recursion import check_horizon
+from .._timehorizons import parse_within
 from .._timecodec import parse_max_gap, time_int, time_kind_of, to_time_int
 from ..exceptions import ConfigError, HistoryError, UnknownStatusError
 from ..predictor import FaultPredictor
 from ..predictor._settings import check_failure_states, new_extractor, read_input
+from ..predictor._time import check_time_settings
 from ..predictor._updates import with_ends
 from ..trajectories import encode_frame
 from ._baselines import GradientBoostingBaseline
 from ._result import BacktestResult
 from ._run import Run, fmt_time
+from ._timed import run_in_time
 
 __all__ = ["backtest", "transform_states", "check_baselines", "resolve_cutoffs", "cutoffs_from",
            "resolve_window"]
@@ -32,7 +35,8 @@ def backtest(
     histories,
     predictor,
     *,
-    horizon: int = 10,
+    horizon: int | None = None,
+    within=None,
     cutoffs: int | Sequence = 5,
     window: str = "expanding",
     window_size=None,
@@ -46,6 +50,7 @@ def backtest(
     n_boot: int = 200,
     confidence: float = 0.95,
     random_state=0,
+    rate_factors: bool = True,
 ) -> BacktestResult:
     """Rolling-origin backtest of a :class:`~markovfault.FaultPredictor` against baselines.
 
@@ -57,8 +62,34 @@ def backtest(
     predictor : FaultPredictor
         Unfitted (or fitted: only its settings are used): states, alpha,
         beta, columns, max_gap.
-    horizon : int, default=10
-        Forecasts and outcomes for h = 1..horizon.
+    horizon : int, optional
+        Step horizons: forecasts and outcomes for h = 1..horizon (default 10
+        when ``within`` is not given).
+    within : duration or list of durations, optional
+        Time horizons instead (``["5min", "30min"]``; numbers of the time
+        column's units for integer time): P(a step within T after the origin
+        ends in a failure state), scored against what happened in that time.
+        With ``within`` and without ``horizon`` only time horizons are scored;
+        give one of the two (run two backtests for both). The result's
+        ``horizon`` columns then hold the labels (``"5min"``). The models:
+        ``markov`` (the predictor's ``time_model``), the other time model
+        (``markov_ctmc`` or ``markov_semi_markov``, so the two can be
+        compared), and the baselines ``climatology``, ``state_frequency`` and
+        ``gradient_boosting`` (on time features: the state, the age at the
+        origin, the time since the previous step, the failures and steps in
+        the longest horizon before the origin); ``no_events`` is a step
+        baseline and is skipped. Each fold fits a clone of the predictor on
+        its training window's rows. Origins at a cutoff have an age (the time
+        since their last step), origins at every step have age 0. An outcome
+        is 1 when a step in (origin, origin + T] ends in a failure state, 0
+        when none did and the histories reach origin + T (their latest time is
+        at least origin + T) or the entity ended by then, censored otherwise;
+        training labels follow the same rule with the data ending at the
+        cutoff. Lead times (``mean_lead_time``) are the time from the origin to
+        the failure caught, in seconds (time units for integer time); the
+        predictions carry each origin's ``silent_for`` and ``time_to_failure``.
+        ``n_jobs`` is not used (the folds run in turn). See
+        :mod:`markovfault.backtest._timed`.
     cutoffs : int or sequence of times, default=5
         ``N`` cutoffs at the ``k/(N+1)`` quantiles of the step times, or the
         cutoff times themselves (timestamps or integers, as the time column).
@@ -94,6 +125,10 @@ def backtest(
         Coverage of the percentile intervals.
     random_state : int, optional, default=0
         Seeds the bootstrap (the same intervals every run).
+    rate_factors : bool, default=True
+        Time horizons only: scale each entity's sojourns by its rate factor,
+        estimated from its training sojourns (as ``predict(...,
+        rate_factors=True)``).
 
     Returns
     -------
@@ -105,6 +140,27 @@ def backtest(
         (:attr:`BacktestResult.comparisons`). Scores of all folds pooled into
         one set (which mixes folds of different base rates: a constant forecast
         gets a pooled AUC below 0.5) only by :meth:`BacktestResult.pooled`.
+
+    Examples
+    --------
+    Time horizons: two fits of the predictor (one per cutoff), its semi-Markov model against the
+    continuous-time chain and the climatology, within 5 and 30 minutes of each cutoff:
+
+    >>> import warnings
+    >>> from markovfault import FaultPredictor
+    >>> from markovfault.simulate import simulate_histories
+    >>> hist = simulate_histories(10, 120, random_state=0, with_metrics=False)
+    >>> model = FaultPredictor(states={"failure": ["error", "timeout", "down"]}, sojourn="weibull_min",
+    ...     columns={"entity": "handler", "time": "timestamp", "event": "event_type"})
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     result = backtest(hist, model, within=["5min", "30min"], cutoffs=2, n_boot=20,
+    ...                       baselines=["climatology"])
+    >>> result.summary()[["model", "horizon", "n"]].values.tolist()  # doctest: +NORMALIZE_WHITESPACE
+    [['markov', '5min', 20], ['markov_ctmc', '5min', 20], ['climatology', '5min', 20],
+     ['markov', '30min', 20], ['markov_ctmc', '30min', 20], ['climatology', '30min', 20]]
+    >>> result.folds[["fold", "horizon", "n_origins", "n_censored"]].values.tolist()
+    [[0, '5min', 10, 0], [0, '30min', 10, 0], [1, '5min', 10, 0], [1, '30min', 10, 0]]
 
     Notes
     -----
@@ -134,7 +190,11 @@ def backtest(
     """
     if not isinstance(predictor, FaultPredictor):
         raise TypeError(f"predictor must be a FaultPredictor, got {type(predictor).__name__}")
-    horizon = check_horizon(horizon)
+    if within is not None and horizon is not None:
+        raise ConfigError("give horizon= (step horizons) or within= (time horizons), not both: run one "
+                          "backtest for each.")
+    if within is None:
+        horizon = check_horizon(10 if horizon is None else horizon)
     if window not in ("expanding", "sliding"):
         raise ConfigError(f"window = {window!r}; use 'expanding' or 'sliding'.")
     if origins not in ("cutoff", "every_step"):
@@ -149,6 +209,21 @@ def backtest(
         raise ConfigError(f"confidence = {confidence!r} must lie strictly between 0 and 1.")
 
     backend = backend_for(histories)
+    if within is not None:
+        if backend is not None:
+            raise ConfigError("time horizons are backtested in memory: backtest(ddf.compute(), ..., "
+                              "within=...).")
+        check_time_settings(predictor)
+        frame, report = read_input(histories, predictor.columns, categorical=True)
+        time_kind = time_kind_of(frame)
+        horizons = parse_within(within, time_kind)
+        cuts = resolve_cutoffs(cutoffs, time_int(frame), time_kind)
+        width = resolve_window(window, window_size, time_kind)
+        result = run_in_time(frame, report, predictor, horizons, cuts, width, origins, base_specs,
+                             float(threshold), progress, event_mix, bool(rate_factors), int(n_boot),
+                             float(confidence), random_state)
+        result.params.update(window=window, window_size=window_size)
+        return result
     if backend is not None:  # counted partition by partition where the data lie
         run, report = backend.backtest_run(
             histories, predictor, horizon=horizon, cutoffs=cutoffs, window=window,

@@ -27,7 +27,7 @@ from .._constants import MODEL
 from . import _metrics
 
 __all__ = ["INTERVAL_METRICS", "HIGHER_IS_BETTER", "fold_means", "comparisons_frame",
-           "score_predictions"]
+           "score_predictions", "score_time_horizons", "rescore_in_time"]
 
 #: the scores that get per-fold means and intervals
 INTERVAL_METRICS = ("brier", "log_loss", "bss", "roc_auc", "average_precision", "ece",
@@ -222,10 +222,11 @@ def comparisons_frame(estimate, reps, names, H: int, confidence: float, first) -
 
 def score_predictions(fold, hor, model, p, y, base_rate, ent, step, d_onset, names, *,
                       n_folds: int, horizon: int, threshold: float, n_boot: int = 200,
-                      confidence: float = 0.95, random_state=0):
+                      confidence: float = 0.95, random_state=0, lead_horizon=None):
     """Every score per (fold, horizon, model), the per-fold means per (horizon, model) with
     bootstrap intervals over entities, and the differences of every Markov model (a name
-    starting with ``markov``) with every other model: ``(metrics, intervals, comparisons)``."""
+    starting with ``markov``) with every other model: ``(metrics, intervals, comparisons)``.
+    ``lead_horizon``: each row's horizon in the units of ``d_onset`` (default ``hor``, steps)."""
     H, M, K = horizon, len(names), n_folds
     rest = (hor - 1) * M + model
     code = fold * (H * M) + rest
@@ -233,8 +234,8 @@ def score_predictions(fold, hor, model, p, y, base_rate, ent, step, d_onset, nam
     base_rate = np.asarray(base_rate, dtype=np.float64)
     scores = _metrics.score_groups(
         code, p, y, base_rate=np.nan_to_num(base_rate, nan=0.0), threshold=threshold,
-        entity_code=ent, origin_step=step, steps_to_failure=d_onset, horizon=hor,
-        n_groups=n_groups,
+        entity_code=ent, origin_step=step, steps_to_failure=d_onset,
+        horizon=hor if lead_horizon is None else lead_horizon, n_groups=n_groups,
     )
     with np.errstate(invalid="ignore"):
         base = np.bincount(code, weights=base_rate, minlength=n_groups) / \
@@ -306,3 +307,45 @@ def _interval_frame(estimate, reps, H, M, names, confidence) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def score_time_horizons(fold, hor, model, p, y, base, ent, lead, t_fail, names, labels, widths, unit, K,
+                        threshold, n_boot, confidence, random_state):
+    """:func:`score_predictions` of time horizons, on horizon indices 1..H, then the horizon columns
+    as labels. ``lead``: the time from each origin to its entity's next failure (int64 time units; 0 where
+    the origin is failing already or no failure follows), ``t_fail`` that failure's time (it names the
+    failure a lead time belongs to), ``widths`` the horizons in int64 time units; the lead times are
+    reported in ``unit`` (seconds for timestamps)."""
+    H = len(labels)
+    lead = np.asarray(lead, np.int64)
+    metrics, intervals, comparisons = score_predictions(
+        fold, hor, model, p, y, base, ent, np.where(lead > 0, np.asarray(t_fail, np.int64) - lead, 0), lead,
+        list(names), n_folds=K, horizon=H, threshold=threshold, n_boot=n_boot, confidence=confidence,
+        random_state=random_state, lead_horizon=np.asarray(widths, np.int64)[hor - 1])
+    metrics["mean_lead_time"] = metrics["mean_lead_time"] * unit
+    for frame in (metrics, intervals, comparisons):
+        if len(frame):
+            frame["horizon"] = labels[frame["horizon"].to_numpy(np.int64) - 1]
+    return metrics, intervals, comparisons
+
+
+def rescore_in_time(pred: pd.DataFrame, params: dict, n_boot: int, confidence: float, random_state):
+    """``BacktestResult.rescore`` of a time-horizon result: (metrics, intervals, comparisons)."""
+    labels = np.asarray(params["within"], dtype=object)
+    hor = pd.Index(list(labels)).get_indexer(pred["horizon"].astype(object)) + 1
+    names = [str(m) for m in pred["model"].cat.categories]
+    lead = pred["time_to_failure"]
+    if params["time_kind"] == "datetime":
+        lead = lead.to_numpy("timedelta64[ns]").astype(np.int64)
+        lead = np.where(pred["time_to_failure"].isna().to_numpy(), 0, lead)
+        at = pred["origin_time"].to_numpy("datetime64[ns]").astype(np.int64)
+        unit = 1e-9
+    else:
+        lead = lead.fillna(0).to_numpy(np.int64)
+        at = pred["origin_time"].to_numpy(np.int64)
+        unit = 1.0
+    return score_time_horizons(
+        pred["fold"].to_numpy(np.int64), hor.astype(np.int64),
+        pred["model"].cat.codes.to_numpy().astype(np.int64), pred["p"].to_numpy(np.float64),
+        pred["y"].to_numpy(np.int64), pred["base_rate"].to_numpy(np.float64),
+        pred["entity_code"].to_numpy(np.int64), lead, at + lead, names, labels,
+        np.asarray(params["within_units"], np.int64), unit, int(params["n_folds"]), float(params["threshold"]),
+        n_boot, confidence, random_state)

@@ -105,6 +105,13 @@ class BacktestResult:
         n_boot = int(p.get("n_boot", 200) if n_boot is None else n_boot)
         confidence = float(p.get("confidence", 0.95) if confidence is None else confidence)
         pred = self.predictions
+        if p.get("within") is not None:
+            from ._bootstrap import rescore_in_time
+
+            metrics, intervals, comparisons = rescore_in_time(pred, p, n_boot, confidence, random_state)
+            return BacktestResult(metrics=metrics, predictions=pred, folds=self.folds,
+                                  params={**p, "n_boot": n_boot, "confidence": confidence},
+                                  intervals=intervals, comparisons=comparisons)
         H = int(p["horizon"])
         failing = pred["state"].isin(p.get("failure_states", [])).to_numpy()
         d_onset = np.where(failing, H + 1, pred["steps_to_failure"].to_numpy())
@@ -209,6 +216,9 @@ class BacktestResult:
         """One row per failure that the forecasts at ``horizon`` could see:
         whether the probability crossed the threshold before it, and how many
         steps ahead (see :func:`markovfault.backtest._metrics.lead_times`)."""
+        if self.params.get("within") is not None:
+            raise ValueError("lead times count steps: a backtest of time horizons has none "
+                             "(backtest(..., horizon=H) for step horizons)")
         horizon = self.params["horizon"] if horizon is None else horizon
         sel = self._select(model, horizon)
         failing = (sel["state"].isin(self.params.get("failure_states", [])).to_numpy()
@@ -222,6 +232,9 @@ class BacktestResult:
 
     def _select(self, model, horizon) -> pd.DataFrame:
         pred = self.predictions
+        within = self.params.get("within")
+        if within is not None and horizon not in within:
+            raise ValueError(f"horizon {horizon!r} was not scored; the time horizons are {list(within)}")
         sel = pred[(pred["model"] == model) & (pred["horizon"] == horizon)]
         if sel.empty and model not in set(pred["model"]):
             raise ValueError(f"model {model!r} is not in this result; models: {self.models}")
@@ -229,7 +242,7 @@ class BacktestResult:
 
     def to_dir(self, path) -> Path:
         """Write metrics.csv, intervals.csv, comparisons.csv, folds.csv, predictions.parquet,
-        report.md and PNG figures."""
+        report.md and PNG figures (not for time horizons: the figures are drawn per step horizon)."""
         from .. import plotting
 
         path = Path(path)
@@ -239,7 +252,9 @@ class BacktestResult:
         self.comparisons.to_csv(path / "comparisons.csv", index=False)
         self.folds.to_csv(path / "folds.csv", index=False)
         self.predictions.to_parquet(path / "predictions.parquet", index=False)
-        figures = plotting.save_backtest_figures(self, path)
+        # the figures are drawn per step horizon; a backtest of time horizons writes its tables only
+        figures = [] if self.params.get("within") is not None else \
+            plotting.save_backtest_figures(self, path)
         (path / "report.md").write_text(self.report(figures=[f.name for f in figures]))
         return path
 
@@ -249,12 +264,17 @@ class BacktestResult:
         lines = [
             "# markovfault backtest",
             "",
-            f"- horizon 1..{p['horizon']}, {p['n_folds']} folds ({p['window']} window"
+            (f"- time horizons {', '.join(map(str, p['within']))} ({p.get('time_model')} against "
+             f"{', '.join(m for m in p.get('time_models', {}).values() if m != p.get('time_model'))})"
+             if p.get("within") is not None else f"- horizon 1..{p['horizon']}")
+            + f", {p['n_folds']} folds ({p['window']} window"
             + (f" of {p['window_size']}" if p.get("window_size") is not None else "")
             + f"), origins: {p['origins']}, alert threshold {p['threshold']}",
             f"- models: {', '.join(self.models)}",
-            f"- censored origins (fewer than h steps observed, none failed): "
-            f"{int(self.folds['n_censored'].sum())} of "
+            ("- censored origins (the histories end before the horizon, none failed): "
+             if p.get("within") is not None else
+             "- censored origins (fewer than h steps observed, none failed): ")
+            + f"{int(self.folds['n_censored'].sum())} of "
             f"{int(self.folds['n_origins'].sum())} (origin, horizon) pairs",
             "",
             "## Verdict",
@@ -286,7 +306,11 @@ class BacktestResult:
         from html import escape
 
         table = self.summary()
-        ends = sorted({int(table["horizon"].min()), int(table["horizon"].max())})
+        if self.params.get("within") is not None:  # time horizons: the first and the last label
+            labels = list(self.params["within"])
+            ends = list(dict.fromkeys([labels[0], labels[-1]]))
+        else:
+            ends = sorted({int(table["horizon"].min()), int(table["horizon"].max())})
         table = table[table["horizon"].isin(ends)].drop(columns=["note"]).round(4)
         lines = self.verdict().splitlines() + self.verdict("roc_auc").splitlines()
         return (f"<p><b>{escape(repr(self))}</b></p><ul>"
@@ -297,6 +321,8 @@ class BacktestResult:
 
 
 def _ranges(values) -> str:
+    if not all(isinstance(v, (int, np.integer)) for v in values):  # time horizons: their labels
+        return ", ".join(str(v) for v in values)
     values = sorted(int(v) for v in values)
     out, start, prev = [], None, None
     for v in values:
