@@ -351,3 +351,36 @@ def test_time_horizons_are_backtested_in_memory():
     ddf = dd.from_pandas(hand_history(), npartitions=2)
     with pytest.raises(ConfigError, match="in memory"):
         backtest(ddf, FaultPredictor(states=STATES), within=[4], cutoffs=[25])
+
+
+@quiet
+def test_on_the_simulator_the_semi_markov_skill_is_within_002_of_the_exact_truth():
+    # an order service whose waits in ok and slow wear out (Weibull); the truth of every cutoff origin from
+    # the simulator (its state, age and the true process), scored on the same origins and outcomes
+    from scipy import stats
+
+    from markovfault.simulate import simulate_histories
+
+    sim = simulate_histories(300, 200, random_state=4, flaky_fraction=0.0, with_metrics=False,
+                             with_event_ids=False, return_result=True,
+                             sojourns={"ok": stats.weibull_min(2.5, scale=1.1),
+                                       "slow": stats.weibull_min(3.0, scale=3.0)})
+    model = FaultPredictor(states={"failure": ["error", "timeout", "down"]},
+                           columns={"entity": "handler", "time": "timestamp", "event": "event_type"})
+    within = ["1min", "5min"]
+    res = backtest(sim.frame, model, within=within, cutoffs=3, n_boot=0, baselines=[], rate_factors=False)
+    pred = res.predictions
+    for h in within:
+        sums = {"markov": [0.0, 0.0], "truth": [0.0, 0.0]}
+        for k, cut in enumerate(res.params["cutoffs"]):
+            sel = pred[(pred["model"] == "markov") & (pred["horizon"] == h) & (pred["fold"] == k)]
+            truth = sim.true_time_failure_probabilities(within, at=pd.Timestamp(int(cut), tz="UTC"),
+                                                        n_paths=10_000).probabilities
+            y, base = sel["y"].to_numpy(), sel["base_rate"].to_numpy()
+            for name, p in (("markov", sel["p"].to_numpy()),
+                            ("truth", truth[h].reindex(sel["entity"].astype(str)).to_numpy())):
+                sums[name][0] += np.sum((p - y) ** 2)
+                sums[name][1] += np.sum((base - y) ** 2)
+        skill = {name: 1 - a / b for name, (a, b) in sums.items()}
+        assert skill["truth"] > 0.05  # a skill worth matching
+        assert abs(skill["markov"] - skill["truth"]) < 0.02, (h, skill)
