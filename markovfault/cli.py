@@ -86,7 +86,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backtest", help="rolling-origin backtest against baselines")
     p.add_argument("histories", nargs="+", help="history files (CSV, Parquet, JSON lines) or directories")
     p.add_argument("--config", required=True, help="TOML config with [columns], [states], [model]")
-    p.add_argument("--horizon", type=int, default=10, help="largest horizon h (default 10)")
+    p.add_argument("--horizon", type=int, default=None, help="largest horizon h in steps (default 10)")
+    p.add_argument("--within", default=None, metavar="DURATIONS",
+                   help="score time horizons instead, comma-separated (e.g. 5min,30min)")
     p.add_argument("--cutoffs", type=int, default=5, help="number of cutoffs (default 5)")
     p.add_argument("--window", choices=["expanding", "sliding"], default="expanding")
     p.add_argument("--window-size", default=None,
@@ -300,8 +302,10 @@ def _cmd_backtest(args) -> int:
         window_size = int(window_size)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     with _histories(args, config) as histories:  # dask: counted where it lies (see _dask.py)
+        within = None if args.within is None else _durations(args.within, "--within")
+        horizon = 10 if args.horizon is None and within is None else args.horizon
         result = backtest(
-            histories, FaultPredictor.from_config(config), horizon=args.horizon,
+            histories, FaultPredictor.from_config(config), horizon=horizon, within=within,
             cutoffs=args.cutoffs, window=args.window, window_size=window_size,
             origins=args.origins, baselines=baselines, threshold=args.threshold,
             n_jobs=args.jobs, progress=False if args.no_progress else None,

@@ -393,6 +393,18 @@ def test_backtest_writes_report_and_prints_verdict(small, capsys, tmp_path):
     assert "on bss" in (out / "report.md").read_text()
 
 
+def test_backtest_within_scores_time_horizons(small, capsys, tmp_path):
+    hist, _ = small
+    out = tmp_path / "bt"
+    code, stdout, err = run(capsys, "backtest", hist, "--config", CONFIG, "--within", "2min,10min",
+                            "--cutoffs", 2, "--baselines", "climatology", "--no-progress", "--out", out)
+    assert code == 0, err
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["model"]) == {"markov", "markov_ctmc", "climatology"}
+    assert set(metrics["horizon"].astype(str)) == {"2min", "10min"}
+    assert "2min" in stdout and "report written" in stdout
+
+
 @pytest.mark.parametrize("argv, code, message", [
     (["--baselines", "prophet"], 78, "unknown baseline"),
     (["--window", "sliding"], 78, "window_size"),
