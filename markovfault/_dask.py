@@ -99,7 +99,7 @@ from .predictor._output import forecast_frame
 from .predictor._settings import (check_failure_states, column_map_of, history_spec_of, new_extractor,
                                   read_input)
 from .predictor._tails import last_steps, merge_last_seen, prepend_tail
-from .predictor._time import sojourns_of
+from .predictor._time import forget_time, sojourns_of
 from .predictor._updates import batch_bins, encode_with, install_fit, merge_recent, recent_bins_of, with_ends
 from .states import CategoricalStates, ThresholdStates
 from .states._history import gap_counts, with_gap_edges
@@ -467,6 +467,7 @@ def partial_fit(model, ddf):
     model.chain_ = model.chain_.add_counts(new, events, warn=True)
     merge_recent(model, known, _merged_bins([r[5] for r in results]), events)
     added = _summed([r[7] for r in results])
+    forget_time(model)
     if added is not None:
         model.sojourn_counts_ = model.sojourn_counts_ + added
     model.read_report_ = _merge_reports([r[2] for r in results], ddf.npartitions)

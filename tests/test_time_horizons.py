@@ -138,7 +138,9 @@ def test_sojourns_add_across_batches(weibull_frame):
     whole = FaultPredictor(**kw).fit(weibull_frame)
     cut = weibull_frame["time"].quantile(0.6)
     parts = FaultPredictor(**kw).fit(weibull_frame[weibull_frame["time"] < cut])
+    before = parts.time_failure_probabilities(["3min", "20min"])  # the time model of the first batch
     parts.partial_fit(weibull_frame[weibull_frame["time"] >= cut])
+    assert not parts.time_failure_probabilities(["3min", "20min"]).equals(before)
     streamed = FaultPredictor(**kw).fit(weibull_frame, chunksize=12_000)
     for other in (parts, streamed):
         a, b = whole.sojourn_counts_, other.sojourn_counts_

@@ -24,7 +24,7 @@ from ..exceptions import ConfigError, NotFittedError
 from ..trajectories import Trajectories
 
 __all__ = ["FittedTime", "fitted_time", "add_sojourns", "sojourns_of", "watched", "entity_time", "time_forecasts",
-           "RATE_PRIOR", "check_time_settings", "resolve_at", "silence_of"]
+           "RATE_PRIOR", "check_time_settings", "resolve_at", "silence_of", "forget_time"]
 
 logger = logging.getLogger("markovfault.forecast")
 
@@ -76,8 +76,14 @@ def sojourns_of(model, traj: Trajectories, extractor) -> SojournCounts:
     return count_sojourns(traj, exclude=ends, cap=watched(model, traj.time_kind))
 
 
+def forget_time(model) -> None:
+    """Drop the fitted time model (refitted on first use): the sojourns or the remembered steps changed."""
+    model._time_cache = None
+
+
 def add_sojourns(model, traj: Trajectories, tail: Trajectories | None) -> None:
     """Add a batch's sojourns (``traj`` less its carried ``tail``, counted already) to ``sojourn_counts_``."""
+    forget_time(model)
     if getattr(model, "sojourn_counts_", None) is None:
         return
     new = sojourns_of(model, traj, model.states_)
@@ -97,9 +103,10 @@ def fitted_time(model) -> FittedTime:
     if counts is None:
         raise NotFittedError("this model holds no sojourn times (fitted before time horizons existed, or on "
                              "a back end that does not count them): fit it again to forecast in time.")
-    key = (id(counts), id(model.last_seen_), model.time_model, model.sojourn)
+    # kept until the counts change (every fit and batch calls forget_time) or the settings do
+    settings = (model.time_model, model.sojourn)
     cache = getattr(model, "_time_cache", None)
-    if cache is not None and cache[0] == key:
+    if cache is not None and cache[0] == settings:
         return cache[1]
     check_time_settings(model)
     unit = time_unit(model.time_kind_)
@@ -120,7 +127,7 @@ def fitted_time(model) -> FittedTime:
     else:
         dists = fit_sojourns(total, model.sojourn)
     out = FittedTime(model.time_model, model.sojourn, dists, rates, total, unit, data_end)
-    model._time_cache = (key, out)
+    model._time_cache = (settings, out)
     logger.info("time model %s: %s", model.time_model,
                 ", ".join(f"{s}: {d.name} (mean {d.mean:.4g})" for s, d in
                           zip(model.states_.state_names_, dists)))

@@ -27,7 +27,7 @@ from ..trajectories import Trajectories, encode_frame, mark_ends, run_starts_of
 from ._groups import (check_groups_kept, check_in_order, contexts_of, group_spec, new_failures, remember,
                       with_memory)
 from ._settings import check_failure_states, column_map_of, history_spec_of, is_canonical, new_extractor
-from ._time import add_sojourns, check_time_settings, sojourns_of
+from ._time import add_sojourns, check_time_settings, forget_time, sojourns_of
 from ._tails import Tails, last_steps, older_error, prepend_tail, sorted_batch, warn_late
 
 __all__ = ["fit_frame", "fit_stream", "add_frame", "add_codes", "add_frames", "encode_with", "install_fit",
@@ -70,6 +70,7 @@ def install_fit(model, extractor, chain, time_kind: str, report, last_seen: pd.D
     model.last_seen_ = last_seen
     model.group_failures_ = group_failures
     model.sojourn_counts_ = sojourns
+    forget_time(model)
     set_recent(model, recent_bins)
 
 
