@@ -225,7 +225,7 @@ def test_age_conditioning_matches_monte_carlo(weibull_models, weibull_frame):
     for k, age in enumerate(ages):
         truth, se = monte_carlo(1, age, minutes, n_paths=100_000, seed=10 + k)
         p = out.loc[k, [f"p_fail_{m}min" for m in minutes]].to_numpy(float)
-        # the model's own error (fitted on 180,000 steps) is small beside three standard errors
+        # the model's own error (fitted on 130,000 steps) is small beside three standard errors
         assert np.all(np.abs(p - truth) < 3 * se + 0.004), (age, p, truth)
     assert out.loc[2, "p_fail_2min"] > 10 * out.loc[0, "p_fail_2min"]  # a worn-out wait is about to end
 
