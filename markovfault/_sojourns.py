@@ -139,12 +139,11 @@ def count_sojourns(traj, exclude: np.ndarray | None = None, cap: float | None = 
         ends = np.asarray(exclude, bool)[state]
         row[ends] = n_states
         broken = broken[~ends[broken]]
-    code = _bin(d)
-    row_code = row * N_BINS
-    row_code += code
-    cells = np.bincount(row_code, minlength=(n_states + 1) * N_BINS)
-    done_h = cells[:n_states * N_BINS].reshape(n_states, N_BINS).astype(np.int64)
     done_s = np.bincount(row, d, n_states + 1)[:n_states]
+    row *= N_BINS  # in place: the row is not needed again
+    row += _bin(d)
+    cells = np.bincount(row, minlength=(n_states + 1) * N_BINS)
+    done_h = cells[:n_states * N_BINS].reshape(n_states, N_BINS).astype(np.int64)
     gaps = d[broken] if cap is None else np.minimum(d[broken], cap)
     cens_h, cens_s = _histogram(state[broken], gaps, n_states)
     return SojournCounts(done_h, done_s, cens_h, cens_s)
