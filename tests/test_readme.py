@@ -35,31 +35,16 @@ def test_config_example_is_accepted(tmp_path):
     extractor_from_config(config["states"])
 
 
-def test_diagnostics_example_runs():
+@pytest.mark.parametrize("marker, name, tries", [
+    ("markovfault.diagnostics", "diagnostics", 5),
+    ("within=", "time horizons", 5),
+    ("interval=0.9", "intervals", 4),
+])
+def test_pycon_example_runs(marker, name, tries):
     import doctest
 
-    (example,) = [b for b in blocks("pycon") if "markovfault.diagnostics" in b]
-    test = doctest.DocTestParser().get_doctest(example, {}, "README diagnostics", str(README), 0)
+    (example,) = [b for b in blocks("pycon") if marker in b]
+    test = doctest.DocTestParser().get_doctest(example, {}, f"README {name}", str(README), 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
-    assert runner.failures == 0 and runner.tries >= 5
-
-
-def test_time_horizons_example_runs():
-    import doctest
-
-    (example,) = [b for b in blocks("pycon") if "within=" in b]
-    test = doctest.DocTestParser().get_doctest(example, {}, "README time horizons", str(README), 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    runner.run(test)
-    assert runner.failures == 0 and runner.tries >= 5
-
-
-def test_intervals_example_runs():
-    import doctest
-
-    (example,) = [b for b in blocks("pycon") if "interval=0.9" in b]
-    test = doctest.DocTestParser().get_doctest(example, {}, "README intervals", str(README), 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    runner.run(test)
-    assert runner.failures == 0 and runner.tries >= 4
+    assert runner.failures == 0 and runner.tries >= tries

@@ -18,7 +18,7 @@ from ._settings import read_input, recent_strength_in_use
 from ._tails import prepend_tail
 from ._updates import encode_with
 
-__all__ = ["forecast_probs", "table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+__all__ = ["forecast_probs", "forecast_input", "table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
 
 
 def table_frame(chain, table: np.ndarray) -> pd.DataFrame:
@@ -97,24 +97,30 @@ def last_seen_frame(model) -> tuple[pd.DataFrame, np.ndarray]:
     return both, codes
 
 
+def forecast_input(model, histories, carry: bool = True):
+    """What a forecast reads: ``(frame, both, codes)``, the given histories (None without), the rows to
+    encode (with ``carry``, each entity's remembered last steps put before its own) and their state codes;
+    without histories, the remembered last steps."""
+    if histories is None:
+        both, codes = last_seen_frame(model)
+        return None, both, codes
+    # files: read as codes (categorical); a frame of last steps is read faster as text
+    frame, _ = read_input(histories, model.columns, categorical=not isinstance(histories, pd.DataFrame))
+    codes = model.states_.transform(frame)
+    if not carry:
+        return frame, frame, codes
+    both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False,
+                                  interleave=True)
+    return frame, both, codes
+
+
 def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_window, layout, **interval):
     """``FaultPredictor.predict`` on in-memory input (a frame, files, or the remembered steps);
     ``interval``: the keywords ``interval``, ``n_draws``, ``random_state`` of :func:`forecast_table`."""
     chain = model.chain_
-    if histories is None:
-        frame = None
-        both, codes = last_seen_frame(model)
-    else:
-        # files: read as codes (categorical); a frame of last steps is read faster as text
-        frame, _ = read_input(histories, model.columns, categorical=not isinstance(histories, pd.DataFrame))
-        codes = model.states_.transform(frame)
-        # a chain that needs only the last step: a remembered tail row is never an entity's last
-        # (it is carried only when older than all of that entity's steps in frame)
-        if chain.tail_length == 1:
-            both = frame
-        else:
-            both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False,
-                                          interleave=True)
+    # a chain that needs only the last step: a remembered tail row is never an entity's last
+    # (it is carried only when older than all of that entity's steps in frame)
+    frame, both, codes = forecast_input(model, histories, carry=chain.tail_length > 1)
     table = forecast_table(model, horizon, scenario, event_mix, recent_window, frame, **interval)
     if chain.tail_length == 1:
         steps = sorted_steps(both)

@@ -10,11 +10,9 @@ import pandas as pd
 
 from .._timehorizons import parse_within, quantize_factors
 from ..exceptions import ConfigError, HistoryError
-from ._forecasts import forecast_probs, last_seen_frame
+from ._forecasts import forecast_input, forecast_probs
 from ._groups import with_memory
 from ._output import forecast_output
-from ._settings import read_input
-from ._tails import prepend_tail
 from ._time import entity_time, fitted_time, resolve_at, silence_of, time_forecasts
 from ._updates import encode_with
 
@@ -79,14 +77,7 @@ def predict_in_time(model, histories, horizon, scenario, within, event_mix, rece
                           "the job's horizons.")
     chain = model.chain_
     events = chain.base_.event_names_
-    if histories is None:
-        frame = None
-        both, codes = last_seen_frame(model)
-    else:
-        frame, _ = read_input(histories, model.columns, categorical=not isinstance(histories, pd.DataFrame))
-        codes = model.states_.transform(frame)
-        both, codes, _ = prepend_tail(model.last_seen_, model.time_kind_, frame, codes, warn=False,
-                                      interleave=True)
+    frame, both, codes = forecast_input(model, histories)
     horizons = parse_within(within, model.time_kind_)
     traj = with_memory(model, encode_with(model, both, codes, events), supersede=True)
     if traj.n_steps == 0:
