@@ -155,6 +155,24 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(ISO 8601, or an integer for sequence numbers)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
 
+    p = sub.add_parser("explain", help="why a handler is at risk: the most likely paths into failure, "
+                       "the failure flux, and what each event and state adds to the risk")
+    p.add_argument("model", metavar="MODEL_OR_CONFIG",
+                   help="model file written by `markovfault train` (.npz), or a TOML config to fit on the histories")
+    p.add_argument("histories", nargs="*",
+                   help="history files or directories (default: the steps the model file remembers)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--entity", default=None, help="the handler to explain (default: the riskiest one)")
+    where.add_argument("--state", default=None, help="explain the forecast from this state instead")
+    p.add_argument("--horizon", type=int, default=None,
+                   help="steps ahead (default 10, or the scenario's length)")
+    p.add_argument("--paths", type=int, default=10, help="how many most likely paths (default 10)")
+    p.add_argument("--scenario", default=None, help="comma-separated next events (a what-if)")
+    p.add_argument("--neutral", choices=["absent", "harmless"], default="absent",
+                   help="what an event outside a Shapley coalition does (default absent: it does not occur)")
+    p.add_argument("--top", type=int, default=5, help="rows of each table in the report (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
+
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
     p.add_argument("--top", type=int, default=10, help="how many handlers to show (default 10)")
@@ -468,6 +486,39 @@ def _cmd_diagnose(args) -> int:
     return EX_OK
 
 
+def _cmd_explain(args) -> int:
+    import json
+
+    from .explain import explain
+
+    for name in ("horizon", "paths", "top"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} {getattr(args, name)}: give an integer >= 1")
+    histories = args.histories or None
+    if args.model.endswith(".toml"):
+        from .config import load_config
+        from .predictor import FaultPredictor
+
+        if histories is None:
+            raise ConfigError(f"{args.model} is a config: give the histories to fit it on")
+        config = load_config(args.model)
+        if "states" not in config:
+            raise ConfigError(f"{args.model}: a [states] table is needed (kind, failure)")
+        model = FaultPredictor.from_config(config).fit(histories)
+    else:
+        from .persistence import load_model
+
+        model = load_model(args.model)
+    scenario = None if args.scenario is None else [s.strip() for s in args.scenario.split(",") if s.strip()]
+    why = explain(model, histories, entity=args.entity, state=args.state, horizon=args.horizon,
+                  n_paths=args.paths, scenario=scenario, neutral=args.neutral)
+    if args.json:
+        print(json.dumps(why.to_dict(), indent=2))
+    else:
+        print(why.to_text(top=args.top))
+    return EX_OK
+
+
 _COMMANDS = {
     "simulate": _cmd_simulate,
     "train": _cmd_train,
@@ -478,6 +529,7 @@ _COMMANDS = {
     "forecast": _cmd_forecast,
     "inspect": _cmd_inspect,
     "diagnose": _cmd_diagnose,
+    "explain": _cmd_explain,
 }
 
 

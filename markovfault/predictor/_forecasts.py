@@ -18,7 +18,7 @@ from ._settings import read_input, recent_strength_in_use
 from ._tails import prepend_tail
 from ._updates import encode_with
 
-__all__ = ["forecast_probs", "forecast_input", "table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory"]
+__all__ = ["forecast_probs", "forecast_input", "table_frame", "bounds_frame", "forecast_table", "recent_counts", "last_seen_frame", "predict_in_memory", "entity_states"]
 
 
 def table_frame(chain, table: np.ndarray) -> pd.DataFrame:
@@ -135,3 +135,17 @@ def predict_in_memory(model, histories, horizon, scenario, event_mix, recent_win
     events = chain.base_.event_names_
     traj = with_memory(model, encode_with(model, both, codes, events), supersede=True)
     return forecast_frame(traj, chain.encode(traj, n_events=len(events)), table, layout)
+
+
+def entity_states(model, histories=None):
+    """Each entity's chain state at its last step: ``(frame, names, rows, as_of)``, the given histories
+    (None without), the entities (ascending), the rows of the chain's tables and the time of each entity's
+    last step; without histories, from the remembered last steps."""
+    chain = model.chain_
+    frame, both, codes = forecast_input(model, histories, carry=chain.tail_length > 1)
+    events = chain.base_.event_names_
+    traj = with_memory(model, encode_with(model, both, codes, events), supersede=True)
+    last = traj.last_index()
+    rows = chain.encode(traj, n_events=len(events))[last]
+    names = np.array(traj.entity_names, dtype=object)[traj.entity[last]]
+    return frame, names, rows, traj.time[last]

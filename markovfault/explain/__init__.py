@@ -1,0 +1,21 @@
+"""Why will it fail: explanations of markovfault's forecasts.
+
+For one handler (an entity's last step, or a state) and a horizon of k steps:
+
+- :func:`failure_flux`: the exact failure flux, which (state, event, next state) edges failing paths take
+  and when, with shares by edge, by event and by step;
+- :func:`likely_paths`: the k most likely paths into failure, exact, with the share of the risk they cover;
+- :func:`attribute_events`, :func:`attribute_states`: exact Shapley values of each event type and each
+  entered state, with removal effects beside them; :func:`event_mix_gradient`, the derivative of the risk
+  as the event mix moves toward each event;
+- :func:`explain`: all of them in one :class:`Explanation` (what ``markovfault explain`` prints).
+
+Every explanation works for plain and history-aware models, from the model's closed forms.
+"""
+
+from ._api import (DEFAULT_HORIZON, Attribution, FailureFlux, LikelyPaths, attribute_events, attribute_states,
+                   event_mix_gradient, failure_flux, likely_paths)
+from ._report import Explanation, explain
+
+__all__ = ["explain", "Explanation", "failure_flux", "likely_paths", "attribute_events", "attribute_states", "event_mix_gradient",
+           "FailureFlux", "LikelyPaths", "Attribution", "DEFAULT_HORIZON"]
