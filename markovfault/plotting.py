@@ -64,6 +64,8 @@ __all__ = [
     "plot_failure_curve",
     "plot_entity_risk",
     "plot_riskiest",
+    "plot_flux",
+    "plot_attribution",
 ]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -1043,4 +1045,100 @@ def plot_diagnostics(report, alpha: float | None = None, ax=None):
     ax.set_xlabel("-log10 p-value")
     ax.set_title("diagnostics: p-values (effect sizes in the labels)")
     ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+# ------------------------------------------------------------------ explanations
+def plot_flux(flux, min_share: float = 0.01, ax=None):
+    """The failure flux of a :class:`~markovfault.explain.FailureFlux` as a layered graph: one column of
+    states per step (step 0 the start), an edge from a state at step t-1 to a state at step t for the
+    failing paths that take it (summed over events), its width proportional to its flux. Edges into
+    failure states are drawn solid, the others dashed; edges below ``min_share`` of ``p_fail`` are left
+    out. Failure states are marked "(F)" in bold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault.chain import EventMarkovChain
+    >>> from markovfault.explain import failure_flux
+    >>> chain = EventMarkovChain(alpha=0, beta=0).fit_from_counts(
+    ...     np.array([[[60, 30, 10], [50, 30, 20], [70, 0, 30]]]), ["ok", "slow", "down"], ["a"],
+    ...     [False, False, True])
+    >>> ax = plot_flux(failure_flux(chain, 3, state="ok"), ax=Figure().subplots())
+    >>> ax.get_xlabel()
+    'step'
+    """
+    import numpy as np
+
+    ax = _axes(ax)
+    edges = flux.edges.groupby(["step", "state", "next_state"], observed=True, as_index=False)["flux"].sum()
+    if flux.p_fail <= 0 or edges.empty:
+        ax.set_title(f"failure flux from {flux.start}: no failure within {flux.horizon} steps")
+        return ax
+    edges = edges[edges["flux"] >= min_share * flux.p_fail]
+    names = list(flux.edges["state"].cat.categories)
+    failing = set(flux.failure_states)
+    # the states that occur, failures at the bottom
+    used = sorted(set(edges["state"].astype(str)) | set(edges["next_state"].astype(str)),
+                  key=lambda s: (s in failing, names.index(s)))
+    y = {s: len(used) - 1 - i for i, s in enumerate(used)}
+    widest = edges["flux"].max()
+    for row in edges.itertuples():
+        into = str(row.next_state) in failing
+        ax.plot([row.step - 1, row.step], [y[str(row.state)], y[str(row.next_state)]], color="black",
+                linewidth=0.5 + 6.0 * row.flux / widest, linestyle="-" if into else "--",
+                alpha=0.85, solid_capstyle="round")
+    ax.plot([0], [y.get(flux.start_state, 0)], marker="o", color="black", markersize=8)
+    ax.set_yticks(list(y.values()))
+    ax.set_yticklabels([_state_label(s, s in failing) for s in y])
+    _bold_failures(ax.get_yticklabels(), [s in failing for s in y])
+    ax.set_xticks(np.arange(flux.horizon + 1))
+    ax.set_xlabel("step")
+    ax.set_title(f"failure flux from {flux.start} ({flux.start_state}): P(fail within {flux.horizon}) = "
+                 f"{flux.p_fail:.3f}; width = flux")
+    return ax
+
+
+def plot_attribution(attribution, start=None, ax=None):
+    """The Shapley values of an :class:`~markovfault.explain.Attribution` (one start: its first row unless
+    ``start`` names another) as horizontal bars, with the removal effects as hollow markers on a second
+    scale; standard errors as error bars for sampled values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault.chain import EventMarkovChain
+    >>> from markovfault.explain import attribute_events
+    >>> chain = EventMarkovChain(alpha=0, beta=0).fit_from_counts(
+    ...     np.array([[[60, 30, 10], [50, 30, 20], [70, 0, 30]], [[20, 10, 30], [10, 20, 30], [40, 0, 60]]]),
+    ...     ["ok", "slow", "down"], ["a", "b"], [False, False, True])
+    >>> ax = plot_attribution(attribute_events(chain, 3, state="ok"), ax=Figure().subplots())
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['a', 'b']
+    """
+    import numpy as np
+
+    ax = _axes(ax)
+    start = attribution.values.index[0] if start is None else start
+    values = attribution.values.loc[start].sort_values()
+    y = np.arange(len(values))
+    err = None
+    if attribution.standard_errors is not None:
+        err = attribution.standard_errors.loc[start].reindex(values.index).to_numpy()
+    ax.barh(y, values.to_numpy(), color="0.45", xerr=err, label="Shapley value")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(v) for v in values.index])
+    ax.set_xlabel("Shapley value: what each adds to P(fail)")
+    twin = ax.twiny()
+    twin.plot(attribution.removal_effects.loc[start].reindex(values.index).to_numpy(), y, "o",
+              markerfacecolor="none", markeredgecolor="black", label="removal effect")
+    twin.set_xlabel("removal effect (relative)")
+    what = attribution.players if attribution.players == "states" else f"events, {attribution.neutral}"
+    ax.set_title(f"{start}: P(fail within {attribution.horizon}) = {attribution.value[start]:.3f} ({what})",
+                 fontsize="medium", pad=32)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize="small")
     return ax

@@ -117,7 +117,8 @@ def explain(model, histories=None, *, entity: str | None = None, state: str | No
     """Why one handler is at risk: every explanation of its forecast.
 
     Without ``entity`` or ``state``, the entity of ``histories`` (or of the model's remembered steps) with
-    the largest P(fail within ``horizon``) is explained. Parameters as in :func:`failure_flux`,
+    the largest P(fail within ``horizon``) among those not in a failure state now is explained (the one
+    about to fail; all entities when every one is in a failure state). Parameters as in :func:`failure_flux`,
     :func:`likely_paths` and :func:`attribute_events`.
 
     Examples
@@ -143,7 +144,11 @@ def explain(model, histories=None, *, entity: str | None = None, state: str | No
         forecast = model.predict(histories, horizon=k, layout="wide", scenario=scenario, event_mix=event_mix,
                                  recent_window=recent_window)
         col = [c for c in forecast.columns if str(c).startswith("p_fail_")][-1]
-        entity = str(forecast.loc[forecast[col].to_numpy().argmax(), "entity"])
+        base = model.chain_.base_
+        failed = {n for n, f in zip(base.state_names_, base.is_failure_) if f}
+        up = ~forecast["state"].astype(str).isin(failed).to_numpy()
+        pool = forecast[up] if up.any() else forecast  # a handler about to fail, not one already down
+        entity = str(pool["entity"].iloc[int(pool[col].to_numpy().argmax())])
     where = dict(entity=entity, state=state, histories=histories, event_mix=event_mix, recent_window=recent_window)
     flux = failure_flux(model, horizon, scenario=scenario, **where)
     paths = likely_paths(model, horizon, n_paths=n_paths, scenario=scenario, **where)
