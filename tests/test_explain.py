@@ -436,3 +436,27 @@ def test_bad_requests_get_clear_errors(fitted, chain):
         failure_flux(FaultPredictor(), 3, state="ok")
     with pytest.warns(Warning, match="never seen"):
         failure_flux(chain, state="ok", scenario=["created", "meteor"])
+
+
+# ---------------------------------------------------------------------------- figures
+def test_the_figures_draw_what_the_explanations_hold(chain):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from markovfault.plotting import plot_attribution, plot_flux
+
+    flux = failure_flux(chain, 4, state="slow")
+    ax = plot_flux(flux, min_share=0.05, ax=Figure().subplots())
+    edges = flux.edges.groupby(["step", "state", "next_state"], observed=True)["flux"].sum()
+    kept = edges[edges >= 0.05 * flux.p_fail]
+    lines = ax.get_lines()[:-1]  # the last is the start's marker
+    assert len(lines) == len(kept)
+    widths = np.array([ln.get_linewidth() for ln in lines])
+    assert np.allclose(widths, 0.5 + 6.0 * kept.to_numpy() / kept.max())  # in the frame's order
+    assert [t.get_text() for t in ax.get_yticklabels()][-1] == "error (F)"
+
+    att = attribute_events(chain, 4, state="slow")
+    ax = plot_attribution(att, ax=Figure().subplots())
+    bars = sorted((p.get_width() for p in ax.patches))
+    assert np.allclose(bars, np.sort(att.values.loc["slow"].to_numpy()))
