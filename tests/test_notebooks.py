@@ -14,7 +14,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_quickstart", "02_states", "03_backtesting", "04_what_if", "05_real_histories"]
+NAMES = ["01_quickstart", "02_states", "03_backtesting", "04_what_if", "05_real_histories", "06_why_at_risk"]
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
