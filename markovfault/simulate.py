@@ -65,7 +65,11 @@ from sklearn.utils import check_random_state, check_scalar
 
 from markovfault.exceptions import ConfigError
 
+from ._callgraph import CallGraphSimulation, simulate_call_graph  # noqa: E402,F401  (handlers calling each other)
+
 __all__ = [
+    "CallGraphSimulation",
+    "simulate_call_graph",
     "OrderServiceSystem",
     "SimulatedHistories",
     "TimeFailureTruth",
