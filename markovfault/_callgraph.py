@@ -70,7 +70,8 @@ BASE_FAIL = {"order_api": 0.01, "database": 0.005, "payment": 0.015, "shipping":
              "notification": 0.03}
 BASE_LATENCY = {"order_api": 40.0, "database": 5.0, "payment": 120.0, "shipping": 80.0, "delivery": 60.0,
                 "notification": 25.0}
-_LATENCY_FACTOR = np.array([1.0, 1.0, 0.7, 2.5])  # ok, slow (replaced by slow_factor), error (fails fast), down
+# ok, slow (replaced by slow_factor), error (fails fast), down (a timeout)
+_LATENCY_FACTOR = np.array([1.0, 1.0, 0.7, 10.0])
 
 
 @dataclass
@@ -129,7 +130,7 @@ def _seconds(value, name: str) -> float:
 
 def simulate_call_graph(n_episodes: int = 50, *, rate: float = 0.2, episode_minutes: tuple[float, float] = (5, 15),
                         gap_minutes: tuple[float, float] = (20, 40), severity: tuple[float, float] = (0.3, 0.7),
-                        lag: str | float = "30s", window: str | float = "60s", stickiness: float = 0.5,
+                        ramp: str | float = "2min", lag: str | float = "5s", window: str | float = "60s", stickiness: float = 0.5,
                         slow_boost: float = 0.6, slow_factor: float = 12.0, roots: tuple[str, ...] | None = None,
                         start: str = "2024-05-01T00:00:00Z", random_state: int | np.random.Generator | None = None
                         ) -> CallGraphSimulation:
@@ -145,7 +146,10 @@ def simulate_call_graph(n_episodes: int = 50, *, rate: float = 0.2, episode_minu
         Uniform ranges of each episode's length and of the normal time before it.
     severity : (float, float), default=(0.3, 0.7)
         Uniform range of the root cause's failure probability (of a fresh draw) during its episode.
-    lag, window : duration or seconds, default="30s" and "60s"
+    ramp : duration or seconds, default="2min"
+        The root cause degrades gradually: its failure probability rises linearly from 0 to the episode's
+        severity over the first ``ramp`` of the episode.
+    lag, window : duration or seconds, default="5s" and "60s"
         A child reads its parents' failure fraction over ``(t - lag - window, t - lag]``.
     stickiness : float, default=0.5
         Probability that a step keeps the handler's previous status.
@@ -183,7 +187,7 @@ def simulate_call_graph(n_episodes: int = 50, *, rate: float = 0.2, episode_minu
     unknown = sorted(set(roots) - set(HANDLERS))
     if unknown or not roots:
         raise ConfigError(f"roots = {list(roots)!r}: each must be one of {list(HANDLERS)}")
-    lag_s, window_s = _seconds(lag, "lag"), _seconds(window, "window")
+    lag_s, window_s, ramp_s = _seconds(lag, "lag"), _seconds(window, "window"), _seconds(ramp, "ramp")
     rng = np.random.default_rng(random_state)
     code = {h: k for k, h in enumerate(HANDLERS)}
 
@@ -228,7 +232,8 @@ def simulate_call_graph(n_episodes: int = 50, *, rate: float = 0.2, episode_minu
         own = np.zeros(n)
         mine = np.flatnonzero(ep_root == code[h])  # a loop over this handler's episodes only
         for k in mine:
-            own = np.where((t >= ep_start[k]) & (t < ep_end[k]), ep_sev[k], own)
+            rise = np.clip((t - ep_start[k]) / ramp_s, 0.0, 1.0) if ramp_s > 0 else 1.0
+            own = np.where((t >= ep_start[k]) & (t < ep_end[k]), ep_sev[k] * rise, own)
         survive = (1.0 - BASE_FAIL[h]) * (1.0 - own)
         frac_max = np.zeros(n)
         for parent, strength in parents[h]:
