@@ -656,7 +656,8 @@ def propagation_test(histories: Any, *, failure: Sequence[str], window: Any = "6
         sig = np.zeros((n_ent, n_ent), dtype=bool)
         sig[src, tgt] = significant
         strength = np.full((n_ent, n_ent), -np.inf)
-        strength[src, tgt] = np.log(np.where(np.isfinite(table["odds_ratio"]), table["odds_ratio"], 1e300))
+        with np.errstate(divide="ignore"):
+            strength[src, tgt] = np.log(np.where(np.isfinite(table["odds_ratio"]), table["odds_ratio"], 1e300))
         weaker = sig & sig.T & (strength < strength.T)
         significant &= ~weaker[src, tgt]
     table["significant"] = significant
