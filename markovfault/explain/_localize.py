@@ -563,8 +563,9 @@ def propagation_test(histories: Any, *, failure: Sequence[str], window: Any = "6
     -----
     The test is of pairs, given B's state only: a failure that reaches C through B raises C's failure
     probability after A fails too (A -> C is then an edge, and truly so: A's failure does raise it), and two
-    handlers with a common upstream can look linked. Vectorised over pairs: one failure-flag matrix
-    (entities x transitions) and, for the bootstrap, one matrix product per (B, stratum).
+    handlers with a common upstream can look linked. Vectorised over pairs: one boolean failure-flag matrix
+    (entities x transitions, a byte per cell) and, for the bootstrap, one matrix product per (B, stratum) over
+    blocks of replicates.
 
     Examples
     --------
@@ -592,12 +593,14 @@ def propagation_test(histories: Any, *, failure: Sequence[str], window: Any = "6
     n_g = np.diff(bounds).astype(np.float64)
     yf = y.astype(np.float64)
     used = np.flatnonzero(n_g > 0)
-    cum_x = np.concatenate([np.zeros((n_ent, 1)), np.cumsum(flags, axis=1, dtype=np.float64)], axis=1)
-    cum_xy = np.concatenate([np.zeros((n_ent, 1)), np.cumsum(flags * yf, axis=1)], axis=1)
-    cum_y = np.concatenate([[0.0], np.cumsum(yf)])
-    x_g = cum_x[:, bounds[1:]] - cum_x[:, bounds[:-1]]        # (A, G): exposed transitions
-    xy_g = cum_xy[:, bounds[1:]] - cum_xy[:, bounds[:-1]]      # (A, G): exposed and failed
-    y_g = cum_y[bounds[1:]] - cum_y[bounds[:-1]]               # (G,): failed
+    x_g = np.zeros((n_ent, G))                                  # (A, G): exposed transitions
+    xy_g = np.zeros((n_ent, G))                                 # (A, G): exposed and failed
+    y_g = np.zeros(G)                                           # (G,): failed
+    if len(used):  # sums over the (non-empty) groups of the sorted transitions
+        at = bounds[used]
+        x_g[:, used] = np.add.reduceat(flags.view(np.uint8), at, axis=1, dtype=np.int64)
+        xy_g[:, used] = np.add.reduceat((flags & y).view(np.uint8), at, axis=1, dtype=np.int64)
+        y_g[used] = np.add.reduceat(yf, at)
 
     def stat(xy, yy):  # xy (A, G, ...), yy (G, ...) -> G² (A, B, ...) and df
         a = xy
@@ -619,7 +622,6 @@ def propagation_test(histories: Any, *, failure: Sequence[str], window: Any = "6
         p_null = np.where(n_g > 0, y_g / np.maximum(n_g, 1), 0.0)
         exceed = np.zeros(g2.shape)
         block = max(1, min(n_rep, int(2e7 // max(len(y), 1))))
-        flags_f = flags.astype(np.float64)
         for r0 in range(0, n_rep, block):  # blocks of replicates (bounded memory)
             r = min(block, n_rep - r0)
             sim = (rng.random((len(y), r)) < p_null[group][:, None]).astype(np.float64)
@@ -627,7 +629,7 @@ def propagation_test(histories: Any, *, failure: Sequence[str], window: Any = "6
             y_b = np.zeros((G, r))
             for g in used:  # a loop over (B, stratum) cells: one matrix product each
                 lo, hi = bounds[g], bounds[g + 1]
-                xy_b[:, g] = flags_f[:, lo:hi] @ sim[lo:hi]
+                xy_b[:, g] = flags[:, lo:hi].astype(np.float64) @ sim[lo:hi]
                 y_b[g] = sim[lo:hi].sum(axis=0)
             g2_b, _, _ = stat(xy_b, y_b)
             tol = 1e-9 * (1.0 + np.abs(g2))
