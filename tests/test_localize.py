@@ -290,3 +290,20 @@ def test_localization_report_prints_and_serialises():
     data = json.loads(json.dumps(report.to_dict()))
     assert len(data["episodes"]) == 2 and len(data["episodes"][0]["rankings"]["propagation"]) == 3
     assert {e["source"] for e in data["propagation"]["edges"]} <= set(sim.histories["entity"])
+
+
+def test_rank_root_causes_learns_the_graph_before_the_episode_and_checks_its_input():
+    sim = simulate_call_graph(12, rate=0.1, random_state=4)
+    ep = sim.episodes.iloc[-1]
+    ranked = rank_root_causes(sim.histories, ep.start, ep.end, failure=sim.failure)  # propagation="auto"
+    assert ranked.loc[0, "entity"] == ep.root_cause and ranked["rank"].tolist() == list(range(1, 7))
+    assert ranked["score"].is_monotonic_decreasing and ranked["score"].sum() == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="must come after"):
+        rank_root_causes(sim.histories, ep.end, ep.start, failure=sim.failure)
+    with pytest.raises(ConfigError, match="propagation = 'graph'"):
+        rank_root_causes(sim.histories, ep.start, ep.end, failure=sim.failure, propagation="graph")
+    with pytest.raises(ConfigError, match="bare number"):
+        rank_root_causes(sim.histories, ep.start, ep.end, failure=sim.failure, window=60)
+    pairs = list(zip(sim.episodes["start"].tail(2), sim.episodes["end"].tail(2)))
+    report = localize(sim.histories, pairs, failure=sim.failure, metric=None)
+    assert set(report.rankings["method"]) == {"propagation"} and report.episodes["episode"].tolist() == [0, 1]

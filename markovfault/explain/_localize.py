@@ -1072,12 +1072,18 @@ def localize(histories: Any, episodes: Any, *, failure: Sequence[str], window: A
     if metric is not None and not use_metric:
         logger.info("localize: no %r column, so no robust z-score baseline", metric)
     parts = []
-    for ep in eps.itertuples(index=False):  # a loop over episodes
-        ranked = rank_root_causes(frame, ep.start, ep.end, failure=failure, propagation=propagation,
+    kind, t = time_kind_of(frame["time"]), time_int(frame)
+    reach = _duration(before, kind, "before") + (_duration(bucket, kind, "bucket") if use_metric else 0)
+    for ep in eps.itertuples(index=False):  # a loop over episodes, each on the rows near it
+        lo, hi = _episode_times(ep.start, ep.end, kind)
+        near = frame.loc[(t >= lo - reach) & (t < hi)]
+        if len(near) == 0:
+            raise HistoryError(f"episode {ep.episode} ({ep.start} .. {ep.end}) holds no step of the histories")
+        ranked = rank_root_causes(near, ep.start, ep.end, failure=failure, propagation=propagation,
                                   window=window, before=before)
         parts.append(ranked[["entity", "rank", "score"]].assign(episode=ep.episode, method="propagation"))
         if use_metric:
-            base = robust_zscore_ranking(frame, ep.start, ep.end, metric=metric, failure=failure,
+            base = robust_zscore_ranking(near, ep.start, ep.end, metric=metric, failure=failure,
                                          before=before, bucket=bucket)
             parts.append(base[["entity", "rank", "score"]].assign(episode=ep.episode, method="robust_zscore"))
     rankings = pd.concat(parts, ignore_index=True)[["episode", "method", "entity", "rank", "score"]]
