@@ -62,8 +62,8 @@ def main(argv=None):
     severity = tuple(float(x) for x in args.severity.split(","))
     train = simulate_call_graph(args.episodes, severity=severity, random_state=args.seed + 1)
     test = simulate_call_graph(args.episodes, severity=severity, random_state=args.seed + 2)
-    print(f"severity {severity}: simulated {len(train.histories)} + {len(test.histories)} steps, {args.episodes} + {args.episodes} "
-          f"episodes in {time.perf_counter() - t0:.2f} s")
+    print(f"severity {severity}: simulated {len(train.histories)} + {len(test.histories)} steps, "
+          f"{args.episodes} + {args.episodes} episodes in {time.perf_counter() - t0:.2f} s")
 
     t0 = time.perf_counter()
     graph = propagation_test(train.histories, failure=train.failure, window="60s")

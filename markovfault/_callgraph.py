@@ -130,7 +130,8 @@ def _seconds(value, name: str) -> float:
 
 def simulate_call_graph(n_episodes: int = 50, *, rate: float = 0.2, episode_minutes: tuple[float, float] = (5, 15),
                         gap_minutes: tuple[float, float] = (20, 40), severity: tuple[float, float] = (0.3, 0.7),
-                        ramp: str | float = "2min", lag: str | float = "5s", window: str | float = "60s", stickiness: float = 0.5,
+                        ramp: str | float = "2min", lag: str | float = "5s", window: str | float = "60s",
+                        stickiness: float = 0.5,
                         slow_boost: float = 0.6, slow_factor: float = 12.0, roots: tuple[str, ...] | None = None,
                         start: str = "2024-05-01T00:00:00Z", random_state: int | np.random.Generator | None = None
                         ) -> CallGraphSimulation:
