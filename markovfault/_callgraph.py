@@ -175,8 +175,8 @@ def simulate_call_graph(n_episodes: int = 50, *, rate: float = 0.2, episode_minu
     ['entity', 'event', 'latency_ms', 'status', 'time', 'trace']
     >>> len(sim.episodes), sorted(sim.true_edges())[:2]
     (3, [('database', 'payment'), ('database', 'shipping')])
-    >>> sim.histories.groupby("trace").size().eq(8).all()  # every request passes 8 steps
-    np.True_
+    >>> bool(sim.histories.groupby("trace").size().eq(8).all())  # every request passes 8 steps
+    True
     """
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
         raise ConfigError(f"n_episodes = {n_episodes!r} must be an integer >= 1")
