@@ -688,3 +688,12 @@ def test_trace_column_from_config_and_its_errors(tmp_path):
         ColumnMap(trace="order_id", event_id="order_id")
     with pytest.raises(ConfigError, match="trace"):
         ColumnMap(trace="order_id", metrics=["trace"])
+
+
+def test_trace_column_from_parquet_matches_csv(tmp_path):
+    path = write(tmp_path / "t.csv", TRACE_CSV)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw.to_parquet(tmp_path / "t.parquet")
+    from_csv = read_histories(path, columns={"trace": "order_id"})
+    from_parquet = read_histories(tmp_path / "t.parquet", columns={"trace": "order_id"})
+    pd.testing.assert_frame_equal(from_csv, from_parquet)

@@ -307,3 +307,16 @@ def test_rank_root_causes_learns_the_graph_before_the_episode_and_checks_its_inp
     pairs = list(zip(sim.episodes["start"].tail(2), sim.episodes["end"].tail(2)))
     report = localize(sim.histories, pairs, failure=sim.failure, metric=None)
     assert set(report.rankings["method"]) == {"propagation"} and report.episodes["episode"].tolist() == [0, 1]
+
+
+def test_paths_and_patterns_on_the_simulator():
+    sim = simulate_call_graph(20, random_state=2)
+    paths = trace_paths(sim.histories, failure=sim.failure)
+    assert len(paths) == sim.histories["trace"].nunique() and paths["n_steps"].eq(8).all()
+    assert paths["handlers"].str.startswith("order_api > ").all() and paths["start"].is_monotonic_increasing
+    failed = sim.histories["status"].isin(sim.failure).groupby(sim.histories["trace"]).any()
+    assert paths.set_index("trace")["failed"].equals(failed.rename("failed").rename_axis("trace"))
+    patterns = failure_paths(sim.histories, failure=sim.failure, n=2)
+    assert patterns.attrs["base_rate"] == pytest.approx(failed.mean())
+    top = patterns.iloc[0]
+    assert top["lift_lower"] > 1 and ":slow" in top["pattern"]  # a degraded step upstream precedes failures

@@ -218,23 +218,28 @@ def trace_paths(histories: Any, *, failure: Sequence[str], columns: Any = None) 
     first[codes[first_hit]] = first_hit
     any_failed = first >= 0
     idx = np.where(any_failed, first, 0)
-    grouped = pd.DataFrame({"c": codes, "h": entity.to_numpy(), "s": label.to_numpy()}).groupby("c", sort=True)
     out = pd.DataFrame({
         "trace": pd.array(names, dtype="str"),
-        "start": frame["time"].to_numpy()[starts],
-        "end": frame["time"].to_numpy()[starts + n_steps - 1],
+        "start": frame["time"].iloc[starts].reset_index(drop=True),
+        "end": frame["time"].iloc[starts + n_steps - 1].reset_index(drop=True),
         "n_steps": n_steps.astype(np.int64),
-        "handlers": grouped["h"].agg(" > ".join).to_numpy(),
-        "steps": grouped["s"].agg(" > ".join).to_numpy(),
+        "handlers": _joined(entity.to_numpy(dtype=object), starts),
+        "steps": _joined(label.to_numpy(dtype=object), starts),
         "failed": any_failed,
         "failed_handler": np.where(any_failed, entity.to_numpy()[idx], ""),
         "failed_event": np.where(any_failed, event.to_numpy()[idx], ""),
         "failed_step": np.where(any_failed, pos[idx] + 1, 0).astype(np.int64),
     })
-    if isinstance(frame["time"].dtype, pd.DatetimeTZDtype):
-        out["start"] = pd.to_datetime(out["start"], utc=True)
-        out["end"] = pd.to_datetime(out["end"], utc=True)
     return out.sort_values(["start", "trace"], kind="stable").reset_index(drop=True)
+
+
+def _joined(labels: np.ndarray, starts: np.ndarray, sep: str = " > ") -> np.ndarray:
+    """The labels of each run (``starts`` of runs in order) joined by ``sep``: one ``np.add.reduceat`` over
+    the labels, each but its run's last followed by ``sep``."""
+    last = np.zeros(len(labels), dtype=bool)
+    last[np.append(starts[1:], len(labels)) - 1] = True
+    parts = np.where(last, labels, labels + sep)
+    return np.add.reduceat(parts, starts)
 
 
 def _wilson(k: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -331,9 +336,8 @@ def failure_paths(histories: Any, *, failure: Sequence[str], n: int = 2, min_sup
     rows = []
 
     # the whole route of each trace
-    entity = frame["entity"].astype(str).to_numpy()
-    routes = pd.DataFrame({"c": codes, "h": entity}).groupby("c", sort=True)["h"].agg(" > ".join)
-    r_codes, r_names = pd.factorize(routes.to_numpy())
+    entity = frame["entity"].astype(str).to_numpy(dtype=object)
+    r_codes, r_names = pd.factorize(_joined(entity, starts))
     support = np.bincount(r_codes, minlength=len(r_names))
     fails = np.bincount(r_codes, weights=trace_failed.astype(float), minlength=len(r_names))
     rows.append(pd.DataFrame({"kind": "path", "pattern": np.asarray(r_names, dtype=object),
