@@ -515,7 +515,7 @@ def propagation_test(histories: Any, *, failure: Sequence[str], window: Any = "6
 
     For every step of B that follows another step of B (a transition from B's state at step n to its status at
     step n + 1), the outcome is whether step n + 1 ends in a failure, the stratum is B's state at step n (its
-    status, and with ``own_history`` whether B itself failed within ``window`` before step n + 1), and the
+    status, and with ``own_history`` how often B itself failed within ``window`` before step n + 1), and the
     exposure is whether A had a failure step within ``window`` before step n + 1. Per ordered pair (A, B) the
     test is G² of exposure x outcome summed over B's strata (each stratum over its observed cells, df summed),
     with the asymptotic chi-square p-value and, with ``bootstrap=B``, a parametric-bootstrap p-value:
