@@ -715,6 +715,7 @@ def rank_root_causes(histories: Any, episode_start: Any, episode_end: Any, *, fa
     Why this and not onset alone: a root cause's own failures may begin a little after a child's (a fresh
     draw of a sticky chain, a quiet moment of traffic), and the earliest failing handler of a cascade is
     often a child of the true root that happened to fail first; the graph then hands its mass upstream.
+    ``benchmarks/localization.py`` measures both, and the robust z-score baseline, on the same episodes.
 
     Parameters
     ----------
