@@ -50,6 +50,10 @@ the generator when every sojourn is exponential), and
 (class, state), the truth of an origin at a step. Both use only the true
 ``Q``, ``P`` and sojourns, and refuse memory, shifts, groups and finishing,
 which the simulation supports with sojourns but this truth does not follow.
+
+*Handlers that call each other* (:func:`simulate_call_graph`, in :mod:`markovfault._callgraph`): traces through
+a small service graph with a shared database, failure episodes injected at a known root cause that propagate
+downstream with lags, and the truth of fault localization (root causes, propagation edges).
 """
 
 from __future__ import annotations
@@ -65,7 +69,11 @@ from sklearn.utils import check_random_state, check_scalar
 
 from markovfault.exceptions import ConfigError
 
+from ._callgraph import CallGraphSimulation, simulate_call_graph  # noqa: E402,F401  (handlers calling each other)
+
 __all__ = [
+    "CallGraphSimulation",
+    "simulate_call_graph",
     "OrderServiceSystem",
     "SimulatedHistories",
     "TimeFailureTruth",

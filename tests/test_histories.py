@@ -639,3 +639,61 @@ def test_fit_on_read_histories_output_equals_fit_on_the_source():
                       model().fit(train).partial_fit(recent))
     ordered = read_histories(sim, columns=SIM_COLUMNS)
     assert_same_model(model().fit(ordered, chunksize=97), model().fit(ordered))
+
+
+# ------------------------------------------------------------------ the trace column
+TRACE_CSV = (
+    "entity,time,event,status,order_id\n"
+    "payment,2024-05-01T10:00:02Z,order_placed,error,o1\n"
+    "order_api,2024-05-01T10:00:00Z,order_requested,ok,o1\n"
+    "order_api,2024-05-01T10:00:05Z,order_requested,ok,\n"
+    "order_api,2024-05-01T10:00:07Z,order_requested,ok, o2 \n"
+    "payment,2024-05-01T10:00:09Z,order_placed,ok,o2\n"
+)
+
+
+def test_trace_column_read_back_from_csv(tmp_path):
+    path = write(tmp_path / "t.csv", TRACE_CSV)
+    frame = read_histories(path, columns=ColumnMap(trace="order_id"))
+    assert list(frame.columns) == ["entity", "time", "event", "status", "trace"]
+    assert frame["trace"].dtype == "str"
+    # sorted by (entity, time); the blank trace is missing (a step outside any trace); whitespace stripped
+    assert frame["entity"].tolist() == ["order_api"] * 3 + ["payment"] * 2
+    assert frame["trace"].tolist()[:1] + frame["trace"].tolist()[2:] == ["o1", "o2", "o1", "o2"]
+    assert pd.isna(frame["trace"].iloc[1])
+    # the row-by-row reader (a frame of objects, JSON lines) gives the same frame
+    raw = pd.read_csv(path, dtype=object)
+    general = read_histories(raw.astype(object).assign(time=raw["time"].astype(object)),
+                             columns={"trace": "order_id"})
+    pd.testing.assert_frame_equal(frame, general)
+    lines = tmp_path / "t.jsonl"
+    lines.write_text("\n".join(json.dumps(r) for r in raw.where(raw.notna(), None).to_dict("records")))
+    pd.testing.assert_frame_equal(frame, read_histories(lines, columns={"trace": "order_id"}))
+    # batch by batch too, and the frame read again keeps its trace
+    batches = [b for b, _ in iter_histories(path, chunksize=2, columns={"trace": "order_id"})]
+    assert sum(len(b) for b in batches) == 5 and all("trace" in b for b in batches)
+    again = read_histories(frame, columns={"trace": "order_id"})
+    pd.testing.assert_frame_equal(frame, again)
+    # without a trace setting nothing changes
+    assert "trace" not in read_histories(path)
+
+
+def test_trace_column_from_config_and_its_errors(tmp_path):
+    path = write(tmp_path / "t.csv", TRACE_CSV)
+    assert ColumnMap.from_config({"trace": "order_id"}).trace == "order_id"
+    assert ColumnMap(trace="").trace is None
+    with pytest.raises(MissingColumnError, match=r"'trace_id' \(trace\).*\[columns\] trace"):
+        read_histories(path, columns={"trace": "trace_id"})
+    with pytest.raises(ConfigError, match="both name the column 'order_id'"):
+        ColumnMap(trace="order_id", event_id="order_id")
+    with pytest.raises(ConfigError, match="trace"):
+        ColumnMap(trace="order_id", metrics=["trace"])
+
+
+def test_trace_column_from_parquet_matches_csv(tmp_path):
+    path = write(tmp_path / "t.csv", TRACE_CSV)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw.to_parquet(tmp_path / "t.parquet")
+    from_csv = read_histories(path, columns={"trace": "order_id"})
+    from_parquet = read_histories(tmp_path / "t.parquet", columns={"trace": "order_id"})
+    pd.testing.assert_frame_equal(from_csv, from_parquet)

@@ -74,6 +74,16 @@ class ColumnMap:
     metrics : tuple of str, default=()
         Numeric columns that state extraction reads (``latency_ms``, ...).
         Always required when listed.
+    group : str or None, default=None
+        The column naming what each entity belongs to (a service, a consumer
+        group), for the group context of history-aware states. Read only
+        when named, and then required, with a value in every row.
+    trace : str or None, default=None
+        The column holding a trace or correlation id (a W3C trace id, an
+        order id, a CloudEvents ``subject``) that links steps of different
+        handlers into one path; the canonical frame calls it ``trace``
+        (str). Read only when named, and then required; a missing or blank
+        value is a step outside any trace (kept, as missing).
 
     Raises
     ------
@@ -91,7 +101,7 @@ class ColumnMap:
     Examples
     --------
     >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
-    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None)
+    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None)
     """
 
     entity: str = "entity"
@@ -101,6 +111,7 @@ class ColumnMap:
     event_id: str | None = "event_id"
     metrics: tuple[str, ...] = ()
     group: str | None = None
+    trace: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("entity", "time"):
@@ -110,7 +121,7 @@ class ColumnMap:
                     f"[columns] {name} = {value!r}: must be a non-empty column name. "
                     f"Fix: set [columns] {name} = \"<column>\"."
                 )
-        for name in ("event", "status", "event_id", "group"):
+        for name in ("event", "status", "event_id", "group", "trace"):
             value = getattr(self, name)
             if value == "":
                 object.__setattr__(self, name, None)
@@ -133,14 +144,14 @@ class ColumnMap:
                 f"[columns] metrics = {list(metrics)!r}: {bad[0]!r} is not a column name."
             )
         object.__setattr__(self, "metrics", metrics)
-        clash = sorted(set(metrics) & set(_CANONICAL + (ROW,)))
+        clash = sorted(set(metrics) & set(_CANONICAL + (ROW,) + (("trace",) if self.trace else ())))
         if clash:
             raise ConfigError(
                 f"[columns] metrics: {clash[0]!r} is a canonical column name and cannot be a "
                 "metric. Fix: rename that column before reading."
             )
         used: dict[str, str] = {}
-        pairs = [(name, getattr(self, name)) for name in _CANONICAL + ("group",)]
+        pairs = [(name, getattr(self, name)) for name in _CANONICAL + ("group", "trace")]
         pairs += [(f"metrics[{i}]", m) for i, m in enumerate(metrics)]
         for name, value in pairs:
             if value is None:
@@ -166,7 +177,7 @@ class ColumnMap:
         ----------
         table : mapping or None
             Keys among ``entity``, ``time``, ``event``, ``status``,
-            ``event_id`` and ``metrics``; missing keys keep their defaults and
+            ``event_id``, ``metrics``, ``group`` and ``trace``; missing keys keep their defaults and
             ``""`` means "no such column".
 
         Returns
@@ -361,6 +372,11 @@ def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str,
         if cols.group not in have:
             raise _missing_column(src, "group", cols.group, names)
         out["group"] = cols.group
+    # trace (off by default: read only when named)
+    if cols.trace is not None:
+        if cols.trace not in have:
+            raise _missing_column(src, "trace", cols.trace, names)
+        out["trace"] = cols.trace
     # metrics
     for metric in cols.metrics:
         found = find(metric)

@@ -47,6 +47,7 @@ from ._sources import open_source
 logger = logging.getLogger("markovfault.histories")
 
 _TEXT = ("entity", "event", "status", "event_id")
+_ENCODED = _TEXT + ("trace",)  # the trace id is read encoded too, and returned as str
 
 # pandas.read_csv's default missing-value tokens: what the general reader
 # (read_csv(dtype=str)) turns into NaN, so the fast CSV reader must too.
@@ -190,7 +191,7 @@ def plan(src, cols) -> tuple[dict, list, list]:
     needed = needed_columns(where)
     if len(set(needed)) != len(needed) or len(set(names)) != len(names):
         raise Fallback("repeated column names")
-    return where, needed, [where[f] for f in _TEXT if where.get(f) is not None]
+    return where, needed, [where[f] for f in _ENCODED if where.get(f) is not None]
 
 
 def encode_table(table, where: dict, cols, name: str) -> _Part:
@@ -199,7 +200,7 @@ def encode_table(table, where: dict, cols, name: str) -> _Part:
     if n == 0:
         raise Fallback("no rows")
     time, kind = _time(table.column(where["time"]))
-    text = {f: _text(table.column(where[f])) for f in _TEXT if where.get(f) is not None}
+    text = {f: _text(table.column(where[f])) for f in _ENCODED if where.get(f) is not None}
     metrics = {m: _metric(table.column(where[m])) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=name)
 
@@ -265,7 +266,7 @@ def _frame_part(src, cols) -> _Part:
         time = time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     else:
         time = time.to_numpy(dtype=np.int64)
-    text = {f: _pandas_text(raw[where[f]]) for f in _TEXT if where.get(f) is not None}
+    text = {f: _pandas_text(raw[where[f]]) for f in _ENCODED if where.get(f) is not None}
     metrics = {m: parse_metric(raw[where[m]], where[m], src, raw) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=src.name)
 
@@ -447,7 +448,7 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
             text["event"] = _Text(codes=np.where(ev.codes < 0, np.int32(fill), ev.codes),
                                   names=ev.names)
 
-    coded = {f: _sorted_vocab(t, mask, sort=f != "event_id") for f, t in text.items()}
+    coded = {f: _sorted_vocab(t, mask, sort=f not in ("event_id", "trace")) for f, t in text.items()}
     if mask is not None:
         time = time[mask]
         metrics = {m: v[mask] for m, v in metrics.items()}
@@ -480,6 +481,11 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
             columns[f] = cat  # (as text below, unless categorical)
     for m in cols.metrics:
         columns[m] = arrange(metrics[m])
+    if "trace" in coded:  # always str (many distinct ids; missing: a step outside any trace)
+        codes, names, _ = coded["trace"]
+        columns["trace"] = pd.Categorical.from_codes(
+            arrange(_small(codes, len(names))), categories=pd.Index(names, dtype=object),
+            validate=False).astype("str")
     if row is None:
         row = np.arange(n_kept, dtype=np.int64) if order is None else \
             order.astype(np.int64, copy=False)

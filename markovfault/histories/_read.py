@@ -141,6 +141,8 @@ def _convert(raw: pd.DataFrame, where: dict[str, Any], src: Source, cols: Column
                 f"column {where['group']!r}. Fix: fill the group of every row, or leave "
                 "[columns] group unset.")
         out["group"] = group.array
+    if where.get("trace") is not None:  # missing values allowed: steps outside any trace
+        out["trace"] = as_str(raw[where["trace"]]).array
     for metric in cols.metrics:
         out[metric] = parse_metric(raw[where[metric]], where[metric], src, raw)
     out[ROW] = np.arange(offset, offset + n, dtype="int64")
@@ -250,7 +252,9 @@ def _prepare(source: Any, columns, format: str | None) -> tuple[ColumnMap, list[
         sources[0].name = "<DataFrame>"
     if all(_is_own_output(src) for src in sources):
         # read_histories' own frames carry the canonical names, whatever the user's columns say
-        cols = ColumnMap(metrics=cols.metrics)
+        # (a trace column read once is read again)
+        trace = "trace" if cols.trace is not None and "trace" in sources[0].frame.columns else None
+        cols = ColumnMap(metrics=cols.metrics, trace=trace)
     return cols, sources
 
 
@@ -468,9 +472,10 @@ def _combine(pieces: Sequence[_Piece], cols: ColumnMap) -> pd.DataFrame:
         frames.append(f)
     order = ["entity", "time", "event"]
     order += [c for c in ("status", "event_id") if c in frames[0]]
-    order += list(cols.metrics) + (["group"] if cols.group is not None else []) + [ROW]
+    order += list(cols.metrics) + (["group"] if cols.group is not None else [])
+    order += (["trace"] if cols.trace is not None else []) + [ROW]
     frame = pd.concat([f[order] for f in frames], ignore_index=True)
-    for name in ("entity", "event", "status", "event_id"):
+    for name in ("entity", "event", "status", "event_id", "trace"):
         if name in frame and frame[name].dtype != "str":
             frame[name] = frame[name].astype("str")
     return frame
