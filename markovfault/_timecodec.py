@@ -63,10 +63,14 @@ def time_int(frame: pd.DataFrame) -> np.ndarray:
 def to_time_int(values, time_kind: str, what: str = "cutoffs") -> np.ndarray:
     """User-given times (timestamps or ISO strings for datetime time, integers otherwise) as int64."""
     if time_kind == "datetime":
-        try:
-            ts = pd.to_datetime(pd.Series(list(values)), utc=True)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{what} {list(values)[:3]}... are not timestamps: {exc}") from exc
+        series = pd.Series(list(values))
+        try:  # each value on its own: "08:50" and "13:04:26" may come together
+            ts = pd.to_datetime(series, utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            try:
+                ts = pd.to_datetime(series, utc=True, format="mixed")
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{what} {list(values)[:3]}... are not timestamps: {exc}") from exc
         return ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     arr = np.asarray(list(values))
     if not np.issubdtype(arr.dtype, np.integer):

@@ -171,6 +171,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neutral", choices=["absent", "harmless"], default="absent",
                    help="what an event outside a Shapley coalition does (default absent: it does not occur)")
     p.add_argument("--top", type=int, default=5, help="rows of each table in the report (default 5)")
+    p.add_argument("--episode", action="append", default=None, metavar="START/END",
+                   help="also localize the root cause of a failure episode across handlers (ISO 8601 times, "
+                        "or integers, separated by '/'; repeatable): the propagation graph and a ranking")
+    p.add_argument("--window", default="60s",
+                   help="with --episode: how long after a handler fails counts as 'it just failed' (default 60s)")
+    p.add_argument("--bootstrap", type=int, default=0,
+                   help="with --episode: bootstrap replicates of the propagation test (default 0: asymptotic)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
 
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
@@ -512,10 +519,31 @@ def _cmd_explain(args) -> int:
     scenario = None if args.scenario is None else [s.strip() for s in args.scenario.split(",") if s.strip()]
     why = explain(model, histories, entity=args.entity, state=args.state, horizon=args.horizon,
                   n_paths=args.paths, scenario=scenario, neutral=args.neutral)
+    where = None
+    if args.episode:
+        from .explain import localize
+
+        if histories is None:
+            raise ConfigError("--episode needs the histories to localize in")
+        if args.bootstrap < 0:
+            raise ValueError(f"--bootstrap {args.bootstrap}: give an integer >= 0")
+        episodes = []
+        for text in args.episode:
+            parts = [p.strip() for p in text.split("/")]
+            if len(parts) != 2 or not all(parts):
+                raise ValueError(f"--episode {text!r}: give START/END, e.g. 2026-03-01T08:00/2026-03-01T08:30")
+            episodes.append(tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts))
+        where = localize(histories, episodes, model=model, window=args.window, bootstrap=args.bootstrap,
+                         top=args.top, random_state=0)
     if args.json:
-        print(json.dumps(why.to_dict(), indent=2))
+        out = why.to_dict()
+        if where is not None:
+            out["localization"] = where.to_dict()
+        print(json.dumps(out, indent=2))
     else:
         print(why.to_text(top=args.top))
+        if where is not None:
+            print("\nAcross handlers:\n" + where.to_text())
     return EX_OK
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "plot_riskiest",
     "plot_flux",
     "plot_attribution",
+    "plot_propagation",
 ]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -1141,4 +1142,53 @@ def plot_attribution(attribution, start=None, ax=None):
                  fontsize="medium", pad=32)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize="small")
+    return ax
+
+
+def plot_propagation(propagation, ranking=None, ax=None):
+    """The failure propagation graph of a :class:`~markovfault.explain.PropagationResult`: the handlers
+    on a circle, an arrow A -> B for each significant edge (B fails more after A fails, given B's own state),
+    its width growing with the log odds ratio. With ``ranking`` (a frame of
+    :func:`~markovfault.explain.rank_root_causes`), each handler's label gets its rank and the likeliest root
+    cause a filled marker.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> from markovfault.explain import propagation_test
+    >>> from markovfault.simulate import simulate_call_graph
+    >>> sim = simulate_call_graph(8, rate=0.1, random_state=0)
+    >>> ax = plot_propagation(propagation_test(sim.histories, failure=sim.failure), ax=Figure().subplots())
+    >>> ax.get_title().startswith("failure propagation")
+    True
+    """
+    import numpy as np
+
+    ax = _axes(ax)
+    names = sorted(set(propagation.table["source"].astype(str)) | set(propagation.table["target"].astype(str)))
+    angle = np.pi / 2 - 2 * np.pi * np.arange(len(names)) / max(len(names), 1)
+    pos = {n: (np.cos(a), np.sin(a)) for n, a in zip(names, angle)}
+    edges = propagation.edges
+    logs = np.log(np.clip(edges["odds_ratio"].to_numpy(dtype=float), 1.0001, 1e6)) if len(edges) else np.zeros(0)
+    top = logs.max() if len(logs) else 1.0
+    for (a, b), lw in zip(edges[["source", "target"]].astype(str).itertuples(index=False), logs):
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 0.6 + 3.0 * lw / top,
+                                "shrinkA": 14, "shrinkB": 14, "connectionstyle": "arc3,rad=0.12"})
+    rank = {}
+    if ranking is not None:
+        rank = dict(zip(ranking["entity"].astype(str), ranking["rank"].astype(int)))
+    for n, (x, y) in pos.items():
+        first = rank.get(n) == 1
+        ax.plot([x], [y], "o", markersize=22, markerfacecolor="0.3" if first else "white", markeredgecolor="black")
+        label = f"{n} (#{rank[n]})" if n in rank else n
+        ax.text(x * 1.36, y * 1.27, label, ha="center", va="center", fontsize="small",
+                fontweight="bold" if first else "normal")
+    ax.set_xlim(-1.7, 1.7)
+    ax.set_ylim(-1.5, 1.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"failure propagation: {len(edges)} edges at FDR {propagation.alpha:g} "
+                 f"(window {propagation.window}; width = log odds ratio)", fontsize="medium")
     return ax

@@ -100,3 +100,33 @@ def test_mistakes_print_one_line(files, argv, code, words):
 def test_a_config_needs_histories(files):
     done = cli("explain", files / "model.toml", cwd=files)
     assert done.returncode == 78 and "give the histories" in done.stderr
+
+
+def test_episodes_are_localized_across_handlers(tmp_path):
+    """--episode adds the propagation graph and each episode's root-cause ranking, on the model's states;
+    the two ends of an episode may be written with different precision (they were parsed with one format)."""
+    from markovfault.simulate import simulate_call_graph
+
+    sim = simulate_call_graph(20, rate=0.2, random_state=3)
+    sim.histories.to_csv(tmp_path / "calls.csv", index=False)
+    (tmp_path / "calls.toml").write_text('[columns]\nmetrics = ["latency_ms"]\n\n[states]\nkind = "categorical"\n'
+                                         'failure = ["error", "down"]\n')
+    done = cli("train", tmp_path / "calls.csv", "--config", tmp_path / "calls.toml", "--out", tmp_path / "m.npz",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    last = sim.episodes.iloc[-1]
+    start = last.start.floor("min").strftime("%Y-%m-%dT%H:%M")            # minutes
+    end = last.end.ceil("s").strftime("%Y-%m-%dT%H:%M:%S")                 # seconds
+    done = cli("explain", tmp_path / "m.npz", tmp_path / "calls.csv", "--episode", f"{start}/{end}", "--json",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    where = json.loads(done.stdout)["localization"]
+    (episode,) = where["episodes"]
+    assert episode["rankings"]["propagation"][0]["entity"] == last.root_cause
+    assert set(episode["rankings"]) == {"propagation", "robust_zscore"}
+    edges = {(e["source"], e["target"]) for e in where["propagation"]["edges"]}
+    assert set(sim.true_edges()) & edges  # some true propagation edge is found
+    done = cli("explain", tmp_path / "m.npz", tmp_path / "calls.csv", "--episode", f"{end}/{start}", cwd=tmp_path)
+    assert done.returncode == 78 and "must come after" in done.stderr
+    done = cli("explain", tmp_path / "m.npz", tmp_path / "calls.csv", "--episode", "soon", cwd=tmp_path)
+    assert done.returncode == 64 and "START/END" in done.stderr

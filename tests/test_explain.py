@@ -460,3 +460,25 @@ def test_the_figures_draw_what_the_explanations_hold(chain):
     ax = plot_attribution(att, ax=Figure().subplots())
     bars = sorted((p.get_width() for p in ax.patches))
     assert np.allclose(bars, np.sort(att.values.loc["slow"].to_numpy()))
+
+
+def test_the_propagation_figure_draws_every_edge_and_the_likeliest_root():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from markovfault.explain import propagation_test, rank_root_causes
+    from markovfault.plotting import plot_propagation
+    from markovfault.simulate import simulate_call_graph
+
+    sim = simulate_call_graph(10, rate=0.2, random_state=4)
+    graph = propagation_test(sim.histories, failure=sim.failure)
+    ep = sim.episodes.iloc[-1]
+    ranked = rank_root_causes(sim.histories, ep.start, ep.end, failure=sim.failure, propagation=graph)
+    ax = plot_propagation(graph, ranked, ax=Figure().subplots())
+    arrows = [c for c in ax.get_children() if type(c).__name__ == "Annotation"]
+    assert len(arrows) == len(graph.edges) > 0
+    labels = {t.get_text() for t in ax.texts} - {""}  # the arrows are annotations without text
+    assert f"{ranked.entity[0]} (#1)" in labels and len(labels) == len(set(graph.table["source"]))
+    filled = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() != "white"]
+    assert len(filled) == 1

@@ -39,7 +39,8 @@ def test_config_example_is_accepted(tmp_path):
     ("markovfault.diagnostics", "diagnostics", 5),
     ("within=", "time horizons", 5),
     ("interval=0.9", "intervals", 4),
-    ("markovfault.explain", "explanations", 8),
+    ("markovfault.explain import explain", "explanations", 8),
+    ("markovfault.explain import localize", "localization", 5),
 ])
 def test_pycon_example_runs(marker, name, tries):
     import doctest

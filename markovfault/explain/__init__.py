@@ -11,11 +11,21 @@ For one handler (an entity's last step, or a state) and a horizon of k steps:
 - :func:`explain`: all of them in one :class:`Explanation` (what ``markovfault explain`` prints).
 
 Every explanation works for plain and history-aware models, from the model's closed forms.
+
+Across handlers (fault localization, from histories; see :mod:`markovfault.explain._localize`):
+:func:`trace_paths` and :func:`failure_paths` (paths by trace id and the patterns that precede failures),
+:func:`propagation_test` (does B fail more after A fails, given B's own state), :func:`rank_root_causes` (the
+likely root causes of a failure episode) beside the :func:`robust_zscore_ranking` baseline,
+:func:`root_cause_accuracy`, and :func:`localize`, all of it for a list of episodes.
 """
 
 from ._api import (DEFAULT_HORIZON, Attribution, FailureFlux, LikelyPaths, attribute_events, attribute_states,
                    event_mix_gradient, failure_flux, likely_paths)
+from ._localize import (LocalizationReport, PropagationResult, failure_paths, localize, propagation_test,
+                        rank_root_causes, robust_zscore_ranking, root_cause_accuracy, trace_paths)
 from ._report import Explanation, explain
 
 __all__ = ["explain", "Explanation", "failure_flux", "likely_paths", "attribute_events", "attribute_states", "event_mix_gradient",
-           "FailureFlux", "LikelyPaths", "Attribution", "DEFAULT_HORIZON"]
+           "FailureFlux", "LikelyPaths", "Attribution", "DEFAULT_HORIZON",
+           "trace_paths", "failure_paths", "propagation_test", "PropagationResult", "rank_root_causes",
+           "robust_zscore_ranking", "root_cause_accuracy", "localize", "LocalizationReport"]

@@ -31,13 +31,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from markovfault._nullsim import rng_of
-from markovfault._timecodec import time_int, time_kind_of, to_time_int
-from markovfault.diagnostics import g2_tables
-from markovfault.exceptions import ConfigError, HistoryError, MissingColumnError
+from .._nullsim import rng_of
+from .._timecodec import time_int, time_kind_of, to_time_int
+from ..diagnostics import g2_tables
+from ..exceptions import ConfigError, HistoryError, MissingColumnError
 
 __all__ = ["trace_paths", "failure_paths", "propagation_test", "PropagationResult", "rank_root_causes",
-           "robust_zscore_ranking", "root_cause_accuracy", "localize", "LocalizationReport"]
+           "robust_zscore_ranking", "root_cause_accuracy", "localize", "LocalizationReport", "model_states"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _check_failure(failure: Any) -> tuple[str, ...]:
 
 def _frame_of(histories: Any, columns: Any, needed: Sequence[str], why: str = "") -> pd.DataFrame:
     if not isinstance(histories, pd.DataFrame) or (columns is not None):
-        from markovfault.histories import read_histories
+        from ..histories import read_histories
 
         histories = read_histories(histories, columns=columns)
     for name in needed:
@@ -97,7 +97,7 @@ def _steps(histories: Any, failure: Any, columns: Any = None, needed: Sequence[s
     if frame["entity"].isna().any() or frame["status"].isna().any():
         col = "entity" if frame["entity"].isna().any() else "status"
         k = int(np.flatnonzero(frame[col].isna().to_numpy())[0])
-        raise HistoryError(f"histories: row {k} has no {col}. Fix: drop such rows, or read the histories with "
+        raise HistoryError(f"histories: row {k + 1} has no {col}. Fix: drop such rows, or read the histories with "
                            "markovfault.read_histories, which drops and counts them")
     kind = time_kind_of(frame["time"])
     t = time_int(frame)
@@ -1017,10 +1017,24 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def localize(histories: Any, episodes: Any, *, failure: Sequence[str], window: Any = "60s",
+def model_states(model: Any, histories: Any) -> tuple[pd.DataFrame, list]:
+    """The histories as a fitted predictor sees them: read with its columns, each step's ``status`` replaced
+    by the name of the state its extractor gives it (so metric-based states localize too), and the model's
+    failure states."""
+    from ..predictor._settings import read_input
+
+    frame, _ = read_input(histories, model.columns, categorical=False)
+    names = np.asarray(model.states_.state_names_, dtype=object)
+    states = names[np.asarray(model.states_.transform(frame), dtype=np.int64)]
+    base = model.chain_.base_
+    failure = [n for n, f in zip(base.state_names_, base.is_failure_) if f]
+    return frame.assign(status=states), failure
+
+
+def localize(histories: Any, episodes: Any, *, failure: Sequence[str] | None = None, window: Any = "60s",
              bootstrap: int | None = 0, metric: str | None = "latency_ms", before: Any = "1h",
-             bucket: Any = "1min", random_state: Any = None, top: int = 5, columns: Any = None
-             ) -> LocalizationReport:
+             bucket: Any = "1min", random_state: Any = None, top: int = 5, columns: Any = None,
+             model: Any = None) -> LocalizationReport:
     """Localize the root causes of failure episodes: the propagation test once, then every episode ranked by
     :func:`rank_root_causes` and, when the metric is there, by the :func:`robust_zscore_ranking` baseline.
 
@@ -1042,6 +1056,9 @@ def localize(histories: Any, episodes: Any, *, failure: Sequence[str], window: A
         Entities per episode and method in the text.
     columns : ColumnMap or mapping, optional
         Read ``histories`` with these columns first.
+    model : FaultPredictor, optional
+        A fitted predictor: the histories are read with its columns and each step's status is the state its
+        extractor gives (:func:`model_states`); ``failure`` defaults to its failure states.
 
     Returns
     -------
@@ -1057,6 +1074,11 @@ def localize(histories: Any, episodes: Any, *, failure: Sequence[str], window: A
     >>> sorted(report.to_dict())
     ['episodes', 'propagation', 'settings']
     """
+    if model is not None:
+        histories, states_failure = model_states(model, histories)
+        failure = states_failure if failure is None else failure
+    if failure is None:
+        raise ConfigError("say which statuses are failures: failure=[...] (or give model=)")
     frame = _frame_of(histories, columns, ("entity", "time", "status"))
     if isinstance(episodes, pd.DataFrame):
         if not {"start", "end"} <= set(episodes.columns):
