@@ -482,3 +482,20 @@ def test_the_propagation_figure_draws_every_edge_and_the_likeliest_root():
     assert f"{ranked.entity[0]} (#1)" in labels and len(labels) == len(set(graph.table["source"]))
     filled = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() != "white"]
     assert len(filled) == 1
+
+
+def test_a_start_that_cannot_fail_has_nothing_to_explain_and_strict_json():
+    import json
+
+    from markovfault.explain import explain
+
+    counts = np.array([[[60, 30, 0, 0], [50, 30, 20, 0], [0, 0, 10, 0], [0, 0, 0, 10]]])
+    chain = EventMarkovChain(alpha=0, beta=0).fit_from_counts(
+        counts, ["ok", "slow", "down", "done"], ["a"], [False, False, True, False])
+    why = explain(chain, state="done", horizon=3)
+    assert why.p_fail == 0 and len(why.paths.table) == 0 and why.paths.coverage == 0
+    assert "nothing to explain" in why.to_text()
+    data = json.loads(json.dumps(why.to_dict(), allow_nan=False))  # NaN shares are null, not NaN
+    assert data["flux"]["by_step"][0]["share"] is None
+    # from ok the risk is there, and the JSON is strict too
+    json.dumps(explain(chain, state="ok", horizon=3).to_dict(), allow_nan=False)

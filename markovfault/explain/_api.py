@@ -22,7 +22,7 @@ from ._paths import MAX_EXPANSIONS, best_paths
 from ._view import ANY_EVENT, ChainView, view_of
 
 __all__ = ["failure_flux", "likely_paths", "attribute_events", "attribute_states", "event_mix_gradient",
-           "FailureFlux", "LikelyPaths", "Attribution", "DEFAULT_HORIZON", "is_predictor"]
+           "FailureFlux", "LikelyPaths", "Attribution", "DEFAULT_HORIZON", "is_predictor", "json_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,17 +202,23 @@ class FailureFlux:
                 "p_fail": self.p_fail, "scenario": self.scenario,
                 "into_failure": _records(self.into_failure),
                 "by_event": _records(self.by_event.reset_index()),
-                "by_step": [{"step": int(k), "share": float(v)} for k, v in self.by_step.items()],
+                "by_step": [{"step": int(k), "share": json_value(v)} for k, v in self.by_step.items()],
                 "by_edge": _records(self.by_edge)}
 
 
+def json_value(v):
+    """A value as JSON holds it: numbers as int or float (NaN and infinities as None), the rest as str."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return None if v is None else str(v)
+
+
 def _records(frame: pd.DataFrame) -> list:
-    out = []
-    for row in frame.itertuples(index=False):
-        out.append({k: (v.item() if isinstance(v, np.generic) else (str(v) if not isinstance(v, (int, float))
-                                                                      else v))
-                    for k, v in zip(frame.columns, row)})
-    return out
+    return [{k: json_value(v) for k, v in zip(frame.columns, row)} for row in frame.itertuples(index=False)]
 
 
 def failure_flux(model, horizon: int | None = None, *, entity: str | None = None, state: str | None = None,
@@ -317,7 +323,7 @@ class LikelyPaths:
         return {"start": self.start, "horizon": self.horizon, "p_fail": self.p_fail,
                 "coverage": self.coverage, "complete": self.complete,
                 "paths": [{"rank": int(r), "path": p.path, "probability": float(p.probability),
-                           "share": float(p.share), "states": list(p.states), "events": list(p.events)}
+                           "share": json_value(p.share), "states": list(p.states), "events": list(p.events)}
                           for r, p in zip(self.table.index, self.table.itertuples())]}
 
 
@@ -423,8 +429,9 @@ class Attribution:
         return {"players": self.players, "neutral": self.neutral, "horizon": self.horizon,
                 "exact": self.exact,
                 "starts": [{"start": str(s), "value": float(self.value[s]), "baseline": float(self.baseline[s]),
-                            "shapley": {str(k): float(v) for k, v in self.values.loc[s].items()},
-                            "removal_effect": {str(k): float(v) for k, v in self.removal_effects.loc[s].items()}}
+                            "shapley": {str(k): json_value(v) for k, v in self.values.loc[s].items()},
+                            "removal_effect": {str(k): json_value(v)
+                                               for k, v in self.removal_effects.loc[s].items()}}
                            for s in self.values.index]}
 
 

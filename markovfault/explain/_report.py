@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError
-from ._api import (DEFAULT_HORIZON, Attribution, FailureFlux, LikelyPaths, is_predictor, attribute_events,
-                   attribute_states, event_mix_gradient, failure_flux, likely_paths)
+from ._api import (DEFAULT_HORIZON, Attribution, FailureFlux, LikelyPaths, attribute_events, attribute_states,
+                   event_mix_gradient, failure_flux, is_predictor, json_value, likely_paths)
 
 __all__ = ["explain", "Explanation"]
 
@@ -76,6 +76,8 @@ class Explanation:
         f = self.flux
         how = f"under the scenario {', '.join(f.scenario)}" if f.scenario else "with the expected event mix"
         lines = [f"{f.start} (now {f.start_state}): P(fail within {f.horizon} steps) = {f.p_fail:.4f}, {how}", ""]
+        if f.p_fail <= 0:
+            return "\n".join(lines + [f"No path reaches a failure state within {f.horizon} steps: nothing to explain."])
         lines.append(f"Most likely paths into failure (the {len(self.paths.table)} listed cover "
                      f"{self.paths.coverage:.1%} of the risk):")
         for rank, row in self.paths.table.head(top).iterrows():
@@ -103,7 +105,7 @@ class Explanation:
         out["states"] = None if self.states is None else self.states.to_dict()
         if self.gradient is not None:
             start = self.gradient.index[0]
-            out["mix_gradient"] = {str(k): float(v) for k, v in self.gradient.loc[start].items()}
+            out["mix_gradient"] = {str(k): json_value(v) for k, v in self.gradient.loc[start].items()}
         return out
 
 
