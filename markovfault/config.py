@@ -65,7 +65,7 @@ _COMPUTE_KEYS = {"scheduler"}  # [compute] scheduler = "tcp://host:8786": run on
 _MODEL_KEYS = {"alpha", "beta", "max_gap", "recent_strength", "time_model", "sojourn"}
 _PRIOR_KEYS = ("alpha", "beta", "recent_strength")  # pseudo-counts, or "auto" (chosen from the data)
 _JOB_KEYS = {"input", "output", "model", "horizons", "threshold", "retention", "keep_models",
-             "max_silence", "interval", "alert_on", "silence_fails"}
+             "max_silence", "interval", "alert_on", "silence_fails", "prometheus"}
 
 
 def load_config(path) -> dict:

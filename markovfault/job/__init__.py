@@ -16,6 +16,8 @@ On disk (``[job] output = "out"``, ``[job] model`` left at its default)::
       latest -> runs/20260101T020000Z
       runs/20260101T020000Z/forecast.parquet   one partition per run, named by its --as-of
       runs/20260101T020000Z/forecast.csv
+      runs/20260101T020000Z/forecast.prom      the run's forecast for Prometheus (text format)
+      markovfault.prom               the latest run's forecast.prom ([job] prometheus)
       model.npz -> model.20260101T020000Z.npz  the pointer to the current model version
       model.20260101T020000Z.npz               one model version per run
 
@@ -60,7 +62,8 @@ For tests only, two environment variables stop a run at a named point:
 waits (at most a minute) until ``<dir>/release`` exists. The points are
 ``locked``, ``reading`` (after the first file is read), ``fitted``,
 ``model_written``, ``output`` (half of the partition written),
-``outputs_written`` and ``committed``.
+``prometheus`` (half of the latest Prometheus textfile written, the run's
+one complete), ``outputs_written`` and ``committed``.
 """
 
 from ..exceptions import JobLockedError, NewerFormatError, NoInputError, OutputError, UsageError

@@ -56,6 +56,10 @@ class JobConfig:
         this before the cutoff (``"7d"``; an integer for integer time).
     config : dict
         The whole config: ``[columns]``, ``[states]``, ``[model]``.
+    prometheus : Path
+        Where each run also writes its forecast as a Prometheus textfile (the latest run's; each run's is
+        beside its partition, ``runs/<run_id>/forecast.prom``). Default ``<output>/markovfault.prom``; point it
+        into node_exporter's ``--collector.textfile.directory`` (the name must end in ``.prom``).
 
     Examples
     --------
@@ -79,6 +83,11 @@ class JobConfig:
     alert_on: str = "p_fail"
     config: dict = field(default_factory=dict, compare=False, repr=False)
     silence_fails: str | None = None
+    prometheus: Path | None = None
+
+    def __post_init__(self):
+        if self.prometheus is None:
+            object.__setattr__(self, "prometheus", self.output / "markovfault.prom")
 
     @classmethod
     def from_config(cls, config: Mapping, base_dir=".", source: str = "config") -> "JobConfig":
@@ -117,6 +126,11 @@ class JobConfig:
         if model.suffix != ".npz":
             raise ConfigError(f"{source}: [job] model = {table.get('model')!r} must end in .npz "
                               "(it is the pointer to the current model version).")
+        prometheus = path("prometheus", required=False)
+        prometheus = Path(os.path.abspath(prometheus)) if prometheus else output / "markovfault.prom"
+        if prometheus.suffix != ".prom":
+            raise ConfigError(f"{source}: [job] prometheus = {table.get('prometheus')!r} must end in .prom "
+                              "(node_exporter's textfile collector reads only *.prom files).")
         horizons = table.get("horizons", [1, 5, 10])
         if isinstance(horizons, (int, str)) and not isinstance(horizons, bool):
             horizons = [horizons]
@@ -168,6 +182,7 @@ class JobConfig:
             alert_on=alert_on,
             config=config,
             silence_fails=silence_fails,
+            prometheus=prometheus,
         )
 
     @property

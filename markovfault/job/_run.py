@@ -27,6 +27,7 @@ from ._inputs import due_files, export_frame, list_inputs, read_files, read_file
 from ._lock import Lock
 from ._logging import current_run
 from ._partition import forecast_table, write_partition
+from ._prometheus import prometheus_text, write_prometheus
 from ._storage import apply_retention, remove_temporaries, repair_pointers, writing
 from ._watermark import load_version, new_watermark, read_watermark, write_watermark
 
@@ -197,6 +198,8 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
             table = forecast_table(model, job, as_of, run_id, version)
         with timer("write"):
             partition = write_partition(job, run_id, table)
+            write_prometheus(job, run_id, prometheus_text(
+                table, finished_at=time.time(), duration=time.perf_counter() - t0, rows_counted=int(n_window)))
         checkpoint("outputs_written")
 
         n_alerts = int(table.loc[table["alert"], "entity"].nunique())
@@ -324,6 +327,10 @@ def _rerun(job, wm, as_of, tick, run_id, timer, t0) -> JobResult:
         table = forecast_table(model, job, as_of, run_id, run["model"])
     with timer("write"):
         partition = write_partition(job, run_id, table)
+        newest = max(wm["runs"], key=lambda r: r["as_of"])["run_id"]
+        write_prometheus(job, run_id, prometheus_text(
+            table, finished_at=time.time(), duration=time.perf_counter() - t0,
+            rows_counted=int(run.get("rows_counted", 0))), latest=run_id == newest)
     logger.info("as-of %s was already committed: rewrote its partition from model version %s",
                 run["data_cutoff"], run["model"],
                 extra={"event": "rerun", "partition": str(partition),

@@ -81,7 +81,11 @@ def point(link: Path, target: str) -> None:
 
 def remove_temporaries(job: JobConfig) -> None:
     """Delete the temporary files and directories of runs that were killed."""
-    places = [(job.output, ""), (job.output / RUNS, ""), (job.model_dir, job.model.stem)]
+    places = [(job.output, ""), (job.output / RUNS, ""), (job.model_dir, job.model.stem),
+              (job.prometheus.parent, job.prometheus.name)]
+    runs = job.output / RUNS
+    if runs.is_dir():  # a file replaced inside a partition (forecast.prom) by a run that was killed
+        places += [(entry, "") for entry in runs.iterdir() if RUN_ID_RE.match(entry.name)]
     for place, stem in places:
         if not place.is_dir():
             continue
