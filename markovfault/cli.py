@@ -113,6 +113,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit", action="store_true",
                    help="fit from scratch on every input row before the cutoff")
 
+    p = sub.add_parser("report", help="the scheduled job's forecasts as one self-contained HTML page: the "
+                       "riskiest handlers, their risk over the kept runs, why, and a backtest's summary")
+    p.add_argument("output", nargs="?", default=None, help="the job's output directory (or --config)")
+    p.add_argument("--config", default=None, help="the job's TOML config (its [job] output and model)")
+    p.add_argument("--out", default=None, help="the page to write (default: <output>/report.html)")
+    p.add_argument("--backtest", default=None, metavar="DIR",
+                   help="a directory written by `markovfault backtest --out DIR`: its metrics.csv on the page")
+    p.add_argument("--horizon", default=None,
+                   help="the horizon to rank by, as in the partition (default: the largest in steps)")
+    p.add_argument("--top", type=int, default=20, help="handlers in the table (default 20)")
+    p.add_argument("--explain", type=int, default=3, help="handlers explained (default 3)")
+
     p = sub.add_parser("inspect", help="describe a model file: states, events, the riskiest "
                        "states and the events that raise the risk most")
     p.add_argument("model", help="model file (.npz), e.g. the [job] model pointer")
@@ -447,6 +459,31 @@ def _cmd_forecast(args) -> int:
                             verbose=args.verbose)
 
 
+def _cmd_report(args) -> int:
+    from .exceptions import NoInputError, OutputError
+
+    if (args.output is None) == (args.config is None):
+        raise ValueError("give the job's output directory or --config JOB.toml, one of them")
+    for name in ("top", "explain"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} {getattr(args, name)}: give an integer >= 1")
+    _check_out(args.out, table=False)
+    options = dict(backtest=args.backtest, horizon=args.horizon, top=args.top, explain_top=args.explain)
+    try:
+        from .job import load_job_config, report_for_job, write_report
+
+        if args.config is not None:
+            path = report_for_job(load_job_config(args.config), args.out, **options)
+        else:
+            path = write_report(args.output, args.out, **options)
+    except NoInputError as exc:
+        return _fail(exc, EX_NOINPUT)
+    except OutputError as exc:
+        return _fail(exc, EX_CANTCREAT)
+    print(f"report written to {path}")
+    return EX_OK
+
+
 def _cmd_inspect(args) -> int:
     from .job import format_model_report
 
@@ -556,6 +593,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "forecast": _cmd_forecast,
     "inspect": _cmd_inspect,
+    "report": _cmd_report,
     "diagnose": _cmd_diagnose,
     "explain": _cmd_explain,
 }

@@ -70,6 +70,7 @@ from ..exceptions import JobLockedError, NewerFormatError, NoInputError, OutputE
 from ._asof import format_run_id, parse_as_of
 from ._command import forecast_command
 from ._config import JobConfig, load_job_config
+from ._html import build_report, report_for_job, write_report
 from ._logging import JsonFormatter
 from ._report import describe_model, format_model_report
 from ._run import JobResult, run_job
@@ -90,4 +91,7 @@ __all__ = [
     "describe_model",
     "format_model_report",
     "forecast_command",
+    "build_report",
+    "write_report",
+    "report_for_job",
 ]

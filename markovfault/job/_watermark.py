@@ -23,7 +23,12 @@ WATERMARK_VERSION = 1
 
 def read_watermark(job: JobConfig) -> dict | None:
     """The committed watermark, checked; None before the first run."""
-    path = job.output / WATERMARK
+    return read_watermark_at(job.output)
+
+
+def read_watermark_at(output: Path) -> dict | None:
+    """The committed watermark of the output directory ``output``, checked; None before the first run."""
+    path = Path(output) / WATERMARK
     if not path.exists():
         return None
     try:
