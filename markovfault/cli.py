@@ -460,7 +460,7 @@ def _cmd_forecast(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .exceptions import NoInputError, OutputError
+    from .exceptions import NoInputError, OutputError, UsageError
 
     if (args.output is None) == (args.config is None):
         raise ValueError("give the job's output directory or --config JOB.toml, one of them")
@@ -480,6 +480,8 @@ def _cmd_report(args) -> int:
         return _fail(exc, EX_NOINPUT)
     except OutputError as exc:
         return _fail(exc, EX_CANTCREAT)
+    except UsageError as exc:
+        return _fail(exc, EX_USAGE)
     print(f"report written to {path}")
     return EX_OK
 

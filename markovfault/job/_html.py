@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..exceptions import MarkovFaultError, NoInputError
+from ..exceptions import MarkovFaultError, NoInputError, UsageError
 from ._constants import RUNS, WATERMARK
 from ._storage import write_bytes_atomic
 from ._watermark import read_watermark_at
@@ -70,7 +70,7 @@ def _headline(frame: pd.DataFrame, horizon=None) -> str:
     labels = list(dict.fromkeys(frame["horizon"].astype(str)))
     if horizon is not None:
         if str(horizon) not in labels:
-            raise NoInputError(f"--horizon {horizon}: the latest partition has the horizons {', '.join(labels)}.")
+            raise UsageError(f"--horizon {horizon}: the latest partition has the horizons {', '.join(labels)}.")
         return str(horizon)
     kind = frame["kind"].astype(str) if "kind" in frame else pd.Series("steps", index=frame.index)
     steps = sorted({int(h) for h, k in zip(frame["horizon"].astype(str), kind) if k == "steps"})
@@ -311,6 +311,8 @@ def build_report(output, *, model_dir=None, backtest=None, horizon=None, top: in
     ------
     NoInputError
         No such directory, no run yet, no partition on disk, or no ``metrics.csv`` in ``backtest``.
+    UsageError
+        ``horizon`` is not one of the latest partition's.
 
     Examples
     --------
