@@ -86,7 +86,7 @@ def _e(text) -> str:
 
 
 def _horizon_text(label: str) -> str:
-    return f"{label} steps" if label.isdigit() else label
+    return (f"{label} step" + ("" if label == "1" else "s")) if label.isdigit() else label
 
 
 # ----------------------------------------------------------------------------- sections
@@ -238,7 +238,7 @@ def _explanations(runs: _Runs, entities: list, label: str, frame: pd.DataFrame, 
             events_html = ""
         blocks.append(f'<div class="explanation" data-entity="{_e(entity)}" data-p-fail="{float(why.p_fail)!r}">'
                       f"<h3>{_e(entity)} <small>now {_e(why.flux.start_state)}, P(fail within {k} steps) = "
-                      f"{why.p_fail:.3f}</small></h3>{paths}{events_html}</div>")
+                      f'{why.p_fail:.3f}</small></h3><div class="tables">{paths}{events_html}</div></div>')
     return intro + "".join(blocks) + "</section>"
 
 
@@ -279,14 +279,14 @@ table{border-collapse:collapse;margin:6px 0}th,td{padding:3px 9px;text-align:lef
 th{background:#f4f6f9;font-weight:600}td.p-fail{font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{display:inline-block;height:9px;background:#e8a33d;margin-right:6px;vertical-align:middle;max-width:100px}
 tr.alert td{background:#fde9e7}tr.alert .bar{background:#d2432f}.alert-cell{color:#b3261e;font-weight:700}
-#summary{display:flex;gap:28px;flex-wrap:wrap;margin:10px 0}#summary div{background:#f4f6f9;padding:8px 14px;
-border-radius:6px}#summary b{display:block;font-size:20px}
+#summary{display:flex;gap:14px;flex-wrap:wrap;margin:10px 0}#summary div{background:#f4f6f9;padding:8px 14px;
+border-radius:6px}#summary b{display:block;font-size:17px}
 .charts{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;border:1px solid #eceff4;padding:4px}
 figcaption{font-size:12px;color:#445;text-align:center}
 svg .plot{fill:#fafbfc;stroke:#dde2ea}svg .grid{stroke:#eceff4}svg .axis{font-size:10px;fill:#667}
 svg .band{fill:#e8a33d;opacity:.25}svg .risk{fill:none;stroke:#c7661a;stroke-width:1.6}
 svg .point{fill:#c7661a}svg .threshold{stroke:#b3261e;stroke-dasharray:4 3}
-.explanation{margin-bottom:12px}code{background:#f4f6f9;padding:0 3px}
+.explanation{margin-bottom:12px}.explanation .tables{display:flex;gap:22px;align-items:flex-start;flex-wrap:wrap}code{background:#f4f6f9;padding:0 3px}
 """
 
 
