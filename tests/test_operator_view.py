@@ -182,6 +182,17 @@ def test_time_and_step_horizons_in_the_textfile(tmp_path, exports):
     assert set(p) == {"1", "15min", "1h"}
     lo = {dict(k[1])["horizon"] for k in got if k[0] == "markovfault_p_fail_lo"}
     assert lo == {"1"}  # time horizons have no bounds
+    # the report ranks by the step horizon by default, or by a time horizon (no interval there)
+    proc = cli("report", tmp_path / "out", "--explain", "1")
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "P(fail within 1 step)" in page and page.count('class="explanation"') == 1
+    proc = cli("report", tmp_path / "out", "--horizon", "15min", "--out", tmp_path / "t.html")
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "t.html").read_text()
+    top = frame[frame["horizon"] == "15min"].sort_values(["p_fail", "entity"], ascending=[False, True]).iloc[0]
+    assert "P(fail within 15min)" in page and "data-p-fail-lo" not in page
+    assert f'data-entity="{html.escape(top["entity"])}" data-p-fail="{float(top["p_fail"])!r}"' in page
 
 
 def test_a_rerun_replaces_the_files_atomically(tmp_path, job):
