@@ -68,6 +68,8 @@ def _read_runs(output: Path, model_dir: Path | None = None) -> _Runs:
 def _headline(frame: pd.DataFrame, horizon=None) -> str:
     """The horizon the page ranks by: ``horizon`` if given, else the largest in steps, else the last."""
     labels = list(dict.fromkeys(frame["horizon"].astype(str)))
+    if not labels:  # every handler left out (max_silence): nothing to rank
+        return "" if horizon is None else str(horizon)
     if horizon is not None:
         if str(horizon) not in labels:
             raise UsageError(f"--horizon {horizon}: the latest partition has the horizons {', '.join(labels)}.")
