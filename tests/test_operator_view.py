@@ -234,6 +234,8 @@ def test_killed_at_the_textfile_the_collector_reads_the_old_one_then_the_new(tmp
     assert not (tmp_path / "out" / "markovfault.prom").exists()  # the default path is not written
     proc = forecast(cfg, T[2])
     assert proc.returncode == 0, proc.stderr
+    finished = [json.loads(line) for line in proc.stderr.splitlines() if '"run_finished"' in line]
+    assert finished[-1]["prometheus"] == str(collector / "orders.prom")
     assert [p.name for p in collector.iterdir()] == ["orders.prom"]  # the temporary removed
     new = (collector / "orders.prom").read_text()
     assert new.encode() == (tmp_path / "out" / "runs" / RUN[2] / "forecast.prom").read_bytes()

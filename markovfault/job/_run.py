@@ -234,7 +234,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                        (h if isinstance(h, str) else int(h)): int(n)
                        for h, n in table.groupby("horizon", sort=False)["alert"].sum().items()},
                    "model_version": version, "partition": str(partition),
-                   "duration_s": round(duration, 3),
+                   "prometheus": str(job.prometheus), "duration_s": round(duration, 3),
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
                          int(n_window), read, skipped, dict(timer))
