@@ -21,6 +21,14 @@ On disk (``[job] output = "out"``, ``[job] model`` left at its default)::
       model.npz -> model.20260101T020000Z.npz  the pointer to the current model version
       model.20260101T020000Z.npz               one model version per run
 
+What an operator sees
+---------------------
+Each run writes its forecast as a Prometheus textfile (gauges ``markovfault_p_fail{entity,horizon}``,
+``markovfault_alert``, ``markovfault_last_success_timestamp_seconds``, ...; see
+:func:`~markovfault.job._prometheus.prometheus_text`) beside the partition and at ``[job] prometheus``, for
+node_exporter's textfile collector. ``markovfault report`` (:func:`write_report`) turns the output directory
+into one static HTML page: the riskiest handlers, their risk over the kept runs, why, a backtest's scores.
+
 What is new
 -----------
 The watermark is in *event time*: a run with ``as_of = T`` counts exactly the
