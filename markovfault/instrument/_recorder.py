@@ -240,7 +240,7 @@ class HistoryRecorder:
         ...     recorder.record("on_order_created", {"type": "order.created"}, "ok", 3.0)
         Traceback (most recent call last):
         ...
-        markovfault.exceptions.RecorderError: on_order_created: the event has no 'id'; ...$
+        markovfault.exceptions.RecorderError: on_order_created: the event has no 'id'; ...
         """
         body = self._body(handler, event, status, latency_ms)
         when = None if time is None else self._check_time(time, "time")
