@@ -221,7 +221,8 @@ def _read_jsonl(path: str) -> pd.DataFrame:
     if not stripped:
         return pd.DataFrame()
     lines = not stripped.startswith("[")
-    raw = pd.read_json(io.StringIO(text), lines=lines, orient="records", dtype=False)
+    raw = pd.read_json(io.StringIO(text), lines=lines, orient="records", dtype=False,
+                       precise_float=True)  # metrics as written: 0.018, not 0.018000000000000002
     if len(raw) == 0:
         return raw
     # Nested objects show up as dicts in object columns; look at one value each.

@@ -252,7 +252,7 @@ class HistoryRecorder:
                 when = self._check_time(self._clock(), "the clock's time")
             micros = _files.micros_of(when)
             start = _files.period_start(micros, self._period)
-            if self._start is None or start > self._start:
+            if self._fh is None or start > self._start:
                 self._close_file()
                 self._open(start)
             elif start < self._start:
@@ -520,7 +520,7 @@ class HistoryRecorder:
         if self._fh is None:
             return None
         fh, start = self._fh, self._start
-        self._fh = None
+        self._fh = self._start = None
         tmp = Path(fh.name)
         try:
             fh.flush()
