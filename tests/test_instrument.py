@@ -347,6 +347,38 @@ def test_the_decorator_maps_outcomes_to_statuses(tmp_path):
     assert lines[1]["orderid"] == "order-0" and lines[1]["data"]["event_id"] == "evt-2"
 
 
+def test_coroutine_handlers_are_recorded_too(tmp_path):
+    import asyncio
+
+    recorder = HistoryRecorder(tmp_path, clock=StepClock())
+
+    @recorder.handler
+    async def on_order_shipped(ev):
+        await asyncio.sleep(0.02)
+        if ev["id"] == "evt-2":
+            raise TimeoutError
+        return "shipped"
+
+    async def main():
+        assert await on_order_shipped(event(1)) == "shipped"
+        with pytest.raises(TimeoutError):
+            await on_order_shipped(event(2))
+
+    asyncio.run(main())
+    recorder.close()
+    lines = lines_of(tmp_path)
+    assert [line["data"]["status"] for line in lines] == ["shipped", "timeout"]
+    assert all(line["data"]["latency_ms"] >= 20 for line in lines)
+
+
+def test_a_directory_that_cannot_be_written_is_a_recorder_error(tmp_path):
+    recorder = HistoryRecorder(tmp_path / "exports", clock=StepClock())
+    (tmp_path / "exports").rename(tmp_path / "gone")
+    (tmp_path / "exports").write_text("a file where the directory was")
+    with pytest.raises(RecorderError, match="cannot write the histories in"):
+        recorder.record("h", event(1), "ok", 1.0)
+
+
 def test_bad_input_gets_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="period"):
         HistoryRecorder(tmp_path, period="1.5h")

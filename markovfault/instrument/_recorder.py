@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import functools
+import inspect
 import json
 import logging
 import math
@@ -15,7 +16,8 @@ import os
 import re
 import threading
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -244,7 +246,7 @@ class HistoryRecorder:
         """
         body = self._body(handler, event, status, latency_ms)
         when = None if time is None else self._check_time(time, "time")
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._closed:
                 raise RecorderError(f"{handler}: the recorder of {self.directory} is closed; nothing more can be "
                                     "recorded. Fix: record before close() (init_app closes it at exit).")
@@ -331,7 +333,8 @@ class HistoryRecorder:
 
         The call is timed with :func:`time.perf_counter`; the status is the returned string, ``"ok"`` when
         it returns None, ``"timeout"`` when it raises :class:`TimeoutError` and ``"error"`` when it raises
-        anything else (the exception is re-raised once the step is recorded).
+        any other exception (the exception is re-raised once the step is recorded). A coroutine function
+        (``async def``) is wrapped by a coroutine function, timed from its start to its end.
 
         Parameters
         ----------
@@ -380,25 +383,38 @@ class HistoryRecorder:
         def decorate(fn: Handler) -> Handler:
             label = name or fn.__name__
 
-            @functools.wraps(fn)
-            def wrapper(event, *args, **kwargs):
-                began = _time.perf_counter()
-                try:
-                    result = fn(event, *args, **kwargs)
-                except TimeoutError:
-                    self.record(label, event, "timeout", (_time.perf_counter() - began) * 1000.0)
-                    raise
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a step
-                        raise
-                    self.record(label, event, "error", (_time.perf_counter() - began) * 1000.0)
-                    raise
+            def done(event, began: float, result: Any) -> Any:
                 latency = (_time.perf_counter() - began) * 1000.0
                 if result is not None and not isinstance(result, str):
                     raise RecorderError(f"{label} returned a {type(result).__name__}; a recorded handler returns "
                                         "its status as a string, or None for \"ok\".")
                 self.record(label, event, "ok" if result is None else result, latency)
                 return result
+
+            def failed(event, began: float, exc: Exception) -> None:
+                status = "timeout" if isinstance(exc, TimeoutError) else "error"
+                self.record(label, event, status, (_time.perf_counter() - began) * 1000.0)
+
+            if inspect.iscoroutinefunction(fn):
+                @functools.wraps(fn)
+                async def wrapper(event, *args, **kwargs):
+                    began = _time.perf_counter()
+                    try:
+                        result = await fn(event, *args, **kwargs)
+                    except Exception as exc:  # recorded, then re-raised (KeyboardInterrupt is no step)
+                        failed(event, began, exc)
+                        raise
+                    return done(event, began, result)
+            else:
+                @functools.wraps(fn)
+                def wrapper(event, *args, **kwargs):
+                    began = _time.perf_counter()
+                    try:
+                        result = fn(event, *args, **kwargs)
+                    except Exception as exc:  # recorded, then re-raised (KeyboardInterrupt is no step)
+                        failed(event, began, exc)
+                        raise
+                    return done(event, began, result)
 
             return wrapper  # type: ignore[return-value]
 
@@ -418,7 +434,7 @@ class HistoryRecorder:
         list of Path
             The files renamed by this call (the period's file, leftovers), in that order.
         """
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._closed:
                 return []
             now = _files.micros_of(self._check_time(self._clock(), "the clock's time"))
@@ -434,7 +450,7 @@ class HistoryRecorder:
 
     def flush(self, *, fsync: bool = False) -> None:
         """Write the buffered lines to the operating system (and to the disk with ``fsync=True``)."""
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._fh is not None:
                 self._flush()
                 if fsync:
@@ -448,7 +464,7 @@ class HistoryRecorder:
         self._stop.set()
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join()
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._closed:
                 return
             self._closed = True
@@ -554,6 +570,17 @@ class HistoryRecorder:
                 self.rotate()
             except Exception:  # a timer thread has no caller to tell: log and go on
                 logger.exception("rotating %s failed", self.directory)
+
+
+@contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """An OSError while writing the files as a RecorderError naming the directory."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise RecorderError(f"cannot write the histories in {directory}: {exc.strerror or exc}{where}. Fix: check "
+                            "the directory's free space and permissions.") from exc
 
 
 def _positive(value: Any) -> bool:
