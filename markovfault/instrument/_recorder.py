@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import math
+import numbers
 import os
 import re
 import threading
@@ -283,7 +284,7 @@ class HistoryRecorder:
         if not isinstance(status, str) or not status.strip():
             raise RecorderError(f"{handler}: status = {status!r} must be a non-empty string (e.g. \"ok\", "
                                 "\"error\").")
-        if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) \
+        if isinstance(latency_ms, bool) or not isinstance(latency_ms, numbers.Real) \
                 or not math.isfinite(latency_ms) or latency_ms < 0:
             raise RecorderError(f"{handler}: latency_ms = {latency_ms!r} must be a finite number >= 0.")
         traceparent = _field(event, "traceparent")
