@@ -145,6 +145,30 @@ def test_threads_across_periods_lose_and_duplicate_nothing(tmp_path):
     assert all(by_id[i]["traceparent"][3:35] == by_id[i]["traceid"] for i in frame["event_id"])
 
 
+def test_threads_and_a_rotating_timer(tmp_path):
+    """Steps of 4 threads and a timer that closes periods in between: every line once, whole, in its period."""
+    clock = StepClock(step=dt.timedelta(milliseconds=1))
+    recorder = HistoryRecorder(tmp_path, period="1s", clock=clock, rotate_every=0.001, flush_lines=7)
+
+    def worker(t):
+        for j in range(1000):
+            recorder.record(f"h{t}", event(t * 1000 + j), "ok", 1.0)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recorder.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    ids = [line["id"] for line in lines_of(tmp_path)]
+    assert sorted(ids) == sorted(f"evt-{k}:h{k // 1000}" for k in range(4000))
+    for path in tmp_path.glob("*.jsonl"):
+        start = dt.datetime.strptime(path.name[7:23], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        times = [dt.datetime.fromisoformat(json.loads(line)["time"]) for line in path.read_text().splitlines()]
+        assert all(start <= t < start + dt.timedelta(seconds=1) for t in times)
+
+
 def test_a_redelivered_event_is_dropped_and_reported(tmp_path):
     clock = StepClock()
     with HistoryRecorder(tmp_path, clock=clock) as recorder:
@@ -266,6 +290,29 @@ def test_a_second_process_on_the_same_files_is_refused(tmp_path):
     assert out.startswith("refused: another process is writing") and "prefix" in out
     first.close()
     assert len(lines_of(tmp_path)) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_neither_writes_nor_duplicates_its_parents_lines(tmp_path):
+    _, clock = settable_clock()
+    recorder = HistoryRecorder(tmp_path, clock=clock)
+    recorder.record("h", event(1), "ok", 1.0)  # buffered in the parent when it forks
+    pid = os.fork()
+    if pid == 0:  # the child (a pre-forking server's worker)
+        code = 3
+        try:
+            recorder.record("h", event(2), "ok", 1.0)
+            recorder.flush()
+        except RecorderError as exc:
+            code = 0 if "another process is writing" in str(exc) else 4
+        finally:
+            recorder.close()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    recorder.record("h", event(3), "ok", 1.0)
+    recorder.close()
+    assert [line["id"] for line in lines_of(tmp_path)] == ["evt-1:h", "evt-3:h"]
 
 
 def test_rotate_closes_an_ended_period_without_a_new_step(tmp_path):

@@ -16,6 +16,7 @@ import numbers
 import os
 import re
 import threading
+import weakref
 import time as _time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -181,7 +182,10 @@ class HistoryRecorder:
         self._flush_lines = flush_lines
         self._flush_seconds = float(flush_seconds)
         self._lock = threading.Lock()
-        self._fh = None  # the open period's temporary, binary, buffered
+        self._fd: int | None = None  # the open period's temporary (unbuffered; the recorder buffers)
+        self._tmp: Path | None = None
+        self._buffer: list[bytes] = []  # whole lines not written yet
+        self._size = 0  # bytes in the temporary: a failed write is cut back to it
         self._start: int | None = None  # its period's start (microseconds since the epoch)
         self._pending = 0  # lines written since the last flush
         self._flushed_at = _time.monotonic()
@@ -194,6 +198,9 @@ class HistoryRecorder:
             self._leftovers = self._recover()
         except OSError as exc:
             raise RecorderError(f"cannot use the directory {self.directory}: {exc.strerror or exc}") from exc
+        if hasattr(os, "register_at_fork"):  # a child process does not write its parent's file
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
         if rotate_every is not None:
             self._timer = threading.Thread(target=self._rotate_loop, args=(float(rotate_every),),
                                            name="markovfault-recorder-rotate", daemon=True)
@@ -255,7 +262,7 @@ class HistoryRecorder:
                 when = self._check_time(self._clock(), "the clock's time")
             micros = _files.micros_of(when)
             start = _files.period_start(micros, self._period)
-            if self._fh is None or start > self._start:
+            if self._fd is None or start > self._start:
                 self._close_file()
                 self._open(start)
             elif start < self._start:
@@ -266,7 +273,7 @@ class HistoryRecorder:
                                    when.isoformat(), _files.time_of(self._start).isoformat(),
                                    extra={"event": "late_step"})
             line = body + (',"time":"' + f"{_files.time_of(micros):%Y-%m-%dT%H:%M:%S.%f}Z" + '"}\n').encode()
-            self._fh.write(line)
+            self._buffer.append(line)
             self._pending += 1
             if self._pending >= self._flush_lines or _time.monotonic() - self._flushed_at >= self._flush_seconds:
                 self._flush()
@@ -440,7 +447,7 @@ class HistoryRecorder:
                 return []
             now = _files.micros_of(self._check_time(self._clock(), "the clock's time"))
             done = []
-            if self._fh is not None and now >= self._start + self._period:
+            if self._fd is not None and now >= self._start + self._period:
                 done.append(self._close_file())
             elif self._pending:
                 self._flush()
@@ -452,10 +459,10 @@ class HistoryRecorder:
     def flush(self, *, fsync: bool = False) -> None:
         """Write the buffered lines to the operating system (and to the disk with ``fsync=True``)."""
         with self._lock, _writing(self.directory):
-            if self._fh is not None:
+            if self._fd is not None:
                 self._flush()
                 if fsync:
-                    os.fsync(self._fh.fileno())
+                    os.fsync(self._fd)
 
     def close(self) -> None:
         """Close the open file (renamed, its period's end or not) and any leftover temporary; idempotent.
@@ -518,36 +525,64 @@ class HistoryRecorder:
         """Open (or, after a restart within the period, continue) the temporary of the period ``start``."""
         tmp = self.directory / _files.temporary_name(self.prefix, start)
         self._leftovers.pop(start, None)  # a leftover of this period (repaired at start) is continued
-        fh = open(tmp, "ab", buffering=1 << 16)
-        if not _files.try_lock(fh):
-            fh.close()
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        if not _files.try_lock(fd):
+            os.close(fd)
             raise _files.busy_error(tmp)
-        self._fh, self._start = fh, start
+        self._fd, self._tmp, self._start = fd, tmp, start
+        self._size = os.fstat(fd).st_size
         self._pending, self._late = 0, 0
         self._flushed_at = _time.monotonic()
         logger.debug("writing %s", tmp.name)
 
     def _flush(self) -> None:
-        self._fh.flush()
+        """Write the buffered lines (whole: a write that fails is cut back to the last whole line)."""
+        data = b"".join(self._buffer)
+        lost = len(self._buffer)
+        self._buffer.clear()
         self._pending = 0
         self._flushed_at = _time.monotonic()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            logger.error("%d lines could not be written to %s", lost, self._tmp, extra={"event": "lines_lost"})
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:  # the next start repairs the tail
+                pass
+            raise
+        self._size += len(data)
 
     def _close_file(self) -> Path | None:
         """Flush, fsync, close and rename the open temporary; the path it got (None if none was open)."""
-        if self._fh is None:
+        if self._fd is None:
             return None
-        fh, start = self._fh, self._start
-        self._fh = self._start = None
-        tmp = Path(fh.name)
+        fd, tmp, start = self._fd, self._tmp, self._start
         try:
-            fh.flush()
-            os.fsync(fh.fileno())
+            self._flush()
+            os.fsync(fd)
         finally:
-            fh.close()
+            os.close(fd)
+            self._fd = self._tmp = self._start = None
         path = _files.publish(tmp, self.directory, self.prefix, start)
         logger.info("closed the period %s: %s", _files.time_of(start).isoformat(), path.name,
                     extra={"event": "period_closed"})
         return path
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's open file and buffered lines (the parent writes them) and its
+        lock and timer; the child's first step opens the period's file, which the parent holds: a
+        RecorderError that says to give each process its own prefix."""
+        self._lock = threading.Lock()
+        if self._fd is not None:
+            os.close(self._fd)  # the parent's open file (and its lock) stay the parent's
+        self._fd = self._tmp = self._start = None
+        self._buffer, self._pending = [], 0
+        self._leftovers = {}
+        self._timer = None
+        self._stop = threading.Event()
 
     def _recover(self) -> dict[int, Path]:
         """Repair the temporaries no live process holds; rename those of ended periods; the others, kept."""
