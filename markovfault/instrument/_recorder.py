@@ -126,7 +126,14 @@ class HistoryRecorder:
     renamed by :meth:`rotate` once their period has ended, or by :meth:`close`.
 
     **Threads.** :meth:`record` may be called from many threads: one lock guards the clock, the period's
-    file and the buffer, and each line is written whole.
+    file and the buffer. Lines are buffered whole and written with ``os.write`` to the temporary (opened
+    ``O_APPEND``); a write that fails (a full disk) is cut back to the last whole line, and the error is a
+    :class:`~markovfault.exceptions.RecorderError`.
+
+    **Processes.** One process per directory and prefix (an advisory lock on the open temporary enforces
+    it). A process forked from one that records (a pre-forking server's worker) does not write its
+    parent's file: its first step raises a RecorderError. Make the recorder in each worker, after the fork,
+    with a prefix of its own that stays the same across restarts (so that its leftovers are completed).
 
     **Each line** is a CloudEvents 1.0 structured-mode JSON object: ``specversion`` ``"1.0"``, ``id``
     ``f"{event['id']}:{handler}"`` (a redelivered event handled twice writes the same id, which
