@@ -467,6 +467,28 @@ def test_the_column_map_reads_nested_fields_also_from_toml(tmp_path):
         read_histories(tmp_path, columns={"status": "data.nothing"})
 
 
+def test_parquet_struct_columns_read_like_json_lines(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from markovfault.histories import iter_histories
+
+    with HistoryRecorder(tmp_path / "jsonl", clock=StepClock()) as recorder:
+        for k in range(1, 7):
+            recorder.record(f"h{k % 2}", event(k), ("ok", "slow")[k % 2], 1.5 * k)
+    lines = lines_of(tmp_path / "jsonl")
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.Table.from_pylist(lines), tmp_path / "pq" / "events.parquet")  # data: a struct column
+    expected = read_histories(tmp_path / "jsonl", columns=CLOUDEVENTS_COLUMNS)
+    got = read_histories(tmp_path / "pq", columns=CLOUDEVENTS_COLUMNS)
+    assert got.equals(expected) and got["latency_ms"].tolist() == [3.0, 6.0, 9.0, 1.5, 4.5, 7.5]
+    batches = [frame for frame, _ in iter_histories(tmp_path / "pq", chunksize=4, columns=CLOUDEVENTS_COLUMNS)]
+    assert [len(b) for b in batches] == [4, 2] and sum(b["latency_ms"].sum() for b in batches) == 31.5
+    flat = read_histories(tmp_path / "pq", columns={"entity": "subject", "status": "data.status",
+                                                    "metrics": ["data.latency_ms"]})
+    assert flat["data.latency_ms"].tolist() == [3.0, 6.0, 9.0, 1.5, 4.5, 7.5]
+
+
 # ---------------------------------------------------------------------------- OpenTelemetry
 
 
