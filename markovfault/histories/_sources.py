@@ -279,11 +279,13 @@ def parquet_names(schema) -> list[str]:
 
 def parquet_columns(schema, names: list[str]) -> list[str]:
     """The top-level Parquet columns that hold ``names`` (columns or dotted paths into struct columns)."""
+    import pyarrow as pa
+
     top = list(schema.names)
     out: list[str] = []
     for name in names:
         owner = name if name in top else next(
-            (t for t in top if name.startswith(t + ".") and str(schema.field(t).type).startswith("struct")), name)
+            (t for t in top if name.startswith(t + ".") and pa.types.is_struct(schema.field(t).type)), name)
         if owner not in out:
             out.append(owner)
     return out
