@@ -10,7 +10,6 @@ import datetime as dt
 import functools
 import inspect
 import json
-import logging
 import math
 import numbers
 import os
