@@ -228,8 +228,8 @@ def test_a_process_killed_mid_period_leaves_only_complete_files(tmp_path, caplog
                              text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
-        child.send_signal(signal.SIGKILL)
     finally:
+        child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
 
@@ -249,8 +249,8 @@ def test_a_process_killed_mid_period_leaves_only_complete_files(tmp_path, caplog
                              stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert again.stdout.readline().strip() == "ready"
-        again.send_signal(signal.SIGKILL)  # ... and is killed too
     finally:
+        again.send_signal(signal.SIGKILL)  # ... and is killed too
         again.wait(timeout=30)
     assert "dropped 37 bytes after its last complete line (31 lines kept)" in again.stderr.read()
     assert tmp.read_bytes().endswith(b"\n") and len(tmp.read_text().splitlines()) == 32
