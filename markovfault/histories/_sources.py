@@ -202,8 +202,12 @@ def open_source(src: Source) -> tuple[list[Any], Callable[[list[Any]], pd.DataFr
         if src.kind == "parquet":
             import pyarrow.parquet as pq
 
-            names = list(pq.read_schema(path).names)
-            return names, lambda cols: pd.read_parquet(path, engine="pyarrow", columns=cols)
+            schema = pq.read_schema(path)
+            names = parquet_names(schema)
+            if names == list(schema.names):
+                return names, lambda cols: pd.read_parquet(path, engine="pyarrow", columns=cols)
+            return names, lambda cols: flatten_table(pq.read_table(path, columns=parquet_columns(schema, cols)),
+                                                     cols).to_pandas()
         raw = _read_jsonl(path)
         if len(raw) == 0:
             raise empty_error(src, "no JSON records")
@@ -221,16 +225,79 @@ def _read_jsonl(path: str) -> pd.DataFrame:
     if not stripped:
         return pd.DataFrame()
     lines = not stripped.startswith("[")
-    raw = pd.read_json(io.StringIO(text), lines=lines, orient="records", dtype=False)
+    raw = pd.read_json(io.StringIO(text), lines=lines, orient="records", dtype=False,
+                       precise_float=True)  # metrics as written: 0.018, not 0.018000000000000002
     if len(raw) == 0:
         return raw
-    # Nested objects show up as dicts in object columns; look at one value each.
-    nested = [c for c in raw.columns
-              if raw[c].dtype == object and isinstance(_first_valid(raw[c]), dict)]
-    if nested:
-        # CloudEvents keep the payload in "data": flatten it to "data.status", ...
-        raw = pd.json_normalize(raw.to_dict(orient="records"), sep=".")
-    return raw
+    return flatten_nested(raw)
+
+
+def flatten_nested(raw: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """Nested JSON objects as columns named by their dotted path: CloudEvents keep the payload in ``data``,
+    which becomes ``data.status``, ``data.latency_ms``, ... (objects within objects too: ``data.a.b``).
+
+    A column is nested when its first value is an object (a dict). Rows where it holds no object get missing
+    values in its fields; rows where it holds something else (a CloudEvent's ``data`` may be a string) keep
+    that value in the column under its own name. Column by column, not row by row:
+    ``pd.DataFrame(list of dicts)`` builds each object's fields at once.
+    """
+    nested = [name for name in raw.columns
+              if raw[name].dtype == object and isinstance(_first_valid(raw[name]), dict)]
+    if not nested:
+        return raw.add_prefix(prefix) if prefix else raw
+    parts: list[pd.DataFrame | pd.Series] = []
+    for name in raw.columns:
+        values = raw[name]
+        if name not in nested:
+            parts.append(values.rename(f"{prefix}{name}"))
+            continue
+        items = values.tolist()
+        is_object = [isinstance(v, dict) for v in items]
+        inner = pd.DataFrame([v if ok else {} for v, ok in zip(items, is_object)], index=raw.index)
+        if not all(is_object):
+            other = values.mask(pd.Series(is_object, index=raw.index))
+            if other.notna().any():
+                parts.append(other.rename(f"{prefix}{name}"))
+        if len(inner.columns):
+            parts.append(flatten_nested(inner, prefix=f"{prefix}{name}."))
+    return pd.concat(parts, axis=1)
+
+
+def parquet_names(schema) -> list[str]:
+    """The columns of a Parquet schema, struct columns as their fields' dotted paths (``data.status``), as
+    JSON lines are flattened."""
+    import pyarrow as pa
+
+    def leaves(name: str, type_) -> list[str]:
+        if not pa.types.is_struct(type_):
+            return [name]
+        return [leaf for k in range(type_.num_fields)
+                for leaf in leaves(f"{name}.{type_.field(k).name}", type_.field(k).type)]
+
+    return [leaf for field in schema for leaf in leaves(field.name, field.type)]
+
+
+def parquet_columns(schema, names: list[str]) -> list[str]:
+    """The top-level Parquet columns that hold ``names`` (columns or dotted paths into struct columns)."""
+    import pyarrow as pa
+
+    top = list(schema.names)
+    out: list[str] = []
+    for name in names:
+        owner = name if name in top else next(
+            (t for t in top if name.startswith(t + ".") and pa.types.is_struct(schema.field(t).type)), name)
+        if owner not in out:
+            out.append(owner)
+    return out
+
+
+def flatten_table(table, names: list[str]):
+    """``table`` with its struct columns flattened into dotted paths, ``names`` selected."""
+    import pyarrow as pa
+
+    while any(pa.types.is_struct(t) for t in table.schema.types):
+        table = table.flatten()
+    return table.select(names)
 
 
 def _first_valid(values: pd.Series) -> Any:
