@@ -528,3 +528,19 @@ def test_bad_horizons_name_the_key():
             job(horizons=bad)
     with pytest.raises(ConfigError, match="silence_fails"):
         job(silence_fails="forever")
+
+
+def test_a_trace_column_in_the_config_is_read_and_kept(tmp_path, exports):
+    """[columns] trace: the job's frame keeps it under its configured name (it was left out and the run
+    failed with a missing column)."""
+    (tmp_path / "in").mkdir()
+    for h in (0, 1):
+        part = pd.read_csv(exports[h]) if exports[h].suffix == ".csv" else pd.read_parquet(exports[h])
+        part["order_id"] = "o" + (part.index % 37).astype(str)
+        part.to_csv(tmp_path / "in" / f"orders-{h}.csv", index=False)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CONFIG.format(output="out").replace('event_id = "event_id"\n',
+                                                        'event_id = "event_id"\ntrace = "order_id"\n'))
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "runs" / RUN[2] / "forecast.parquet").exists()

@@ -89,7 +89,7 @@ def _sha256(path: Path) -> str:
 def export_frame(frame: pd.DataFrame, cols) -> pd.DataFrame:
     """A canonical frame back in the configured column names (what ``fit`` reads)."""
     names = {"entity": cols.entity, "time": cols.time, "event": cols.event,
-             "status": cols.status, "event_id": cols.event_id, "group": cols.group}
+             "status": cols.status, "event_id": cols.event_id, "group": cols.group, "trace": cols.trace}
     keep = {c: names.get(c, c) for c in frame.columns if c != "_row" and names.get(c, c)}
     return frame[list(keep)].rename(columns=keep)
 
