@@ -41,6 +41,7 @@ def test_config_example_is_accepted(tmp_path):
     ("interval=0.9", "intervals", 4),
     ("markovfault.explain import explain", "explanations", 8),
     ("markovfault.explain import localize", "localization", 5),
+    ("HistoryRecorder(exports", "recording", 10),
 ])
 def test_pycon_example_runs(marker, name, tries):
     import doctest
