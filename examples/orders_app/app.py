@@ -110,7 +110,7 @@ class Settings:
     slow_shipping: Window | None = None
     poison: str | None = None         # an order id whose events always error
     load_scale: float | None = None   # on_order_created degrades as the bus's queue grows past this
-    hiccups: tuple = (150.0, 8.0)     # (mean minutes between, minutes) of a handler's own short bad spells
+    hiccups: tuple = (90.0, 10.0)     # (mean minutes between, minutes) of a handler's own short bad spells
     prefix: str = "events"
 
     @classmethod
@@ -127,7 +127,7 @@ class Settings:
         p.add_argument("--workers", type=int, default=4, help="bus worker threads")
         p.add_argument("--faults", action="append", default=[], metavar="SPEC",
                        help="outage@START+DURATION[:p=..,fail=..,warn=..], slow_shipping@START+DURATION"
-                            "[:p=..,warn=..], poison:order=ID, load:scale=N, hiccups:every=M,minutes=M, "
+                            "[:p=..,warn=..], poison:order=ID, load:scale=N, hiccups:every=M,minutes=M (default 90,10), "
                             "hiccups:off (repeatable; START is simulated time after --start)")
         a = p.parse_args(argv)
         start = datetime.fromisoformat(a.start.replace("Z", "+00:00")).astimezone(timezone.utc)
@@ -171,7 +171,7 @@ class Settings:
         if kind == "hiccups":
             if opts.strip() == "off":
                 return replace(self, hiccups=(0.0, 0.0))
-            return replace(self, hiccups=(minutes_of(kw.get("every", "150")), minutes_of(kw.get("minutes", "8"))))
+            return replace(self, hiccups=(minutes_of(kw.get("every", "90")), minutes_of(kw.get("minutes", "10"))))
         raise ValueError(f"unknown fault {kind!r} (outage, slow_shipping, poison, load, hiccups)")
 
     def describe(self) -> dict:
