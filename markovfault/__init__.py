@@ -45,7 +45,8 @@ _EXPORTS = {
 
 # submodules reachable as attributes (``markovfault.config.load_config``)
 _SUBMODULES = {"backtest", "chain", "config", "counts", "diagnostics", "exceptions", "explain", "forecast", "histories",
-               "job", "persistence", "plotting", "predictor", "selection", "simulate", "states", "trajectories"}
+               "instrument", "job", "persistence", "plotting", "predictor", "selection", "simulate", "states",
+               "trajectories"}
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

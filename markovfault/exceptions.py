@@ -24,6 +24,7 @@ __all__ = [
     "OutputError",
     "NoInputError",
     "UsageError",
+    "RecorderError",
     "NewerFormatError",
     "DataWarning",
 ]
@@ -100,6 +101,12 @@ class NoInputError(MarkovFaultError):
 
 class UsageError(MarkovFaultError, ValueError):
     """A bad command-line value, such as an unusable ``--as-of`` (exit 64)."""
+
+
+class RecorderError(MarkovFaultError, ValueError):
+    """The history recorder (:mod:`markovfault.instrument`) was given something it cannot record (an event
+    without an id or type, a status that is not a string, a naive time), was used after ``close()``, or
+    finds another process writing its current file."""
 
 
 class NewerFormatError(ModelFileError):

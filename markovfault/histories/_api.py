@@ -151,11 +151,14 @@ def read_histories(
     that disagree, CloudEvents attributes) is read row by row instead, with
     the same result and the same errors.
 
-    **CloudEvents.** In JSON-lines sources (and any source with a
-    ``specversion`` column) nested objects are flattened with
-    :func:`pandas.json_normalize`, so ``data.status`` and
-    ``data.latency_ms`` become columns, and status and metrics are found
-    as ``<name>`` or ``data.<name>``. When the entity, event or event_id
+    **CloudEvents.** In JSON-lines sources nested objects are flattened into
+    columns named by their dotted path, so ``data.status`` and
+    ``data.latency_ms`` become columns that ``columns`` may name (see
+    :class:`ColumnMap`, "Nested fields"); in these sources (and any source
+    with a ``specversion`` column) status and metrics are also found as
+    ``data.<name>``. The recorder's files
+    (:class:`markovfault.instrument.HistoryRecorder`) read with
+    ``columns=markovfault.instrument.CLOUDEVENTS_COLUMNS``. When the entity, event or event_id
     columns are left at their defaults and are absent, the CloudEvents
     attributes stand in: entity is ``subject`` where a row has one, else
     ``source`` (the handler is usually the subject when a monitor reports on

@@ -98,10 +98,28 @@ class ColumnMap:
     explicit column that is absent from the input is an error; a default one
     may be absent where the input contract allows it.
 
+    **Nested fields (JSON lines).** Nested objects of JSON-lines records are
+    flattened on read into columns named by their dotted path: the record
+    ``{"subject": "on_order_created", "data": {"status": "ok",
+    "latency_ms": 12.5}}`` has the columns ``subject``, ``data.status`` and
+    ``data.latency_ms`` (deeper objects too: ``data.a.b``). Any field may name
+    such a column: ``status="data.status"``, in TOML ``[columns] status =
+    "data.status"``. The canonical frame names its columns as always
+    (``status``; a metric by the name listed, so ``metrics=["data.latency_ms"]``
+    gives a column ``data.latency_ms``). In JSON-lines sources (and sources with
+    a ``specversion`` column) a status or metric named without a path is also
+    found under ``data.``: ``metrics=["latency_ms"]`` reads ``data.latency_ms``
+    into a column ``latency_ms``. Parquet struct columns and frames are not
+    flattened. :data:`markovfault.instrument.CLOUDEVENTS_COLUMNS` is the map of
+    the recorder's lines, which uses both.
+
     Examples
     --------
     >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
     ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None)
+    >>> ColumnMap.from_config({"entity": "subject", "event": "type", "status": "data.status", "event_id": "id",
+    ...                        "trace": "traceid"}).status
+    'data.status'
     """
 
     entity: str = "entity"

@@ -221,16 +221,42 @@ def _read_jsonl(path: str) -> pd.DataFrame:
     if not stripped:
         return pd.DataFrame()
     lines = not stripped.startswith("[")
-    raw = pd.read_json(io.StringIO(text), lines=lines, orient="records", dtype=False)
+    raw = pd.read_json(io.StringIO(text), lines=lines, orient="records", dtype=False,
+                       precise_float=True)  # metrics as written: 0.018, not 0.018000000000000002
     if len(raw) == 0:
         return raw
-    # Nested objects show up as dicts in object columns; look at one value each.
-    nested = [c for c in raw.columns
-              if raw[c].dtype == object and isinstance(_first_valid(raw[c]), dict)]
-    if nested:
-        # CloudEvents keep the payload in "data": flatten it to "data.status", ...
-        raw = pd.json_normalize(raw.to_dict(orient="records"), sep=".")
-    return raw
+    return flatten_nested(raw)
+
+
+def flatten_nested(raw: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """Nested JSON objects as columns named by their dotted path: CloudEvents keep the payload in ``data``,
+    which becomes ``data.status``, ``data.latency_ms``, ... (objects within objects too: ``data.a.b``).
+
+    A column is nested when its first value is an object (a dict). Rows where it holds no object get missing
+    values in its fields; rows where it holds something else (a CloudEvent's ``data`` may be a string) keep
+    that value in the column under its own name. Column by column, not row by row:
+    ``pd.DataFrame(list of dicts)`` builds each object's fields at once.
+    """
+    nested = [name for name in raw.columns
+              if raw[name].dtype == object and isinstance(_first_valid(raw[name]), dict)]
+    if not nested:
+        return raw.add_prefix(prefix) if prefix else raw
+    parts: list[pd.DataFrame | pd.Series] = []
+    for name in raw.columns:
+        values = raw[name]
+        if name not in nested:
+            parts.append(values.rename(f"{prefix}{name}"))
+            continue
+        items = values.tolist()
+        is_object = [isinstance(v, dict) for v in items]
+        inner = pd.DataFrame([v if ok else {} for v, ok in zip(items, is_object)], index=raw.index)
+        if not all(is_object):
+            other = values.mask(pd.Series(is_object, index=raw.index))
+            if other.notna().any():
+                parts.append(other.rename(f"{prefix}{name}"))
+        if len(inner.columns):
+            parts.append(flatten_nested(inner, prefix=f"{prefix}{name}."))
+    return pd.concat(parts, axis=1)
 
 
 def _first_valid(values: pd.Series) -> Any:
