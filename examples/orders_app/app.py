@@ -466,8 +466,9 @@ def create_app(settings: Settings, *, clock: SimClock | None = None):
 
     clock = clock or SimClock(settings.start, settings.speed)
     app = Flask("orders_app")
+    # rotate_every: a period's file appears when its simulated hour ends, even in a lull (real seconds)
     recorder = HistoryRecorder(settings.exports, source="orders-app", period="1h", clock=clock.now,
-                               prefix=settings.prefix)
+                               prefix=settings.prefix, rotate_every=min(1.0, 600.0 / settings.speed))
     recorder.init_app(app)
     service = OrderService(settings, clock, recorder)
     app.extensions["orders"] = service
@@ -518,7 +519,7 @@ def serve(settings: Settings, *, drain_timeout: float = 15.0) -> int:
 
     app = create_app(settings)
     service = app.extensions["orders"]
-    recorder = app.extensions.get("markovfault_recorder") or service.recorder
+    recorder = service.recorder
     server = create_server(app, host=settings.host, port=settings.port, threads=4)
 
     def stop(signum, frame):
