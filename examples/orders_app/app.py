@@ -395,7 +395,7 @@ class OrderService:
         s, rng = self.settings, self._rng(event, "on_order_shipped")
         minute = self.clock.minutes()
         phase = s.slow_shipping.phase(minute) if s.slow_shipping else None
-        latency, _ = self._step(event, "on_order_shipped", rng, latency_factor=8.0 if phase else 1.0)
+        latency, _ = self._step(event, "on_order_shipped", rng, latency_factor=12.0 if phase else 1.0)
         if phase == "active" and rng.random() < s.slow_shipping.p:
             raise TimeoutError("carrier API did not answer within 2 s")
         self._follow(event, "order_delivered", "deliver", event.get("data") or {})
