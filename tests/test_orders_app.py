@@ -167,3 +167,14 @@ def test_the_job_alerts_before_the_failures(run):
     outage = leads.set_index("incident").loc["payment outage"]
     assert outage["alert_first"] and outage["lead"] > pd.Timedelta(0), leads
     assert leads["alert_first"].sum() * 2 >= len(leads)        # at least half of the incidents
+
+
+def test_the_example_modules_doctests():
+    """The examples are not under pytest's testpaths: their docstring examples run here."""
+    import doctest
+
+    from examples.orders_app import app, harness as h, loadgen
+
+    for module in (app, loadgen, h):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
