@@ -20,6 +20,9 @@ pytest.importorskip("waitress", reason="the orders app is served by waitress (th
 
 from scipy import stats  # noqa: E402
 
+# the job's first runs have seen no timeout yet: the model says so (a DataWarning), which is expected here
+pytestmark = pytest.mark.filterwarnings("ignore:states .'timeout'. were never left:UserWarning")
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # examples/ is a namespace package at the repository root
 
@@ -53,6 +56,7 @@ def run(tmp_path_factory):
     with harness.running_service(exports, speed=SPEED, seed=SEED, faults=FAULTS,
                                  log_path=d / "server.log") as (proc, url):
         m0 = harness.healthz(url)["minutes"]
+        answers = [http_post(url + path, body, headers) for path, body, headers in BAD_REQUESTS]
         orders = int(RATE * (END_MINUTES - m0) * 60 / SPEED)
         counts = run_load(url, orders=orders, rate=RATE, seed=SEED, retry_rate=RETRY,
                           sent_path=d / "sent.csv", timeout=60)
@@ -65,8 +69,46 @@ def run(tmp_path_factory):
     for as_of in as_ofs:
         run_job(job, as_of=as_of.isoformat())
     table = harness.forecasts(d / "forecasts")
-    return {"dir": d, "exports": exports, "counts": counts, "orders": orders, "exit": code,
+    return {"dir": d, "exports": exports, "counts": counts, "answers": answers, "orders": orders, "exit": code,
             "history": history, "table": table, "as_ofs": as_ofs}
+
+
+STRUCTURED = {"Content-Type": "application/cloudevents+json"}
+BAD_REQUESTS = [  # (path, body, headers) -> (status, JSON error) below
+    ("/event/order_cancelled", b"{}", STRUCTURED),
+    ("/event/order_created", b"{not json", STRUCTURED),
+    ("/event/order_created", json.dumps({"specversion": "1.0", "id": "x1", "type": "order_created",
+                                         "source": "t"}).encode(), STRUCTURED),
+    ("/event/order_created", b"{}", {"Content-Type": "application/json", "ce-specversion": "1.0",
+                                     "ce-id": "x2", "ce-type": "order_shipped", "ce-source": "t",
+                                     "ce-subject": "o"}),
+    ("/event/order_created", b"{}", {"Content-Type": "application/json", "ce-specversion": "1.0",
+                                     "ce-id": "x3", "ce-type": "order_created", "ce-source": "t",
+                                     "ce-subject": "o", "traceparent": "00-xyz"}),
+]
+
+
+def http_post(url, body, headers):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_bad_requests_get_one_line_json_errors(run):
+    codes = [code for code, _ in run["answers"]]
+    assert codes == [404, 400, 400, 400, 400]
+    for _, text in run["answers"]:
+        assert "\n" not in text.strip() and set(json.loads(text)) == {"error"}
+    errors = [json.loads(t)["error"] for _, t in run["answers"]]
+    assert "unknown event type 'order_cancelled'" in errors[0]
+    assert "not JSON" in errors[1] and "'subject'" in errors[2] and "does not match" in errors[3]
+    assert "traceparent" in errors[4]
 
 
 def raw_lines(exports: Path) -> pd.DataFrame:

@@ -158,6 +158,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("demo: interrupted (the service was stopped)")
         return 130
+    except Exception as exc:  # noqa: BLE001 - the demo says what went wrong and returns
+        print(f"demo: failed: {type(exc).__name__}: {exc} (the service was stopped)")
+        return 1
 
 
 if __name__ == "__main__":
