@@ -220,3 +220,74 @@ def test_the_example_modules_doctests():
     for module in (app, loadgen, h):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_timeouts_of_the_slow_downstream_lie_in_its_window(run):
+    h = run["history"]
+    shipped = h[h["entity"] == "on_order_shipped"]
+    start, end = START + pd.Timedelta("2h40min"), START + pd.Timedelta("3h10min")
+    timeouts = shipped[shipped["status"] == "timeout"]
+    margin = pd.Timedelta("1min")
+    assert len(timeouts) and timeouts["time"].between(start, end + margin).all()
+    inside = shipped[shipped["time"].between(start + margin, end - margin)]
+    k, n = int((inside["status"] == "timeout").sum()), len(inside)
+    ci = stats.binomtest(k, n).proportion_ci(0.95)
+    assert ci.low <= 0.7 <= ci.high, (k, n)
+
+
+# ------------------------------------------------------------- the app in process (Flask's test client)
+def _app(tmp_path, *faults, speed=50.0, workers=1):
+    from examples.orders_app.app import Settings, create_app
+
+    s = Settings(exports=str(tmp_path), speed=speed, workers=workers).with_fault("hiccups:off")
+    for spec in faults:
+        s = s.with_fault(spec)
+    return create_app(s)
+
+
+def _post_orders(client, n, prefix="t"):
+    for i in range(n):
+        r = client.post("/event/order_created", json={
+            "specversion": "1.0", "id": f"{prefix}-{i}", "type": "order_created", "source": "test",
+            "subject": f"o-{i}", "data": {}}, headers={"Content-Type": "application/cloudevents+json"})
+        assert r.status_code == 202, r.get_json()
+
+
+def _history(app):
+    from markovfault import read_histories
+    from markovfault.instrument import CLOUDEVENTS_COLUMNS
+
+    service = app.extensions["orders"]
+    assert service.bus.drain(30)
+    service.recorder.close()
+    return read_histories(service.recorder.directory, columns=CLOUDEVENTS_COLUMNS)
+
+
+def _statuses(app, handler):
+    h = _history(app)
+    return h.loc[h["entity"] == handler, "status"].value_counts().to_dict()
+
+
+def test_a_handler_degrades_with_the_queue(tmp_path):
+    quiet = _app(tmp_path / "quiet")
+    _post_orders(quiet.test_client(), 60)
+    loaded = _app(tmp_path / "loaded", "load:scale=10")
+    _post_orders(loaded.test_client(), 60)
+    q, l = _statuses(quiet, "on_order_created"), _statuses(loaded, "on_order_created")
+    bad = lambda c: c.get("slow", 0) + c.get("error", 0)  # noqa: E731
+    assert sum(q.values()) == sum(l.values()) == 60
+    assert bad(q) <= 3 and bad(l) >= 20, (q, l)
+
+
+def test_faults_scheduled_at_run_time_and_healthz(tmp_path):
+    app = _app(tmp_path)
+    c = app.test_client()
+    health = c.get("/healthz").get_json()
+    assert health["status"] == "ok" and health["settings"]["outage"] is None
+    r = c.post("/admin/faults", json={"spec": "outage@0m+2h:p=0.37,warn=0m"})
+    assert r.status_code == 200 and r.get_json()["settings"]["outage"]["p"] == 0.37
+    assert c.post("/admin/faults", json={"spec": "meteor@1h+1h"}).status_code == 400
+    _post_orders(c, 40)
+    # during the outage the provider declines 85% of attempts: payment_failed bursts
+    h = _history(app)
+    assert (h["entity"] == "on_payment_failed").sum() > (h["entity"] == "on_payment_succeeded").sum()
