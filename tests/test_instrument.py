@@ -145,6 +145,30 @@ def test_threads_across_periods_lose_and_duplicate_nothing(tmp_path):
     assert all(by_id[i]["traceparent"][3:35] == by_id[i]["traceid"] for i in frame["event_id"])
 
 
+def test_threads_and_a_rotating_timer(tmp_path):
+    """Steps of 4 threads and a timer that closes periods in between: every line once, whole, in its period."""
+    clock = StepClock(step=dt.timedelta(milliseconds=1))
+    recorder = HistoryRecorder(tmp_path, period="1s", clock=clock, rotate_every=0.001, flush_lines=7)
+
+    def worker(t):
+        for j in range(1000):
+            recorder.record(f"h{t}", event(t * 1000 + j), "ok", 1.0)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recorder.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    ids = [line["id"] for line in lines_of(tmp_path)]
+    assert sorted(ids) == sorted(f"evt-{k}:h{k // 1000}" for k in range(4000))
+    for path in tmp_path.glob("*.jsonl"):
+        start = dt.datetime.strptime(path.name[7:23], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        times = [dt.datetime.fromisoformat(json.loads(line)["time"]) for line in path.read_text().splitlines()]
+        assert all(start <= t < start + dt.timedelta(seconds=1) for t in times)
+
+
 def test_a_redelivered_event_is_dropped_and_reported(tmp_path):
     clock = StepClock()
     with HistoryRecorder(tmp_path, clock=clock) as recorder:
@@ -204,8 +228,8 @@ def test_a_process_killed_mid_period_leaves_only_complete_files(tmp_path, caplog
                              text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
-        child.send_signal(signal.SIGKILL)
     finally:
+        child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
 
@@ -225,8 +249,8 @@ def test_a_process_killed_mid_period_leaves_only_complete_files(tmp_path, caplog
                              stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert again.stdout.readline().strip() == "ready"
-        again.send_signal(signal.SIGKILL)  # ... and is killed too
     finally:
+        again.send_signal(signal.SIGKILL)  # ... and is killed too
         again.wait(timeout=30)
     assert "dropped 37 bytes after its last complete line (31 lines kept)" in again.stderr.read()
     assert tmp.read_bytes().endswith(b"\n") and len(tmp.read_text().splitlines()) == 32
@@ -266,6 +290,29 @@ def test_a_second_process_on_the_same_files_is_refused(tmp_path):
     assert out.startswith("refused: another process is writing") and "prefix" in out
     first.close()
     assert len(lines_of(tmp_path)) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_neither_writes_nor_duplicates_its_parents_lines(tmp_path):
+    _, clock = settable_clock()
+    recorder = HistoryRecorder(tmp_path, clock=clock)
+    recorder.record("h", event(1), "ok", 1.0)  # buffered in the parent when it forks
+    pid = os.fork()
+    if pid == 0:  # the child (a pre-forking server's worker)
+        code = 3
+        try:
+            recorder.record("h", event(2), "ok", 1.0)
+            recorder.flush()
+        except RecorderError as exc:
+            code = 0 if "another process is writing" in str(exc) else 4
+        finally:
+            recorder.close()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    recorder.record("h", event(3), "ok", 1.0)
+    recorder.close()
+    assert [line["id"] for line in lines_of(tmp_path)] == ["evt-1:h", "evt-3:h"]
 
 
 def test_rotate_closes_an_ended_period_without_a_new_step(tmp_path):
@@ -347,6 +394,38 @@ def test_the_decorator_maps_outcomes_to_statuses(tmp_path):
     assert lines[1]["orderid"] == "order-0" and lines[1]["data"]["event_id"] == "evt-2"
 
 
+def test_coroutine_handlers_are_recorded_too(tmp_path):
+    import asyncio
+
+    recorder = HistoryRecorder(tmp_path, clock=StepClock())
+
+    @recorder.handler
+    async def on_order_shipped(ev):
+        await asyncio.sleep(0.02)
+        if ev["id"] == "evt-2":
+            raise TimeoutError
+        return "shipped"
+
+    async def main():
+        assert await on_order_shipped(event(1)) == "shipped"
+        with pytest.raises(TimeoutError):
+            await on_order_shipped(event(2))
+
+    asyncio.run(main())
+    recorder.close()
+    lines = lines_of(tmp_path)
+    assert [line["data"]["status"] for line in lines] == ["shipped", "timeout"]
+    assert all(line["data"]["latency_ms"] >= 20 for line in lines)
+
+
+def test_a_directory_that_cannot_be_written_is_a_recorder_error(tmp_path):
+    recorder = HistoryRecorder(tmp_path / "exports", clock=StepClock())
+    (tmp_path / "exports").rename(tmp_path / "gone")
+    (tmp_path / "exports").write_text("a file where the directory was")
+    with pytest.raises(RecorderError, match="cannot write the histories in"):
+        recorder.record("h", event(1), "ok", 1.0)
+
+
 def test_bad_input_gets_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="period"):
         HistoryRecorder(tmp_path, period="1.5h")
@@ -386,6 +465,28 @@ def test_the_column_map_reads_nested_fields_also_from_toml(tmp_path):
     assert frame["trace"].tolist() == ["order-0", "order-1", "order-0", "order-1"]
     with pytest.raises(Exception, match="data.nothing"):
         read_histories(tmp_path, columns={"status": "data.nothing"})
+
+
+def test_parquet_struct_columns_read_like_json_lines(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from markovfault.histories import iter_histories
+
+    with HistoryRecorder(tmp_path / "jsonl", clock=StepClock()) as recorder:
+        for k in range(1, 7):
+            recorder.record(f"h{k % 2}", event(k), ("ok", "slow")[k % 2], 1.5 * k)
+    lines = lines_of(tmp_path / "jsonl")
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.Table.from_pylist(lines), tmp_path / "pq" / "events.parquet")  # data: a struct column
+    expected = read_histories(tmp_path / "jsonl", columns=CLOUDEVENTS_COLUMNS)
+    got = read_histories(tmp_path / "pq", columns=CLOUDEVENTS_COLUMNS)
+    assert got.equals(expected) and got["latency_ms"].tolist() == [3.0, 6.0, 9.0, 1.5, 4.5, 7.5]
+    batches = [frame for frame, _ in iter_histories(tmp_path / "pq", chunksize=4, columns=CLOUDEVENTS_COLUMNS)]
+    assert [len(b) for b in batches] == [4, 2] and sum(b["latency_ms"].sum() for b in batches) == 31.5
+    flat = read_histories(tmp_path / "pq", columns={"entity": "subject", "status": "data.status",
+                                                    "metrics": ["data.latency_ms"]})
+    assert flat["data.latency_ms"].tolist() == [3.0, 6.0, 9.0, 1.5, 4.5, 7.5]
 
 
 # ---------------------------------------------------------------------------- OpenTelemetry

@@ -109,9 +109,10 @@ class ColumnMap:
     gives a column ``data.latency_ms``). In JSON-lines sources (and sources with
     a ``specversion`` column) a status or metric named without a path is also
     found under ``data.``: ``metrics=["latency_ms"]`` reads ``data.latency_ms``
-    into a column ``latency_ms``. Parquet struct columns and frames are not
-    flattened. :data:`markovfault.instrument.CLOUDEVENTS_COLUMNS` is the map of
-    the recorder's lines, which uses both.
+    into a column ``latency_ms``. Parquet struct columns are flattened the
+    same way (those files are then read row by row); DataFrames are not.
+    :data:`markovfault.instrument.CLOUDEVENTS_COLUMNS` is the map of the
+    recorder's lines, which uses both.
 
     Examples
     --------

@@ -191,6 +191,11 @@ def plan(src, cols) -> tuple[dict, list, list]:
     needed = needed_columns(where)
     if len(set(needed)) != len(needed) or len(set(names)) != len(names):
         raise Fallback("repeated column names")
+    if src.kind == "parquet" and any("." in name for name in needed):
+        import pyarrow.parquet as pq
+
+        if not set(needed) <= set(pq.read_schema(src.path).names):
+            raise Fallback("fields of struct columns")  # the general reader flattens them
     return where, needed, [where[f] for f in _ENCODED if where.get(f) is not None]
 
 

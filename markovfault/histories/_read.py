@@ -33,7 +33,16 @@ from ._contract import (
     parse_time,
     resolve_columns,
 )
-from ._sources import Source, empty_error, expand_sources, normalise_format, open_source, unreadable
+from ._sources import (
+    Source,
+    empty_error,
+    expand_sources,
+    flatten_table,
+    normalise_format,
+    open_source,
+    parquet_columns,
+    unreadable,
+)
 
 # --------------------------------------------------------------------------
 # One source -> one canonical piece
@@ -82,10 +91,13 @@ def _iter_source_chunks(src: Source, cols: ColumnMap, offset: int, chunksize: in
         if src.kind == "csv":
             raws = pd.read_csv(src.path, dtype=str, usecols=needed, chunksize=chunksize)
         elif src.kind == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             pf = pq.ParquetFile(src.path)
-            raws = (b.to_pandas() for b in pf.iter_batches(batch_size=chunksize, columns=needed))
+            top = parquet_columns(pf.schema_arrow, needed)  # struct columns for dotted paths
+            raws = (flatten_table(pa.Table.from_batches([b]), needed).to_pandas()
+                    for b in pf.iter_batches(batch_size=chunksize, columns=top))
         else:
             whole = load(needed)
             raws = (whole.iloc[k:k + chunksize].reset_index(drop=True)

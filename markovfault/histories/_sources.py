@@ -202,8 +202,12 @@ def open_source(src: Source) -> tuple[list[Any], Callable[[list[Any]], pd.DataFr
         if src.kind == "parquet":
             import pyarrow.parquet as pq
 
-            names = list(pq.read_schema(path).names)
-            return names, lambda cols: pd.read_parquet(path, engine="pyarrow", columns=cols)
+            schema = pq.read_schema(path)
+            names = parquet_names(schema)
+            if names == list(schema.names):
+                return names, lambda cols: pd.read_parquet(path, engine="pyarrow", columns=cols)
+            return names, lambda cols: flatten_table(pq.read_table(path, columns=parquet_columns(schema, cols)),
+                                                     cols).to_pandas()
         raw = _read_jsonl(path)
         if len(raw) == 0:
             raise empty_error(src, "no JSON records")
@@ -257,6 +261,43 @@ def flatten_nested(raw: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
         if len(inner.columns):
             parts.append(flatten_nested(inner, prefix=f"{prefix}{name}."))
     return pd.concat(parts, axis=1)
+
+
+def parquet_names(schema) -> list[str]:
+    """The columns of a Parquet schema, struct columns as their fields' dotted paths (``data.status``), as
+    JSON lines are flattened."""
+    import pyarrow as pa
+
+    def leaves(name: str, type_) -> list[str]:
+        if not pa.types.is_struct(type_):
+            return [name]
+        return [leaf for k in range(type_.num_fields)
+                for leaf in leaves(f"{name}.{type_.field(k).name}", type_.field(k).type)]
+
+    return [leaf for field in schema for leaf in leaves(field.name, field.type)]
+
+
+def parquet_columns(schema, names: list[str]) -> list[str]:
+    """The top-level Parquet columns that hold ``names`` (columns or dotted paths into struct columns)."""
+    import pyarrow as pa
+
+    top = list(schema.names)
+    out: list[str] = []
+    for name in names:
+        owner = name if name in top else next(
+            (t for t in top if name.startswith(t + ".") and pa.types.is_struct(schema.field(t).type)), name)
+        if owner not in out:
+            out.append(owner)
+    return out
+
+
+def flatten_table(table, names: list[str]):
+    """``table`` with its struct columns flattened into dotted paths, ``names`` selected."""
+    import pyarrow as pa
+
+    while any(pa.types.is_struct(t) for t in table.schema.types):
+        table = table.flatten()
+    return table.select(names)
 
 
 def _first_valid(values: pd.Series) -> Any:

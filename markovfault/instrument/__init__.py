@@ -12,8 +12,8 @@ needs none of them): :data:`CLOUDEVENTS_COLUMNS` and :class:`HistorySpanProcesso
 >>> from markovfault import read_histories
 >>> from markovfault.instrument import CLOUDEVENTS_COLUMNS, HistoryRecorder
 >>> directory = tempfile.mkdtemp()
->>> clock = iter(dt.datetime(2024, 5, 1, 10, m, tzinfo=dt.timezone.utc) for m in (58, 59, 59, 61 - 60))
->>> with HistoryRecorder(directory, period="1h", clock=lambda: next(clock)) as recorder:
+>>> now = dt.datetime(2024, 5, 1, 10, 58, tzinfo=dt.timezone.utc)
+>>> with HistoryRecorder(directory, period="1h", clock=lambda: now) as recorder:
 ...     for handler, status in [("on_order_created", "ok"), ("on_payment_failed", "declined")]:
 ...         event = {"id": "e1", "type": "order.created", "subject": "order-1",
 ...                  "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}

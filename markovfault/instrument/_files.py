@@ -106,12 +106,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def try_lock(fh) -> bool:
+def try_lock(fd: int) -> bool:
     """Take an exclusive advisory lock on an open file without waiting; False if another process holds it."""
     if fcntl is None:  # pragma: no cover
         return True
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False
     return True
@@ -121,7 +121,7 @@ def is_locked(path: Path) -> bool:
     """Whether a live process holds the lock of ``path`` (a temporary it is writing)."""
     try:
         with open(path, "rb") as fh:
-            return not try_lock(fh)  # the lock, if taken, goes with the file's close
+            return not try_lock(fh.fileno())  # the lock, if taken, goes with the file's close
     except FileNotFoundError:
         return False
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import functools
+import inspect
 import json
-import logging
 import math
+import numbers
 import os
 import re
 import threading
+import weakref
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -122,7 +125,14 @@ class HistoryRecorder:
     renamed by :meth:`rotate` once their period has ended, or by :meth:`close`.
 
     **Threads.** :meth:`record` may be called from many threads: one lock guards the clock, the period's
-    file and the buffer, and each line is written whole.
+    file and the buffer. Lines are buffered whole and written with ``os.write`` to the temporary (opened
+    ``O_APPEND``); a write that fails (a full disk) is cut back to the last whole line, and the error is a
+    :class:`~markovfault.exceptions.RecorderError`.
+
+    **Processes.** One process per directory and prefix (an advisory lock on the open temporary enforces
+    it). A process forked from one that records (a pre-forking server's worker) does not write its
+    parent's file: its first step raises a RecorderError. Make the recorder in each worker, after the fork,
+    with a prefix of its own that stays the same across restarts (so that its leftovers are completed).
 
     **Each line** is a CloudEvents 1.0 structured-mode JSON object: ``specversion`` ``"1.0"``, ``id``
     ``f"{event['id']}:{handler}"`` (a redelivered event handled twice writes the same id, which
@@ -178,7 +188,10 @@ class HistoryRecorder:
         self._flush_lines = flush_lines
         self._flush_seconds = float(flush_seconds)
         self._lock = threading.Lock()
-        self._fh = None  # the open period's temporary, binary, buffered
+        self._fd: int | None = None  # the open period's temporary (unbuffered; the recorder buffers)
+        self._tmp: Path | None = None
+        self._buffer: list[bytes] = []  # whole lines not written yet
+        self._size = 0  # bytes in the temporary: a failed write is cut back to it
         self._start: int | None = None  # its period's start (microseconds since the epoch)
         self._pending = 0  # lines written since the last flush
         self._flushed_at = _time.monotonic()
@@ -191,6 +204,9 @@ class HistoryRecorder:
             self._leftovers = self._recover()
         except OSError as exc:
             raise RecorderError(f"cannot use the directory {self.directory}: {exc.strerror or exc}") from exc
+        if hasattr(os, "register_at_fork"):  # a child process does not write its parent's file
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
         if rotate_every is not None:
             self._timer = threading.Thread(target=self._rotate_loop, args=(float(rotate_every),),
                                            name="markovfault-recorder-rotate", daemon=True)
@@ -244,7 +260,7 @@ class HistoryRecorder:
         """
         body = self._body(handler, event, status, latency_ms)
         when = None if time is None else self._check_time(time, "time")
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._closed:
                 raise RecorderError(f"{handler}: the recorder of {self.directory} is closed; nothing more can be "
                                     "recorded. Fix: record before close() (init_app closes it at exit).")
@@ -252,7 +268,7 @@ class HistoryRecorder:
                 when = self._check_time(self._clock(), "the clock's time")
             micros = _files.micros_of(when)
             start = _files.period_start(micros, self._period)
-            if self._fh is None or start > self._start:
+            if self._fd is None or start > self._start:
                 self._close_file()
                 self._open(start)
             elif start < self._start:
@@ -263,7 +279,7 @@ class HistoryRecorder:
                                    when.isoformat(), _files.time_of(self._start).isoformat(),
                                    extra={"event": "late_step"})
             line = body + (',"time":"' + f"{_files.time_of(micros):%Y-%m-%dT%H:%M:%S.%f}Z" + '"}\n').encode()
-            self._fh.write(line)
+            self._buffer.append(line)
             self._pending += 1
             if self._pending >= self._flush_lines or _time.monotonic() - self._flushed_at >= self._flush_seconds:
                 self._flush()
@@ -281,7 +297,7 @@ class HistoryRecorder:
         if not isinstance(status, str) or not status.strip():
             raise RecorderError(f"{handler}: status = {status!r} must be a non-empty string (e.g. \"ok\", "
                                 "\"error\").")
-        if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)) \
+        if isinstance(latency_ms, bool) or not isinstance(latency_ms, numbers.Real) \
                 or not math.isfinite(latency_ms) or latency_ms < 0:
             raise RecorderError(f"{handler}: latency_ms = {latency_ms!r} must be a finite number >= 0.")
         traceparent = _field(event, "traceparent")
@@ -331,7 +347,8 @@ class HistoryRecorder:
 
         The call is timed with :func:`time.perf_counter`; the status is the returned string, ``"ok"`` when
         it returns None, ``"timeout"`` when it raises :class:`TimeoutError` and ``"error"`` when it raises
-        anything else (the exception is re-raised once the step is recorded).
+        any other exception (the exception is re-raised once the step is recorded). A coroutine function
+        (``async def``) is wrapped by a coroutine function, timed from its start to its end.
 
         Parameters
         ----------
@@ -380,25 +397,38 @@ class HistoryRecorder:
         def decorate(fn: Handler) -> Handler:
             label = name or fn.__name__
 
-            @functools.wraps(fn)
-            def wrapper(event, *args, **kwargs):
-                began = _time.perf_counter()
-                try:
-                    result = fn(event, *args, **kwargs)
-                except TimeoutError:
-                    self.record(label, event, "timeout", (_time.perf_counter() - began) * 1000.0)
-                    raise
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a step
-                        raise
-                    self.record(label, event, "error", (_time.perf_counter() - began) * 1000.0)
-                    raise
+            def done(event, began: float, result: Any) -> Any:
                 latency = (_time.perf_counter() - began) * 1000.0
                 if result is not None and not isinstance(result, str):
                     raise RecorderError(f"{label} returned a {type(result).__name__}; a recorded handler returns "
                                         "its status as a string, or None for \"ok\".")
                 self.record(label, event, "ok" if result is None else result, latency)
                 return result
+
+            def failed(event, began: float, exc: Exception) -> None:
+                status = "timeout" if isinstance(exc, TimeoutError) else "error"
+                self.record(label, event, status, (_time.perf_counter() - began) * 1000.0)
+
+            if inspect.iscoroutinefunction(fn):
+                @functools.wraps(fn)
+                async def wrapper(event, *args, **kwargs):
+                    began = _time.perf_counter()
+                    try:
+                        result = await fn(event, *args, **kwargs)
+                    except Exception as exc:  # recorded, then re-raised (KeyboardInterrupt is no step)
+                        failed(event, began, exc)
+                        raise
+                    return done(event, began, result)
+            else:
+                @functools.wraps(fn)
+                def wrapper(event, *args, **kwargs):
+                    began = _time.perf_counter()
+                    try:
+                        result = fn(event, *args, **kwargs)
+                    except Exception as exc:  # recorded, then re-raised (KeyboardInterrupt is no step)
+                        failed(event, began, exc)
+                        raise
+                    return done(event, began, result)
 
             return wrapper  # type: ignore[return-value]
 
@@ -418,12 +448,12 @@ class HistoryRecorder:
         list of Path
             The files renamed by this call (the period's file, leftovers), in that order.
         """
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._closed:
                 return []
             now = _files.micros_of(self._check_time(self._clock(), "the clock's time"))
             done = []
-            if self._fh is not None and now >= self._start + self._period:
+            if self._fd is not None and now >= self._start + self._period:
                 done.append(self._close_file())
             elif self._pending:
                 self._flush()
@@ -434,11 +464,11 @@ class HistoryRecorder:
 
     def flush(self, *, fsync: bool = False) -> None:
         """Write the buffered lines to the operating system (and to the disk with ``fsync=True``)."""
-        with self._lock:
-            if self._fh is not None:
+        with self._lock, _writing(self.directory):
+            if self._fd is not None:
                 self._flush()
                 if fsync:
-                    os.fsync(self._fh.fileno())
+                    os.fsync(self._fd)
 
     def close(self) -> None:
         """Close the open file (renamed, its period's end or not) and any leftover temporary; idempotent.
@@ -448,7 +478,7 @@ class HistoryRecorder:
         self._stop.set()
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join()
-        with self._lock:
+        with self._lock, _writing(self.directory):
             if self._closed:
                 return
             self._closed = True
@@ -501,36 +531,64 @@ class HistoryRecorder:
         """Open (or, after a restart within the period, continue) the temporary of the period ``start``."""
         tmp = self.directory / _files.temporary_name(self.prefix, start)
         self._leftovers.pop(start, None)  # a leftover of this period (repaired at start) is continued
-        fh = open(tmp, "ab", buffering=1 << 16)
-        if not _files.try_lock(fh):
-            fh.close()
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        if not _files.try_lock(fd):
+            os.close(fd)
             raise _files.busy_error(tmp)
-        self._fh, self._start = fh, start
+        self._fd, self._tmp, self._start = fd, tmp, start
+        self._size = os.fstat(fd).st_size
         self._pending, self._late = 0, 0
         self._flushed_at = _time.monotonic()
         logger.debug("writing %s", tmp.name)
 
     def _flush(self) -> None:
-        self._fh.flush()
+        """Write the buffered lines (whole: a write that fails is cut back to the last whole line)."""
+        data = b"".join(self._buffer)
+        lost = len(self._buffer)
+        self._buffer.clear()
         self._pending = 0
         self._flushed_at = _time.monotonic()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            logger.error("%d lines could not be written to %s", lost, self._tmp, extra={"event": "lines_lost"})
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:  # the next start repairs the tail
+                pass
+            raise
+        self._size += len(data)
 
     def _close_file(self) -> Path | None:
         """Flush, fsync, close and rename the open temporary; the path it got (None if none was open)."""
-        if self._fh is None:
+        if self._fd is None:
             return None
-        fh, start = self._fh, self._start
-        self._fh = self._start = None
-        tmp = Path(fh.name)
+        fd, tmp, start = self._fd, self._tmp, self._start
         try:
-            fh.flush()
-            os.fsync(fh.fileno())
+            self._flush()
+            os.fsync(fd)
         finally:
-            fh.close()
+            os.close(fd)
+            self._fd = self._tmp = self._start = None
         path = _files.publish(tmp, self.directory, self.prefix, start)
         logger.info("closed the period %s: %s", _files.time_of(start).isoformat(), path.name,
                     extra={"event": "period_closed"})
         return path
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's open file and buffered lines (the parent writes them) and its
+        lock and timer; the child's first step opens the period's file, which the parent holds: a
+        RecorderError that says to give each process its own prefix."""
+        self._lock = threading.Lock()
+        if self._fd is not None:
+            os.close(self._fd)  # the parent's open file (and its lock) stay the parent's
+        self._fd = self._tmp = self._start = None
+        self._buffer, self._pending = [], 0
+        self._leftovers = {}
+        self._timer = None
+        self._stop = threading.Event()
 
     def _recover(self) -> dict[int, Path]:
         """Repair the temporaries no live process holds; rename those of ended periods; the others, kept."""
@@ -554,6 +612,17 @@ class HistoryRecorder:
                 self.rotate()
             except Exception:  # a timer thread has no caller to tell: log and go on
                 logger.exception("rotating %s failed", self.directory)
+
+
+@contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """An OSError while writing the files as a RecorderError naming the directory."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise RecorderError(f"cannot write the histories in {directory}: {exc.strerror or exc}{where}. Fix: check "
+                            "the directory's free space and permissions.") from exc
 
 
 def _positive(value: Any) -> bool:
