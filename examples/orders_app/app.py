@@ -460,7 +460,22 @@ def parse_event(event_type: str, headers, body: bytes) -> dict:
 
 
 def create_app(settings: Settings, *, clock: SimClock | None = None):
-    """The Flask app of the service, with its recorder, bus and handlers (``app.extensions["orders"]``)."""
+    """The Flask app of the service, with its recorder, bus and handlers (``app.extensions["orders"]``).
+
+    >>> import tempfile
+    >>> app = create_app(Settings(exports=tempfile.mkdtemp(), speed=3600))
+    >>> client = app.test_client()
+    >>> client.post("/event/order_refunded", json={}).status_code
+    404
+    >>> r = client.post("/event/order_created", json={"specversion": "1.0", "id": "e1", "type": "order_created",
+    ...     "source": "shop", "subject": "o1"}, headers={"Content-Type": "application/cloudevents+json"})
+    >>> r.status_code, r.get_json()
+    (202, {'accepted': 'e1'})
+    >>> service = app.extensions["orders"]
+    >>> service.bus.drain(5)
+    True
+    >>> service.recorder.close()
+    """
     from flask import Flask, jsonify, request
     from markovfault.instrument import HistoryRecorder
 
