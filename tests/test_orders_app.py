@@ -293,3 +293,26 @@ def test_faults_scheduled_at_run_time_and_healthz(tmp_path):
     # during the outage the provider declines 85% of attempts: payment_failed bursts
     h = _history(app)
     assert (h["entity"] == "on_payment_failed").sum() > (h["entity"] == "on_payment_succeeded").sum()
+
+
+def test_the_load_generator_command_and_its_bounds(tmp_path):
+    import subprocess
+
+    with harness.running_service(tmp_path / "exports", speed=3600.0, faults=["hiccups:off"],
+                                 log_path=tmp_path / "server.log") as (proc, url):
+        cmd = [sys.executable, "-m", "examples.orders_app.loadgen", "--url", url, "--orders", "30",
+               "--rate", "200", "--seed", "5", "--retry-rate", "0.5", "--incident-at", "0m",
+               "--incident-minutes", "600", "--sent", str(tmp_path / "sent.csv")]
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, res.stderr
+        counts = json.loads(res.stdout)
+        assert counts["sent"] == 30 and counts["resent"] > 0 and not counts["timed_out"]
+        assert harness.healthz(url)["settings"]["outage"]["minutes"] == 600.0   # the incident, scheduled
+        bounded = run_load(url, orders=10_000, rate=1000.0, seed=6, timeout=0.5)
+        assert bounded["timed_out"] and bounded["sent"] < 10_000 and bounded["seconds"] < 5
+    sent = list(csv.DictReader(open(tmp_path / "sent.csv")))
+    assert len(sent) == counts["sent"] + counts["resent"]
+    bad = subprocess.run(cmd[:3] + ["--url", "http://example.com:80"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "loopback" in bad.stderr

@@ -511,7 +511,8 @@ def create_app(settings: Settings, *, clock: SimClock | None = None):
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok", time=iso(clock.now()), minutes=round(clock.minutes(), 3),
-                       queue=service.bus.qsize(), accepted=state["accepted"], settings=settings.describe())
+                       queue=service.bus.qsize(), accepted=state["accepted"],
+                       settings=service.settings.describe())
 
     @app.post("/admin/faults")
     def faults():
