@@ -544,3 +544,22 @@ def test_a_trace_column_in_the_config_is_read_and_kept(tmp_path, exports):
     proc = forecast(cfg, T[2])
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "runs" / RUN[2] / "forecast.parquet").exists()
+
+
+# ------------------------------------------------------- issue 17: the scheduled job's defects
+def test_refit_repairs_a_damaged_watermark(tmp_path, base, exports):
+    cfg = copy(base, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    (out / "watermark.json").write_text('{"format": "markovfault-job-watermark", "cutoff": ')  # torn
+    proc = forecast(cfg, T[1])
+    assert proc.returncode == 65 and "--refit" in proc.logs[-1]["message"], proc.stderr
+    proc = forecast(cfg, T[1], "--refit")
+    assert proc.returncode == 0, proc.stderr
+    assert "watermark_ignored" in events(proc) and "model_trained" in events(proc)
+    wm, want = watermark(out), watermark(base / "out")
+    assert wm["runs"][0].pop("refit") is True and want["runs"][0].pop("refit") is False
+    assert wm == want
+    assert partitions(out) == partitions(base / "out")
+    shutil.copy2(exports[1], tmp_path / "job" / "in")  # and the job goes on from it
+    assert forecast(cfg, T[2]).returncode == 0
+

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..exceptions import ConfigError, HistoryError, NoInputError, UsageError
+from ..exceptions import ConfigError, HistoryError, ModelFileError, NewerFormatError, NoInputError, UsageError
 from ._asof import format_run_id, now_as_of, parse_as_of, show_tick, to_tick, utcnow_iso
 from ._checkpoint import checkpoint
 from ._config import JobConfig
@@ -118,7 +118,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
     with Lock(job.output / LOCK, shown), contextlib.ExitStack() as stack:
         checkpoint("locked")
         remove_temporaries(job)
-        wm = read_watermark(job)
+        wm = _committed(job, refit)
         if wm is not None:
             if wm.get("time_kind", "datetime") != kind:
                 raise UsageError(
@@ -238,6 +238,20 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
                          int(n_window), read, skipped, dict(timer))
+
+
+def _committed(job: JobConfig, refit: bool) -> dict | None:
+    """The committed watermark; with ``refit``, a damaged one is set aside (the refit rebuilds the model and
+    the watermark from the input, so it needs nothing the damaged one says)."""
+    try:
+        return read_watermark(job)
+    except ModelFileError as exc:
+        if not refit or isinstance(exc, NewerFormatError):  # a newer markovfault's watermark: not ours to replace
+            raise
+        logger.warning("%s; --refit rebuilds the model and the watermark from every input row, so the damaged "
+                       "watermark is not read (it is replaced at the commit)", exc,
+                       extra={"event": "watermark_ignored", "error": str(exc)})
+        return None
 
 
 def _counts_copy(counts):
