@@ -563,3 +563,17 @@ def test_refit_repairs_a_damaged_watermark(tmp_path, base, exports):
     shutil.copy2(exports[1], tmp_path / "job" / "in")  # and the job goes on from it
     assert forecast(cfg, T[2]).returncode == 0
 
+
+def test_recovery_after_a_kill_just_after_the_commit_applies_retention(tmp_path, reference, exports):
+    cfg = copy(reference, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    shutil.copy2(exports[2], tmp_path / "job" / "in")
+    proc = forecast(cfg, T[3], env={"MARKOVFAULT_JOB_CRASH_AT": "committed"})
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [RUN[1], RUN[2], RUN[3]]  # retention = 2
+    proc = forecast(cfg, T[3])
+    assert proc.returncode == 0, proc.stderr
+    assert "rerun" in events(proc) and "partition_deleted" in events(proc)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [RUN[2], RUN[3]]
+    assert sorted(p.name for p in out.glob("model.*.npz")) == [f"model.{RUN[2]}.npz", f"model.{RUN[3]}.npz"]
+

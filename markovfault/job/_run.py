@@ -345,6 +345,8 @@ def _rerun(job, wm, as_of, tick, run_id, timer, t0) -> JobResult:
         write_prometheus(job, run_id, prometheus_text(
             table, finished_at=time.time(), duration=time.perf_counter() - t0,
             rows_counted=int(run.get("rows_counted", 0))), latest=run_id == newest)
+    # a run killed after its commit left what retention would have deleted: delete it now
+    apply_retention(job, wm)
     logger.info("as-of %s was already committed: rewrote its partition from model version %s",
                 run["data_cutoff"], run["model"],
                 extra={"event": "rerun", "partition": str(partition),
