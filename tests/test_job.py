@@ -577,3 +577,22 @@ def test_recovery_after_a_kill_just_after_the_commit_applies_retention(tmp_path,
     assert sorted(p.name for p in (out / "runs").iterdir()) == [RUN[2], RUN[3]]
     assert sorted(p.name for p in out.glob("model.*.npz")) == [f"model.{RUN[2]}.npz", f"model.{RUN[3]}.npz"]
 
+
+def test_rows_counted_excludes_rows_dropped_as_duplicates_across_files(tmp_path, base, reference, exports):
+    cfg = copy(base, tmp_path / "job")
+    inp = tmp_path / "job" / "in"
+    shutil.copy2(exports[1], inp)
+    again = pd.read_parquet(exports[1]).drop_duplicates("event_id").head(50)
+    again.to_csv(inp / "orders-redelivered.csv", index=False)  # 50 rows delivered a second time
+    proc = forecast(cfg, T[2])
+    assert proc.returncode == 0, proc.stderr
+    done = events(proc)["run_finished"]
+    want = json.loads((reference / "out" / "watermark.json").read_text())["runs"][-1]["rows_counted"]
+    assert done["rows_counted"] == want and done["rows_dropped_across_files"] == 50
+    assert done["rows_dropped"]["duplicate_event_id"] >= 50
+    assert json.loads((tmp_path / "job" / "out" / "watermark.json").read_text())["runs"][-1][
+        "rows_counted"] == want
+    # the model holds what the reference's holds: the 50 were added once
+    np.testing.assert_array_equal(load_model(tmp_path / "job" / "out" / "model.npz").chain_.counts_,
+                                  load_model(reference / "out" / "model.npz").chain_.counts_)
+

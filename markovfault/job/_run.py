@@ -186,9 +186,13 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                 before = _counts_copy(model.chain_.counts_)
                 model.partial_fit(frame)
                 _log_drift(before, model.chain_.counts_)
+        # rows the model dropped once the files were put together (an event delivered in two files):
+        # dropped, not counted
         cross = getattr(model, "read_report_", None)
-        for reason, n in (cross.dropped.items() if cross is not None else ()):
+        across = {r: int(n) for r, n in (cross.dropped.items() if cross is not None else ()) if n}
+        for reason, n in across.items():
             stats["dropped"][reason] = stats["dropped"].get(reason, 0) + n
+        n_counted = int(n_window) - sum(across.values())
         checkpoint("fitted")
         version = job.version_name(run_id)
         with timer("save_model"), writing(job.model_dir / version):
@@ -199,7 +203,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
         with timer("write"):
             partition = write_partition(job, run_id, table)
             write_prometheus(job, run_id, prometheus_text(
-                table, finished_at=time.time(), duration=time.perf_counter() - t0, rows_counted=int(n_window)))
+                table, finished_at=time.time(), duration=time.perf_counter() - t0, rows_counted=n_counted))
         checkpoint("outputs_written")
 
         n_alerts = int(table.loc[table["alert"], "entity"].nunique())
@@ -207,7 +211,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
         for key, rec in stats["records"].items():
             records[key] = rec
         run = {"run_id": run_id, "as_of": tick, "data_cutoff": shown, "model": version,
-               "refit": refit, "rows_counted": int(n_window), "entities": n_entities,
+               "refit": refit, "rows_counted": n_counted, "entities": n_entities,
                "alerts": n_alerts, "started_at": _iso_from_perf(t0),
                "finished_at": utcnow_iso()}
         runs = [r for r in (wm["runs"] if wm else []) if r["as_of"] < tick]
@@ -222,12 +226,14 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
         duration = time.perf_counter() - t0
         level = logging.WARNING if skipped else logging.INFO
         logger.log(
-            level, "run finished: %d rows counted from %d files, %d entities forecast, %d "
-            "alerting, %d files skipped", n_window, len(read), n_entities, n_alerts,
-            len(skipped),
+            level, "run finished: %d rows counted from %d files%s, %d entities forecast, %d "
+            "alerting, %d files skipped", n_counted, len(read),
+            f" ({sum(across.values())} more dropped as duplicates across files)" if across else "",
+            n_entities, n_alerts, len(skipped),
             extra={"event": "run_finished", "exit_code": code, "data_cutoff": shown,
                    "files_read": read, "files_skipped": skipped,
-                   "rows_read": stats["rows_read"], "rows_counted": int(n_window),
+                   "rows_read": stats["rows_read"], "rows_counted": n_counted,
+                   "rows_dropped_across_files": sum(across.values()),
                    "rows_dropped": stats["dropped"], "rows_late": stats["late"],
                    "rows_after_cutoff": stats["after"], "entities": n_entities,
                    "alerts": n_alerts, "alerts_by_horizon": {
@@ -237,7 +243,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "prometheus": str(job.prometheus), "duration_s": round(duration, 3),
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
-                         int(n_window), read, skipped, dict(timer))
+                         n_counted, read, skipped, dict(timer))
 
 
 def _committed(job: JobConfig, refit: bool) -> dict | None:
