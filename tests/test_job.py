@@ -596,3 +596,18 @@ def test_rows_counted_excludes_rows_dropped_as_duplicates_across_files(tmp_path,
     np.testing.assert_array_equal(load_model(tmp_path / "job" / "out" / "model.npz").chain_.counts_,
                                   load_model(reference / "out" / "model.npz").chain_.counts_)
 
+
+def test_a_file_grown_after_it_was_read_says_how_many_rows_are_lost(tmp_path, exports):
+    hist = pd.read_csv(exports[0]).drop_duplicates("event_id")
+    early = pd.to_datetime(hist["timestamp"], utc=True) < pd.Timestamp("2026-01-01T00:40:00Z")
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "orders-0.csv"
+    hist[early].to_csv(path, index=False)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CONFIG.format(output="out"))
+    assert forecast(cfg, T[1]).returncode == 0
+    hist.to_csv(path, index=False)  # the exporter appended the rest of the hour after the run read it
+    proc = forecast(cfg, T[2])
+    rec = events(proc)["file_changed"]
+    assert rec["rows"] == len(hist) and rec["rows_lost"] == int((~early).sum()) > 0, rec
+    assert f"{rec['rows_lost']} of them" in rec["message"] and "--refit" in rec["message"]

@@ -114,7 +114,10 @@ def _read_one(key, path, st, reason, old, cols, kind, states, prev, tick):
     happened, for :func:`_note_file` to log and record)."""
     from ..histories._read import read_frame
 
-    info = {"key": key, "reason": reason, "touched": None}
+    # the rows of the version read last that lay before its as-of (all counted): a file that grew since holds
+    # its other rows before the previous cutoff, never counted (None: a watermark of before this was recorded)
+    info = {"key": key, "reason": reason, "touched": None,
+            "rows_before_then": old.get("rows_before") if old is not None else None}
     try:
         digest = _sha256(path)
         if reason == "changed" and old is not None and old.get("sha256") == digest:
@@ -147,7 +150,8 @@ def _read_one(key, path, st, reason, old, cols, kind, states, prev, tick):
         n_kept=int(keep.sum()), rows_read=int(report.n_rows_read),
         n_dropped=int(report.n_dropped), dropped=dict(report.dropped),
         record={"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest,
-                "rows": int(report.n_rows_read), "max_time": int(t.max()),
+                "rows": int(report.n_rows_read), "rows_before": int(len(t) - after.sum()),
+                "max_time": int(t.max()),
                 "next_time": int(t[after].min()) if after.any() else None})
     return (frame.loc[keep] if keep.any() else None), info
 
@@ -174,11 +178,20 @@ def _note_file(info, stats, read, skipped, prev, kind) -> bool:
                                            "rows": n_before})
     elif n_before and reason == "changed":
         stats["late"] += n_before
+        then = info.get("rows_before_then")
+        lost = None if then is None else max(0, n_before - int(then))
+        if lost is None:
+            what = ("some of them may not have been in the file when it was read: those are never counted "
+                    "(run once with --refit to count every row)")
+        elif lost:
+            what = (f"{lost} of them were not in the file when it was read and are lost to the model (never "
+                    "counted; run once with --refit to count them), the others are not counted again")
+        else:
+            what = "they were counted when it was read and are not counted again"
         logger.warning(
-            "%s changed after it was read; its %d rows before the previous cutoff %s are "
-            "not counted again, its rows after it are (--refit recounts everything)",
-            key, n_before, show_tick(prev, kind),
-            extra={"event": "file_changed", "file": key, "rows": n_before})
+            "%s changed after it was read: %d of its rows lie before the previous cutoff %s; %s. Its rows "
+            "after the cutoff are counted", key, n_before, show_tick(prev, kind), what,
+            extra={"event": "file_changed", "file": key, "rows": n_before, "rows_lost": lost})
     stats["rows_read"] += info["rows_read"]
     stats["after"] += info["n_after"]
     for r, n in info["dropped"].items():
