@@ -318,13 +318,19 @@ def test_incremental_runs_equal_a_refit(tmp_path, reference, exports):
     refit = load_model(out / "model.npz")
     np.testing.assert_array_equal(refit.chain_.counts_, model.chain_.counts_)
     pd.testing.assert_frame_equal(refit.last_seen_, model.last_seen_)
-    # byte for byte, but the rows counted in the Prometheus textfile: a refit counts every row
-    assert drop_line(partitions(out), b"markovfault_rows_counted ") \
-        == drop_line(incremental, b"markovfault_rows_counted ")
-    # retention = 2: the third run dropped the oldest partition and its model version
+    # the same forecasts, but the model version: a refit at a committed as-of writes a version of its own
+    assert os.readlink(out / "model.npz") == f"model.{RUN[3]}.1.npz"
+    assert partitions(out)[f"runs/{RUN[3]}/forecast.csv"] == incremental[f"runs/{RUN[3]}/forecast.csv"].replace(
+        f"model.{RUN[3]}.npz".encode(), f"model.{RUN[3]}.1.npz".encode())
+    assert partitions(out)[f"runs/{RUN[2]}/forecast.parquet"] == incremental[f"runs/{RUN[2]}/forecast.parquet"]
+    # ... and the Prometheus textfile, but the rows counted: a refit counts every row
+    assert drop_line(partitions(out), b"markovfault_rows_counted ")[f"runs/{RUN[3]}/forecast.prom"] \
+        == drop_line(incremental, b"markovfault_rows_counted ")[f"runs/{RUN[3]}/forecast.prom"]
+    # retention = 2: the third run dropped the oldest partition and its model version, the refit the
+    # version it replaced
     assert sorted(p.name for p in (out / "runs").iterdir()) == [RUN[2], RUN[3]]
     assert sorted(p.name for p in out.glob("model.*.npz")) == [f"model.{RUN[2]}.npz",
-                                                                f"model.{RUN[3]}.npz"]
+                                                                f"model.{RUN[3]}.1.npz"]
 
 
 def test_corrupt_truncated_and_repeated_files_are_skipped_and_reported(
@@ -611,3 +617,51 @@ def test_a_file_grown_after_it_was_read_says_how_many_rows_are_lost(tmp_path, ex
     rec = events(proc)["file_changed"]
     assert rec["rows"] == len(hist) and rec["rows_lost"] == int((~early).sum()) > 0, rec
     assert f"{rec['rows_lost']} of them" in rec["message"] and "--refit" in rec["message"]
+
+
+def test_a_refit_killed_before_its_commit_leaves_the_committed_run_intact(tmp_path, reference, exports):
+    late = pd.read_parquet(exports[1])  # late rows of handlers never seen: a refit at the same as-of counts them
+    late["handler"] = "late-" + late["handler"].astype(str)
+    late["event_id"] = "late-" + late["event_id"].astype(str)
+    points = ["model_written", "outputs_written"]
+    cfgs = {p: copy(reference, tmp_path / p) for p in points}
+    for p in points:
+        late.to_csv(tmp_path / p / "in" / "orders-late.csv", index=False)
+    procs = {p: subprocess.Popen(command(cfg, T[2], "--refit"), stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "MARKOVFAULT_JOB_CRASH_AT": p}) for p, cfg in cfgs.items()}
+    committed = snapshot(reference / "out")
+    for p, proc in procs.items():
+        proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, p
+        out = tmp_path / p / "out"
+        now = snapshot(out)
+        assert {k: now.get(k) for k in committed} == committed, p  # the model version, partition, watermark
+        proc = forecast(cfgs[p], T[2])  # a plain rerun of that as-of
+        assert proc.returncode == 0 and "rerun" in events(proc), proc.stderr
+        assert partitions(out) == partitions(reference / "out"), p
+        assert snapshot(out).keys() == committed.keys(), p  # the killed refit's version is gone
+    out = tmp_path / points[0] / "out"
+    proc = forecast(cfgs[points[0]], T[2], "--refit")
+    assert proc.returncode == 0, proc.stderr
+    wm = json.loads((out / "watermark.json").read_text())
+    assert wm["model"] == os.readlink(out / "model.npz") == f"model.{RUN[2]}.1.npz"
+    frame = pd.read_parquet(out / "runs" / RUN[2] / "forecast.parquet")
+    assert frame["entity"].str.startswith("late-").any() and (frame["model_version"] == wm["model"]).all()
+    assert sorted(p.name for p in out.glob("model.*.npz")) == [f"model.{RUN[1]}.npz", f"model.{RUN[2]}.1.npz"]
+
+
+def test_a_refit_killed_just_after_its_commit_has_its_partition_written_by_the_next_run(
+        tmp_path, reference, exports):
+    cfg = copy(reference, tmp_path / "job")
+    out = tmp_path / "job" / "out"
+    late = pd.read_parquet(exports[1])
+    late["handler"] = "late-" + late["handler"].astype(str)
+    late["event_id"] = "late-" + late["event_id"].astype(str)
+    late.to_csv(tmp_path / "job" / "in" / "orders-late.csv", index=False)
+    proc = forecast(cfg, T[2], "--refit", env={"MARKOVFAULT_JOB_CRASH_AT": "committed"})
+    assert proc.returncode == -signal.SIGKILL
+    shutil.copy2(exports[2], tmp_path / "job" / "in")
+    proc = forecast(cfg, T[3])  # the next hour's run finds the refit's partition not yet written
+    assert proc.returncode == 0 and "partition_repaired" in events(proc), proc.stderr
+    frame = pd.read_parquet(out / "runs" / RUN[2] / "forecast.parquet")
+    assert (frame["model_version"] == f"model.{RUN[2]}.1.npz").all()

@@ -71,7 +71,10 @@ waits (at most a minute) until ``<dir>/release`` exists. The points are
 ``locked``, ``reading`` (after the first file is read), ``fitted``,
 ``model_written``, ``output`` (half of the partition written),
 ``prometheus`` (half of the latest Prometheus textfile written, the run's
-one complete), ``outputs_written`` and ``committed``.
+one complete), ``outputs_written`` and ``committed``. A ``--refit`` at an as-of already committed
+writes its model version as ``model.<run_id>.<n>.npz`` and its partition after the
+commit (``outputs_written`` then comes before the partition; a run that finds
+the newest partition not from its run's model version writes it again).
 """
 
 from ..exceptions import JobLockedError, NewerFormatError, NoInputError, OutputError, UsageError

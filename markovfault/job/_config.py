@@ -199,9 +199,10 @@ class JobConfig:
     def model_dir(self) -> Path:
         return self.model.parent
 
-    def version_name(self, run_id: str) -> str:
-        """The file name of the model version a run writes."""
-        return f"{self.model.stem}.{run_id}.npz"
+    def version_name(self, run_id: str, n: int = 0) -> str:
+        """The file name of the model version a run writes; ``n`` > 0 for a refit at an as-of whose version
+        ``<stem>.<run_id>.npz`` (or ``.<n - 1>.npz``) is committed: ``<stem>.<run_id>.<n>.npz``."""
+        return f"{self.model.stem}.{run_id}{f'.{n}' if n else ''}.npz"
 
 
 def _duration(value) -> pd.Timedelta | None:

@@ -126,6 +126,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                     f"{'an integer' if kind == 'integer' else 'a timestamp'}."
                 )
             repair_pointers(job, wm)
+            _repair_newest(job, wm)
         elif not refit and os.path.lexists(job.model):
             raise ConfigError(
                 f"[job] model {job.model} exists but {job.output} has no {WATERMARK}, so the job "
@@ -194,16 +195,26 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
             stats["dropped"][reason] = stats["dropped"].get(reason, 0) + n
         n_counted = int(n_window) - sum(across.values())
         checkpoint("fitted")
-        version = job.version_name(run_id)
+        # a refit at a committed as-of: its version gets a name of its own and its partition is written after
+        # the commit, so that until then the committed run is untouched (a kill after the commit: the next run
+        # writes the partition, see _repair_newest)
+        replacing = wm is not None and any(r["run_id"] == run_id for r in wm["runs"])
+        version = _new_version(job, wm, run_id)
         with timer("save_model"), writing(job.model_dir / version):
             model.save(job.model_dir / version)
+        logger.info("saved model version %s", version, extra={"event": "model_saved", "model_version": version})
         checkpoint("model_written")
         with timer("forecast"):
             table = forecast_table(model, job, as_of, run_id, version)
-        with timer("write"):
-            partition = write_partition(job, run_id, table)
-            write_prometheus(job, run_id, prometheus_text(
-                table, finished_at=time.time(), duration=time.perf_counter() - t0, rows_counted=n_counted))
+
+        def write_outputs():
+            with timer("write"):
+                written = write_partition(job, run_id, table)
+                write_prometheus(job, run_id, prometheus_text(
+                    table, finished_at=time.time(), duration=time.perf_counter() - t0, rows_counted=n_counted))
+            return written
+
+        partition = None if replacing else write_outputs()
         checkpoint("outputs_written")
 
         n_alerts = int(table.loc[table["alert"], "entity"].nunique())
@@ -221,6 +232,8 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
         with timer("commit"):
             write_watermark(job, new_wm)
         checkpoint("committed")
+        if replacing:
+            partition = write_outputs()
         repair_pointers(job, new_wm)
         apply_retention(job, new_wm)
         duration = time.perf_counter() - t0
@@ -244,6 +257,41 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
                          n_counted, read, skipped, dict(timer))
+
+
+def _new_version(job: JobConfig, wm: dict | None, run_id: str) -> str:
+    """The name of the model version a run writes: ``<stem>.<run_id>.npz``, or for a refit at an as-of whose
+    version is committed, the first ``<stem>.<run_id>.<n>.npz`` that no kept run names."""
+    used = set() if wm is None else {wm["model"]} | {r["model"] for r in wm["runs"]}
+    n = 0
+    while job.version_name(run_id, n) in used:
+        n += 1
+    return job.version_name(run_id, n)
+
+
+def _repair_newest(job: JobConfig, wm: dict) -> None:
+    """Write the newest run's partition again when it is not from the run's model version: a refit at a
+    committed as-of writes its partition after the commit, and may have been killed in between."""
+    import pyarrow.parquet as pq
+
+    if not wm["runs"]:
+        return
+    run = max(wm["runs"], key=lambda r: r["as_of"])
+    path = job.output / RUNS / run["run_id"] / "forecast.parquet"
+    try:
+        versions = pq.read_table(path, columns=["model_version"]).column(0).unique().to_pylist()
+    except (OSError, ValueError, KeyError):  # missing or unreadable: written again below
+        versions = None
+    if versions is not None and versions in ([run["model"]], []):
+        return
+    if not (job.model_dir / run["model"]).exists():
+        return  # the watermark's version is missing: the run reports it when it loads it
+    logger.warning("the partition of run %s is not from its model version %s (a run was killed after its "
+                   "commit); writing it again", run["run_id"], run["model"],
+                   extra={"event": "partition_repaired", "run": run["run_id"], "model_version": run["model"]})
+    as_of = parse_as_of(run["as_of"]) if wm.get("time_kind") == "integer" else pd.Timestamp(
+        run["as_of"], tz="UTC").as_unit("ns")
+    _rerun(job, wm, as_of, int(run["as_of"]), run["run_id"], _Timer(), time.perf_counter(), retention=False)
 
 
 def _committed(job: JobConfig, refit: bool) -> dict | None:
@@ -325,7 +373,7 @@ def _compute(job: JobConfig):
         yield client
 
 
-def _rerun(job, wm, as_of, tick, run_id, timer, t0) -> JobResult:
+def _rerun(job, wm, as_of, tick, run_id, timer, t0, *, retention: bool = True) -> JobResult:
     """A committed as-of again: rewrite its partition from its own model version."""
     run = next((r for r in wm["runs"] if r["as_of"] == tick), None)
     kind = wm.get("time_kind", "datetime")
@@ -352,7 +400,8 @@ def _rerun(job, wm, as_of, tick, run_id, timer, t0) -> JobResult:
             table, finished_at=time.time(), duration=time.perf_counter() - t0,
             rows_counted=int(run.get("rows_counted", 0))), latest=run_id == newest)
     # a run killed after its commit left what retention would have deleted: delete it now
-    apply_retention(job, wm)
+    if retention:
+        apply_retention(job, wm)
     logger.info("as-of %s was already committed: rewrote its partition from model version %s",
                 run["data_cutoff"], run["model"],
                 extra={"event": "rerun", "partition": str(partition),

@@ -121,7 +121,7 @@ def apply_retention(job: JobConfig, wm: dict) -> None:
                 shutil.rmtree(entry)
             logger.info("deleted partition %s (retention = %d runs)", entry.name, job.retention,
                         extra={"event": "partition_deleted"})
-    pattern = re.compile(rf"^{re.escape(job.model.stem)}\.{RUN_ID_PATTERN}\.npz$")
+    pattern = re.compile(rf"^{re.escape(job.model.stem)}\.{RUN_ID_PATTERN}(?:\.\d+)?\.npz$")
     for entry in sorted(job.model_dir.iterdir()):
         if pattern.match(entry.name) and entry.name not in keep_models:
             with writing(entry):
