@@ -195,7 +195,36 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
     p.add_argument("--top", type=int, default=10, help="how many handlers to show (default 10)")
+    _add_status(sub)
     return parser
+
+
+# ------------------------------------------------------------ status: the scheduled job's last run
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="the scheduled job's last run: its age, its alerts and the handlers it "
+                       "left out", description="Show the scheduled job's last committed run (read from its "
+                       "output directory; nothing is written). Example: markovfault status --config job.toml")
+    p.add_argument("--config", required=True, help="the job's TOML config (its [job] table)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--top", type=int, default=20, help="alerting rows and left-out handlers shown (default 20)")
+
+
+def _cmd_status(args) -> int:
+    import json
+
+    from .exceptions import NewerFormatError, NoInputError
+    from .job import format_status, job_status
+
+    if args.top < 1:
+        raise ValueError(f"--top {args.top}: give an integer >= 1")
+    try:
+        status = job_status(args.config)
+    except NoInputError as exc:
+        return _fail(exc, EX_NOINPUT)
+    except NewerFormatError as exc:  # a watermark of a newer markovfault, as `forecast` says
+        return _fail(exc, EX_CONFIG)
+    print(json.dumps(status, indent=2) if args.json else format_status(status, top=args.top))
+    return EX_OK
 
 
 _SCHEDULER_HELP = ("run on an existing Dask cluster (e.g. tcp://host:8786; needs markovfault[dask]): "
@@ -598,6 +627,7 @@ _COMMANDS = {
     "report": _cmd_report,
     "diagnose": _cmd_diagnose,
     "explain": _cmd_explain,
+    "status": _cmd_status,
 }
 
 

@@ -665,3 +665,54 @@ def test_a_refit_killed_just_after_its_commit_has_its_partition_written_by_the_n
     assert proc.returncode == 0 and "partition_repaired" in events(proc), proc.stderr
     frame = pd.read_parquet(out / "runs" / RUN[2] / "forecast.parquet")
     assert (frame["model_version"] == f"model.{RUN[2]}.1.npz").all()
+
+
+def test_handlers_silent_for_a_week_are_left_out_and_status_shows_the_last_run(tmp_path, exports):
+    (tmp_path / "in").mkdir()
+    hist = pd.read_csv(exports[0])
+    old = hist[hist["handler"] == hist["handler"].iloc[0]].copy()  # one handler, heard from 11 months ago
+    old["handler"] = "retired"
+    old["event_id"] = "old-" + old["event_id"].astype(str)
+    old["timestamp"] = (pd.to_datetime(old["timestamp"], utc=True) - pd.Timedelta("335D")).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    hist.to_csv(tmp_path / "in" / "orders-0.csv", index=False)
+    old.to_csv(tmp_path / "in" / "orders-old.csv", index=False)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CONFIG.format(output="out"))
+    proc = forecast(cfg, T[1])
+    assert proc.returncode == 0, proc.stderr
+    rec = events(proc)["entities_left_out"]
+    assert rec["entities"] == 1 and rec["examples"] == ["retired"] and rec["max_silence"] == "7d"
+    frame = pd.read_parquet(tmp_path / "out" / "runs" / RUN[1] / "forecast.parquet")
+    assert "retired" not in set(frame["entity"]) and frame["entity"].nunique() == 12
+    assert events(proc)["run_finished"]["entities_left_out"] == 1
+
+    from markovfault.job import job_status
+
+    status = job_status(cfg, now=pd.Timestamp(T[1]) + pd.Timedelta("2h"))
+    assert status["last_run"]["run_id"] == RUN[1] and status["data_age_s"] == 7200
+    assert status["left_out"] == {"count": 1, "max_silence": "7d", "entities": ["retired"]}
+    alerts = frame[frame["alert"]]
+    assert len(status["alerts"]) == len(alerts) > 0
+    assert {(a["entity"], a["horizon"]) for a in status["alerts"]} == set(zip(alerts["entity"], alerts["horizon"]))
+    cli = [sys.executable, "-m", "markovfault.cli", "status", "--config", str(cfg)]
+    out = subprocess.run(cli + ["--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["left_out"]["entities"] == ["retired"]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "left out    1 handler" in out.stdout and "retired" in out.stdout, out.stdout
+    assert f"last run    {RUN[1]}" in out.stdout and "alerts" in out.stdout
+    # max_silence = false: no limit
+    (tmp_path / "out2").mkdir()
+    cfg.write_text(CONFIG.format(output="out2") + "max_silence = false\n")
+    assert forecast(cfg, T[1]).returncode == 0
+    assert "retired" in set(pd.read_parquet(tmp_path / "out2" / "runs" / RUN[1] / "forecast.parquet")["entity"])
+
+
+def test_status_before_any_run_exits_66(tmp_path):
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CONFIG.format(output="out"))
+    (tmp_path / "in").mkdir()
+    out = subprocess.run([sys.executable, "-m", "markovfault.cli", "status", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 66 and "no committed run" in out.stderr, out.stderr

@@ -85,6 +85,7 @@ from ._html import build_report, report_for_job, write_report
 from ._logging import JsonFormatter
 from ._report import describe_model, format_model_report
 from ._run import JobResult, run_job
+from ._status import format_status, job_status
 
 __all__ = [
     "JobConfig",
@@ -105,4 +106,6 @@ __all__ = [
     "build_report",
     "write_report",
     "report_for_job",
+    "job_status",
+    "format_status",
 ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ import pandas as pd
 
 from ..exceptions import ConfigError
 
+
+#: ``[job] max_silence`` when not set, for timestamps: handlers silent for longer are left out of the forecast.
+DEFAULT_MAX_SILENCE = "7d"
 
 #: What may raise an alert (``[job] alert_on``): the estimate or its posterior lower bound.
 ALERT_ON = ("p_fail", "p_fail_lo")
@@ -51,9 +55,11 @@ class JobConfig:
         Runs (partitions) to keep; a week of hourly runs.
     keep_models : int, default=24
         Model versions to keep (those of the newest runs).
-    max_silence : str or int, default=None
+    max_silence : str, int, False or None, default=None
         Leave out of the forecast the entities whose last step is older than
-        this before the cutoff (``"7d"``; an integer for integer time).
+        this before the cutoff (``"12h"``; an integer for integer time). None
+        (not set): ``"7d"`` for timestamps, no limit for integer time
+        (:meth:`silence_limit`); False (``max_silence = false``): no limit.
     config : dict
         The whole config: ``[columns]``, ``[states]``, ``[model]``.
     prometheus : Path
@@ -156,13 +162,15 @@ class JobConfig:
         if silence is not None:
             if isinstance(silence, str):
                 try:
-                    pd.Timedelta(silence)
+                    as_timedelta(silence)
                 except ValueError:
                     raise ConfigError(f"{source}: [job] max_silence = {silence!r} is not a "
                                       "duration; use e.g. \"7d\" or \"12h\".") from None
-            elif isinstance(silence, bool) or not isinstance(silence, int) or silence < 0:
+            elif silence is True or (not isinstance(silence, bool)
+                                     and (not isinstance(silence, int) or silence < 0)):
                 raise ConfigError(f"{source}: [job] max_silence = {silence!r} must be a "
-                                  "duration such as \"7d\" (or an integer for integer time).")
+                                  "duration such as \"7d\" (or an integer for integer time), or "
+                                  "false for no limit.")
         # check [columns] and [states] now: a bad config fails before any work
         from ..histories import ColumnMap
         from ..states import extractor_from_config
@@ -185,6 +193,15 @@ class JobConfig:
             prometheus=prometheus,
         )
 
+    def silence_limit(self, integer_time: bool):
+        """The ``max_silence`` in force: the configured one, else :data:`DEFAULT_MAX_SILENCE` for timestamps
+        and no limit (None) for integer time; None also for ``max_silence = false``."""
+        if self.max_silence is False:
+            return None
+        if self.max_silence is None:
+            return None if integer_time else DEFAULT_MAX_SILENCE
+        return self.max_silence
+
     @property
     def step_horizons(self) -> tuple:
         """The horizons in steps (ints)."""
@@ -203,6 +220,12 @@ class JobConfig:
         """The file name of the model version a run writes; ``n`` > 0 for a refit at an as-of whose version
         ``<stem>.<run_id>.npz`` (or ``.<n - 1>.npz``) is committed: ``<stem>.<run_id>.<n>.npz``."""
         return f"{self.model.stem}.{run_id}{f'.{n}' if n else ''}.npz"
+
+
+def as_timedelta(text: str) -> pd.Timedelta:
+    """A duration such as ``"7d"`` or ``"12h"`` as a Timedelta (a day written ``d`` or ``D``, as pandas
+    will only read ``D``)."""
+    return pd.Timedelta(re.sub(r"(?<=\d)\s*d\b", "D", text.strip()))
 
 
 def _duration(value) -> pd.Timedelta | None:

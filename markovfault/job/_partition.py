@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._checkpoint import checkpoint
+from ._config import as_timedelta
 from ._constants import RUNS
 from ._storage import fsync_dir, writing
 
@@ -48,18 +49,27 @@ def _predictions(model, job: JobConfig, as_of) -> pd.DataFrame:
     return both.sort_values(["entity", "_k"], kind="stable").drop(columns="_k").reset_index(drop=True)
 
 
-def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str) -> pd.DataFrame:
+def forecast_table(model, job: JobConfig, as_of, run_id: str, version: str,
+                   left_out: list | None = None) -> pd.DataFrame:
     """The partition: one row per entity and configured horizon, with the posterior bounds of ``p_fail``
     (``job.interval``, seed 0: a rerun writes the same bounds) and the transitions counted out of each
-    entity's chain state (``n_support``); ``alert`` compares ``job.alert_on`` with the threshold."""
+    entity's chain state (``n_support``); ``alert`` compares ``job.alert_on`` with the threshold.
+
+    Entities silent at ``as_of`` for longer than ``job.silence_limit(...)`` are left out; their names,
+    sorted, are appended to ``left_out`` when it is given."""
     pred = _predictions(model, job, as_of)
     timed = bool(job.time_horizons)
-    last = pred["as_of"]
-    if job.max_silence is not None:
+    limit = job.silence_limit(isinstance(as_of, int))
+    if limit is not None:
+        last = pred["as_of"]
         if isinstance(as_of, int):
-            pred = pred[last.to_numpy() >= as_of - int(job.max_silence)]
+            keep = last.to_numpy() >= as_of - int(limit)
         else:
-            pred = pred[last >= as_of - pd.Timedelta(job.max_silence)]
+            keep = (last >= as_of - as_timedelta(limit)).to_numpy()
+        if left_out is not None:
+            left_out.extend(sorted(pred.loc[~keep, "entity"].astype(str).unique()))
+        pred = pred[keep]
+    last = pred["as_of"]
     state = pred["state"].astype(str).to_numpy()
     p = pred["p_fail"].to_numpy(np.float64)
     n = len(pred)

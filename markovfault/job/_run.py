@@ -204,8 +204,10 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
             model.save(job.model_dir / version)
         logger.info("saved model version %s", version, extra={"event": "model_saved", "model_version": version})
         checkpoint("model_written")
+        left_out = []
         with timer("forecast"):
-            table = forecast_table(model, job, as_of, run_id, version)
+            table = forecast_table(model, job, as_of, run_id, version, left_out)
+        _log_left_out(job, kind, left_out)
 
         def write_outputs():
             with timer("write"):
@@ -223,7 +225,8 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
             records[key] = rec
         run = {"run_id": run_id, "as_of": tick, "data_cutoff": shown, "model": version,
                "refit": refit, "rows_counted": n_counted, "entities": n_entities,
-               "alerts": n_alerts, "started_at": _iso_from_perf(t0),
+               "alerts": n_alerts, "left_out": len(left_out),
+               "left_out_entities": left_out[:LEFT_OUT_KEPT], "started_at": _iso_from_perf(t0),
                "finished_at": utcnow_iso()}
         runs = [r for r in (wm["runs"] if wm else []) if r["as_of"] < tick]
         runs = sorted(runs + [run], key=lambda r: r["as_of"])[-job.retention:]
@@ -249,6 +252,7 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "rows_dropped_across_files": sum(across.values()),
                    "rows_dropped": stats["dropped"], "rows_late": stats["late"],
                    "rows_after_cutoff": stats["after"], "entities": n_entities,
+                   "entities_left_out": len(left_out),
                    "alerts": n_alerts, "alerts_by_horizon": {
                        (h if isinstance(h, str) else int(h)): int(n)
                        for h, n in table.groupby("horizon", sort=False)["alert"].sum().items()},
@@ -257,6 +261,22 @@ def _run(job: JobConfig, as_of, run_id: str, refit: bool) -> JobResult:
                    "timings_s": {k: round(v, 4) for k, v in timer.items()}})
         return JobResult("ok", code, run_id, partition, version, n_entities, n_alerts,
                          n_counted, read, skipped, dict(timer))
+
+
+#: how many of the handlers a run left out its watermark record names (all are counted)
+LEFT_OUT_KEPT = 100
+
+
+def _log_left_out(job: JobConfig, kind: str, left_out: list) -> None:
+    """One log line when the forecast left handlers out (silent for longer than ``max_silence``)."""
+    if not left_out:
+        return
+    limit = job.silence_limit(kind == "integer")
+    logger.info("left %d handlers out of the forecast, silent for longer than max_silence = %s%s: %s%s",
+                len(left_out), limit, " (the default)" if job.max_silence is None else "",
+                ", ".join(left_out[:10]), f" and {len(left_out) - 10} more" if len(left_out) > 10 else "",
+                extra={"event": "entities_left_out", "entities": len(left_out), "max_silence": str(limit),
+                       "examples": left_out[:10]})
 
 
 def _new_version(job: JobConfig, wm: dict | None, run_id: str) -> str:
@@ -391,8 +411,10 @@ def _rerun(job, wm, as_of, tick, run_id, timer, t0, *, retention: bool = True) -
         )
     with timer("load_model"):
         model = load_version(job, run["model"])
+    left_out = []
     with timer("forecast"):
-        table = forecast_table(model, job, as_of, run_id, run["model"])
+        table = forecast_table(model, job, as_of, run_id, run["model"], left_out)
+    _log_left_out(job, kind, left_out)
     with timer("write"):
         partition = write_partition(job, run_id, table)
         newest = max(wm["runs"], key=lambda r: r["as_of"])["run_id"]
