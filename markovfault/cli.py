@@ -6,7 +6,8 @@ exits with a sysexits code; no traceback.
 
 Exit codes: 0 ok, 64 usage, 65 bad data (or a damaged model file),
 66 missing input, 73 output cannot be created, 74 other I/O error,
-78 bad config; 141 when the reader of stdout went away (``| head``).
+78 bad config; 141 when the reader of stdout went away (``| head``); 130 on Ctrl-C.
+What is printed (``--format``), the what-if checks and each subcommand's help text: ``_cliformat.py``.
 """
 
 from __future__ import annotations
