@@ -127,6 +127,7 @@ def test_inspect_diagnose_backtest_select_states_print_csv_and_json(files):
     done = cli("backtest", d / "hist.csv", "--config", CONFIG, "--horizon", 2, "--cutoffs", 2, "--baselines",
                "climatology", "--out", d / "bt", "--format", "json", cwd=d)
     assert done.returncode == 0, done.stderr
+    assert "backtest:" not in done.stderr  # no progress line: stderr is not a terminal
     doc = json.loads(done.stdout)
     assert {r["model"] for r in doc["summary"]} == {"markov", "climatology"}
     assert set(doc["verdicts"]) == {"bss", "roc_auc"} and Path(doc["report"]).exists()
@@ -242,3 +243,34 @@ def test_every_subcommand_has_a_description_an_example_and_its_defaults():
     assert "(default: table)" in flat["predict"] and "(default: tidy)" in flat["predict"]
     assert "(default: expanding)" in flat["backtest"]  # a default the help did not say before
     assert "(default: heldout_loglik)" in flat["select-states"]
+
+
+# ---------------------------------------------------------------- progress
+def test_backtest_progress_on_a_terminal_with_the_time_left(files):
+    import pty
+
+    d = files
+
+    def on_a_terminal(*extra):
+        master, slave = pty.openpty()
+        done = subprocess.run([*CMD, "backtest", str(d / "hist.csv"), "--config", str(CONFIG), "--horizon", "2",
+                               "--cutoffs", "3", "--baselines", "climatology", "--out", str(d / "bt_tty"), *extra],
+                              stdout=subprocess.PIPE, stderr=slave, env=ENV, cwd=d, timeout=120)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        assert done.returncode == 0
+        return b"".join(chunks).decode()
+
+    err = on_a_terminal()
+    assert "backtest: fold 1/3" in err and "left" in err and "backtest: fold 3/3, done in" in err
+    assert on_a_terminal("-q") == ""  # -q: no progress line
+    # and none when stderr is not a terminal: test_inspect_diagnose_backtest_select_states_print_csv_and_json
