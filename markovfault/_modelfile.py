@@ -96,10 +96,44 @@ def write_model_file(path, header: dict, arrays: dict) -> Path:
 
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+
+
+def _check_zip(path: Path) -> None:
+    """Refuse a file that is not a zip archive before numpy reads it (numpy would take it for a pickle and
+    suggest ``allow_pickle``): name the file, what it looks like, and what a model file is."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except IsADirectoryError:
+        head = None
+    if head is not None and (head.startswith(_ZIP_MAGIC) or (head and b"PK\x03\x04".startswith(head))):
+        return  # a zip, or the first bytes of one: numpy says what is wrong with it
+    if head is None:
+        what = "a directory"
+    elif not head:
+        what = "empty (truncated?)"
+    elif head.startswith(b"\x93NUMPY"):
+        what = "a single NumPy array (.npy)"
+    elif head[:1] == b"\x80":
+        what = "a Python pickle"
+    elif head.startswith(b"PAR1"):
+        what = "a Parquet file"
+    elif head.startswith(b"\x1f\x8b"):
+        what = "gzip-compressed"
+    else:
+        what = "text or another format (not a zip archive)"
+    raise ModelFileError(
+        f"{path} is {what}, not a model file: a markovfault model file is the .npz archive that "
+        "`markovfault train` or FaultPredictor.save writes; give that file instead"
+    )
+
+
 def open_model_file(path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    _check_zip(path)
     try:
         # our own handle: np.load(path) leaves its file open when the zip is bad
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:

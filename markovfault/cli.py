@@ -6,7 +6,8 @@ exits with a sysexits code; no traceback.
 
 Exit codes: 0 ok, 64 usage, 65 bad data (or a damaged model file),
 66 missing input, 73 output cannot be created, 74 other I/O error,
-78 bad config; 141 when the reader of stdout went away (``| head``).
+78 bad config; 141 when the reader of stdout went away (``| head``); 130 on Ctrl-C.
+What is printed (``--format``), the what-if checks and each subcommand's help text: ``_cliformat.py``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from typing import Sequence
 
 from ._version import __version__
 from ._constants import BASELINES
+from . import _cliformat as _out
 from .exceptions import ConfigError, DataWarning, HistoryError, MarkovFaultError, ModelFileError
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 64, 65, 66, 78
 EX_CANTCREAT, EX_IOERR = 73, 74
 EX_PIPE = 128 + 13  # what a process killed by SIGPIPE reports
+EX_INTERRUPTED = 128 + 2  # Ctrl-C (SIGINT), as a shell reports it
 
 logger = logging.getLogger("markovfault.cli")
 
@@ -36,6 +39,20 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse exits 2; sysexits says 64
         self.print_usage(sys.stderr)
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class _CommandParser(_Parser):
+    """A subcommand's parser: its description and example (``_cliformat.ABOUT``), its defaults shown, and
+    ``-v``/``-q`` after the subcommand too."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", _out.HelpFormatter)
+        super().__init__(**kwargs)
+        _out.describe(self, self.prog.split()[-1])
+        self.add_argument("-v", "--verbose", dest="sub_verbose", action="count", default=0,
+                          help="log more (-v info, -vv debug); also before the subcommand")
+        self.add_argument("-q", "--quiet", dest="sub_quiet", action="store_true",
+                          help="log errors only, no progress line; also before the subcommand")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -47,7 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only, no progress line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     p = sub.add_parser("simulate", help="write simulated order-service histories with known truth")
     p.add_argument("--out", required=True, help="output file (.csv, .csv.gz or .parquet)")
@@ -67,8 +85,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="forecast P(fail within h) for every entity")
     p.add_argument("histories", nargs="+", help="recent history files or directories")
     p.add_argument("--model", required=True, help="model file written by `markovfault train`")
+    p.add_argument("--config", default=None,
+                   help="TOML config: its [compute] scheduler (the model file has the columns and states)")
     p.add_argument("--horizon", type=int, default=None,
-                   help="largest horizon h in steps (default 10; none with --within unless given)")
+                   help="largest horizon h in steps (default 10, or the scenario's length; none with --within "
+                        "unless given)")
     p.add_argument("--within", default=None, metavar="DURATIONS",
                    help="time horizons, comma-separated (e.g. 15min,1h; numbers for integer time)")
     p.add_argument("--at", default=None, help="forecast time of --within (default: the latest step)")
@@ -76,11 +97,21 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --within: an entity silent this long has failed (a missing heartbeat)")
     p.add_argument("--scenario", default=None,
                    help="what-if: the next events, comma-separated (e.g. payment_failed,payment_failed)")
+    p.add_argument("--allow-unknown-events", action="store_true",
+                   help="let --scenario name events never seen in training (they get the pooled row)")
     p.add_argument("--interval", type=float, default=None, metavar="LEVEL",
                    help="add a posterior interval: p_fail_lo, p_fail_hi and n_support (e.g. 0.9)")
     p.add_argument("--draws", type=int, default=200, help="posterior draws behind --interval (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--out", default=None, help="forecast file (.csv or .parquet); default: print")
+    _out.add_format(p)
+    p.add_argument("--top", type=int, default=None, metavar="N",
+                   help="only the N riskiest entities (by p_fail at the largest horizon), riskiest first")
+    p.add_argument("--sort", choices=["entity", "risk"], default=None,
+                   help="order of the entities: by name, or riskiest first (default: entity; risk with --top)")
+    p.add_argument("--layout", choices=["tidy", "wide"], default="tidy",
+                   help="tidy: a row per entity and horizon; wide: a row per entity, a p_fail_h column per "
+                        "horizon")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=_SCHEDULER_HELP)
 
     p = sub.add_parser("backtest", help="rolling-origin backtest against baselines")
@@ -90,7 +121,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--within", default=None, metavar="DURATIONS",
                    help="score time horizons instead, comma-separated (e.g. 5min,30min)")
     p.add_argument("--cutoffs", type=int, default=5, help="number of cutoffs (default 5)")
-    p.add_argument("--window", choices=["expanding", "sliding"], default="expanding")
+    p.add_argument("--window", choices=["expanding", "sliding"], default="expanding",
+                   help="training window of each fold: all data before the cutoff, or the last --window-size")
     p.add_argument("--window-size", default=None,
                    help="sliding window length: a duration such as 7D, or steps for integer time")
     p.add_argument("--origins", choices=["cutoff", "every_step"], default="cutoff",
@@ -102,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--out", required=True,
                    help="directory for metrics.csv, predictions.parquet, report.md and figures")
+    _out.add_format(p)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=_SCHEDULER_HELP)
 
     p = sub.add_parser("forecast", help="the scheduled job: count new exports, write a forecast "
@@ -129,6 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        "states and the events that raise the risk most")
     p.add_argument("model", help="model file (.npz), e.g. the [job] model pointer")
     p.add_argument("--horizons", default="1,5,10", help="comma-separated (default 1,5,10)")
+    _out.add_format(p)
 
     p = sub.add_parser("select-states",
                        help="compare history-aware state maps by held-out likelihood and skill")
@@ -149,9 +183,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="the group context's trailing window, e.g. 5min, or an integer for sequence "
                         "numbers (default: the config's [states.history] group_window)")
     p.add_argument("--criterion", choices=["heldout_loglik", "bss", "roc_auc"],
-                   default="heldout_loglik")
+                   default="heldout_loglik", help="what picks the best state map")
     p.add_argument("--horizon", type=int, default=5, help="backtest horizon (default 5)")
     p.add_argument("--cutoffs", type=int, default=3, help="backtest cutoffs (default 3)")
+    _out.add_format(p)
 
     p = sub.add_parser("diagnose", help="test the model's assumptions on histories: event dependence, "
                        "Markov order, history components, drift, heterogeneity")
@@ -165,7 +200,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-time", default=None,
                    help="test drift: the transitions before this time against those after "
                         "(ISO 8601, or an integer for sequence numbers)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
+    _out.add_format(p, json_alias=True)
 
     p = sub.add_parser("explain", help="why a handler is at risk: the most likely paths into failure, "
                        "the failure flux, and what each event and state adds to the risk")
@@ -180,6 +215,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="steps ahead (default 10, or the scenario's length)")
     p.add_argument("--paths", type=int, default=10, help="how many most likely paths (default 10)")
     p.add_argument("--scenario", default=None, help="comma-separated next events (a what-if)")
+    p.add_argument("--allow-unknown-events", action="store_true",
+                   help="let --scenario name events never seen in training (they get the pooled row)")
     p.add_argument("--neutral", choices=["absent", "harmless"], default="absent",
                    help="what an event outside a Shapley coalition does (default absent: it does not occur)")
     p.add_argument("--top", type=int, default=5, help="rows of each table in the report (default 5)")
@@ -336,6 +373,15 @@ def _cmd_predict(args) -> int:
         raise ValueError(f"--interval {args.interval:g}: give a probability between 0 and 1, e.g. 0.9")
     if args.draws < 2:
         raise ValueError(f"--draws {args.draws}: give an integer >= 2 (default 200)")
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top {args.top}: give an integer >= 1")
+    if args.out and args.format != "table":
+        raise ValueError(f"--format {args.format} prints to stdout; --out writes the file its suffix names")
+    config = None
+    if args.config is not None:
+        from .config import load_config
+
+        config = load_config(args.config)
     model = load_model(args.model)
     time = {}
     if args.within is not None:
@@ -343,16 +389,42 @@ def _cmd_predict(args) -> int:
                 "at": None if args.at is None else _duration(args.at)}
     elif args.at is not None or args.silence_fails is not None:
         raise ValueError("--at and --silence-fails go with --within (time horizons), e.g. --within 15min,1h")
-    horizon = 10 if args.horizon is None and args.within is None else args.horizon
-    with _histories(args) as histories:
-        forecast = model.predict(histories, horizon=horizon, scenario=args.scenario,
+    horizon = args.horizon
+    scenario = _out.scenario_events(args.scenario, model.event_names_, horizon,
+                                    allow_unknown=args.allow_unknown_events)
+    if horizon is None and args.within is None:
+        horizon = 10 if scenario is None else len(scenario)
+    with _histories(args, config) as histories:
+        forecast = model.predict(histories, horizon=horizon, scenario=scenario, layout=args.layout,
                                  interval=args.interval, n_draws=args.draws, random_state=args.seed, **time)
+    forecast = _ranked(forecast, args.top, args.sort or ("risk" if args.top else "entity"))
     if args.out:
         _write_table(forecast, args.out)
         print(f"wrote {len(forecast)} forecasts to {args.out}")
     else:
-        print(forecast.to_string(index=False))
+        _out.print_frame(forecast, args.format)
     return EX_OK
+
+
+def _ranked(forecast, top: int | None, sort: str):
+    """A forecast ordered by entity or riskiest first (p_fail at the largest horizon), its ``top`` entities."""
+    if sort == "entity" and top is None:
+        return forecast
+    if "horizon" in forecast:  # tidy: each entity's risk is its p_fail at the last horizon
+        last = forecast["horizon"].drop_duplicates().iloc[-1]
+        risk = forecast.loc[forecast["horizon"] == last].set_index("entity")["p_fail"]
+    else:  # wide: the last p_fail_<h> column
+        risk = forecast.set_index("entity")[[c for c in forecast if c.startswith("p_fail_")
+                                             and not c.startswith(("p_fail_lo", "p_fail_hi"))][-1]]
+    order = risk.sort_values(ascending=False, kind="stable").index
+    if top is not None:
+        order = order[:top]
+    if sort == "entity":
+        order = sorted(order)
+    rank = {entity: k for k, entity in enumerate(order)}
+    keep = forecast["entity"].map(rank)
+    picked = forecast.assign(_rank=keep).dropna(subset=["_rank"])
+    return picked.sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
 def _cmd_backtest(args) -> int:
@@ -374,11 +446,19 @@ def _cmd_backtest(args) -> int:
             histories, FaultPredictor.from_config(config), horizon=horizon, within=within,
             cutoffs=args.cutoffs, window=args.window, window_size=window_size,
             origins=args.origins, baselines=baselines, threshold=args.threshold,
-            n_jobs=args.jobs, progress=False if args.no_progress else None,
+            n_jobs=args.jobs, progress=False if args.no_progress or args.quiet else None,
         )
     out = result.to_dir(args.out)
     summary = result.summary()
     cols = ["model", "horizon", "n", "n_pos", "brier", "bss", "roc_auc", "average_precision", "ece"]
+    if args.format == "csv":
+        _out.print_frame(summary[cols], "csv")
+        return EX_OK
+    if args.format == "json":
+        _out.print_json({"summary": _out.records(summary[cols]),
+                         "verdicts": {"bss": result.verdict(), "roc_auc": result.verdict("roc_auc")},
+                         "out": str(out), "report": str(out / "report.md")})
+        return EX_OK
     print(summary[cols].to_string(index=False, float_format="%.4f"))
     print()
     print(result.verdict())
@@ -418,6 +498,13 @@ def _cmd_select_states(args) -> int:
                                  group_count=history.get("group_count", "onsets"))
     result = select_states(args.histories, FaultPredictor.from_config(config), candidates,
                            criterion=args.criterion, horizon=args.horizon, cutoffs=args.cutoffs)
+    if args.format == "csv":
+        _out.print_frame(result.table, "csv")
+        return EX_OK
+    if args.format == "json":
+        _out.print_json({"criterion": args.criterion, "candidates": _out.records(result.table),
+                         "best_config": result.best_config()})
+        return EX_OK
     print(result.table.to_string(index=False, float_format="%.4f"))
     print(f"\nbest by {args.criterion}; put this in the config's [states] section:\n")
     print(result.best_config())
@@ -524,7 +611,21 @@ def _cmd_inspect(args) -> int:
         raise ValueError(f"--horizons {args.horizons!r}: give integers, e.g. 1,5,10") from None
     if not horizons or min(horizons) < 1:
         raise ValueError(f"--horizons {args.horizons!r}: give integers >= 1, e.g. 1,5,10")
-    print(format_model_report(args.model, horizons))
+    if args.format == "table":
+        print(format_model_report(args.model, horizons))
+        return EX_OK
+    from .job import describe_model
+    from .persistence import load_model
+
+    model = load_model(args.model)
+    d = describe_model(model, horizons)
+    if args.format == "csv":  # one table: the states, riskiest first
+        _out.print_frame(d["states"], "csv")
+    else:
+        _out.print_json({"model": str(args.model), "n_transitions": int(model.n_transitions_),
+                         "states": _out.records(d["states"]), "events": _out.records(d["events"]),
+                         "failure_states": list(model.failure_states_),
+                         "baseline_p_fail_next": d.get("baseline")})
     return EX_OK
 
 
@@ -554,8 +655,10 @@ def _cmd_diagnose(args) -> int:
         split = int(split)
     report = diagnose(model, args.histories, bootstrap=args.bootstrap, random_state=args.seed,
                       max_order=args.max_order, split_time=split)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "csv":  # one row per test and state: the summary
+        _out.print_frame(report.summary(), "csv")
     else:
         print(report.to_text())
     return EX_OK
@@ -584,7 +687,8 @@ def _cmd_explain(args) -> int:
         from .persistence import load_model
 
         model = load_model(args.model)
-    scenario = None if args.scenario is None else [s.strip() for s in args.scenario.split(",") if s.strip()]
+    scenario = _out.scenario_events(args.scenario, model.event_names_, args.horizon,
+                                    allow_unknown=args.allow_unknown_events)
     why = explain(model, histories, entity=args.entity, state=args.state, horizon=args.horizon,
                   n_paths=args.paths, scenario=scenario, neutral=args.neutral)
     where = None
@@ -638,7 +742,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EX_USAGE
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    args.verbose += args.sub_verbose
+    args.quiet = args.quiet or args.sub_quiet
+    level = logging.ERROR if args.quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="markovfault: %(levelname)s: %(message)s")
     # library warnings are also logged; show each once, as a log line
     warnings.simplefilter("ignore", DataWarning)
@@ -655,6 +761,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             os.close(devnull)
         return EX_PIPE
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT
+        print("\nmarkovfault: interrupted", file=sys.stderr)
+        return EX_INTERRUPTED
     except _CannotCreate as exc:
         return _fail(exc, EX_CANTCREAT)
     except FileNotFoundError as exc:

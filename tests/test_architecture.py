@@ -82,6 +82,7 @@ HEAVY = ("numpy", "pandas", "sklearn", "scipy", "matplotlib", "pyarrow", "dask",
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["forecast", "--help"], ["diagnose", "--help"],
+                                  ["predict", "--help"], ["inspect", "--help"], ["backtest", "--help"],
                                   ["report", "--help"],
                                   ["--version"]])
 def test_command_line_parses_without_numerical_libraries(argv):

@@ -232,17 +232,21 @@ def test_damaged_array_header_is_a_model_file_error(saved, tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", "No data left"),
+        (b"", "is empty .truncated.*not a model file"),
         (np.random.RandomState(0).bytes(4000), "not a model file"),
         (b"\x93NUMPY garbage", "not a model file"),
+        (pickle.dumps({"a": 1}), "model.npz is a Python pickle, not a model file"),
+        (b"handler,timestamp,status\nw1,1,ok\n", "model.npz is text or another format"),
     ],
-    ids=["empty", "random-bytes", "bad-npy"],
+    ids=["empty", "random-bytes", "bad-npy", "pickle", "csv"],
 )
 def test_not_a_model_file(tmp_path, content, message):
     path = tmp_path / "model.npz"
     path.write_bytes(content)
-    with pytest.raises(ModelFileError, match=message):
+    with pytest.raises(ModelFileError, match=message) as info:
         load_model(path)
+    assert "pickle=" not in str(info.value)  # markovfault's message, not numpy's hint to enable pickle
+    assert "FaultPredictor.save" in str(info.value)  # and what a model file is
 
 
 def test_foreign_zip_and_foreign_npz(tmp_path):

@@ -4,6 +4,7 @@ the same questions from per-partition results, see ``markovfault._dask``)."""
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -29,17 +30,44 @@ def fmt_time(t, time_kind):
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool | None):
-        self.total, self.done = total, 0
-        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
+    """The backtest's progress line on stderr (when it is a terminal, or when asked): what is running, how many
+    of how many are done, and an estimate of the time left from the mean time per step so far."""
 
-    def step(self, what: str) -> None:
+    def __init__(self, total: int, enabled: bool | None, what: str = "fold"):
+        self.total, self.done, self.what = total, 0, what
+        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
+        self.start, self.width = time.monotonic(), 0
+        if self.enabled and total:
+            self._write(f"backtest: {what} 0/{total}, estimating the time left")
+
+    def _write(self, line: str) -> None:
+        sys.stderr.write("\r" + line.ljust(self.width))  # the padding erases a longer previous line
+        self.width = len(line)
+        sys.stderr.flush()
+
+    def step(self, what: str | None = None) -> None:
         self.done += 1
-        if self.enabled:
-            sys.stderr.write(f"\rbacktest: {what} {self.done}/{self.total}")
-            if self.done == self.total:
-                sys.stderr.write("\n")
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.start
+        what = what or self.what
+        if self.done >= self.total:
+            self._write(f"backtest: {what} {self.done}/{self.total}, done in {_clock(elapsed)}")
+            sys.stderr.write("\n")
             sys.stderr.flush()
+            return
+        left = elapsed / self.done * (self.total - self.done)
+        self._write(f"backtest: {what} {self.done}/{self.total}, {_clock(elapsed)} so far, about {_clock(left)} left")
+
+
+def _clock(seconds: float) -> str:
+    """A duration as 42s, 3m05s or 1h02m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class Run:
