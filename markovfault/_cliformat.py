@@ -115,6 +115,11 @@ ABOUT = {
         "The scheduled job's forecasts as one self-contained HTML page.",
         "markovfault report --config job.toml --backtest bt",
     ),
+    "status": (
+        "The scheduled job's last committed run: its age, its alerts and the handlers it left out (read from "
+        "its output directory; nothing is written).",
+        "markovfault status --config job.toml --json",
+    ),
     "inspect": (
         "Describe a model file: states, events, the riskiest states and the events that raise the risk most.",
         "markovfault inspect model.npz --horizons 1,5,10 --format json",

@@ -239,8 +239,7 @@ def _build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------ status: the scheduled job's last run
 def _add_status(sub) -> None:
     p = sub.add_parser("status", help="the scheduled job's last run: its age, its alerts and the handlers it "
-                       "left out", description="Show the scheduled job's last committed run (read from its "
-                       "output directory; nothing is written). Example: markovfault status --config job.toml")
+                       "left out")
     p.add_argument("--config", required=True, help="the job's TOML config (its [job] table)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--top", type=int, default=20, help="alerting rows and left-out handlers shown (default 20)")
