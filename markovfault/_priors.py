@@ -152,14 +152,15 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = (pooled_counts + alpha / n_states) / denom[:, None]
     # a row without data is its prior's target, whatever the prior's mass (also when alpha / S
-    # underflows: alpha = 5e-324 would otherwise give a row of zeros)
-    pooled[pooled_rows == 0] = 1.0 / n_states
+    # underflows: alpha = 5e-324 would otherwise give a row of zeros); so is a row whose total is not a
+    # positive normal number (its terms underflow)
+    pooled[(pooled_rows == 0) | _not_normal(denom)] = 1.0 / n_states
 
     row = counts.sum(axis=2)  # (E, S)
     denom = row + beta
     with np.errstate(invalid="ignore", divide="ignore"):
         event_matrices = (counts + beta * pooled[None]) / denom[:, :, None]
-    empty = row == 0
+    empty = (row == 0) | _not_normal(denom)
     if empty.any():
         event_matrices[empty] = np.broadcast_to(pooled, event_matrices.shape)[empty]
 
@@ -170,7 +171,7 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
     denom = arrivals.sum(axis=1) + beta_a
     with np.errstate(invalid="ignore", divide="ignore"):
         event_probs = (arrivals + beta_a * glob[None]) / denom[:, None]
-    event_probs[arrivals.sum(axis=1) == 0] = glob
+    event_probs[(arrivals.sum(axis=1) == 0) | _not_normal(denom)] = glob
 
     transition = np.einsum("ie,eij->ij", event_probs, event_matrices)
     return {
@@ -180,6 +181,12 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
         "transition_matrix": transition,
         "unvisited": unvisited,
     }
+
+
+def _not_normal(total: np.ndarray) -> np.ndarray:
+    """Where a row total is not a positive normal number (zero, subnormal, negative or NaN): such a row is
+    empty, its prior's target, since its terms may underflow (``5e-324 / S`` is 0)."""
+    return ~(np.asarray(total, dtype=np.float64) >= np.finfo(np.float64).tiny)
 
 
 def absorb_ends(est: dict, is_end) -> dict:
@@ -231,12 +238,12 @@ def back_off(counts: np.ndarray, base_next: np.ndarray, base_arrivals: np.ndarra
     rows = counts.sum(axis=2, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         P = (counts + gamma * base_next) / (rows + gamma)
-    P = np.where(rows > 0, P, base_next)
+    P = np.where((rows > 0) & ~_not_normal(rows + gamma), P, base_next)
     M = counts.sum(axis=2).T  # (A, E)
     mrow = M.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         Q = (M + gamma * base_arrivals) / (mrow + gamma)
-    Q = np.where(mrow > 0, Q, base_arrivals)
+    Q = np.where((mrow > 0) & ~_not_normal(mrow + gamma), Q, base_arrivals)
     return P, Q
 
 

@@ -1,7 +1,12 @@
-"""The priors of estimate_tensors against hand counts with uneven numbers."""
+"""The priors of estimate_tensors against hand counts with uneven numbers, and rows that sum to one
+whatever the prior's mass (denormal ones included)."""
 
 import numpy as np
-from markovfault._priors import estimate_tensors
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from markovfault._priors import back_off, estimate_tensors
 
 
 def uneven_counts():
@@ -41,3 +46,48 @@ def test_pooled_and_event_rows_by_hand():
     np.testing.assert_allclose(est["event_matrices"][0, 0], (np.array([4, 2, 0]) + 2 * P0) / 8, rtol=1e-14)
     np.testing.assert_allclose(est["event_matrices"][1, 0], P0, rtol=1e-14)
     np.testing.assert_allclose(est["event_matrices"][1, 1], (np.array([1, 0, 1]) + 2 * P1) / 4, rtol=1e-14)
+
+
+def _rows_sum_to_one(est):
+    for key in ("pooled", "transition_matrix", "event_probs"):
+        np.testing.assert_allclose(est[key].sum(axis=1), 1.0, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(est["event_matrices"].sum(axis=2), 1.0, atol=1e-12, err_msg="event_matrices")
+
+
+priors = st.one_of(st.floats(0, 5), st.sampled_from([0.0, 5e-324, 1e-310, 2.2250738585072014e-308]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.int64, st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)).map(
+    lambda t: (t[0], t[1], t[1])), elements=st.integers(0, 3)), priors, priors)
+# found by Hypothesis: alpha = 0, beta = 5e-324 on a never-left state (beta * pooled underflows)
+@example(np.array([[[1, 1], [0, 0]]]), 0.0, 5e-324)
+@example(np.array([[[1, 0], [0, 0]], [[0, 0], [0, 0]]]), 5e-324, 5e-324)
+def test_rows_sum_to_one_whatever_the_prior_mass(counts, alpha, beta):
+    _rows_sum_to_one(estimate_tensors(counts, alpha, beta))
+
+
+def test_a_row_whose_total_is_subnormal_is_empty():
+    # counts need not be integers (weighted or merged counts): a total that is subnormal gives terms that
+    # underflow (5e-324 / 2 is 0), so the row would sum to 1/2; it is empty instead: its prior's target
+    C = np.array([[[5e-324, 0.0], [0.0, 0.0]]])
+    est = estimate_tensors(C, alpha=5e-324, beta=5e-324)
+    _rows_sum_to_one(est)
+    np.testing.assert_array_equal(est["pooled"][0], [0.5, 0.5])
+
+
+def test_back_off_with_a_denormal_strength_keeps_rows_summing_to_one():
+    P, Q = back_off(np.array([[[0, 0]], [[2, 1]]]), np.array([[[0.3, 0.7]], [[0.6, 0.4]]]),
+                    np.array([[0.25, 0.75]]), 5e-324)
+    np.testing.assert_allclose(P.sum(axis=2), 1.0, atol=1e-12)
+    np.testing.assert_allclose(Q.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(P[0, 0], [0.3, 0.7])  # no data under e0: the base row
+
+
+def test_property_tests_are_derandomised_in_ci():
+    import os
+
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None and ci.print_blob
+    if os.environ.get("CI"):
+        assert settings.default.derandomize and settings.default.database is None
