@@ -1,5 +1,5 @@
 """Forecasts against references built in the test from the raw frame: the plain chain under a given event
-mix (a hand-built mixed matrix)."""
+mix (a hand-built mixed matrix), and history-aware what-if scenarios (every path enumerated)."""
 
 import numpy as np
 import pandas as pd
@@ -79,3 +79,41 @@ def test_a_given_event_mix_on_the_plain_chain_is_the_mixed_matrix():
         gap = max(gap, np.abs(grp["p_fail"].to_numpy()
                               - long_run.loc[long_run["entity"] == ent, "p_fail"].to_numpy()).max())
     assert gap > 0.02  # the mix matters here: a forecast that ignored it would fail above
+
+
+@quiet
+@pytest.mark.parametrize("scenario", [["y", "y", "x"], ["x", "y", "y", "y"]])
+def test_history_aware_scenario_equals_the_enumerated_paths(scenario):
+    hist = frame()
+    st = steps(hist).dropna(subset=["next", "prev"])
+    # P(next | previous status, status, entering event, next event) by hand, from the raw frame
+    counts = st.groupby(["prev", "status", "event", "next_event", "next"]).size()
+    totals = counts.groupby(level=[0, 1, 2, 3]).sum()
+
+    def p(prev, cur, e_in, e, nxt):
+        key = (prev, cur, e_in, e)
+        assert key in totals.index, f"no data for {key}: the reference would need the back-off"
+        return counts.get(key + (nxt,), 0) / totals[key]
+
+    # back-off strength 0: every history-aware row is its counts alone (each row used has data)
+    fitted = model(history={"order": 2, "entering_event": True, "backoff": 0.0}).fit(hist)
+    h = len(scenario)
+    out = fitted.predict(hist, horizon=h, scenario=scenario)
+    ordered = hist.sort_values(["entity", "time"])
+    for ent, grp in out.groupby("entity"):
+        tail = ordered[ordered["entity"] == ent].tail(2)
+        prev, cur, e_in = tail["status"].iloc[0], tail["status"].iloc[1], tail["event"].iloc[1]
+        ref = np.zeros(h)
+
+        def walk(a, m, w):  # every path of next statuses, each ending at its first failure
+            for nxt in STATES:
+                q = w * p(*a, scenario[m], nxt)
+                if q == 0:
+                    continue
+                if nxt in FAIL:
+                    ref[m:] += q  # failed at step m + 1: within every horizon from there on
+                elif m + 1 < h:
+                    walk((a[1], nxt, scenario[m]), m + 1, q)
+
+        walk((prev, cur, e_in), 0, 1.0)
+        np.testing.assert_allclose(grp["p_fail"].to_numpy(), ref, rtol=1e-9, atol=1e-12)
