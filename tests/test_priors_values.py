@@ -76,6 +76,19 @@ def test_a_row_whose_total_is_subnormal_is_empty():
     np.testing.assert_array_equal(est["pooled"][0], [0.5, 0.5])
 
 
+def test_arrival_and_back_off_rows_with_subnormal_totals_are_empty():
+    # found by a search over subnormal counts: rounding in the subnormal range left rows summing to 8/9
+    C = np.array([[[1e-323, 3e-323], [1e-310, 1.0]], [[0.0, 0.0], [1e-310, 1.0]]])
+    est = estimate_tensors(C, 1.0, 1.0, beta_arrivals=5e-324)
+    _rows_sum_to_one(est)
+    np.testing.assert_allclose(est["event_probs"][0], C.sum(axis=(1, 2)) / C.sum())  # empty: the global mix
+    base_next, base_arrivals = np.full((2, 1, 2), 0.5), np.array([[0.3, 0.7]])
+    P, Q = back_off(np.array([[[0.0, 1e-323]], [[5e-324, 3e-323]]]), base_next, base_arrivals, 5e-324)
+    np.testing.assert_allclose(P.sum(axis=2), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(P, base_next)
+    np.testing.assert_array_equal(Q, base_arrivals)
+
+
 def test_back_off_with_a_denormal_strength_keeps_rows_summing_to_one():
     P, Q = back_off(np.array([[[0, 0]], [[2, 1]]]), np.array([[[0.3, 0.7]], [[0.6, 0.4]]]),
                     np.array([[0.25, 0.75]]), 5e-324)
