@@ -17,7 +17,8 @@ pseudo-       the state-frequency baseline's rate per     the training base rate
 origin        state and horizon
 ============  ==========================================  ============================================
 
-A row without any data is its prior's target, whatever the prior's mass.
+A row without any data is its prior's target, whatever the prior's mass; so is a row whose total is not a
+positive normal number (a subnormal prior mass such as 5e-324 would otherwise underflow to a row of zeros).
 
 ``alpha``, ``beta`` and ``recent_strength`` may also be given as ``"auto"`` (:data:`AUTO`): each is then
 chosen from the data by the Dirichlet-multinomial evidence of the rows it pulls (empirical Bayes,
@@ -124,9 +125,10 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
 
     where :math:`N_{ie} = \\sum_j C_{eij}`, :math:`g` are the global event
     frequencies and :math:`\\beta_a` is ``beta_arrivals`` (:math:`\\beta` by
-    default). A row with no data at all (zero counts and zero prior mass)
-    falls back to the uniform row for :math:`\\bar P`, to :math:`\\bar P` for
-    :math:`P`, and to :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
+    default). A row without data, or whose total (counts plus prior mass) is
+    not a positive normal number (its terms would underflow), falls back to the
+    uniform row for :math:`\\bar P`, to :math:`\\bar P` for :math:`P`, and to
+    :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
     every row observed, :math:`T = \\bar P` exactly.
 
     Examples
