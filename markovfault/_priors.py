@@ -17,7 +17,8 @@ pseudo-       the state-frequency baseline's rate per     the training base rate
 origin        state and horizon
 ============  ==========================================  ============================================
 
-A row without any data is its prior's target, whatever the prior's mass.
+A row without any data is its prior's target, whatever the prior's mass; so is a row whose total is not a
+positive normal number (a subnormal prior mass such as 5e-324 would otherwise underflow to a row of zeros).
 
 ``alpha``, ``beta`` and ``recent_strength`` may also be given as ``"auto"`` (:data:`AUTO`): each is then
 chosen from the data by the Dirichlet-multinomial evidence of the rows it pulls (empirical Bayes,
@@ -124,9 +125,10 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
 
     where :math:`N_{ie} = \\sum_j C_{eij}`, :math:`g` are the global event
     frequencies and :math:`\\beta_a` is ``beta_arrivals`` (:math:`\\beta` by
-    default). A row with no data at all (zero counts and zero prior mass)
-    falls back to the uniform row for :math:`\\bar P`, to :math:`\\bar P` for
-    :math:`P`, and to :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
+    default). A row without data, or whose total (counts plus prior mass) is
+    not a positive normal number (its terms would underflow), falls back to the
+    uniform row for :math:`\\bar P`, to :math:`\\bar P` for :math:`P`, and to
+    :math:`g` for :math:`Q`. With ``alpha = beta = 0`` and
     every row observed, :math:`T = \\bar P` exactly.
 
     Examples
@@ -152,14 +154,15 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = (pooled_counts + alpha / n_states) / denom[:, None]
     # a row without data is its prior's target, whatever the prior's mass (also when alpha / S
-    # underflows: alpha = 5e-324 would otherwise give a row of zeros)
-    pooled[pooled_rows == 0] = 1.0 / n_states
+    # underflows: alpha = 5e-324 would otherwise give a row of zeros); so is a row whose total is not a
+    # positive normal number (its terms underflow)
+    pooled[(pooled_rows == 0) | _not_normal(denom)] = 1.0 / n_states
 
     row = counts.sum(axis=2)  # (E, S)
     denom = row + beta
     with np.errstate(invalid="ignore", divide="ignore"):
         event_matrices = (counts + beta * pooled[None]) / denom[:, :, None]
-    empty = row == 0
+    empty = (row == 0) | _not_normal(denom)
     if empty.any():
         event_matrices[empty] = np.broadcast_to(pooled, event_matrices.shape)[empty]
 
@@ -170,7 +173,7 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
     denom = arrivals.sum(axis=1) + beta_a
     with np.errstate(invalid="ignore", divide="ignore"):
         event_probs = (arrivals + beta_a * glob[None]) / denom[:, None]
-    event_probs[arrivals.sum(axis=1) == 0] = glob
+    event_probs[(arrivals.sum(axis=1) == 0) | _not_normal(denom)] = glob
 
     transition = np.einsum("ie,eij->ij", event_probs, event_matrices)
     return {
@@ -180,6 +183,12 @@ def estimate_tensors(counts: np.ndarray, alpha: float = 1.0, beta: float = 1.0,
         "transition_matrix": transition,
         "unvisited": unvisited,
     }
+
+
+def _not_normal(total: np.ndarray) -> np.ndarray:
+    """Where a row total is not a positive normal number (zero, subnormal, negative or NaN): such a row is
+    empty, its prior's target, since its terms may underflow (``5e-324 / S`` is 0)."""
+    return ~(np.asarray(total, dtype=np.float64) >= np.finfo(np.float64).tiny)
 
 
 def absorb_ends(est: dict, is_end) -> dict:
@@ -231,12 +240,12 @@ def back_off(counts: np.ndarray, base_next: np.ndarray, base_arrivals: np.ndarra
     rows = counts.sum(axis=2, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         P = (counts + gamma * base_next) / (rows + gamma)
-    P = np.where(rows > 0, P, base_next)
+    P = np.where((rows > 0) & ~_not_normal(rows + gamma), P, base_next)
     M = counts.sum(axis=2).T  # (A, E)
     mrow = M.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         Q = (M + gamma * base_arrivals) / (mrow + gamma)
-    Q = np.where(mrow > 0, Q, base_arrivals)
+    Q = np.where((mrow > 0) & ~_not_normal(mrow + gamma), Q, base_arrivals)
     return P, Q
 
 

@@ -10,7 +10,7 @@ from hypothesis import settings
 
 # property tests draw the same examples in every CI run (CI=true); locally they explore, and what they find
 # is pinned with @example next to the test
-settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 

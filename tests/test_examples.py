@@ -5,12 +5,14 @@ Each test runs the example's own conversion on the whole raw data, checks it aga
 runs a small backtest (a subset of entities, two cutoffs, short horizon) of the plain chain with every
 baseline and of the history-aware chain (long-run and, where there are events, recent event mix) on the same
 origins, as ``run()`` does. The data are never copied into the repository: when ../shared/data is absent (a
-user's machine) the tests skip; in CI it is present and they run.
+user's machine) the tests skip with the reason; in CI (the ``CI`` environment variable set) it must be present,
+and its absence fails the tests instead of skipping them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -41,9 +43,24 @@ def _example(name: str):
 def _data(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
-        pytest.skip(f"{path} is absent: the real-histories examples read the public data sets in "
-                    "../shared/data next to the repository (present in CI, never copied into the repo)")
+        reason = (f"{path} is absent: the real-histories examples read the public data sets in "
+                  "../shared/data next to the repository (present in CI, never copied into the repo)")
+        if os.environ.get("CI"):  # in CI the data must be there: a skip would pass silently
+            pytest.fail(f"{reason}; CI is set, so this fails instead of skipping", pytrace=False)
+        pytest.skip(reason)
     return path
+
+
+def test_absent_data_fails_in_ci_and_skips_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "SHARED_DATA", tmp_path / "absent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        _data("hdfs")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="is absent"):
+        _data("hdfs")
+    (tmp_path / "absent" / "hdfs").mkdir(parents=True)
+    assert _data("hdfs") == tmp_path / "absent" / "hdfs"
 
 
 def _models(events: bool) -> list:

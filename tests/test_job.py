@@ -414,18 +414,66 @@ def test_an_output_directory_that_cannot_be_written_exits_73(tmp_path, exports):
     assert "cannot write" in proc.logs[-1]["message"] and "blocker" in proc.logs[-1]["message"]
 
 
-def test_a_read_only_output_directory_exits_73(tmp_path, base):
+def test_a_read_only_output_directory_exits_73(tmp_path, base, monkeypatch, capsys):
+    # the job's entry in-process, with every write under the output directory refused as a read-only
+    # directory refuses it: root (whom chmod does not stop) meets the error too, so this never skips
+    import builtins
+    import errno
+    import io
+    import logging
+
+    from markovfault.cli import main
+
     cfg = copy(base, tmp_path / "job")
-    out = tmp_path / "job" / "out"
+    out = (tmp_path / "job" / "out").resolve()
     (out / ".lock").unlink()
-    out.chmod(0o555)
+    refused = []
+
+    def inside(path) -> bool:
+        try:
+            return Path(os.fsdecode(path)).resolve().is_relative_to(out)
+        except (TypeError, ValueError):  # a file descriptor, not a path
+            return False
+
+    def deny(path):
+        refused.append(str(path))
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+
+    def guard(real, writes):
+        def wrapper(path, *args, **kwargs):
+            if writes(args, kwargs) and inside(path):
+                deny(path)
+            return real(path, *args, **kwargs)
+        return wrapper
+
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    open_writes = lambda a, kw: any(c in (a[0] if a else kw.get("mode", "r")) for c in "wax+")  # noqa: E731
+    always = lambda a, kw: True  # noqa: E731
+    monkeypatch.setattr(os, "open", guard(os.open, lambda a, kw: bool((a[0] if a else kw["flags"]) & write_flags)))
+    monkeypatch.setattr(builtins, "open", guard(builtins.open, open_writes))
+    monkeypatch.setattr(io, "open", guard(io.open, open_writes))
+    for name in ("mkdir", "symlink", "unlink", "remove", "rmdir"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), always))
+    for name in ("replace", "rename"):  # the destination is what a read-only directory refuses
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda src, dst, *a, _real=real, **kw:
+                            deny(dst) if inside(dst) or inside(src) else _real(src, dst, *a, **kw))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
-        if os.access(out, os.W_OK):
-            pytest.skip("this user (root) writes to read-only directories anyway")
-        proc = forecast(cfg, T[2])
-        assert proc.returncode == 73, proc.stderr
+        code = main(["forecast", "--config", str(cfg), "--as-of", T[2]])
     finally:
-        out.chmod(0o755)
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        logging.captureWarnings(False)
+    err = capsys.readouterr().err
+    assert refused, "nothing under the output directory was written"
+    assert code == 73, err
+    last = logs(err)[-1]
+    assert last["exit_code"] == 73 and "cannot write" in last["message"], last
 
 
 def test_inspect_prints_states_events_and_risks(base, capsys):

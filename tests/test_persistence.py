@@ -374,3 +374,37 @@ def test_plain_pickle_renamed_npz_never_runs(tmp_path):
     with pytest.raises(ModelFileError, match="not a model file"):
         load_model(path)
     assert not marker.exists()
+
+
+def test_corrupted_files_that_still_load_forecast_as_the_original(saved, model, tmp_path):
+    # flip bytes all over the file: each damaged file is refused with a ModelFileError or, where the
+    # damage misses everything read (zip metadata, padding), loads a model whose counts and forecasts
+    # are the original's: a damaged file never loads as a different model
+    raw = saved.read_bytes()
+    what_if = ["payment_failed", "order_created", "payment_failed"]
+    original = load_model(saved)
+    want = model.predict(horizon=3)  # from the last counted steps the file stores
+    want_table = model.failure_probabilities(3)
+    want_what_if = model.failure_probabilities(3, scenario=what_if)
+    path = tmp_path / "flipped.npz"
+    loaded = refused = 0
+    rng = np.random.default_rng(0)
+    positions = np.unique(np.r_[np.arange(0, len(raw), max(1, len(raw) // 200)),
+                                len(raw) - 1 - np.arange(100), rng.integers(0, len(raw), 60)])
+    for k, pos in enumerate(positions):
+        b = bytearray(raw)
+        b[pos] ^= (0x01, 0x80, 0x5A)[k % 3]
+        path.write_bytes(bytes(b))
+        try:
+            same = load_model(path)
+        except ModelFileError:
+            refused += 1
+            continue
+        loaded += 1
+        np.testing.assert_array_equal(same.chain_.counts_, model.chain_.counts_)
+        assert same.state_names_ == model.state_names_
+        assert same.get_params() == original.get_params()  # (settings as a loaded file spells them)
+        pd.testing.assert_frame_equal(same.predict(horizon=3), want)
+        pd.testing.assert_frame_equal(same.failure_probabilities(3), want_table)
+        pd.testing.assert_frame_equal(same.failure_probabilities(3, scenario=what_if), want_what_if)
+    assert refused > 0 and loaded > 0 and loaded + refused == len(positions)
