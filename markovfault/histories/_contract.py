@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..exceptions import ConfigError, MetricTypeError, MissingColumnError, MixedTimezoneError, TimeParseError
+from ..exceptions import (
+    ConfigError,
+    MetricTypeError,
+    MissingColumnError,
+    MixedTimezoneError,
+    TimeParseError,
+)
 
 if TYPE_CHECKING:  # annotations only
     from ._sources import Source
@@ -84,6 +90,13 @@ class ColumnMap:
         handlers into one path; the canonical frame calls it ``trace``
         (str). Read only when named, and then required; a missing or blank
         value is a step outside any trace (kept, as missing).
+    keep_duplicates : bool, default=False
+        Keep exact duplicate rows. By default a row without an event id that
+        repeats an earlier row in every field read (entity, time, event,
+        status, every metric, and group and trace when read) is dropped as
+        ``duplicate_row`` and counted in the report: an export that writes a
+        step twice would otherwise count its transition twice. Set it (TOML
+        ``[columns] keep_duplicates = true``) when identical steps are real.
 
     Raises
     ------
@@ -117,7 +130,7 @@ class ColumnMap:
     Examples
     --------
     >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
-    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None)
+    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None, keep_duplicates=False)
     >>> ColumnMap.from_config({"entity": "subject", "event": "type", "status": "data.status", "event_id": "id",
     ...                        "trace": "traceid"}).status
     'data.status'
@@ -131,8 +144,14 @@ class ColumnMap:
     metrics: tuple[str, ...] = ()
     group: str | None = None
     trace: str | None = None
+    keep_duplicates: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keep_duplicates, (bool, np.bool_)):
+            raise ConfigError(
+                f"[columns] keep_duplicates = {self.keep_duplicates!r}: must be true or false."
+            )
+        object.__setattr__(self, "keep_duplicates", bool(self.keep_duplicates))
         for name in ("entity", "time"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -196,7 +215,7 @@ class ColumnMap:
         ----------
         table : mapping or None
             Keys among ``entity``, ``time``, ``event``, ``status``,
-            ``event_id``, ``metrics``, ``group`` and ``trace``; missing keys keep their defaults and
+            ``event_id``, ``metrics``, ``group``, ``trace`` and ``keep_duplicates``; missing keys keep their defaults and
             ``""`` means "no such column".
 
         Returns
@@ -253,7 +272,8 @@ class ReadReport:
         Distinct entities in the returned frame.
     dropped : dict of str to int
         Rows dropped, by reason: ``"missing_entity"``, ``"duplicate_event_id"``,
-        ``"missing_status"``. Reasons with no drops are left out.
+        ``"missing_status"``, ``"missing_metric"``, ``"duplicate_row"``. Reasons with no drops are
+        left out.
     filled : dict of str to int
         Values filled in kept rows, by reason: ``"missing_event_filled"``
         (a missing event became :data:`IMPLICIT_EVENT`).
@@ -263,6 +283,10 @@ class ReadReport:
         Whether ``time`` holds UTC timestamps or an integer sequence.
     per_source : list of (str, int)
         Each source's name and number of rows, in read order.
+    missing_metrics : dict of str to int
+        The rows dropped as ``"missing_metric"``, by metric column: how many of
+        them had no number there (blank, ``n/a``, ``NaN``, ...). A row missing
+        several metrics counts under each of them.
 
     Notes
     -----
@@ -280,6 +304,7 @@ class ReadReport:
     single_row_entities: int = 0
     time_kind: Literal["datetime", "integer"] | None = None
     per_source: list[tuple[str, int]] = field(default_factory=list)
+    missing_metrics: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_dropped(self) -> int:
@@ -298,6 +323,8 @@ class ReadReport:
         lines = ["ReadReport: " + self.summary()]
         if self.dropped:
             lines.append(f"  dropped {self.n_dropped}: " + format_counts(self.dropped))
+            if self.missing_metrics:
+                lines.append("  missing metric values by column: " + format_counts(self.missing_metrics))
         else:
             lines.append("  dropped 0")
         if self.filled:
@@ -543,6 +570,57 @@ def parse_metric(values: pd.Series, column: str, src: Source,
             f"for missing), or remove it from [columns] metrics."
         )
     return number
+
+
+def drop_message(report: ReadReport) -> str | None:
+    """The warning line of what a read dropped and filled (``None``: nothing)."""
+    parts = []
+    if report.dropped:
+        text = f"dropped {report.n_dropped} of {report.n_rows_read} rows: " + format_counts(report.dropped)
+        if report.missing_metrics:
+            text += " (no number in metric column " + format_counts(report.missing_metrics) + ")"
+        if "duplicate_row" in report.dropped:
+            text += ("; duplicate_row: exact repeats of an earlier row without an event id (set "
+                     "[columns] keep_duplicates = true to keep them)")
+        parts.append(text)
+    if report.filled:
+        parts.append("filled: " + format_counts(report.filled))
+    return "; ".join(parts) or None
+
+
+def exact_repeats(order: np.ndarray | None, entity: np.ndarray, time: np.ndarray,
+                  keys: Mapping[str, np.ndarray] | pd.DataFrame, candidates: np.ndarray | None) -> np.ndarray:
+    """Positions in the sorted order of rows that repeat an earlier row in every key (``duplicate_row``).
+
+    ``order`` is the stable sort by (entity, time) of the rows (``None``: they are sorted), ``entity``
+    and ``time`` their codes and int64 times, ``keys`` the other columns compared (codes, metrics),
+    ``candidates`` the rows that may be repeats (without an event id; ``None``: all), all in read order.
+    Repeats share their entity and time, so after the sort they sit in runs of equal (entity, time):
+    one vectorised pass over the sorted arrays finds those runs (few in real exports), and only their
+    rows are compared column by column. Within a run the sort keeps read order, so the first
+    occurrence in read order stays. Returns sorted positions (into ``order``), ascending.
+    """
+    e = entity if order is None else entity[order]
+    t = time if order is None else time[order]
+    tie = (e[1:] == e[:-1]) & (t[1:] == t[:-1])
+    if not tie.any():
+        return np.zeros(0, dtype=np.int64)
+    in_run = np.zeros(len(e), dtype=bool)
+    in_run[1:] |= tie
+    in_run[:-1] |= tie
+    pos = np.flatnonzero(in_run)
+    rows = pos if order is None else np.asarray(order)[pos]
+    if candidates is not None:
+        ok = candidates[rows]
+        pos, rows = pos[ok], rows[ok]
+    if len(pos) < 2:
+        return np.zeros(0, dtype=np.int64)
+    if isinstance(keys, pd.DataFrame):  # the columns of a frame, taken at the runs' rows only
+        frame = keys.iloc[rows].reset_index(drop=True)
+    else:
+        frame = pd.DataFrame({f"k{i}": np.asarray(v)[rows] for i, v in enumerate(keys.values())})
+    frame = frame.assign(_entity=e[pos], _time=t[pos])
+    return pos[frame.duplicated(keep="first").to_numpy()]
 
 
 def needed_columns(where: dict[str, Any]) -> list[Any]:

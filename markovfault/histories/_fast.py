@@ -35,7 +35,8 @@ from ._contract import (
     IMPLICIT_EVENT,
     ReadReport,
     as_str,
-    format_counts,
+    drop_message,
+    exact_repeats,
     needed_columns,
     parse_metric,
     parse_time,
@@ -425,11 +426,17 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
     unusable = np.zeros(n_read, dtype=bool)
     if "status" in text:
         unusable |= text["status"].codes < 0
-    for m in cols.metrics:
-        unusable |= np.isnan(metrics[m])
     if (keep & unusable).any():
         dropped["missing_status"] = int((keep & unusable).sum())
     keep &= ~unusable
+    missing_metrics: dict[str, int] = {}
+    if cols.metrics:
+        nan = {m: np.isnan(metrics[m]) for m in cols.metrics}
+        bad = np.logical_or.reduce(list(nan.values())) & keep
+        if bad.any():
+            dropped["missing_metric"] = int(bad.sum())
+            missing_metrics = {m: int((v & bad).sum()) for m, v in nan.items() if (v & bad).any()}
+            keep &= ~bad
     mask = None if keep.all() else keep
     if mask is not None and not mask.any():
         raise Fallback("no row kept")  # the general reader raises its errors
@@ -463,6 +470,19 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
     ent_codes, ent_names, counts = coded["entity"]
     n_kept = ent_codes.shape[0]
     order = group_order(ent_codes, time, len(ent_names))
+    if not cols.keep_duplicates:  # exact repeats without an event id, found in the sorted runs
+        keys = {f: coded[f][0] for f in ("event", "status", "trace") if f in coded}
+        keys.update({m: metrics[m] for m in cols.metrics})
+        ids = coded["event_id"][0] if "event_id" in coded else None
+        repeats = exact_repeats(order, ent_codes, time, keys, None if ids is None else ids < 0)
+        if len(repeats):
+            dropped["duplicate_row"] = len(repeats)
+            left = np.ones(n_kept, dtype=bool)
+            left[repeats] = False
+            order = np.flatnonzero(left) if order is None else order[left]
+            counts = counts - np.bincount(
+                np.repeat(np.arange(len(ent_names)), counts)[repeats], minlength=len(ent_names))
+            n_kept = len(order)
 
     def arrange(values):
         return values if order is None else values[order]
@@ -510,13 +530,10 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
         n_entities=len(ent_names), dropped=dropped, filled=filled,
         single_row_entities=int((counts == 1).sum()), time_kind=first.kind,
         per_source=[(p.name, p.n) for p in parts],
+        missing_metrics=missing_metrics,
     )
-    if dropped or filled:
-        pieces = []
-        if dropped:
-            pieces.append(f"dropped {report.n_dropped} of {n_read} rows: " + format_counts(dropped))
-        if filled:
-            pieces.append("filled: " + format_counts(filled))
-        logger.warning("read_histories %s", "; ".join(pieces))
+    message = drop_message(report)
+    if message:
+        logger.warning("read_histories %s", message)
     logger.info("read_histories %s", report.summary())
     return frame, report

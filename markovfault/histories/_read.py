@@ -26,7 +26,8 @@ from ._contract import (
     ColumnMap,
     ReadReport,
     as_str,
-    format_counts,
+    drop_message,
+    exact_repeats,
     logger,
     needed_columns,
     parse_metric,
@@ -266,7 +267,7 @@ def _prepare(source: Any, columns, format: str | None) -> tuple[ColumnMap, list[
         # read_histories' own frames carry the canonical names, whatever the user's columns say
         # (a trace column read once is read again)
         trace = "trace" if cols.trace is not None and "trace" in sources[0].frame.columns else None
-        cols = ColumnMap(metrics=cols.metrics, trace=trace)
+        cols = ColumnMap(metrics=cols.metrics, trace=trace, keep_duplicates=cols.keep_duplicates)
     return cols, sources
 
 
@@ -398,10 +399,17 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     unusable = np.zeros(len(frame), dtype=bool)
     if "status" in frame:
         unusable = unusable | frame["status"].isna().to_numpy()
-    if cols.metrics:
-        unusable = unusable | np.isnan(frame[list(cols.metrics)].to_numpy(dtype="float64")).any(axis=1)
     _count(dropped, "missing_status", keep & unusable)
     keep = keep & ~unusable
+    missing_metrics: dict[str, int] = {}
+    if cols.metrics:
+        nan = np.isnan(frame[list(cols.metrics)].to_numpy(dtype="float64"))
+        bad = nan.any(axis=1) & keep
+        _count(dropped, "missing_metric", bad)
+        if bad.any():
+            missing_metrics = {m: int(nan[bad, k].sum()) for k, m in enumerate(cols.metrics)
+                               if nan[bad, k].any()}
+        keep = keep & ~bad
     frame = frame.loc[keep]
 
     filled: dict[str, int] = {}
@@ -414,9 +422,20 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     codes, uniques = pd.factorize(frame["entity"], sort=True)
     time_key = frame["time"].astype("int64").to_numpy()
     order = _fast.group_order(codes, time_key, len(uniques))  # np.lexsort((time_key, codes))
+    counts = np.bincount(codes, minlength=len(uniques))
+    if not cols.keep_duplicates:  # exact repeats without an event id, found in the sorted runs
+        keys = frame[[name for name in ("event", "status", *cols.metrics, "group", "trace")
+                      if name in frame]]
+        ids = frame["event_id"].isna().to_numpy() if "event_id" in frame else None
+        repeats = exact_repeats(order, codes, time_key, keys, ids)
+        if len(repeats):
+            dropped["duplicate_row"] = len(repeats)
+            left = np.ones(len(frame), dtype=bool)
+            left[repeats] = False
+            order = np.flatnonzero(left) if order is None else order[left]
+            counts = counts - np.bincount(np.sort(codes)[repeats], minlength=len(uniques))
     frame = frame.reset_index(drop=True) if order is None else \
         frame.iloc[order].reset_index(drop=True)
-    counts = np.bincount(codes, minlength=len(uniques))
 
     report = ReadReport(
         n_sources=n_sources,
@@ -428,15 +447,11 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
         single_row_entities=int((counts == 1).sum()),
         time_kind=pieces[0].kind,
         per_source=[(p.source.name, len(p.frame)) for p in pieces],
+        missing_metrics=missing_metrics,
     )
-    if dropped or filled:
-        parts = []
-        if dropped:
-            parts.append(f"dropped {report.n_dropped} of {n_read} rows: "
-                         + format_counts(dropped))
-        if filled:
-            parts.append("filled: " + format_counts(filled))
-        logger.warning("read_histories %s", "; ".join(parts))
+    message = drop_message(report)
+    if message:
+        logger.warning("read_histories %s", message)
     logger.info("read_histories %s", report.summary())
     return frame, report
 
