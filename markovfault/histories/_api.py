@@ -125,7 +125,12 @@ def read_histories(
     UTC, values with an offset are converted to UTC. Naive and aware values
     may not be mixed within one column, nor integers and timestamps, nor may
     sources disagree. A missing time is an error, not a drop: time orders
-    each handler's steps and no value can be guessed.
+    each handler's steps and no value can be guessed. Integers that look like
+    Unix epoch times (seconds 1e9..4e9, milliseconds 1e12..4e12, and so on:
+    2001 to 2096) are still step numbers, with a
+    :class:`~markovfault.exceptions.DataWarning` (and a log record) that says
+    to set :class:`ColumnMap` ``time_unit`` (``[columns] time_unit = "s"``)
+    to read them as UTC timestamps, or ``"step"`` to keep them as steps.
 
     **What is dropped, in this order, and counted in the report:**
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ..exceptions import (
     ConfigError,
+    DataWarning,
     MetricTypeError,
     MissingColumnError,
     MixedTimezoneError,
@@ -49,6 +51,13 @@ _AWARE_PATTERN = (
 )
 _INTEGER_PATTERN = r"[+-]?[0-9]+"
 _NA_TOKENS = ("", "nan", "na", "n/a", "null", "none", "<na>")
+
+#: ``ColumnMap.time_unit`` values: nanoseconds per unit of an integer epoch time, or ``"step"`` (a sequence).
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+TIME_UNITS = (*_NS_PER_UNIT, "step")
+# The integer ranges that look like Unix epoch times (2001-09-09 .. 2096-10-02) in each unit.
+_EPOCH_RANGES = {unit: (10**9 * 10**(3 * k), 4 * 10**9 * 10**(3 * k))
+                 for k, unit in enumerate(("s", "ms", "us", "ns"))}
 
 
 # --------------------------------------------------------------------------
@@ -97,6 +106,16 @@ class ColumnMap:
         ``duplicate_row`` and counted in the report: an export that writes a
         step twice would otherwise count its transition twice. Set it (TOML
         ``[columns] keep_duplicates = true``) when identical steps are real.
+    time_unit : {"s", "ms", "us", "ns", "step"} or None, default=None
+        How to read an integer time column. ``None``: as step numbers (a
+        sequence), with a :class:`~markovfault.exceptions.DataWarning` when
+        every value lies in a range that looks like Unix epoch time (seconds
+        1e9..4e9, milliseconds 1e12..4e12, microseconds 1e15..4e15,
+        nanoseconds 1e18..4e18: 2001 to 2096). ``"s"``, ``"ms"``, ``"us"``,
+        ``"ns"``: integers are Unix epoch times in that unit and become UTC
+        timestamps. ``"step"``: step numbers, without the warning. Timestamp
+        columns are read as timestamps whatever it says. TOML: ``[columns]
+        time_unit = "s"``.
 
     Raises
     ------
@@ -130,7 +149,7 @@ class ColumnMap:
     Examples
     --------
     >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
-    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None, keep_duplicates=False)
+    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None, keep_duplicates=False, time_unit=None)
     >>> ColumnMap.from_config({"entity": "subject", "event": "type", "status": "data.status", "event_id": "id",
     ...                        "trace": "traceid"}).status
     'data.status'
@@ -145,6 +164,7 @@ class ColumnMap:
     group: str | None = None
     trace: str | None = None
     keep_duplicates: bool = False
+    time_unit: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.keep_duplicates, (bool, np.bool_)):
@@ -152,6 +172,14 @@ class ColumnMap:
                 f"[columns] keep_duplicates = {self.keep_duplicates!r}: must be true or false."
             )
         object.__setattr__(self, "keep_duplicates", bool(self.keep_duplicates))
+        if self.time_unit == "":
+            object.__setattr__(self, "time_unit", None)
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise ConfigError(
+                f"[columns] time_unit = {self.time_unit!r}: must be one of "
+                f"{', '.join(repr(u) for u in TIME_UNITS)} (integer times in that Unix epoch unit, "
+                "or \"step\" for step numbers), or left out."
+            )
         for name in ("entity", "time"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -215,7 +243,8 @@ class ColumnMap:
         ----------
         table : mapping or None
             Keys among ``entity``, ``time``, ``event``, ``status``,
-            ``event_id``, ``metrics``, ``group``, ``trace`` and ``keep_duplicates``; missing keys keep their defaults and
+            ``event_id``, ``metrics``, ``group``, ``trace``, ``keep_duplicates`` and
+            ``time_unit``; missing keys keep their defaults and
             ``""`` means "no such column".
 
         Returns
@@ -570,6 +599,45 @@ def parse_metric(values: pd.Series, column: str, src: Source,
             f"for missing), or remove it from [columns] metrics."
         )
     return number
+
+
+def epoch_times(values: np.ndarray, unit: str, column: str, src: Source,
+                raw: pd.DataFrame) -> np.ndarray:
+    """Integer Unix epoch times in ``unit`` as int64 UTC nanoseconds (``ColumnMap.time_unit``)."""
+    values = np.asarray(values, dtype=np.int64)
+    scale = _NS_PER_UNIT[unit]
+    limit = np.iinfo(np.int64).max // scale
+    bad = (values > limit) | (values < -limit)
+    if bad.any():
+        pos = _first(bad)
+        at = src.where(raw, pos) if src is not None else f"position {pos}"
+        raise TimeParseError(
+            f"time column {column!r} holds {int(values[pos])} at {at}, which is outside "
+            f"1677-2262 as epoch time in {unit!r} ([columns] time_unit). Fix: set the time_unit the "
+            "export uses, or leave it out to read the integers as step numbers."
+        )
+    return values * scale
+
+
+def warn_epoch_like(time: np.ndarray, cols: ColumnMap) -> None:
+    """Warn when integer times read as step numbers look like Unix epoch times (``time_unit`` not set)."""
+    if cols.time_unit is not None or len(time) == 0:
+        return
+    lo, hi = int(np.min(time)), int(np.max(time))
+    for unit, (start, stop) in _EPOCH_RANGES.items():
+        if start <= lo and hi <= stop:
+            first = pd.Timestamp(lo * _NS_PER_UNIT[unit], tz="UTC")
+            last = pd.Timestamp(hi * _NS_PER_UNIT[unit], tz="UTC")
+            message = (
+                f"time column {cols.time!r} holds integers from {lo} to {hi}, which look like Unix epoch "
+                f"times in {unit!r} ({first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC) but are read as "
+                f"step numbers: durations (max_gap, within=..., end_after) would be meaningless. Fix: set "
+                f"[columns] time_unit = \"{unit}\" (ColumnMap(time_unit=\"{unit}\")) to read them as UTC "
+                "timestamps, or time_unit = \"step\" to keep them as step numbers without this warning."
+            )
+            logger.warning("read_histories: %s", message)
+            warnings.warn(message, DataWarning, stacklevel=2)
+            return
 
 
 def drop_message(report: ReadReport) -> str | None:

@@ -37,11 +37,14 @@ from ._contract import (
     as_str,
     drop_message,
     exact_repeats,
+    epoch_times,
+    warn_epoch_like,
     needed_columns,
     parse_metric,
     parse_time,
     resolve_columns,
 )
+from ..exceptions import TimeParseError
 from .._sorting import group_order
 from ._sources import open_source
 
@@ -206,6 +209,11 @@ def encode_table(table, where: dict, cols, name: str) -> _Part:
     if n == 0:
         raise Fallback("no rows")
     time, kind = _time(table.column(where["time"]))
+    if kind == "integer" and cols.time_unit not in (None, "step"):
+        try:
+            time, kind = epoch_times(time, cols.time_unit, where["time"], None, None), "datetime"
+        except TimeParseError:
+            raise Fallback("epoch times out of range") from None  # the general reader names the row
     text = {f: _text(table.column(where[f])) for f in _ENCODED if where.get(f) is not None}
     metrics = {m: _metric(table.column(where[m])) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=name)
@@ -272,6 +280,8 @@ def _frame_part(src, cols) -> _Part:
         time = time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     else:
         time = time.to_numpy(dtype=np.int64)
+        if cols.time_unit not in (None, "step"):
+            time, kind = epoch_times(time, cols.time_unit, where["time"], src, raw), "datetime"
     text = {f: _pandas_text(raw[where[f]]) for f in _ENCODED if where.get(f) is not None}
     metrics = {m: parse_metric(raw[where[m]], where[m], src, raw) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=src.name)
@@ -535,5 +545,7 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
     message = drop_message(report)
     if message:
         logger.warning("read_histories %s", message)
+    if first.kind == "integer":
+        warn_epoch_like(columns["time"], cols)
     logger.info("read_histories %s", report.summary())
     return frame, report

@@ -28,6 +28,8 @@ from ._contract import (
     as_str,
     drop_message,
     exact_repeats,
+    epoch_times,
+    warn_epoch_like,
     logger,
     needed_columns,
     parse_metric,
@@ -137,6 +139,10 @@ def _convert(raw: pd.DataFrame, where: dict[str, Any], src: Source, cols: Column
     else:
         out["entity"] = as_str(raw[ent]).array
     time, kind = parse_time(raw[where["time"]], where["time"], src, raw)
+    if kind == "integer" and cols.time_unit not in (None, "step"):  # epoch integers: UTC timestamps
+        ns = epoch_times(time.to_numpy(), cols.time_unit, where["time"], src, raw)
+        time = pd.Series(pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC"))
+        kind = "datetime"
     out["time"] = time.to_numpy() if kind == "integer" else time.array
     if where["event"] is not None:
         out["event"] = as_str(raw[where["event"]]).array
@@ -452,6 +458,8 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     message = drop_message(report)
     if message:
         logger.warning("read_histories %s", message)
+    if report.time_kind == "integer":
+        warn_epoch_like(frame["time"].to_numpy(), cols)
     logger.info("read_histories %s", report.summary())
     return frame, report
 
