@@ -46,6 +46,12 @@ __all__ = [
 
 logger = logging.getLogger("markovfault.states")
 
+#: With no ``states`` list, a state learned from the labels is *rare* (a warning) when fewer rows than both
+#: ``RARE_STATE_ROWS`` and ``RARE_STATE_SHARE`` of the rows carry it (states named in ``mapping``,
+#: ``failure``, ``end`` or ``unknown`` excepted).
+RARE_STATE_ROWS = 10
+RARE_STATE_SHARE = 0.001
+
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -722,6 +728,20 @@ class CategoricalStates(StateExtractor):
     label_codes_ : ndarray of shape (n_labels,), int64
         The state code of each of ``labels_``.
 
+    Notes
+    -----
+    **Labels that look accidental.** Without ``states``, every distinct
+    (mapped) label becomes a state. Fit then warns
+    (:class:`~markovfault.exceptions.DataWarning`, and a record on the
+    ``markovfault.states`` logger) when labels differ only in case or
+    whitespace (``OK`` next to ``ok``: two states), and when a state is rare:
+    fewer than ``RARE_STATE_ROWS`` (10) rows *and* fewer than
+    ``RARE_STATE_SHARE`` (0.1%) of the rows carry it (``degraded`` in 3 of
+    10,000 rows), unless it is named in ``mapping``, ``failure``, ``end`` or
+    ``unknown``. The warnings say to merge labels with ``mapping`` or to
+    fix the vocabulary with ``states``; with ``states`` given there is no such
+    warning (labels outside it are handled by ``unknown``).
+
     Examples
     --------
     >>> import pandas as pd
@@ -811,7 +831,11 @@ class CategoricalStates(StateExtractor):
         if self.states is not None:
             vocab = _name_list(self.states, "states")
         else:
+            counts = status.value_counts(sort=False) if rule_mask is None else \
+                status[~rule_mask].value_counts(sort=False)
+            counts = counts[counts > 0]
             seen = {str(s) for s in status.unique()}
+            self._warn_on_labels({str(k): int(v) for k, v in counts.items()}, mapping, len(status))
             names = {mapping.get(s, s) for s in seen} | set(mapping.values())
             if self.unknown != "raise":
                 names.add(self.unknown)
@@ -825,6 +849,42 @@ class CategoricalStates(StateExtractor):
             _lookup_labels(X, status, labels, label_codes, rule_mask, self.unknown, unknown_code)
         self.labels_, self.label_codes_ = labels, label_codes
         return vocab
+
+    def _warn_on_labels(self, counts: dict[str, int], mapping: dict[str, str], n_rows: int) -> None:
+        """Warn when states are learned from the labels (no ``states`` list) and some look accidental:
+        labels that differ only in case or whitespace, and rare states (see the class notes)."""
+        by_state: dict[str, int] = {}
+        for label, n in counts.items():
+            state = mapping.get(label, label)
+            by_state[state] = by_state.get(state, 0) + n
+        declared = set(mapping.values()) | set(_name_list(self.failure, "failure")) \
+            | set(_name_list(self.end, "end")) | {self.unknown, self.failure_state}
+        messages = []
+        groups: dict[str, list[str]] = {}
+        for state in by_state:
+            groups.setdefault(re.sub(r"\s+", "", state).casefold(), []).append(state)
+        for names in groups.values():
+            if len(names) > 1:
+                names = sorted(names, key=lambda name: -by_state[name])
+                shown = ", ".join(f"{name!r} ({by_state[name]} rows)" for name in names)
+                example = " ".join(f'"{name}" = "{names[0]}"' for name in names[1:])
+                messages.append(
+                    f"status labels {shown} differ only in case or whitespace and become separate states. "
+                    f"Fix: map them to one state in [states] mapping ({example}), or list the states with "
+                    f"states = [...]")
+        limit = min(RARE_STATE_ROWS, RARE_STATE_SHARE * n_rows)
+        rare = sorted(state for state, n in by_state.items() if n < limit and state not in declared)
+        if rare:
+            shown = ", ".join(f"{name!r} ({by_state[name]} rows)" for name in rare)
+            messages.append(
+                f"the states {shown} are each seen in fewer than {RARE_STATE_ROWS} rows and "
+                f"{RARE_STATE_SHARE:.1%} of the {n_rows} rows; each becomes a state of its own with next to "
+                "no data. Fix: map them to a known state in [states] mapping (label = \"<state>\"), or list "
+                "the states with states = [...] (then a label outside the list is an error, or goes to "
+                "unknown = \"<state>\")")
+        for message in messages:
+            logger.warning("%s: %s", type(self).__name__, message)
+            warnings.warn(message, DataWarning, stacklevel=4)
 
     def _base_codes(self, X: pd.DataFrame, rule_mask: BoolArray | None) -> IntArray:
         status = _string_column(X, STATUS_COLUMN, type(self).__name__)
