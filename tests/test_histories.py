@@ -499,7 +499,8 @@ def test_read_histories_returns_one_frame_with_its_report_attached(source, categ
     assert report.filled == {"missing_event_filled": 1}
     assert report.n_rows_kept == len(frame) == 6
     internal, internal_report = read_frame(source, columns=RAW_COLUMNS, categorical=categorical)
-    assert list(internal.columns) == [*frame.columns, "_row"] and not internal.attrs
+    assert list(internal.columns) == [*frame.columns, "_row"] and "read_report" not in internal.attrs
+    assert "markovfault_sources" not in frame.attrs  # where rows came from: internal frames only
     pd.testing.assert_frame_equal(frame, internal.drop(columns="_row"))
     assert report == internal_report
 

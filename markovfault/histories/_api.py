@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._contract import REPORT_ATTR, ROW, ColumnMap, ReadReport
+from ._contract import REPORT_ATTR, ROW, SOURCES_ATTR, ColumnMap, ReadReport
 from ._read import iter_frames, read_frame
 
 _RETURN_REPORT_DEPRECATED = (
@@ -226,12 +226,12 @@ def read_histories(
     columns = _with_duplicates(columns, keep_duplicates)
     if chunksize is not None:
         warnings.warn(_CHUNKSIZE_DEPRECATED, DeprecationWarning, stacklevel=2)
-        batches = iter_frames(source, chunksize, columns=columns, categorical=categorical,
-                              format=format)
+        batches = (_bare(frame, report) for frame, report in
+                   iter_frames(source, chunksize, columns=columns, categorical=categorical, format=format))
         return batches if return_report else (frame for frame, _ in batches)
     if return_report:
         warnings.warn(_RETURN_REPORT_DEPRECATED, DeprecationWarning, stacklevel=2)
-        return read_frame(source, columns=columns, categorical=categorical, format=format)
+        return _bare(*read_frame(source, columns=columns, categorical=categorical, format=format))
     frame, report = read_frame(source, columns=columns, categorical=categorical, format=format)
     return _public(frame, report)
 
@@ -346,8 +346,15 @@ def _public_batches(batches: Iterator[tuple[pd.DataFrame, ReadReport]]):
         yield _public(frame, report), report
 
 
+def _bare(frame: pd.DataFrame, report: ReadReport) -> tuple[pd.DataFrame, ReadReport]:
+    """The deprecated shapes: the internal frame without ``attrs``, as before."""
+    frame.attrs.pop(SOURCES_ATTR, None)
+    return frame, report
+
+
 def _public(frame: pd.DataFrame, report: ReadReport) -> pd.DataFrame:
     """The frame users get: without the internal ``_row`` column, its report in ``attrs``."""
     del frame[ROW]  # in place: the column's block goes, the others stay shared
+    frame.attrs.pop(SOURCES_ATTR, None)
     frame.attrs[REPORT_ATTR] = report
     return frame

@@ -42,6 +42,28 @@ ROW = "_row"  # the source row of each row, kept by the internal readers (read_f
 #: Where :func:`read_histories` attaches the :class:`ReadReport` of the frame it returns.
 REPORT_ATTR = "read_report"
 
+#: Where the internal readers (``read_frame``, ``iter_frames``) note which rows came from which source, as
+#: ``[(name, first _row, n rows), ...]``, so that later layers name a row by its source (:func:`describe_row`).
+SOURCES_ATTR = "markovfault_sources"
+
+
+def describe_row(frame: pd.DataFrame, position: int) -> str:
+    """Name the row at ``position`` of ``frame`` for a message: ``row 6 of 'a.csv'`` (1-based, in its source).
+
+    Uses the ``_row`` column and the sources the readers noted in ``attrs``; a frame that lost them says
+    ``row 6 of the input (1-based, in read order)``, a frame without ``_row`` names its position and index.
+    """
+    if ROW not in frame.columns:
+        label = frame.index[position]
+        label = label.item() if isinstance(label, np.generic) else label
+        return f"row {position + 1} of the frame (index label {label!r})"
+    row = int(frame[ROW].iloc[position])
+    for name, start, n in frame.attrs.get(SOURCES_ATTR, ()):
+        if start <= row < start + n:
+            shown = name if str(name).startswith("<") else f"'{name}'"
+            return f"row {row - start + 1} of {shown}"
+    return f"row {row + 1} of the input (1-based, in read order)"
+
 # A time of day followed by a UTC offset: "...10:00Z", "...10:00:00.5+02:00",
 # "...10:00:00-0500", "...10:00+02", "...10:00:00 UTC".
 # [0-9] and [ \t] rather than \d and \s keep pandas on pyarrow's fast regex engine.
@@ -375,14 +397,24 @@ def format_counts(counts: Mapping[str, int]) -> str:
 
 
 def _missing_column(src: Source, field_name: str, column: str, names: list[Any],
-                    why: str = "") -> MissingColumnError:
+                    why: str = "", fix: str | None = None) -> MissingColumnError:
     shown = [str(n) for n in names[:20]]
     more = f", ... and {len(names) - 20} more" if len(names) > 20 else ""
+    if fix is None:
+        fix = (f"Fix: set [columns] {field_name} = \"<column>\" in the config, "
+               f"or pass columns={{'{field_name}': '<column>'}} to read_histories.")
     return MissingColumnError(
         f"column {column!r} ({field_name}) is not in '{src.name}'{why}. Columns there: "
-        f"{shown}{more}. Fix: set [columns] {field_name} = \"<column>\" in the config, "
-        f"or pass columns={{'{field_name}': '<column>'}} to read_histories."
+        f"{shown}{more}. {fix}"
     )
+
+
+_NO_STATUS_FIX = (
+    "Fix: if the states are made from numeric columns ([states] kind = \"thresholds\", \"quantiles\" or "
+    "\"clusters\"), list those columns in [columns] metrics = [\"<column>\", ...] (columns={'metrics': "
+    "[...]}): numeric columns are read only when listed there. If the export has a status label under "
+    "another name, set [columns] status = \"<column>\"."
+)
 
 
 def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str, Any]:
@@ -431,8 +463,10 @@ def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str,
         if found is not None:
             out["status"] = found
         elif cols.is_explicit("status") or not cols.metrics:
-            why = "" if cols.is_explicit("status") else " and no metrics are configured"
-            raise _missing_column(src, "status", cols.status, names, why)
+            if cols.is_explicit("status"):
+                raise _missing_column(src, "status", cols.status, names)
+            raise _missing_column(src, "status", cols.status, names, " and no metrics are configured",
+                                  fix=_NO_STATUS_FIX)
     # event_id
     out["event_id"] = None
     if cols.event_id is not None:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from ._contract import (
     IMPLICIT_EVENT,
+    SOURCES_ATTR,
     ReadReport,
     as_str,
     drop_message,
@@ -542,6 +543,8 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
         per_source=[(p.name, p.n) for p in parts],
         missing_metrics=missing_metrics,
     )
+    starts = offset + np.concatenate([[0], np.cumsum([p.n for p in parts])[:-1]])
+    frame.attrs[SOURCES_ATTR] = [(p.name, int(start), p.n) for p, start in zip(parts, starts)]
     message = drop_message(report)
     if message:
         logger.warning("read_histories %s", message)

@@ -23,6 +23,7 @@ from ._contract import (
     IMPLICIT_EVENT,
     REPORT_ATTR,
     ROW,
+    SOURCES_ATTR,
     ColumnMap,
     ReadReport,
     as_str,
@@ -187,8 +188,9 @@ def read_frame(
     return_report=True)`` returned before that shape was deprecated: the
     frame that :func:`read_histories` returns plus ``_row`` (int64, the
     0-based position of each row across all sources in read order), as the
-    last column, and without ``attrs``. For the model layers, which name
-    source rows in their errors.
+    last column; its ``attrs`` hold only which rows came from which source
+    (for :func:`~markovfault.histories._contract.describe_row`). For the model
+    layers, which name source rows in their errors.
 
     A frame that :func:`read_histories` returned (it carries
     ``attrs["read_report"]`` and has ``entity`` and ``time`` columns) is
@@ -455,6 +457,8 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
         per_source=[(p.source.name, len(p.frame)) for p in pieces],
         missing_metrics=missing_metrics,
     )
+    frame.attrs[SOURCES_ATTR] = [(p.source.name, int(p.frame[ROW].iloc[0]), len(p.frame))
+                                 for p in pieces if len(p.frame)]
     message = drop_message(report)
     if message:
         logger.warning("read_histories %s", message)

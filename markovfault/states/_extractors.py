@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .._estimator import Estimator, TransformerMixin
+from ..histories._contract import describe_row
 from ..exceptions import (
     ConfigError,
     DataWarning,
@@ -189,18 +190,15 @@ def parse_rule(text: str) -> Rule:
 
 
 def _row_label(X: pd.DataFrame, position: int) -> str:
-    """The row named in errors: the source row ``_row`` if present, else the index."""
-    value = X["_row"].iloc[position] if "_row" in X.columns else X.index[position]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return repr(value) if isinstance(value, str) else str(value)
+    """The row named in errors: its source and 1-based row there (``row 6 of 'a.csv'``)."""
+    return describe_row(X, position)
 
 
 def _check_no_missing(X: pd.DataFrame, column: str, missing: BoolArray, who: str) -> None:
     if missing.any():
         pos = int(np.flatnonzero(missing)[0])
         raise HistoryError(
-            f"column {column!r} (needed by {who}) has a missing value at row "
+            f"column {column!r} (needed by {who}) has a missing value at "
             f"{_row_label(X, pos)} ({int(missing.sum())} rows in all); drop or fill "
             "those rows first (read_histories drops rows without a usable status)"
         )
@@ -534,10 +532,15 @@ class StateExtractor(TransformerMixin, Estimator):
                 else:
                     texts = [r.text for r in self._parse_rules() if r.column == column]
                     why = f"the failure rule {texts[0]!r} reads it"
+                if column == STATUS_COLUMN:
+                    fix = "Fix the [columns] or [states] section of the config"
+                else:  # a numeric column: read only when listed in metrics
+                    fix = (f"Numeric columns are read only when listed in [columns] metrics. Fix: add it "
+                           f"there, [columns] metrics = [\"{column}\"] (FaultPredictor(columns="
+                           f"{{\"metrics\": [\"{column}\"]}})), or name another column in [states]")
                 raise MissingColumnError(
                     f"column {column!r} is missing: {why}; the frame has columns "
-                    f"{[str(c) for c in X.columns]}. Fix the [columns] or [states] "
-                    "section of the config"
+                    f"{[str(c) for c in X.columns]}. {fix}"
                 )
         return X
 
@@ -659,7 +662,7 @@ def _lookup_labels(
             pos = int(np.flatnonzero(missing)[0])
             raise UnknownStatusError(
                 f"column {STATUS_COLUMN!r} has {len(bad)} label(s) not covered by the state "
-                f"mapping: {shown}; first at row {_row_label(X, pos)} ({n_bad} rows in "
+                f"mapping: {shown}; first at {_row_label(X, pos)} ({n_bad} rows in "
                 "all). Add them to [states].mapping (label = \"<state>\") or set "
                 "unknown = \"<state>\" in [states] to map every unknown label to one state"
             )
