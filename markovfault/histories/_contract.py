@@ -691,7 +691,7 @@ def drop_message(report: ReadReport) -> str | None:
 
 
 def exact_repeats(order: np.ndarray | None, entity: np.ndarray, time: np.ndarray,
-                  keys: Mapping[str, np.ndarray] | pd.DataFrame, candidates: np.ndarray | None) -> np.ndarray:
+                  keys: Mapping[str, np.ndarray] | tuple[pd.DataFrame, list[str]], candidates: np.ndarray | None) -> np.ndarray:
     """Positions in the sorted order of rows that repeat an earlier row in every key (``duplicate_row``).
 
     ``order`` is the stable sort by (entity, time) of the rows (``None``: they are sorted), ``entity``
@@ -717,8 +717,8 @@ def exact_repeats(order: np.ndarray | None, entity: np.ndarray, time: np.ndarray
         pos, rows = pos[ok], rows[ok]
     if len(pos) < 2:
         return np.zeros(0, dtype=np.int64)
-    if isinstance(keys, pd.DataFrame):  # the columns of a frame, taken at the runs' rows only
-        frame = keys.iloc[rows].reset_index(drop=True)
+    if isinstance(keys, tuple):  # (frame, column names): the columns taken at the runs' rows only
+        frame = keys[0].iloc[rows][list(keys[1])].reset_index(drop=True)
     else:
         frame = pd.DataFrame({f"k{i}": np.asarray(v)[rows] for i, v in enumerate(keys.values())})
     frame = frame.assign(_entity=e[pos], _time=t[pos])

@@ -432,8 +432,8 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     order = _fast.group_order(codes, time_key, len(uniques))  # np.lexsort((time_key, codes))
     counts = np.bincount(codes, minlength=len(uniques))
     if not cols.keep_duplicates:  # exact repeats without an event id, found in the sorted runs
-        keys = frame[[name for name in ("event", "status", *cols.metrics, "group", "trace")
-                      if name in frame]]
+        keys = (frame, [name for name in ("event", "status", *cols.metrics, "group", "trace")
+                        if name in frame])
         ids = frame["event_id"].isna().to_numpy() if "event_id" in frame else None
         repeats = exact_repeats(order, codes, time_key, keys, ids)
         if len(repeats):
