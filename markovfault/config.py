@@ -13,6 +13,8 @@ only ``markovfault forecast`` reads and needs):
     event_id = "event_id"
     metrics = ["latency_ms"]
     group = "group"      # optional (default: none): for the group context of [states.history]
+    time_unit = "s"      # optional: integer times are Unix epoch seconds ("ms", "us", "ns"; "step": a sequence)
+    keep_duplicates = false  # default: exact duplicate rows without an event_id are dropped and counted
 
     [states]             # how statuses or metrics become states
     kind = "categorical"

@@ -219,7 +219,8 @@ def test_nab_example():
     assert 0 < int(frame["anomaly"].sum()) < 12_906
     assert frame.groupby("series")["anomaly"].max().sum() == 23
     # the first MIN_PERIODS rows of each series have no z-score and are dropped (and counted)
-    assert report.dropped == {"missing_status": 24 * ex.MIN_PERIODS}
+    assert report.dropped == {"missing_metric": 24 * ex.MIN_PERIODS}
+    assert report.missing_metrics == {"z": 24 * ex.MIN_PERIODS}
     assert np.isfinite(hist["z"]).all() and hist["z"].abs().max() <= 10
     assert (hist.groupby("entity")["time"].diff().dropna() > 0).all()
 

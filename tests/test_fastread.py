@@ -62,7 +62,7 @@ def messy_export(seed: int, n: int = 400, kind: str = "datetime") -> pd.DataFram
     ids[rng.random(n) < 0.1] = None
     latency = rng.gamma(2.0, 50.0, n)
     latency[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "handler": ent,
         "ts": time,
         "event": events[rng.integers(0, len(events), n)],
@@ -70,6 +70,12 @@ def messy_export(seed: int, n: int = 400, kind: str = "datetime") -> pd.DataFram
         "event_id": ids,
         "latency_ms": latency,
     })
+    # rows written twice by an export without event ids: exact repeats, some with a blank padded
+    again = rng.integers(0, n, 20)
+    frame.loc[again, "event_id"] = None
+    repeats = frame.iloc[again].copy()
+    repeats["status"] = repeats["status"].map(lambda s: f"{s} " if isinstance(s, str) else s)
+    return pd.concat([frame, repeats], ignore_index=True)
 
 
 COLUMNS = {"entity": "handler", "time": "ts", "metrics": ["latency_ms"]}
@@ -120,7 +126,9 @@ def test_messy_files_read_the_same(tmp_path, general, fmt, kind, seed):
     path = write(messy_export(seed, kind=kind), tmp_path / f"x.{fmt}", fmt)
     frame, report = check_same(general, path, columns=COLUMNS)
     # the export's blemishes really were there, and were counted
-    assert set(report.dropped) == {"missing_entity", "duplicate_event_id", "missing_status"}
+    assert set(report.dropped) == {"missing_entity", "duplicate_event_id", "missing_status",
+                                   "missing_metric", "duplicate_row"}
+    assert report.missing_metrics == {"latency_ms": report.dropped["missing_metric"]}
     assert report.filled["missing_event_filled"] > 0
     assert "a" in set(frame["entity"]) and " a" not in set(frame["entity"])
 

@@ -239,7 +239,7 @@ def test_status_optional_when_metrics_given():
     report = frame.attrs["read_report"]
     assert "status" not in frame and "event_id" not in frame
     assert frame["lat"].tolist() == [1.5]
-    assert report.dropped == {"missing_status": 1}
+    assert report.dropped == {"missing_metric": 1}
 
 
 def test_missing_event_values_are_filled_and_counted():
@@ -278,7 +278,7 @@ def test_timezones_converted_to_utc(tmp_path):
     path = write(tmp_path / "a.csv", "entity,time,status\n"
                                      "a,2024-05-01T12:00:00+02:00,ok\n"
                                      "a,2024-05-01T10:30:00Z,ok\n"
-                                     "a,2024-05-01T05:00:00-0500,ok\n")
+                                     "a,2024-05-01T05:00:00-0500,slow\n")
     frame, _ = read_frame(path)
     assert frame["time"].dtype == pd.DatetimeTZDtype("ns", "UTC")
     assert frame["time"].tolist() == utc("2024-05-01 10:00", "2024-05-01 10:00",
@@ -319,7 +319,8 @@ def test_dedupe_missing_status_single_rows_and_counts(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="markovfault.histories"):
         frame, report = read_frame(path, columns={"metrics": ["lat"]})
     assert report.dropped == {"missing_entity": 1, "duplicate_event_id": 1,
-                              "missing_status": 2}
+                              "missing_status": 1, "missing_metric": 1}
+    assert report.missing_metrics == {"lat": 1}
     assert report.n_rows_read == 9
     assert report.n_rows_read == report.n_rows_kept + report.n_dropped
     assert report.n_rows_kept == len(frame) == 5
@@ -329,7 +330,8 @@ def test_dedupe_missing_status_single_rows_and_counts(tmp_path, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "duplicate_event_id=1" in warnings[0].getMessage()
-    assert "missing_status=2" in warnings[0].getMessage()
+    assert "missing_status=1" in warnings[0].getMessage()
+    assert "missing_metric=1 (no number in metric column lat=1)" in warnings[0].getMessage()
     assert any(r.levelno == logging.INFO for r in caplog.records)
     text = str(report)
     assert "dropped 4" in text and "missing_entity=1" in text
@@ -497,7 +499,8 @@ def test_read_histories_returns_one_frame_with_its_report_attached(source, categ
     assert report.filled == {"missing_event_filled": 1}
     assert report.n_rows_kept == len(frame) == 6
     internal, internal_report = read_frame(source, columns=RAW_COLUMNS, categorical=categorical)
-    assert list(internal.columns) == [*frame.columns, "_row"] and not internal.attrs
+    assert list(internal.columns) == [*frame.columns, "_row"] and "read_report" not in internal.attrs
+    assert "markovfault_sources" not in frame.attrs  # where rows came from: internal frames only
     pd.testing.assert_frame_equal(frame, internal.drop(columns="_row"))
     assert report == internal_report
 

@@ -177,7 +177,7 @@ def test_categorical_unknown_label_error_names_column_row_labels_fix():
         ext.transform(new)
     msg = str(info.value)
     assert "'status'" in msg
-    assert "row 11" in msg
+    assert "row 12 of the input (1-based, in read order)" in msg  # _row 11, 0-based
     assert "'weird'" in msg and "'odd'" in msg
     assert "[states].mapping" in msg and "unknown" in msg
     assert isinstance(info.value, ValueError)
@@ -186,7 +186,7 @@ def test_categorical_unknown_label_error_names_column_row_labels_fix():
 def test_categorical_unknown_label_row_falls_back_to_index():
     ext = CategoricalStates().fit(pd.DataFrame({"status": ["ok"]}))
     new = pd.DataFrame({"status": ["ok", "x"]}, index=[7, 8])
-    with pytest.raises(UnknownStatusError, match="row 8"):
+    with pytest.raises(UnknownStatusError, match=r"row 2 of the frame \(index label 8\)"):
         ext.transform(new)
 
 
@@ -251,7 +251,7 @@ def test_failure_name_error_lists_states():
 def test_nan_in_status_names_column_and_row():
     ext = CategoricalStates().fit(pd.DataFrame({"status": ["ok"]}))
     frame = pd.DataFrame({"status": ["ok", None, "ok"], "_row": [5, 6, 7]})
-    with pytest.raises(HistoryError, match="'status'.*row 6"):
+    with pytest.raises(HistoryError, match="'status'.*row 7 of the input"):
         ext.transform(frame)
 
 
@@ -333,7 +333,7 @@ def test_rule_type_mismatch():
 def test_nan_in_rule_column():
     ext = CategoricalStates(failure_when=["error_rate >= 0.5"])
     frame = pd.DataFrame({"status": ["ok", "ok"], "error_rate": [0.1, np.nan]})
-    with pytest.raises(HistoryError, match="'error_rate'.*row 1"):
+    with pytest.raises(HistoryError, match=r"'error_rate'.*row 2 of the frame \(index label 1\)"):
         ext.fit(frame)
 
 
@@ -392,7 +392,7 @@ def test_threshold_errors_on_data():
         ext.fit(pd.DataFrame({"y": [0.0]}))
     with pytest.raises(MetricTypeError, match="'x'"):
         ext.fit(pd.DataFrame({"x": ["a"]}))
-    with pytest.raises(HistoryError, match="'x'.*row 1001"):
+    with pytest.raises(HistoryError, match="'x'.*row 1002 of the input"):
         ext.fit(pd.DataFrame({"x": [0.0, np.nan], "_row": [1000, 1001]}))
     with pytest.raises(EmptyHistoryError):
         ext.fit(pd.DataFrame({"x": pd.Series([], dtype=float)}))

@@ -50,6 +50,8 @@ def export(seed=0, n_entities=24, n_steps=40, datetime=False):
         "event": event,
         "status": rng.choice(LABELS, ent.size, p=[0.1, 0.15, 0.55, 0.2]),
     })
+    # ties are real steps: each row has its id (else a tie that repeats a row exactly is a duplicate_row)
+    frame["event_id"] = [f"e{k}" for k in range(len(frame))]
     frame = frame.iloc[np.argsort(time, kind="stable")].reset_index(drop=True)
     if datetime:
         frame["time"] = (pd.Timestamp("2024-01-01", tz="UTC")

@@ -31,6 +31,8 @@ def export(n_entities=40, n_steps=60, seed=0, datetime=False):
         "event": rng.choice(["tick", "spike", "deploy"], ent.size),
         "status": STATUSES[rng.integers(0, 4, ent.size)],
     })
+    # ties are real steps: each row has its id (else a tie that repeats a row exactly is a duplicate_row)
+    frame["event_id"] = [f"e{k}" for k in range(len(frame))]
     # the first rows hold every status, so the first batch fits the whole vocabulary
     frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
     if datetime:

@@ -9,13 +9,14 @@ unchanged, with a :class:`DeprecationWarning`.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
 
-from ._contract import REPORT_ATTR, ROW, ColumnMap, ReadReport
+from ._contract import REPORT_ATTR, ROW, SOURCES_ATTR, ColumnMap, ReadReport
 from ._read import iter_frames, read_frame
 
 _RETURN_REPORT_DEPRECATED = (
@@ -36,6 +37,7 @@ def read_histories(
     return_report: bool = False,
     chunksize: int | None = None,
     categorical: bool = False,
+    keep_duplicates: bool | None = None,
 ) -> pd.DataFrame:
     """Read exported histories, validate them, and return the canonical frame.
 
@@ -71,6 +73,12 @@ def read_histories(
         ``Categorical`` columns (sorted categories) instead of strings: the
         same values in a fraction of the memory, and what
         :meth:`FaultPredictor.fit <markovfault.FaultPredictor.fit>` reads.
+    keep_duplicates : bool, default=None
+        Keep exact duplicate rows (see "What is dropped" below) instead of
+        dropping them. ``None`` takes ``columns``' setting
+        (:class:`ColumnMap` ``keep_duplicates``, TOML ``[columns]
+        keep_duplicates = true``; ``FaultPredictor(columns={"keep_duplicates":
+        True})``), which is false unless set.
 
     Returns
     -------
@@ -117,7 +125,12 @@ def read_histories(
     UTC, values with an offset are converted to UTC. Naive and aware values
     may not be mixed within one column, nor integers and timestamps, nor may
     sources disagree. A missing time is an error, not a drop: time orders
-    each handler's steps and no value can be guessed.
+    each handler's steps and no value can be guessed. Integers that look like
+    Unix epoch times (seconds 1e9..4e9, milliseconds 1e12..4e12, and so on:
+    2001 to 2096) are still step numbers, with a
+    :class:`~markovfault.exceptions.DataWarning` (and a log record) that says
+    to set :class:`ColumnMap` ``time_unit`` (``[columns] time_unit = "s"``)
+    to read them as UTC timestamps, or ``"step"`` to keep them as steps.
 
     **What is dropped, in this order, and counted in the report:**
 
@@ -125,8 +138,17 @@ def read_histories(
     2. ``duplicate_event_id``: a repeated (entity, event_id) pair; the first
        occurrence in read order is kept. Rows without an event_id are never
        duplicates.
-    3. ``missing_status``: rows with no usable status, meaning the status
-       column (when read) is missing or blank, or any listed metric is NaN.
+    3. ``missing_status``: rows whose status (when a status column is read)
+       is missing or blank.
+    4. ``missing_metric``: rows with a status but no number in a listed metric
+       column (blank, ``n/a``, ``NaN``, ...); ``report.missing_metrics``
+       counts them by column, and the warning names the columns.
+    5. ``duplicate_row``: exact repeats, unless ``keep_duplicates``: a row
+       without an event id whose entity, time, event, status, metrics (and
+       group and trace, when read) all equal those of an earlier row without
+       an event id; the first in read order is kept. An export that writes a
+       step twice would otherwise count its transition twice. Found by
+       hashing the rows (vectorised; a few percent of a read).
 
     A missing or blank event becomes :data:`IMPLICIT_EVENT` and is counted
     in ``report.filled["missing_event_filled"]``. Entities with one row are
@@ -201,14 +223,15 @@ def read_histories(
     >>> report.single_row_entities
     1
     """
+    columns = _with_duplicates(columns, keep_duplicates)
     if chunksize is not None:
         warnings.warn(_CHUNKSIZE_DEPRECATED, DeprecationWarning, stacklevel=2)
-        batches = iter_frames(source, chunksize, columns=columns, categorical=categorical,
-                              format=format)
+        batches = (_bare(frame, report) for frame, report in
+                   iter_frames(source, chunksize, columns=columns, categorical=categorical, format=format))
         return batches if return_report else (frame for frame, _ in batches)
     if return_report:
         warnings.warn(_RETURN_REPORT_DEPRECATED, DeprecationWarning, stacklevel=2)
-        return read_frame(source, columns=columns, categorical=categorical, format=format)
+        return _bare(*read_frame(source, columns=columns, categorical=categorical, format=format))
     frame, report = read_frame(source, columns=columns, categorical=categorical, format=format)
     return _public(frame, report)
 
@@ -220,6 +243,7 @@ def iter_histories(
     columns: ColumnMap | Mapping[str, Any] | None = None,
     format: str | None = None,
     categorical: bool = False,
+    keep_duplicates: bool | None = None,
 ) -> Iterator[tuple[pd.DataFrame, ReadReport]]:
     """Read exported histories in batches: ``(frame, report)`` per batch of at most ``chunksize`` rows.
 
@@ -257,6 +281,9 @@ def iter_histories(
         ``Categorical`` columns (sorted categories) instead of strings: the
         same values in a fraction of the memory, and what
         :meth:`FaultPredictor.fit <markovfault.FaultPredictor.fit>` reads.
+    keep_duplicates : bool, default=None
+        As in :func:`read_histories`. Exact duplicate rows are found within
+        a batch.
 
     Returns
     -------
@@ -301,8 +328,17 @@ def iter_histories(
     ['a', 'a', 'b'] [1, 2, 1] [('<DataFrame>', 3)]
     ['a', 'b'] [3, 2] [('<DataFrame>', 2)]
     """
+    columns = _with_duplicates(columns, keep_duplicates)
     return _public_batches(iter_frames(source, chunksize, columns=columns, categorical=categorical,
                                        format=format))
+
+
+def _with_duplicates(columns, keep_duplicates: bool | None):
+    """``columns`` with ``keep_duplicates`` set when it is given."""
+    if keep_duplicates is None:
+        return columns
+    cols = columns if isinstance(columns, ColumnMap) else ColumnMap.from_config(columns)
+    return dataclasses.replace(cols, keep_duplicates=keep_duplicates)
 
 
 def _public_batches(batches: Iterator[tuple[pd.DataFrame, ReadReport]]):
@@ -310,8 +346,15 @@ def _public_batches(batches: Iterator[tuple[pd.DataFrame, ReadReport]]):
         yield _public(frame, report), report
 
 
+def _bare(frame: pd.DataFrame, report: ReadReport) -> tuple[pd.DataFrame, ReadReport]:
+    """The deprecated shapes: the internal frame without ``attrs``, as before."""
+    frame.attrs.pop(SOURCES_ATTR, None)
+    return frame, report
+
+
 def _public(frame: pd.DataFrame, report: ReadReport) -> pd.DataFrame:
     """The frame users get: without the internal ``_row`` column, its report in ``attrs``."""
     del frame[ROW]  # in place: the column's block goes, the others stay shared
+    frame.attrs.pop(SOURCES_ATTR, None)
     frame.attrs[REPORT_ATTR] = report
     return frame

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..exceptions import ConfigError, MetricTypeError, MissingColumnError, MixedTimezoneError, TimeParseError
+from ..exceptions import (
+    ConfigError,
+    DataWarning,
+    MetricTypeError,
+    MissingColumnError,
+    MixedTimezoneError,
+    TimeParseError,
+)
 
 if TYPE_CHECKING:  # annotations only
     from ._sources import Source
@@ -34,6 +42,28 @@ ROW = "_row"  # the source row of each row, kept by the internal readers (read_f
 #: Where :func:`read_histories` attaches the :class:`ReadReport` of the frame it returns.
 REPORT_ATTR = "read_report"
 
+#: Where the internal readers (``read_frame``, ``iter_frames``) note which rows came from which source, as
+#: ``[(name, first _row, n rows), ...]``, so that later layers name a row by its source (:func:`describe_row`).
+SOURCES_ATTR = "markovfault_sources"
+
+
+def describe_row(frame: pd.DataFrame, position: int) -> str:
+    """Name the row at ``position`` of ``frame`` for a message: ``row 6 of 'a.csv'`` (1-based, in its source).
+
+    Uses the ``_row`` column and the sources the readers noted in ``attrs``; a frame that lost them says
+    ``row 6 of the input (1-based, in read order)``, a frame without ``_row`` names its position and index.
+    """
+    if ROW not in frame.columns:
+        label = frame.index[position]
+        label = label.item() if isinstance(label, np.generic) else label
+        return f"row {position + 1} of the frame (index label {label!r})"
+    row = int(frame[ROW].iloc[position])
+    for name, start, n in frame.attrs.get(SOURCES_ATTR, ()):
+        if start <= row < start + n:
+            shown = name if str(name).startswith("<") else f"'{name}'"
+            return f"row {row - start + 1} of {shown}"
+    return f"row {row + 1} of the input (1-based, in read order)"
+
 # A time of day followed by a UTC offset: "...10:00Z", "...10:00:00.5+02:00",
 # "...10:00:00-0500", "...10:00+02", "...10:00:00 UTC".
 # [0-9] and [ \t] rather than \d and \s keep pandas on pyarrow's fast regex engine.
@@ -43,6 +73,13 @@ _AWARE_PATTERN = (
 )
 _INTEGER_PATTERN = r"[+-]?[0-9]+"
 _NA_TOKENS = ("", "nan", "na", "n/a", "null", "none", "<na>")
+
+#: ``ColumnMap.time_unit`` values: nanoseconds per unit of an integer epoch time, or ``"step"`` (a sequence).
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+TIME_UNITS = (*_NS_PER_UNIT, "step")
+# The integer ranges that look like Unix epoch times (2001-09-09 .. 2096-10-02) in each unit.
+_EPOCH_RANGES = {unit: (10**9 * 10**(3 * k), 4 * 10**9 * 10**(3 * k))
+                 for k, unit in enumerate(("s", "ms", "us", "ns"))}
 
 
 # --------------------------------------------------------------------------
@@ -84,6 +121,23 @@ class ColumnMap:
         handlers into one path; the canonical frame calls it ``trace``
         (str). Read only when named, and then required; a missing or blank
         value is a step outside any trace (kept, as missing).
+    keep_duplicates : bool, default=False
+        Keep exact duplicate rows. By default a row without an event id that
+        repeats an earlier row in every field read (entity, time, event,
+        status, every metric, and group and trace when read) is dropped as
+        ``duplicate_row`` and counted in the report: an export that writes a
+        step twice would otherwise count its transition twice. Set it (TOML
+        ``[columns] keep_duplicates = true``) when identical steps are real.
+    time_unit : {"s", "ms", "us", "ns", "step"} or None, default=None
+        How to read an integer time column. ``None``: as step numbers (a
+        sequence), with a :class:`~markovfault.exceptions.DataWarning` when
+        every value lies in a range that looks like Unix epoch time (seconds
+        1e9..4e9, milliseconds 1e12..4e12, microseconds 1e15..4e15,
+        nanoseconds 1e18..4e18: 2001 to 2096). ``"s"``, ``"ms"``, ``"us"``,
+        ``"ns"``: integers are Unix epoch times in that unit and become UTC
+        timestamps. ``"step"``: step numbers, without the warning. Timestamp
+        columns are read as timestamps whatever it says. TOML: ``[columns]
+        time_unit = "s"``.
 
     Raises
     ------
@@ -117,7 +171,7 @@ class ColumnMap:
     Examples
     --------
     >>> ColumnMap.from_config({"entity": "handler", "event": "", "metrics": ["latency_ms"]})
-    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None)
+    ColumnMap(entity='handler', time='time', event=None, status='status', event_id='event_id', metrics=('latency_ms',), group=None, trace=None, keep_duplicates=False, time_unit=None)
     >>> ColumnMap.from_config({"entity": "subject", "event": "type", "status": "data.status", "event_id": "id",
     ...                        "trace": "traceid"}).status
     'data.status'
@@ -131,8 +185,23 @@ class ColumnMap:
     metrics: tuple[str, ...] = ()
     group: str | None = None
     trace: str | None = None
+    keep_duplicates: bool = False
+    time_unit: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keep_duplicates, (bool, np.bool_)):
+            raise ConfigError(
+                f"[columns] keep_duplicates = {self.keep_duplicates!r}: must be true or false."
+            )
+        object.__setattr__(self, "keep_duplicates", bool(self.keep_duplicates))
+        if self.time_unit == "":
+            object.__setattr__(self, "time_unit", None)
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise ConfigError(
+                f"[columns] time_unit = {self.time_unit!r}: must be one of "
+                f"{', '.join(repr(u) for u in TIME_UNITS)} (integer times in that Unix epoch unit, "
+                "or \"step\" for step numbers), or left out."
+            )
         for name in ("entity", "time"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -196,7 +265,8 @@ class ColumnMap:
         ----------
         table : mapping or None
             Keys among ``entity``, ``time``, ``event``, ``status``,
-            ``event_id``, ``metrics``, ``group`` and ``trace``; missing keys keep their defaults and
+            ``event_id``, ``metrics``, ``group``, ``trace``, ``keep_duplicates`` and
+            ``time_unit``; missing keys keep their defaults and
             ``""`` means "no such column".
 
         Returns
@@ -253,7 +323,8 @@ class ReadReport:
         Distinct entities in the returned frame.
     dropped : dict of str to int
         Rows dropped, by reason: ``"missing_entity"``, ``"duplicate_event_id"``,
-        ``"missing_status"``. Reasons with no drops are left out.
+        ``"missing_status"``, ``"missing_metric"``, ``"duplicate_row"``. Reasons with no drops are
+        left out.
     filled : dict of str to int
         Values filled in kept rows, by reason: ``"missing_event_filled"``
         (a missing event became :data:`IMPLICIT_EVENT`).
@@ -263,6 +334,10 @@ class ReadReport:
         Whether ``time`` holds UTC timestamps or an integer sequence.
     per_source : list of (str, int)
         Each source's name and number of rows, in read order.
+    missing_metrics : dict of str to int
+        The rows dropped as ``"missing_metric"``, by metric column: how many of
+        them had no number there (blank, ``n/a``, ``NaN``, ...). A row missing
+        several metrics counts under each of them.
 
     Notes
     -----
@@ -280,6 +355,7 @@ class ReadReport:
     single_row_entities: int = 0
     time_kind: Literal["datetime", "integer"] | None = None
     per_source: list[tuple[str, int]] = field(default_factory=list)
+    missing_metrics: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_dropped(self) -> int:
@@ -298,6 +374,8 @@ class ReadReport:
         lines = ["ReadReport: " + self.summary()]
         if self.dropped:
             lines.append(f"  dropped {self.n_dropped}: " + format_counts(self.dropped))
+            if self.missing_metrics:
+                lines.append("  missing metric values by column: " + format_counts(self.missing_metrics))
         else:
             lines.append("  dropped 0")
         if self.filled:
@@ -319,14 +397,24 @@ def format_counts(counts: Mapping[str, int]) -> str:
 
 
 def _missing_column(src: Source, field_name: str, column: str, names: list[Any],
-                    why: str = "") -> MissingColumnError:
+                    why: str = "", fix: str | None = None) -> MissingColumnError:
     shown = [str(n) for n in names[:20]]
     more = f", ... and {len(names) - 20} more" if len(names) > 20 else ""
+    if fix is None:
+        fix = (f"Fix: set [columns] {field_name} = \"<column>\" in the config, "
+               f"or pass columns={{'{field_name}': '<column>'}} to read_histories.")
     return MissingColumnError(
         f"column {column!r} ({field_name}) is not in '{src.name}'{why}. Columns there: "
-        f"{shown}{more}. Fix: set [columns] {field_name} = \"<column>\" in the config, "
-        f"or pass columns={{'{field_name}': '<column>'}} to read_histories."
+        f"{shown}{more}. {fix}"
     )
+
+
+_NO_STATUS_FIX = (
+    "Fix: if the states are made from numeric columns ([states] kind = \"thresholds\", \"quantiles\" or "
+    "\"clusters\"), list those columns in [columns] metrics = [\"<column>\", ...] (columns={'metrics': "
+    "[...]}): numeric columns are read only when listed there. If the export has a status label under "
+    "another name, set [columns] status = \"<column>\"."
+)
 
 
 def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str, Any]:
@@ -375,8 +463,10 @@ def resolve_columns(src: Source, names: list[Any], cols: ColumnMap) -> dict[str,
         if found is not None:
             out["status"] = found
         elif cols.is_explicit("status") or not cols.metrics:
-            why = "" if cols.is_explicit("status") else " and no metrics are configured"
-            raise _missing_column(src, "status", cols.status, names, why)
+            if cols.is_explicit("status"):
+                raise _missing_column(src, "status", cols.status, names)
+            raise _missing_column(src, "status", cols.status, names, " and no metrics are configured",
+                                  fix=_NO_STATUS_FIX)
     # event_id
     out["event_id"] = None
     if cols.event_id is not None:
@@ -543,6 +633,96 @@ def parse_metric(values: pd.Series, column: str, src: Source,
             f"for missing), or remove it from [columns] metrics."
         )
     return number
+
+
+def epoch_times(values: np.ndarray, unit: str, column: str, src: Source,
+                raw: pd.DataFrame) -> np.ndarray:
+    """Integer Unix epoch times in ``unit`` as int64 UTC nanoseconds (``ColumnMap.time_unit``)."""
+    values = np.asarray(values, dtype=np.int64)
+    scale = _NS_PER_UNIT[unit]
+    limit = np.iinfo(np.int64).max // scale
+    bad = (values > limit) | (values < -limit)
+    if bad.any():
+        pos = _first(bad)
+        at = src.where(raw, pos) if src is not None else f"position {pos}"
+        raise TimeParseError(
+            f"time column {column!r} holds {int(values[pos])} at {at}, which is outside "
+            f"1677-2262 as epoch time in {unit!r} ([columns] time_unit). Fix: set the time_unit the "
+            "export uses, or leave it out to read the integers as step numbers."
+        )
+    return values * scale
+
+
+def warn_epoch_like(time: np.ndarray, cols: ColumnMap) -> None:
+    """Warn when integer times read as step numbers look like Unix epoch times (``time_unit`` not set)."""
+    if cols.time_unit is not None or len(time) == 0:
+        return
+    lo, hi = int(np.min(time)), int(np.max(time))
+    for unit, (start, stop) in _EPOCH_RANGES.items():
+        if start <= lo and hi <= stop:
+            first = pd.Timestamp(lo * _NS_PER_UNIT[unit], tz="UTC")
+            last = pd.Timestamp(hi * _NS_PER_UNIT[unit], tz="UTC")
+            message = (
+                f"time column {cols.time!r} holds integers from {lo} to {hi}, which look like Unix epoch "
+                f"times in {unit!r} ({first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC) but are read as "
+                f"step numbers: durations (max_gap, within=..., end_after) would be meaningless. Fix: set "
+                f"[columns] time_unit = \"{unit}\" (ColumnMap(time_unit=\"{unit}\")) to read them as UTC "
+                "timestamps, or time_unit = \"step\" to keep them as step numbers without this warning."
+            )
+            logger.warning("read_histories: %s", message)
+            warnings.warn(message, DataWarning, stacklevel=2)
+            return
+
+
+def drop_message(report: ReadReport) -> str | None:
+    """The warning line of what a read dropped and filled (``None``: nothing)."""
+    parts = []
+    if report.dropped:
+        text = f"dropped {report.n_dropped} of {report.n_rows_read} rows: " + format_counts(report.dropped)
+        if report.missing_metrics:
+            text += " (no number in metric column " + format_counts(report.missing_metrics) + ")"
+        if "duplicate_row" in report.dropped:
+            text += ("; duplicate_row: exact repeats of an earlier row without an event id (set "
+                     "[columns] keep_duplicates = true to keep them)")
+        parts.append(text)
+    if report.filled:
+        parts.append("filled: " + format_counts(report.filled))
+    return "; ".join(parts) or None
+
+
+def exact_repeats(order: np.ndarray | None, entity: np.ndarray, time: np.ndarray,
+                  keys: Mapping[str, np.ndarray] | tuple[pd.DataFrame, list[str]], candidates: np.ndarray | None) -> np.ndarray:
+    """Positions in the sorted order of rows that repeat an earlier row in every key (``duplicate_row``).
+
+    ``order`` is the stable sort by (entity, time) of the rows (``None``: they are sorted), ``entity``
+    and ``time`` their codes and int64 times, ``keys`` the other columns compared (codes, metrics),
+    ``candidates`` the rows that may be repeats (without an event id; ``None``: all), all in read order.
+    Repeats share their entity and time, so after the sort they sit in runs of equal (entity, time):
+    one vectorised pass over the sorted arrays finds those runs (few in real exports), and only their
+    rows are compared column by column. Within a run the sort keeps read order, so the first
+    occurrence in read order stays. Returns sorted positions (into ``order``), ascending.
+    """
+    e = entity if order is None else entity[order]
+    t = time if order is None else time[order]
+    tie = (e[1:] == e[:-1]) & (t[1:] == t[:-1])
+    if not tie.any():
+        return np.zeros(0, dtype=np.int64)
+    in_run = np.zeros(len(e), dtype=bool)
+    in_run[1:] |= tie
+    in_run[:-1] |= tie
+    pos = np.flatnonzero(in_run)
+    rows = pos if order is None else np.asarray(order)[pos]
+    if candidates is not None:
+        ok = candidates[rows]
+        pos, rows = pos[ok], rows[ok]
+    if len(pos) < 2:
+        return np.zeros(0, dtype=np.int64)
+    if isinstance(keys, tuple):  # (frame, column names): the columns taken at the runs' rows only
+        frame = keys[0].iloc[rows][list(keys[1])].reset_index(drop=True)
+    else:
+        frame = pd.DataFrame({f"k{i}": np.asarray(v)[rows] for i, v in enumerate(keys.values())})
+    frame = frame.assign(_entity=e[pos], _time=t[pos])
+    return pos[frame.duplicated(keep="first").to_numpy()]
 
 
 def needed_columns(where: dict[str, Any]) -> list[Any]:

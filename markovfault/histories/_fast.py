@@ -33,14 +33,19 @@ import pandas as pd
 
 from ._contract import (
     IMPLICIT_EVENT,
+    SOURCES_ATTR,
     ReadReport,
     as_str,
-    format_counts,
+    drop_message,
+    exact_repeats,
+    epoch_times,
+    warn_epoch_like,
     needed_columns,
     parse_metric,
     parse_time,
     resolve_columns,
 )
+from ..exceptions import TimeParseError
 from .._sorting import group_order
 from ._sources import open_source
 
@@ -205,6 +210,11 @@ def encode_table(table, where: dict, cols, name: str) -> _Part:
     if n == 0:
         raise Fallback("no rows")
     time, kind = _time(table.column(where["time"]))
+    if kind == "integer" and cols.time_unit not in (None, "step"):
+        try:
+            time, kind = epoch_times(time, cols.time_unit, where["time"], None, None), "datetime"
+        except TimeParseError:
+            raise Fallback("epoch times out of range") from None  # the general reader names the row
     text = {f: _text(table.column(where[f])) for f in _ENCODED if where.get(f) is not None}
     metrics = {m: _metric(table.column(where[m])) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=name)
@@ -271,6 +281,8 @@ def _frame_part(src, cols) -> _Part:
         time = time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     else:
         time = time.to_numpy(dtype=np.int64)
+        if cols.time_unit not in (None, "step"):
+            time, kind = epoch_times(time, cols.time_unit, where["time"], src, raw), "datetime"
     text = {f: _pandas_text(raw[where[f]]) for f in _ENCODED if where.get(f) is not None}
     metrics = {m: parse_metric(raw[where[m]], where[m], src, raw) for m in cols.metrics}
     return _Part(n=n, kind=kind, time=time, text=text, metrics=metrics, name=src.name)
@@ -425,11 +437,17 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
     unusable = np.zeros(n_read, dtype=bool)
     if "status" in text:
         unusable |= text["status"].codes < 0
-    for m in cols.metrics:
-        unusable |= np.isnan(metrics[m])
     if (keep & unusable).any():
         dropped["missing_status"] = int((keep & unusable).sum())
     keep &= ~unusable
+    missing_metrics: dict[str, int] = {}
+    if cols.metrics:
+        nan = {m: np.isnan(metrics[m]) for m in cols.metrics}
+        bad = np.logical_or.reduce(list(nan.values())) & keep
+        if bad.any():
+            dropped["missing_metric"] = int(bad.sum())
+            missing_metrics = {m: int((v & bad).sum()) for m, v in nan.items() if (v & bad).any()}
+            keep &= ~bad
     mask = None if keep.all() else keep
     if mask is not None and not mask.any():
         raise Fallback("no row kept")  # the general reader raises its errors
@@ -463,6 +481,19 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
     ent_codes, ent_names, counts = coded["entity"]
     n_kept = ent_codes.shape[0]
     order = group_order(ent_codes, time, len(ent_names))
+    if not cols.keep_duplicates:  # exact repeats without an event id, found in the sorted runs
+        keys = {f: coded[f][0] for f in ("event", "status", "trace") if f in coded}
+        keys.update({m: metrics[m] for m in cols.metrics})
+        ids = coded["event_id"][0] if "event_id" in coded else None
+        repeats = exact_repeats(order, ent_codes, time, keys, None if ids is None else ids < 0)
+        if len(repeats):
+            dropped["duplicate_row"] = len(repeats)
+            left = np.ones(n_kept, dtype=bool)
+            left[repeats] = False
+            order = np.flatnonzero(left) if order is None else order[left]
+            counts = counts - np.bincount(
+                np.repeat(np.arange(len(ent_names)), counts)[repeats], minlength=len(ent_names))
+            n_kept = len(order)
 
     def arrange(values):
         return values if order is None else values[order]
@@ -510,13 +541,14 @@ def finish(parts: Sequence[_Part], cols, categorical: bool, n_sources: int,
         n_entities=len(ent_names), dropped=dropped, filled=filled,
         single_row_entities=int((counts == 1).sum()), time_kind=first.kind,
         per_source=[(p.name, p.n) for p in parts],
+        missing_metrics=missing_metrics,
     )
-    if dropped or filled:
-        pieces = []
-        if dropped:
-            pieces.append(f"dropped {report.n_dropped} of {n_read} rows: " + format_counts(dropped))
-        if filled:
-            pieces.append("filled: " + format_counts(filled))
-        logger.warning("read_histories %s", "; ".join(pieces))
+    starts = offset + np.concatenate([[0], np.cumsum([p.n for p in parts])[:-1]])
+    frame.attrs[SOURCES_ATTR] = [(p.name, int(start), p.n) for p, start in zip(parts, starts)]
+    message = drop_message(report)
+    if message:
+        logger.warning("read_histories %s", message)
+    if first.kind == "integer":
+        warn_epoch_like(columns["time"], cols)
     logger.info("read_histories %s", report.summary())
     return frame, report

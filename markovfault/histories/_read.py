@@ -23,10 +23,14 @@ from ._contract import (
     IMPLICIT_EVENT,
     REPORT_ATTR,
     ROW,
+    SOURCES_ATTR,
     ColumnMap,
     ReadReport,
     as_str,
-    format_counts,
+    drop_message,
+    exact_repeats,
+    epoch_times,
+    warn_epoch_like,
     logger,
     needed_columns,
     parse_metric,
@@ -136,6 +140,10 @@ def _convert(raw: pd.DataFrame, where: dict[str, Any], src: Source, cols: Column
     else:
         out["entity"] = as_str(raw[ent]).array
     time, kind = parse_time(raw[where["time"]], where["time"], src, raw)
+    if kind == "integer" and cols.time_unit not in (None, "step"):  # epoch integers: UTC timestamps
+        ns = epoch_times(time.to_numpy(), cols.time_unit, where["time"], src, raw)
+        time = pd.Series(pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC"))
+        kind = "datetime"
     out["time"] = time.to_numpy() if kind == "integer" else time.array
     if where["event"] is not None:
         out["event"] = as_str(raw[where["event"]]).array
@@ -180,8 +188,9 @@ def read_frame(
     return_report=True)`` returned before that shape was deprecated: the
     frame that :func:`read_histories` returns plus ``_row`` (int64, the
     0-based position of each row across all sources in read order), as the
-    last column, and without ``attrs``. For the model layers, which name
-    source rows in their errors.
+    last column; its ``attrs`` hold only which rows came from which source
+    (for :func:`~markovfault.histories._contract.describe_row`). For the model
+    layers, which name source rows in their errors.
 
     A frame that :func:`read_histories` returned (it carries
     ``attrs["read_report"]`` and has ``entity`` and ``time`` columns) is
@@ -266,7 +275,7 @@ def _prepare(source: Any, columns, format: str | None) -> tuple[ColumnMap, list[
         # read_histories' own frames carry the canonical names, whatever the user's columns say
         # (a trace column read once is read again)
         trace = "trace" if cols.trace is not None and "trace" in sources[0].frame.columns else None
-        cols = ColumnMap(metrics=cols.metrics, trace=trace)
+        cols = ColumnMap(metrics=cols.metrics, trace=trace, keep_duplicates=cols.keep_duplicates)
     return cols, sources
 
 
@@ -398,10 +407,17 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     unusable = np.zeros(len(frame), dtype=bool)
     if "status" in frame:
         unusable = unusable | frame["status"].isna().to_numpy()
-    if cols.metrics:
-        unusable = unusable | np.isnan(frame[list(cols.metrics)].to_numpy(dtype="float64")).any(axis=1)
     _count(dropped, "missing_status", keep & unusable)
     keep = keep & ~unusable
+    missing_metrics: dict[str, int] = {}
+    if cols.metrics:
+        nan = np.isnan(frame[list(cols.metrics)].to_numpy(dtype="float64"))
+        bad = nan.any(axis=1) & keep
+        _count(dropped, "missing_metric", bad)
+        if bad.any():
+            missing_metrics = {m: int(nan[bad, k].sum()) for k, m in enumerate(cols.metrics)
+                               if nan[bad, k].any()}
+        keep = keep & ~bad
     frame = frame.loc[keep]
 
     filled: dict[str, int] = {}
@@ -414,9 +430,20 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
     codes, uniques = pd.factorize(frame["entity"], sort=True)
     time_key = frame["time"].astype("int64").to_numpy()
     order = _fast.group_order(codes, time_key, len(uniques))  # np.lexsort((time_key, codes))
+    counts = np.bincount(codes, minlength=len(uniques))
+    if not cols.keep_duplicates:  # exact repeats without an event id, found in the sorted runs
+        keys = (frame, [name for name in ("event", "status", *cols.metrics, "group", "trace")
+                        if name in frame])
+        ids = frame["event_id"].isna().to_numpy() if "event_id" in frame else None
+        repeats = exact_repeats(order, codes, time_key, keys, ids)
+        if len(repeats):
+            dropped["duplicate_row"] = len(repeats)
+            left = np.ones(len(frame), dtype=bool)
+            left[repeats] = False
+            order = np.flatnonzero(left) if order is None else order[left]
+            counts = counts - np.bincount(np.sort(codes)[repeats], minlength=len(uniques))
     frame = frame.reset_index(drop=True) if order is None else \
         frame.iloc[order].reset_index(drop=True)
-    counts = np.bincount(codes, minlength=len(uniques))
 
     report = ReadReport(
         n_sources=n_sources,
@@ -428,15 +455,15 @@ def _finish(pieces: Sequence[_Piece], cols: ColumnMap,
         single_row_entities=int((counts == 1).sum()),
         time_kind=pieces[0].kind,
         per_source=[(p.source.name, len(p.frame)) for p in pieces],
+        missing_metrics=missing_metrics,
     )
-    if dropped or filled:
-        parts = []
-        if dropped:
-            parts.append(f"dropped {report.n_dropped} of {n_read} rows: "
-                         + format_counts(dropped))
-        if filled:
-            parts.append("filled: " + format_counts(filled))
-        logger.warning("read_histories %s", "; ".join(parts))
+    frame.attrs[SOURCES_ATTR] = [(p.source.name, int(p.frame[ROW].iloc[0]), len(p.frame))
+                                 for p in pieces if len(p.frame)]
+    message = drop_message(report)
+    if message:
+        logger.warning("read_histories %s", message)
+    if report.time_kind == "integer":
+        warn_epoch_like(frame["time"].to_numpy(), cols)
     logger.info("read_histories %s", report.summary())
     return frame, report
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .._estimator import Estimator, TransformerMixin
+from ..histories._contract import describe_row
 from ..exceptions import (
     ConfigError,
     DataWarning,
@@ -45,6 +46,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("markovfault.states")
+
+#: With no ``states`` list, a state learned from the labels is *rare* (a warning) when fewer rows than both
+#: ``RARE_STATE_ROWS`` and ``RARE_STATE_SHARE`` of the rows carry it (states named in ``mapping``,
+#: ``failure``, ``end`` or ``unknown`` excepted).
+RARE_STATE_ROWS = 10
+RARE_STATE_SHARE = 0.001
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -183,18 +190,15 @@ def parse_rule(text: str) -> Rule:
 
 
 def _row_label(X: pd.DataFrame, position: int) -> str:
-    """The row named in errors: the source row ``_row`` if present, else the index."""
-    value = X["_row"].iloc[position] if "_row" in X.columns else X.index[position]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return repr(value) if isinstance(value, str) else str(value)
+    """The row named in errors: its source and 1-based row there (``row 6 of 'a.csv'``)."""
+    return describe_row(X, position)
 
 
 def _check_no_missing(X: pd.DataFrame, column: str, missing: BoolArray, who: str) -> None:
     if missing.any():
         pos = int(np.flatnonzero(missing)[0])
         raise HistoryError(
-            f"column {column!r} (needed by {who}) has a missing value at row "
+            f"column {column!r} (needed by {who}) has a missing value at "
             f"{_row_label(X, pos)} ({int(missing.sum())} rows in all); drop or fill "
             "those rows first (read_histories drops rows without a usable status)"
         )
@@ -528,10 +532,15 @@ class StateExtractor(TransformerMixin, Estimator):
                 else:
                     texts = [r.text for r in self._parse_rules() if r.column == column]
                     why = f"the failure rule {texts[0]!r} reads it"
+                if column == STATUS_COLUMN:
+                    fix = "Fix the [columns] or [states] section of the config"
+                else:  # a numeric column: read only when listed in metrics
+                    fix = (f"Numeric columns are read only when listed in [columns] metrics. Fix: add it "
+                           f"there, [columns] metrics = [\"{column}\"] (FaultPredictor(columns="
+                           f"{{\"metrics\": [\"{column}\"]}})), or name another column in [states]")
                 raise MissingColumnError(
                     f"column {column!r} is missing: {why}; the frame has columns "
-                    f"{[str(c) for c in X.columns]}. Fix the [columns] or [states] "
-                    "section of the config"
+                    f"{[str(c) for c in X.columns]}. {fix}"
                 )
         return X
 
@@ -653,7 +662,7 @@ def _lookup_labels(
             pos = int(np.flatnonzero(missing)[0])
             raise UnknownStatusError(
                 f"column {STATUS_COLUMN!r} has {len(bad)} label(s) not covered by the state "
-                f"mapping: {shown}; first at row {_row_label(X, pos)} ({n_bad} rows in "
+                f"mapping: {shown}; first at {_row_label(X, pos)} ({n_bad} rows in "
                 "all). Add them to [states].mapping (label = \"<state>\") or set "
                 "unknown = \"<state>\" in [states] to map every unknown label to one state"
             )
@@ -721,6 +730,20 @@ class CategoricalStates(StateExtractor):
         mapping key.
     label_codes_ : ndarray of shape (n_labels,), int64
         The state code of each of ``labels_``.
+
+    Notes
+    -----
+    **Labels that look accidental.** Without ``states``, every distinct
+    (mapped) label becomes a state. Fit then warns
+    (:class:`~markovfault.exceptions.DataWarning`, and a record on the
+    ``markovfault.states`` logger) when labels differ only in case or
+    whitespace (``OK`` next to ``ok``: two states), and when a state is rare:
+    fewer than ``RARE_STATE_ROWS`` (10) rows *and* fewer than
+    ``RARE_STATE_SHARE`` (0.1%) of the rows carry it (``degraded`` in 3 of
+    10,000 rows), unless it is named in ``mapping``, ``failure``, ``end`` or
+    ``unknown``. The warnings say to merge labels with ``mapping`` or to
+    fix the vocabulary with ``states``; with ``states`` given there is no such
+    warning (labels outside it are handled by ``unknown``).
 
     Examples
     --------
@@ -811,7 +834,11 @@ class CategoricalStates(StateExtractor):
         if self.states is not None:
             vocab = _name_list(self.states, "states")
         else:
+            counts = status.value_counts(sort=False) if rule_mask is None else \
+                status[~rule_mask].value_counts(sort=False)
+            counts = counts[counts > 0]
             seen = {str(s) for s in status.unique()}
+            self._warn_on_labels({str(k): int(v) for k, v in counts.items()}, mapping, len(status))
             names = {mapping.get(s, s) for s in seen} | set(mapping.values())
             if self.unknown != "raise":
                 names.add(self.unknown)
@@ -825,6 +852,42 @@ class CategoricalStates(StateExtractor):
             _lookup_labels(X, status, labels, label_codes, rule_mask, self.unknown, unknown_code)
         self.labels_, self.label_codes_ = labels, label_codes
         return vocab
+
+    def _warn_on_labels(self, counts: dict[str, int], mapping: dict[str, str], n_rows: int) -> None:
+        """Warn when states are learned from the labels (no ``states`` list) and some look accidental:
+        labels that differ only in case or whitespace, and rare states (see the class notes)."""
+        by_state: dict[str, int] = {}
+        for label, n in counts.items():
+            state = mapping.get(label, label)
+            by_state[state] = by_state.get(state, 0) + n
+        declared = set(mapping.values()) | set(_name_list(self.failure, "failure")) \
+            | set(_name_list(self.end, "end")) | {self.unknown, self.failure_state}
+        messages = []
+        groups: dict[str, list[str]] = {}
+        for state in by_state:
+            groups.setdefault(re.sub(r"\s+", "", state).casefold(), []).append(state)
+        for names in groups.values():
+            if len(names) > 1:
+                names = sorted(names, key=lambda name: -by_state[name])
+                shown = ", ".join(f"{name!r} ({by_state[name]} rows)" for name in names)
+                example = " ".join(f'"{name}" = "{names[0]}"' for name in names[1:])
+                messages.append(
+                    f"status labels {shown} differ only in case or whitespace and become separate states. "
+                    f"Fix: map them to one state in [states] mapping ({example}), or list the states with "
+                    f"states = [...]")
+        limit = min(RARE_STATE_ROWS, RARE_STATE_SHARE * n_rows)
+        rare = sorted(state for state, n in by_state.items() if n < limit and state not in declared)
+        if rare:
+            shown = ", ".join(f"{name!r} ({by_state[name]} rows)" for name in rare)
+            messages.append(
+                f"the states {shown} are each seen in fewer than {RARE_STATE_ROWS} rows and "
+                f"{RARE_STATE_SHARE:.1%} of the {n_rows} rows; each becomes a state of its own with next to "
+                "no data. Fix: map them to a known state in [states] mapping (label = \"<state>\"), or list "
+                "the states with states = [...] (then a label outside the list is an error, or goes to "
+                "unknown = \"<state>\")")
+        for message in messages:
+            logger.warning("%s: %s", type(self).__name__, message)
+            warnings.warn(message, DataWarning, stacklevel=4)
 
     def _base_codes(self, X: pd.DataFrame, rule_mask: BoolArray | None) -> IntArray:
         status = _string_column(X, STATUS_COLUMN, type(self).__name__)
