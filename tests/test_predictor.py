@@ -237,3 +237,21 @@ def test_predict_without_histories_uses_the_last_counted_steps():
     late = hist[hist["timestamp"] >= hist["timestamp"].quantile(0.5)]
     model = FaultPredictor(states=STATES, columns=COLUMNS).fit(early).partial_fit(late)
     pd.testing.assert_frame_equal(model.predict(horizon=3), model.predict(hist, horizon=3))
+
+
+def test_expected_steps_to_failure_is_labelled_by_state():
+    """A Series by base state (and a frame with the bounds), equal to the base chain's array."""
+    from markovfault.simulate import simulate_histories
+
+    hist = simulate_histories(n_handlers=6, n_steps=150, random_state=3)
+    model = FaultPredictor(columns={"entity": "handler", "time": "timestamp", "event": "event_type",
+                                    "status": "status"},
+                           states={"kind": "categorical", "failure": ["error", "timeout", "down"]}).fit(hist)
+    steps = model.expected_steps_to_failure()
+    assert list(steps.index) == model.state_names_ and steps.index.name == "state"
+    np.testing.assert_array_equal(steps.to_numpy(), model.chain_.base_.expected_steps_to_failure())
+    bounds = model.expected_steps_to_failure(interval=0.9, random_state=1)
+    assert list(bounds.columns) == ["steps", "steps_lo", "steps_hi"]
+    raw = model.chain_.base_.expected_steps_to_failure(interval=0.9, random_state=1)
+    np.testing.assert_array_equal(bounds["steps_lo"].to_numpy(), raw.lower)
+    assert (bounds["steps_lo"] <= bounds["steps"]).all() and (bounds["steps"] <= bounds["steps_hi"]).all()

@@ -50,6 +50,38 @@ class FittedAccess:
         see :func:`~markovfault.predictor._output.priors_frame`."""
         return priors_frame(self)
 
+    def expected_steps_to_failure(self, *, interval: float | None = None, n_draws: int = 200,
+                                  random_state=0):
+        """Expected steps until the next failure from each base state, labelled: a Series by state (inf where
+        a failure is not certain to come), or with ``interval`` a DataFrame with columns ``steps``,
+        ``steps_lo`` and ``steps_hi`` (posterior bounds, as
+        :meth:`EventMarkovChain.expected_steps_to_failure` draws them; seeded).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from markovfault import FaultPredictor
+        >>> hist = pd.DataFrame({"entity": ["a"] * 6, "time": range(6),
+        ...                      "status": ["ok", "ok", "down", "ok", "down", "ok"]})
+        >>> FaultPredictor(states={"failure": ["down"]}, alpha=0, beta=0).fit(hist).expected_steps_to_failure()
+        state
+        down    2.5
+        ok      1.5
+        Name: expected_steps, dtype: float64
+
+        From ``ok`` 2 of 3 steps went down: m = 1 + m / 3, so 1.5; from ``down`` every step went to ``ok``:
+        1 + 1.5.
+        """
+        import pandas as pd
+
+        base = self.base_chain_
+        index = pd.Index(list(base.state_names_), name="state")
+        if interval is None:
+            return pd.Series(base.expected_steps_to_failure(), index=index, name="expected_steps")
+        bounds = base.expected_steps_to_failure(interval=interval, n_draws=n_draws, random_state=random_state)
+        return pd.DataFrame({"steps": bounds.estimate, "steps_lo": bounds.lower, "steps_hi": bounds.upper},
+                            index=index)
+
     def save(self, path) -> None:
         """Write the fitted model to ``path`` (a safe ``.npz`` file; see
         :func:`markovfault.load_model`)."""
