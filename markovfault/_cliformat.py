@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import sys
 
 FORMATS = ("table", "csv", "json")
 
@@ -39,20 +38,21 @@ def records(frame) -> list:
     return json.loads(frame.to_json(orient="records", date_format="iso", date_unit="ms", double_precision=15))
 
 
-def print_frame(frame, fmt: str, float_format: str | None = None) -> None:
-    """Print a frame as an aligned table, CSV (header and rows) or a JSON array of records."""
+def format_frame(frame, fmt: str, float_format: str | None = None) -> str:
+    """A frame as an aligned table, CSV (header and rows) or a JSON array of records; the command line
+    prints the text."""
     if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False)
-    elif fmt == "json":
-        print(json.dumps(records(frame), indent=2))
-    elif float_format is None:
-        print(frame.to_string(index=False))
-    else:
-        print(frame.to_string(index=False, float_format=float_format))
+        return frame.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        return json.dumps(records(frame), indent=2)
+    if float_format is None:
+        return frame.to_string(index=False)
+    return frame.to_string(index=False, float_format=float_format)
 
 
-def print_json(doc) -> None:
-    print(json.dumps(doc, indent=2, default=str))
+def format_json(doc) -> str:
+    """One JSON document, indented; what the command line prints for ``--format json``."""
+    return json.dumps(doc, indent=2, default=str)
 
 
 def scenario_events(text: str | None, known, horizon: int | None, *, allow_unknown: bool,

@@ -401,7 +401,7 @@ def _cmd_predict(args) -> int:
         _write_table(forecast, args.out)
         print(f"wrote {len(forecast)} forecasts to {args.out}")
     else:
-        _out.print_frame(forecast, args.format)
+        print(_out.format_frame(forecast, args.format))
     return EX_OK
 
 
@@ -451,12 +451,12 @@ def _cmd_backtest(args) -> int:
     summary = result.summary()
     cols = ["model", "horizon", "n", "n_pos", "brier", "bss", "roc_auc", "average_precision", "ece"]
     if args.format == "csv":
-        _out.print_frame(summary[cols], "csv")
+        print(_out.format_frame(summary[cols], "csv"))
         return EX_OK
     if args.format == "json":
-        _out.print_json({"summary": _out.records(summary[cols]),
+        print(_out.format_json({"summary": _out.records(summary[cols]),
                          "verdicts": {"bss": result.verdict(), "roc_auc": result.verdict("roc_auc")},
-                         "out": str(out), "report": str(out / "report.md")})
+                         "out": str(out), "report": str(out / "report.md")}))
         return EX_OK
     print(summary[cols].to_string(index=False, float_format="%.4f"))
     print()
@@ -498,11 +498,11 @@ def _cmd_select_states(args) -> int:
     result = select_states(args.histories, FaultPredictor.from_config(config), candidates,
                            criterion=args.criterion, horizon=args.horizon, cutoffs=args.cutoffs)
     if args.format == "csv":
-        _out.print_frame(result.table, "csv")
+        print(_out.format_frame(result.table, "csv"))
         return EX_OK
     if args.format == "json":
-        _out.print_json({"criterion": args.criterion, "candidates": _out.records(result.table),
-                         "best_config": result.best_config()})
+        print(_out.format_json({"criterion": args.criterion, "candidates": _out.records(result.table),
+                         "best_config": result.best_config()}))
         return EX_OK
     print(result.table.to_string(index=False, float_format="%.4f"))
     print(f"\nbest by {args.criterion}; put this in the config's [states] section:\n")
@@ -619,12 +619,12 @@ def _cmd_inspect(args) -> int:
     model = load_model(args.model)
     d = describe_model(model, horizons)
     if args.format == "csv":  # one table: the states, riskiest first
-        _out.print_frame(d["states"], "csv")
+        print(_out.format_frame(d["states"], "csv"))
     else:
-        _out.print_json({"model": str(args.model), "n_transitions": int(model.n_transitions_),
+        print(_out.format_json({"model": str(args.model), "n_transitions": int(model.n_transitions_),
                          "states": _out.records(d["states"]), "events": _out.records(d["events"]),
                          "failure_states": list(model.failure_states_),
-                         "baseline_p_fail_next": d.get("baseline")})
+                         "baseline_p_fail_next": d.get("baseline")}))
     return EX_OK
 
 
@@ -657,7 +657,7 @@ def _cmd_diagnose(args) -> int:
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     elif args.format == "csv":  # one row per test and state: the summary
-        _out.print_frame(report.summary(), "csv")
+        print(_out.format_frame(report.summary(), "csv"))
     else:
         print(report.to_text())
     return EX_OK
