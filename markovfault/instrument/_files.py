@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from .._fsync import fsync_dir
 from ..exceptions import ConfigError, RecorderError
 
 try:  # advisory locks: a second process cannot write the same temporary (POSIX only)
@@ -90,20 +91,6 @@ def temporaries(directory: Path, prefix: str) -> dict[int, Path]:
             stamp = dt.datetime.strptime(match.group(1), STAMP).replace(tzinfo=dt.timezone.utc)
             found[micros_of(stamp)] = entry
     return found
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory (its entries), where the file system allows it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
 
 
 def try_lock(fd: int) -> bool:

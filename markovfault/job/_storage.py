@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._fsync import fsync_dir
 from ..exceptions import OutputError
 from ._asof import RUN_ID_PATTERN, RUN_ID_RE
 from ._constants import LATEST, RUNS
@@ -30,20 +31,6 @@ def writing(what):
     except OSError as exc:
         raise OutputError(f"cannot write {what}: {exc.strerror or exc}"
                           + (f" ({exc.filename})" if exc.filename else "")) from exc
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory (its entries), where the file system allows it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
