@@ -94,3 +94,30 @@ def monte_carlo_of_exogenous_chain(chain, horizon: int = 5, n_paths: int = 40000
         failed[:, h] = hit
     mc = failed.reshape(len(starts), n_paths, horizon).mean(axis=1)
     return starts, mc, np.sqrt(mc * (1 - mc) / n_paths) + 1e-4
+
+
+# ------------------------------------------------------------------ the command line as a real process
+#: The config of `markovfault simulate`'s histories (the command-line tests train and explain with it).
+SIMULATED_CONFIG = """
+[columns]
+entity = "handler"
+time = "timestamp"
+event = "event_type"
+status = "status"
+event_id = "event_id"
+
+[states]
+kind = "categorical"
+failure = ["error", "timeout", "down"]
+"""
+
+
+def run_cli(*argv, cwd):
+    """`python -m markovfault.cli ARGV` in ``cwd``, this checkout first on the path; the finished process."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "markovfault.cli", *map(str, argv)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)

@@ -2,33 +2,13 @@
 readable report and --json."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SIMULATED_CONFIG, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = """
-[columns]
-entity = "handler"
-time = "timestamp"
-event = "event_type"
-status = "status"
-event_id = "event_id"
-
-[states]
-kind = "categorical"
-failure = ["error", "timeout", "down"]
-"""
-
-
-def cli(*argv, cwd):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "markovfault.cli", *map(str, argv)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+CONFIG = SIMULATED_CONFIG
+cli = run_cli
 
 
 @pytest.fixture(scope="module")

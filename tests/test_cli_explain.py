@@ -2,34 +2,14 @@
 config, the readable report, --json, a what-if scenario and the errors a user can make."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import SIMULATED_CONFIG, run_cli
 
 from markovfault.persistence import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = """
-[columns]
-entity = "handler"
-time = "timestamp"
-event = "event_type"
-status = "status"
-event_id = "event_id"
-
-[states]
-kind = "categorical"
-failure = ["error", "timeout", "down"]
-"""
-
-
-def cli(*argv, cwd):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "markovfault.cli", *map(str, argv)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+CONFIG = SIMULATED_CONFIG
+cli = run_cli
 
 
 @pytest.fixture(scope="module")
