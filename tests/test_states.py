@@ -440,12 +440,32 @@ def test_quantile_equals_kbinsdiscretizer(metrics_frame):
     assert ext.n_states_ == 16
 
 
+def test_quantile_edges_are_labelled_by_column_and_equal_kbinsdiscretizer(metrics_frame):
+    ext = QuantileStates(columns=["latency_ms", "error_rate"], n_bins=3).fit(metrics_frame)
+    assert list(ext.bin_edges_) == ["latency_ms", "error_rate"] == list(ext.n_bins_)
+    kbd = KBinsDiscretizer(n_bins=3, encode="ordinal", strategy="quantile", subsample=None)
+    kbd.fit(metrics_frame[["latency_ms", "error_rate"]].to_numpy())
+    for j, column in enumerate(["latency_ms", "error_rate"]):
+        np.testing.assert_array_equal(ext.bin_edges_[column], kbd.bin_edges_[j])
+        assert ext.n_bins_[column] == kbd.n_bins_[j]
+    # the labels survive a model file's arrays (npz: flat float arrays, no pickle)
+    params, arrays = ext.get_config()
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in arrays.values())
+    twin = extractor_from_config(params, arrays)
+    assert list(twin.bin_edges_) == ["latency_ms", "error_rate"]
+    for column in twin.bin_edges_:
+        np.testing.assert_array_equal(twin.bin_edges_[column], ext.bin_edges_[column])
+    assert twin.n_bins_ == ext.n_bins_
+
+
 def test_quantile_constant_column_warns_and_gets_one_bin():
     frame = pd.DataFrame({"a": [1.0, 2, 3, 4], "c": [5.0, 5, 5, 5]})
     with pytest.warns(DataWarning, match="'c'"):
         ext = QuantileStates(columns=["a", "c"], n_bins=2).fit(frame)
     assert ext.state_names_ == ["a:q0|c:q0", "a:q1|c:q0"]
     np.testing.assert_array_equal(ext.transform(frame), [0, 0, 1, 1])
+    assert ext.n_bins_ == {"a": 2, "c": 1}
+    np.testing.assert_array_equal(ext.bin_edges_["a"], [1.0, 2.5, 4.0])
 
 
 def test_quantile_explicit_failure_names_checked_after_fit():
@@ -500,14 +520,14 @@ def test_cluster_failure_is_highest_failure_by_centre():
     ).fit(frame)
     assert ext.state_names_ == ["c0", "c1", "c2"]
     # ordered by error_rate centre: fast (0.01), slow (0.05), broken (0.9)
-    np.testing.assert_allclose(ext.cluster_centers_[:, 1], [0.01, 0.05, 0.9], atol=0.01)
-    np.testing.assert_allclose(ext.cluster_centers_[:, 0], [50, 800, 300], atol=10)
+    np.testing.assert_allclose(ext.cluster_centers_["error_rate"], [0.01, 0.05, 0.9], atol=0.01)
+    np.testing.assert_allclose(ext.cluster_centers_["latency_ms"], [50, 800, 300], atol=10)
     assert ext.failure_states_ == ["c2"]
     codes = ext.transform(frame)
     np.testing.assert_array_equal(codes, np.repeat([0, 1, 2], 40))
     # default failure_by (first column, latency): the slow blob is the failure
     ext2 = ClusterStates(columns=["latency_ms", "error_rate"], n_clusters=3).fit(frame)
-    np.testing.assert_allclose(ext2.cluster_centers_[:, 0], [50, 300, 800], atol=10)
+    np.testing.assert_allclose(ext2.cluster_centers_["latency_ms"], [50, 300, 800], atol=10)
     assert ext2.failure_states_ == ["c2"]
     np.testing.assert_array_equal(ext2.transform(frame), np.repeat([0, 2, 1], 40))
     # two failure clusters; explicit names override failure_by
@@ -517,6 +537,29 @@ def test_cluster_failure_is_highest_failure_by_centre():
     assert ext4.failure_states_ == ["c0"]
     ext5 = clone(ext).set_params(n_failure_clusters=0).fit(frame)
     assert ext5.failure_states_ == []
+
+
+def test_cluster_centres_labelled_by_state_and_column_and_round_trip():
+    frame = blobs(np.random.RandomState(7))
+    ext = ClusterStates(columns=["latency_ms", "error_rate"], n_clusters=3,
+                        failure_by="error_rate").fit(frame)
+    for table in (ext.centers_, ext.cluster_centers_):
+        assert list(table.index) == ext.state_names_ == ["c0", "c1", "c2"]
+        assert list(table.columns) == ["latency_ms", "error_rate"]
+    # the scaler's mean and scale by column: pandas' own mean and population std of the frame
+    pd.testing.assert_series_equal(ext.mean_, frame.mean(), check_names=False)
+    pd.testing.assert_series_equal(ext.scale_, frame.std(ddof=0), check_names=False)
+    pd.testing.assert_frame_equal(ext.cluster_centers_, ext.centers_ * ext.scale_ + ext.mean_)
+    # every row's cluster is the one whose mean in original units it came from
+    means = frame.groupby(np.repeat(["fast", "slow", "broken"], 40)).mean()
+    np.testing.assert_allclose(ext.cluster_centers_.to_numpy(),
+                               means.loc[["fast", "slow", "broken"]].to_numpy(), rtol=1e-9)
+    params, arrays = ext.get_config()
+    assert all(a.dtype != object for a in arrays.values())
+    twin = extractor_from_config(params, arrays)
+    pd.testing.assert_frame_equal(twin.cluster_centers_, ext.cluster_centers_)
+    pd.testing.assert_series_equal(twin.mean_, ext.mean_)
+    np.testing.assert_array_equal(twin.transform(frame), ext.transform(frame))
 
 
 def test_cluster_equals_kmeans_predict(metrics_frame):

@@ -1074,11 +1074,12 @@ class QuantileStates(StateExtractor):
         Which states are failure states.
     failure_states_ : list of str
         Names of the failure states.
-    bin_edges_ : list of ndarray
-        For each column, its ``n_bins_[j] + 1`` edges (those of
-        ``KBinsDiscretizer.bin_edges_``).
-    n_bins_ : ndarray of shape (n_columns,), int64
-        Bins per column.
+    bin_edges_ : dict of str to ndarray
+        Each column's ``n_bins_[column] + 1`` edges (those of
+        ``KBinsDiscretizer.bin_edges_``), keyed by column, in the order of
+        ``columns``.
+    n_bins_ : dict of str to int
+        Bins of each column, keyed by column, in the order of ``columns``.
 
     Examples
     --------
@@ -1092,6 +1093,10 @@ class QuantileStates(StateExtractor):
     [0, 0, 0, 0, 1, 1, 1, 1]
     >>> ext.failure_states_
     ['latency_ms:q1']
+    >>> {column: edges.tolist() for column, edges in ext.bin_edges_.items()}
+    {'latency_ms': [10.0, 45.0, 80.0]}
+    >>> ext.n_bins_
+    {'latency_ms': 2}
     """
 
     kind = "quantiles"
@@ -1155,33 +1160,42 @@ class QuantileStates(StateExtractor):
                 )
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        self.bin_edges_ = [np.asarray(e, dtype=np.float64) for e in kbd.bin_edges_]
-        self.n_bins_ = np.asarray(kbd.n_bins_, dtype=np.int64)
+        self._set_bins([np.asarray(e, dtype=np.float64) for e in kbd.bin_edges_],
+                       np.asarray(kbd.n_bins_, dtype=np.int64))
         return self._names()
 
-    def _names(self) -> list[str]:
+    def _set_bins(self, edges: list[np.ndarray], n_bins: IntArray) -> None:
+        """Label the per-column edges and bin counts by column (in the order of ``columns``)."""
         columns = self._base_columns()
-        per_column = [[f"{c}:q{b}" for b in range(int(n))] for c, n in zip(columns, self.n_bins_)]
+        self.bin_edges_ = dict(zip(columns, edges))
+        self.n_bins_ = {column: int(n) for column, n in zip(columns, n_bins)}
+
+    def _bin_counts(self) -> IntArray:
+        return np.fromiter(self.n_bins_.values(), dtype=np.int64, count=len(self.n_bins_))
+
+    def _names(self) -> list[str]:
+        per_column = [[f"{c}:q{b}" for b in range(n)] for c, n in self.n_bins_.items()]
         return ["|".join(combo) for combo in itertools.product(*per_column)]
 
     def _extra_failure(self, n_base: int) -> BoolArray | None:
         if self.failure_top is None:
             return None
+        n_bins = self._bin_counts()
         j = self._base_columns().index(self.failure_top)
-        bins = np.indices(tuple(int(n) for n in self.n_bins_)).reshape(len(self.n_bins_), -1)
-        return bins[j] == self.n_bins_[j] - 1
+        bins = np.indices(tuple(int(n) for n in n_bins)).reshape(len(n_bins), -1)
+        return bins[j] == n_bins[j] - 1
 
     def _base_codes(self, X: pd.DataFrame, rule_mask: BoolArray | None) -> IntArray:
         codes = np.zeros(len(X), dtype=np.int64)
-        for j, column in enumerate(self._base_columns()):
+        for column, edges in self.bin_edges_.items():
             values = _numeric_column(X, column, type(self).__name__)
-            codes = codes * self.n_bins_[j] + np.digitize(values, self.bin_edges_[j][1:-1])
+            codes = codes * self.n_bins_[column] + np.digitize(values, edges[1:-1])
         return codes
 
     def _kind_arrays(self) -> dict[str, np.ndarray]:
         return {
-            "bin_edges": np.concatenate(self.bin_edges_),
-            "n_bins": self.n_bins_.copy(),
+            "bin_edges": np.concatenate(list(self.bin_edges_.values())),
+            "n_bins": self._bin_counts(),
         }
 
     def _restore_kind(self, arrays: Mapping[str, Any]) -> None:
@@ -1194,8 +1208,7 @@ class QuantileStates(StateExtractor):
                 f"for columns {self._base_columns()}; they do not fit together"
             )
         splits = np.cumsum(n_bins + 1)[:-1]
-        self.bin_edges_ = list(np.split(flat, splits))
-        self.n_bins_ = n_bins
+        self._set_bins(list(np.split(flat, splits)), n_bins)
 
 
 # --------------------------------------------------------------------------
@@ -1251,12 +1264,13 @@ class ClusterStates(StateExtractor):
         Which states are failure states.
     failure_states_ : list of str
         Names of the failure states.
-    mean_, scale_ : ndarray of shape (n_columns,)
-        The StandardScaler's mean and scale.
-    centers_ : ndarray of shape (n_clusters, n_columns)
-        Cluster centres in standardised space, in state order.
-    cluster_centers_ : ndarray of shape (n_clusters, n_columns)
-        The same centres in original units.
+    mean_, scale_ : Series of float64, indexed by column
+        The StandardScaler's mean and scale of each column.
+    centers_ : DataFrame of shape (n_clusters, n_columns)
+        Cluster centres in standardised space: a row per cluster state
+        (``c0`` .., in state order), a column per metric column.
+    cluster_centers_ : DataFrame of shape (n_clusters, n_columns)
+        The same centres in original units, labelled the same way.
 
     Examples
     --------
@@ -1269,8 +1283,10 @@ class ClusterStates(StateExtractor):
     [0, 0, 0, 1, 1, 1]
     >>> ext.failure_states_
     ['c1']
-    >>> ext.cluster_centers_.round(2).tolist()
-    [[11.0, 0.0], [510.0, 0.45]]
+    >>> ext.cluster_centers_.round(2)
+        latency_ms  error_rate
+    c0        11.0        0.00
+    c1       510.0        0.45
     """
 
     kind = "clusters"
@@ -1342,11 +1358,18 @@ class ClusterStates(StateExtractor):
         original = centers * scaler.scale_ + scaler.mean_
         j = self._base_columns().index(self._failure_by())
         order = np.argsort(original[:, j], kind="stable")
-        self.mean_ = np.asarray(scaler.mean_, dtype=np.float64)
-        self.scale_ = np.asarray(scaler.scale_, dtype=np.float64)
-        self.centers_ = centers[order]
-        self.cluster_centers_ = original[order]
+        self._set_centers(np.asarray(scaler.mean_, dtype=np.float64),
+                          np.asarray(scaler.scale_, dtype=np.float64), centers[order])
         return [f"c{i}" for i in range(k)]
+
+    def _set_centers(self, mean: FloatArray, scale: FloatArray, centers: FloatArray) -> None:
+        """Label the scaler's mean and scale by column, the centres by cluster state and column."""
+        columns = pd.Index(self._base_columns())
+        states = pd.Index([f"c{i}" for i in range(len(centers))])
+        self.mean_ = pd.Series(mean, index=columns, dtype=np.float64)
+        self.scale_ = pd.Series(scale, index=columns, dtype=np.float64)
+        self.centers_ = pd.DataFrame(centers, index=states, columns=columns)
+        self.cluster_centers_ = pd.DataFrame(centers * scale + mean, index=states, columns=columns)
 
     def _extra_failure(self, n_base: int) -> BoolArray | None:
         if _name_list(self.failure, "failure"):
@@ -1357,14 +1380,16 @@ class ClusterStates(StateExtractor):
         return mask
 
     def _base_codes(self, X: pd.DataFrame, rule_mask: BoolArray | None) -> IntArray:
-        z = (self._matrix(X) - self.mean_) / self.scale_
-        dist = np.empty((len(z), len(self.centers_)), dtype=np.float64)
-        for c, center in enumerate(self.centers_):  # loop over clusters, not rows
+        z = (self._matrix(X) - self.mean_.to_numpy()) / self.scale_.to_numpy()
+        centers = self.centers_.to_numpy()
+        dist = np.empty((len(z), len(centers)), dtype=np.float64)
+        for c, center in enumerate(centers):  # loop over clusters, not rows
             dist[:, c] = ((z - center) ** 2).sum(axis=1)
         return np.argmin(dist, axis=1).astype(np.int64)
 
     def _kind_arrays(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean_.copy(), "scale": self.scale_.copy(), "centers": self.centers_.copy()}
+        return {"mean": self.mean_.to_numpy(copy=True), "scale": self.scale_.to_numpy(copy=True),
+                "centers": self.centers_.to_numpy(copy=True)}
 
     def _restore_kind(self, arrays: Mapping[str, Any]) -> None:
         name = type(self).__name__
@@ -1377,8 +1402,7 @@ class ClusterStates(StateExtractor):
                 f"the saved {name} has mean {mean.shape}, scale {scale.shape} and centers "
                 f"{centers.shape} for {d} columns; they do not fit together"
             )
-        self.mean_, self.scale_, self.centers_ = mean, scale, centers
-        self.cluster_centers_ = centers * scale + mean
+        self._set_centers(mean, scale, centers)
 
 
 # --------------------------------------------------------------------------
