@@ -17,11 +17,17 @@ True
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import types
 from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+# A library's logger gets a do-nothing handler, so that without a logging configuration the warnings a user
+# sees are the ``warnings`` ones, once, not each also printed by Python's last-resort handler; the command
+# line and the job configure logging themselves and see every record.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -63,3 +63,21 @@ def test_predictor_fit_warns():
     frame.loc[[10, 500, 4000], "status"] = "degraded"
     with pytest.warns(DataWarning, match="'degraded' \\(3 rows\\)"):
         FaultPredictor(states={"failure": ["down"]}).fit(frame)
+
+
+def test_a_warning_reaches_a_plain_process_once(tmp_path):
+    """Without a logging configuration (a script, a notebook kernel), a model's warning is printed once: as
+    the DataWarning, not a second time by Python's last-resort handler for the library's log record."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import pandas as pd\n"
+        "from markovfault import FaultPredictor\n"
+        "hist = pd.DataFrame({'entity': ['a'] * 5 + ['b'] * 4, 'time': list(range(5)) + list(range(4)),\n"
+        "                     'status': ['ok', 'slow', 'ok', 'ok', 'down', 'ok', 'ok', 'slow', 'ok']})\n"
+        "FaultPredictor(states={'failure': ['down']}).fit(hist)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert out.stderr.count("were never left in training") == 1, out.stderr
+    assert "DataWarning" in out.stderr
