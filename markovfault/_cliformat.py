@@ -118,7 +118,8 @@ ABOUT = {
     "status": (
         "The scheduled job's last committed run: its age, its alerts and the handlers it left out (read from "
         "its output directory; nothing is written).",
-        "markovfault status --config job.toml --json",
+        "markovfault status --config job.toml --format json\n"
+        "  markovfault status --config job.toml --format csv > alerts.csv",
     ),
     "inspect": (
         "Describe a model file: states, events, the riskiest states and the events that raise the risk most.",
@@ -137,7 +138,8 @@ ABOUT = {
     "explain": (
         "Why a handler is at risk: the most likely paths into failure, the failure flux, and what each\n"
         "event and state adds to the risk.",
-        "markovfault explain model.npz history.csv --entity orders-worker-07 --horizon 10",
+        "markovfault explain model.npz history.csv --entity orders-worker-07 --horizon 10\n"
+        "  markovfault explain model.npz history.csv --format csv > attribution.csv",
     ),
     "demo": (
         "Train and forecast on the bundled sample, end to end.",

@@ -195,12 +195,11 @@ def _canonical_parts(ddf, cmap, by_group: bool = False):
 
 def _merge_reports(reports, n_partitions):
     reports = [r for r in reports if r is not None]
-    dropped, filled = {}, {}
+    dropped, filled, missing = {}, {}, {}
     for r in reports:
-        for k, v in r.dropped.items():
-            dropped[k] = dropped.get(k, 0) + int(v)
-        for k, v in r.filled.items():
-            filled[k] = filled.get(k, 0) + int(v)
+        for total, counts in ((dropped, r.dropped), (filled, r.filled), (missing, r.missing_metrics)):
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + int(v)
     kinds = {r.time_kind for r in reports if r.time_kind is not None}
     if len(kinds) > 1:
         raise TimeParseError(
@@ -212,7 +211,7 @@ def _merge_reports(reports, n_partitions):
         n_entities=sum(r.n_entities for r in reports), dropped=dropped, filled=filled,
         single_row_entities=sum(r.single_row_entities for r in reports),
         time_kind=kinds.pop() if kinds else None,
-        per_source=[(f"<dask dataframe, {n_partitions} partitions>", n_read)])
+        per_source=[(f"<dask dataframe, {n_partitions} partitions>", n_read)], missing_metrics=missing)
 
 
 # ------------------------------------------------------------------ fitting

@@ -227,7 +227,11 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --episode: how long after a handler fails counts as 'it just failed' (default 60s)")
     p.add_argument("--bootstrap", type=int, default=0,
                    help="with --episode: bootstrap replicates of the propagation test (default 0: asymptotic)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
+    p.add_argument("--format", choices=_out.FORMATS, default="table",
+                   help="table: the text report; json: one JSON document; csv: the per-event attribution table "
+                        "(event, shapley, removal_effect, mix_gradient and the flux shares; default table)")
+    p.add_argument("--json", dest="format", action="store_const", const="json",
+                   help="print one JSON document (the same as --format json)")
 
     p = sub.add_parser("demo", help="train and forecast on the bundled sample, end to end")
     p.add_argument("--horizon", type=int, default=5, help="horizon to rank handlers by (default 5)")
@@ -241,7 +245,11 @@ def _add_status(sub) -> None:
     p = sub.add_parser("status", help="the scheduled job's last run: its age, its alerts and the handlers it "
                        "left out")
     p.add_argument("--config", required=True, help="the job's TOML config (its [job] table)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--format", choices=_out.FORMATS, default="table",
+                   help="table: the status table; json: one JSON document; csv: the alerting rows (entity, "
+                        "horizon, state, p_fail, p_fail_lo, p_fail_hi), all of them (default table)")
+    p.add_argument("--json", dest="format", action="store_const", const="json",
+                   help="print one JSON document (the same as --format json)")
     p.add_argument("--top", type=int, default=20, help="alerting rows and left-out handlers shown (default 20)")
 
 
@@ -259,7 +267,15 @@ def _cmd_status(args) -> int:
         return _fail(exc, EX_NOINPUT)
     except NewerFormatError as exc:  # a watermark of a newer markovfault, as `forecast` says
         return _fail(exc, EX_CONFIG)
-    print(json.dumps(status, indent=2) if args.json else format_status(status, top=args.top))
+    if args.format == "json":
+        print(json.dumps(status, indent=2))
+    elif args.format == "csv":
+        import pandas as pd
+
+        cols = ["entity", "horizon", "state", "p_fail", "p_fail_lo", "p_fail_hi"]
+        print(_out.format_frame(pd.DataFrame(status["alerts"], columns=cols), "csv"))
+    else:
+        print(format_status(status, top=args.top))
     return EX_OK
 
 
@@ -706,7 +722,9 @@ def _cmd_explain(args) -> int:
             episodes.append(tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts))
         where = localize(histories, episodes, model=model, window=args.window, bootstrap=args.bootstrap,
                          top=args.top, random_state=0)
-    if args.json:
+    if args.format == "csv":
+        print(_out.format_frame(why.event_table().rename_axis("event").reset_index(), "csv"))
+    elif args.format == "json":
         out = why.to_dict()
         if where is not None:
             out["localization"] = where.to_dict()

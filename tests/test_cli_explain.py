@@ -110,3 +110,21 @@ def test_episodes_are_localized_across_handlers(tmp_path):
     assert done.returncode == 78 and "must come after" in done.stderr
     done = cli("explain", tmp_path / "m.npz", tmp_path / "calls.csv", "--episode", "soon", cwd=tmp_path)
     assert done.returncode == 64 and "START/END" in done.stderr
+
+
+def test_format_csv_is_the_event_attribution_table_of_the_json(files):
+    import io
+
+    import pandas as pd
+
+    d = files
+    argv = ("explain", d / "model.npz", d / "hist.csv", "--horizon", 5)
+    done = cli(*argv, "--format", "csv", cwd=d)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(io.StringIO(done.stdout)).set_index("event")
+    doc = json.loads(cli(*argv, "--format", "json", cwd=d).stdout)
+    assert doc == json.loads(cli(*argv, "--json", cwd=d).stdout)  # --json is --format json
+    shapley = doc["events"]["starts"][0]["shapley"]
+    assert set(table.index.astype(str)) == set(shapley)
+    for event, value in shapley.items():
+        assert table.loc[event, "shapley"] == pytest.approx(value, abs=1e-12)
