@@ -425,3 +425,19 @@ def test_backtest_with_end_states_equals_in_memory(client, tmp_path):
     pd.testing.assert_frame_equal(got.intervals, want.intervals)
     with pytest.raises(mf.exceptions.ConfigError, match="end_after"):
         model.fit(dd.read_parquet(str(tmp_path)))
+
+
+def test_missing_metric_values_are_counted_over_every_partition(client, tmp_path):
+    """Rows without a number in a listed metric column, spread over the partitions: the Dask read reports
+    the same count per column as the in-memory read (the partitions' counts summed)."""
+    hist = simulate_histories(n_handlers=6, n_steps=60, random_state=5)
+    holes = np.random.default_rng(1).choice(len(hist), 17, replace=False)  # 17, in several partitions
+    hist.loc[hist.index[holes], "latency_ms"] = np.nan
+    for k, rows in enumerate(np.array_split(np.arange(len(hist)), 3)):
+        hist.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet", index=False)
+    params = {"states": {"kind": "quantiles", "columns": ["latency_ms"], "n_bins": 3,
+                         "failure_top": "latency_ms"}, "columns": dict(COLUMNS, metrics=["latency_ms"])}
+    in_memory = mf.FaultPredictor(**params).fit(pd.read_parquet(tmp_path))
+    on_dask = mf.FaultPredictor(**params).fit(dd.read_parquet(str(tmp_path)))
+    assert in_memory.read_report_.missing_metrics == {"latency_ms": 17}
+    assert on_dask.read_report_.missing_metrics == in_memory.read_report_.missing_metrics

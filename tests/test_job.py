@@ -5,6 +5,7 @@ hour; every run is `python -m markovfault.cli forecast --config job.toml --as-of
 Crashes are real SIGKILLs: MARKOVFAULT_JOB_CRASH_AT=<point> makes the job kill itself there.
 """
 
+import io
 import json
 import os
 import shutil
@@ -747,6 +748,15 @@ def test_handlers_silent_for_a_week_are_left_out_and_status_shows_the_last_run(t
     out = subprocess.run(cli + ["--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["left_out"]["entities"] == ["retired"]
+    same = json.loads(subprocess.run(cli + ["--format", "json"], capture_output=True, text=True,
+                                     timeout=60).stdout)
+    assert same["alerts"] == json.loads(out.stdout)["alerts"] and same["left_out"] == json.loads(out.stdout)["left_out"]
+    out = subprocess.run(cli + ["--format", "csv"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = pd.read_csv(io.StringIO(out.stdout))  # every alerting row of the partition, with its numbers
+    mine = alerts[["entity", "horizon", "p_fail"]].sort_values(["entity", "horizon"]).reset_index(drop=True)
+    theirs = rows[["entity", "horizon", "p_fail"]].sort_values(["entity", "horizon"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(theirs, mine, check_dtype=False, rtol=1e-12)
     out = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "left out    1 handler" in out.stdout and "retired" in out.stdout, out.stdout
     assert f"last run    {RUN[1]}" in out.stdout and "alerts" in out.stdout
