@@ -194,7 +194,14 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     proc = subprocess.Popen([*CMD, "simulate", "--out", str(tmp_path / "big.csv"), "--handlers", "300",
                              "--steps", "5000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV, cwd=tmp_path)
-    time.sleep(2.0)  # well inside the work: the command line starts in a fraction of that
+    # well inside the work (about 30 s of CPU): wait for 2 s of the process's own CPU time, not wall time, so
+    # that a loaded machine cannot deliver the signal before the command line has started
+    ticks, deadline = os.sysconf("SC_CLK_TCK"), time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / ticks >= 2.0:  # utime + stime
+            break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
